@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
-    description="MT-Opt learning core (pure Python + torch, no ROS): tasks, Q-network, CEM, Bellman targets, impersonation, replay, checkpoints.",
+    description="MT-Opt learning core (pure Python + torch, no ROS).",
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

@@ -32,7 +32,7 @@ class TaskRegistryError(ValueError):
 
 
 class LabelConflictError(ValueError):
-    """Given labels contradict the feasibility rules (e.g. lift-carrot success, lift-any failure)."""
+    """Labels contradict the feasibility rules (e.g. lift-carrot success, lift-any failure)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,9 @@ class TaskRegistry:
         try:
             return self.names.index(name)
         except ValueError:
-            raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(self.names)}") from None
+            raise KeyError(
+                f"unknown task {name!r}; known tasks: {', '.join(self.names)}"
+            ) from None
 
     def skill_of(self, name: str) -> str:
         return self[name].skill
@@ -232,9 +234,12 @@ def _expand_rule(rule: Any, key: str, known: set[str], fail) -> Iterable[Implica
         return names
 
     if not isinstance(rule, dict) or len(rule) != 1:
-        raise fail(key, "each rule must be a mapping with exactly one of "
-                        "'generalizes' or 'mutually_exclusive'")
-    (kind, body), = rule.items()
+        raise fail(
+            key,
+            "each rule must be a mapping with exactly one of "
+            "'generalizes' or 'mutually_exclusive'",
+        )
+    ((kind, body),) = rule.items()
     if kind == "generalizes":
         if not isinstance(body, dict) or set(body) != {"general", "specific"}:
             raise fail(f"{key}.generalizes", "needs exactly the keys 'general' and 'specific'")
@@ -252,5 +257,6 @@ def _expand_rule(rule: Any, key: str, known: set[str], fail) -> Iterable[Implica
                 if a != b:
                     yield Implication(a, True, b, False)
     else:
-        raise fail(f"{key}.{kind}", "unknown rule kind; expected 'generalizes' or "
-                                    "'mutually_exclusive'")
+        raise fail(
+            f"{key}.{kind}", "unknown rule kind; expected 'generalizes' or 'mutually_exclusive'"
+        )
