@@ -14,7 +14,16 @@ setup(
     zip_safe=True,
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
-    description="mtopt-launch: runs ROS 2 YAML launch files without the launch package; demo nodes for smoke tests.",
+    description=(
+        "mtopt-launch: runs ROS 2 YAML launch files without the launch package; "
+        "demo nodes for smoke tests."
+    ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["mtopt-launch = mtopt_launch.cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "mtopt-launch = mtopt_launch.cli:main",
+            "mtopt-demo-cell = mtopt_launch.demo_cell_node:main",
+            "mtopt-demo-collector = mtopt_launch.demo_collector_node:main",
+        ]
+    },
 )

@@ -1,1 +1,1 @@
-"""mtopt-launch: runs ROS 2 YAML launch files without the launch package; demo nodes for smoke tests."""
+"""mtopt-launch: runs ROS 2 YAML launch files without the `launch` package; demo graph."""

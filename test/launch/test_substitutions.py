@@ -1,0 +1,66 @@
+"""`$(...)` substitution grammar and evaluation."""
+
+from pathlib import Path
+
+import pytest
+
+from mtopt_launch.substitutions import (
+    Substitution,
+    SubstitutionContext,
+    SubstitutionError,
+    Text,
+    parse_substitutions,
+    substitute,
+)
+
+
+def ctx(configurations=None, environ=None, file="/ws/launch/a.launch.yaml"):
+    return SubstitutionContext(dict(configurations or {}), Path(file), dict(environ or {}))
+
+
+def test_plain_text_is_one_text_part():
+    assert parse_substitutions("hello world") == [Text("hello world")]
+    assert parse_substitutions("cost $5") == [Text("cost $5")]
+
+
+def test_parse_nested_and_quoted_arguments():
+    parts = parse_substitutions("a-$(env 'MY VAR' \"x y\")-$(var $(var which))")
+    assert parts[0] == Text("a-")
+    assert parts[1] == Substitution("env", ((Text("MY VAR"),), (Text("x y"),)))
+    assert parts[2] == Text("-")
+    assert parts[3] == Substitution("var", ((Substitution("var", ((Text("which"),),)),),))
+
+
+def test_backslash_escapes_dollar():
+    assert substitute(r"\$(var x)", ctx()) == "$(var x)"
+
+
+def test_var_env_default_optenv_dirname_filename():
+    c = ctx({"x": "1", "which": "x"}, {"HOME_DIR": "/h"})
+    assert substitute("$(var x)", c) == "1"
+    assert substitute("$(var $(var which))", c) == "1"
+    assert substitute("$(env HOME_DIR)/y", c) == "/h/y"
+    assert substitute("$(env MISSING fallback)", c) == "fallback"
+    assert substitute("$(env HOME_DIR fallback)", c) == "/h"
+    assert substitute("[$(optenv MISSING)]", c) == "[]"
+    assert substitute("$(optenv MISSING d)", c) == "d"
+    assert substitute("$(dirname)/../config", c) == "/ws/launch/../config"
+    assert substitute("$(filename)", c) == "/ws/launch/a.launch.yaml"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("$(var nope)", "undefined launch configuration 'nope'"),
+        ("$(env NOT_SET_ANYWHERE)", "environment variable 'NOT_SET_ANYWHERE' is not set"),
+        ("$(find-pkg-share x)", "unsupported substitution $(find-pkg-share)"),
+        ("$(var a b)", "takes 1 argument(s), got 2"),
+        ("$(dirname x)", "takes 0 argument(s)"),
+        ("$(var x", "expected ')'"),
+        ("$( var x)", "expected a substitution name"),
+    ],
+)
+def test_errors_name_the_problem(text, message):
+    with pytest.raises(SubstitutionError) as info:
+        substitute(text, ctx({"x": "1"}))
+    assert message in str(info.value)
