@@ -8,10 +8,12 @@ field with the field's default, so `--params-file` YAMLs and launch files set th
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
+
+if TYPE_CHECKING:  # keep ConfigError importable from plain logic modules without loading rclpy
+    from rclpy.node import Node
 
 ConfigT = TypeVar("ConfigT")
 

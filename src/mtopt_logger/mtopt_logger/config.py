@@ -1,0 +1,87 @@
+"""Parameters of the logger node: one dataclass, the defaults of the ROS parameters."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mtopt_bridge.params import ConfigError
+
+_TYPE_NAME = re.compile(r"^[A-Za-z_]\w*/msg/[A-Za-z_]\w*$")
+_CAMERA_NAME = re.compile(r"^[A-Za-z_]\w*$")
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    """Logger node parameters (declared as ROS parameters with these defaults).
+
+    Topic names are relative, so they resolve in the node's namespace (one logger per cell);
+    the bag stores the fully resolved names (e.g. `/cell0/policy/step`).
+    """
+
+    # Directory of episode bags: `<id>.part/` while recording, `<id>/` when complete.
+    episode_dir: str = "episodes"
+    # Cameras recorded from `camera/<name>/image_raw` (sensor_msgs/Image), subsampled.
+    camera_names: tuple[str, ...] = ("overhead", "left_shoulder", "right_shoulder")
+    # Rate camera frames are subsampled to [Hz]; the newest frame is always kept at finish.
+    camera_rate_hz: float = 5.0
+    # Other topics, recorded completely; `topic_types[i]` is the type of `topics[i]`.
+    topics: tuple[str, ...] = (
+        "iiwa/joint_states",
+        "gripper/state",
+        "policy/step",
+        "policy/observation",
+    )
+    topic_types: tuple[str, ...] = (
+        "sensor_msgs/msg/JointState",
+        "mtopt_interfaces/msg/GripperState",
+        "mtopt_interfaces/msg/PolicyStep",
+        "sensor_msgs/msg/Image",
+    )
+    # `logger/start` refuses when less than this is free on the disk of episode_dir [GB].
+    min_free_disk_gb: float = 1.0
+    # Delete `<id>.part` directories found at startup (default: only report them, since a
+    # directory shared by several cells' loggers may hold another logger's live episode).
+    remove_stale_parts: bool = False
+    # History depth of the reliable subscriptions (non-camera topics).
+    queue_depth: int = 100
+    # Worker threads of the multi-threaded executor (recording continues during service calls).
+    executor_threads: int = 4
+
+    def validate(self) -> LoggerConfig:
+        """Return self, or raise ConfigError naming the first bad parameter."""
+        if not self.episode_dir.strip():
+            raise ConfigError("episode_dir must not be empty")
+        if not self.camera_rate_hz > 0:
+            raise ConfigError(f"camera_rate_hz must be > 0, got {self.camera_rate_hz}")
+        if not self.min_free_disk_gb >= 0:
+            raise ConfigError(f"min_free_disk_gb must be >= 0, got {self.min_free_disk_gb}")
+        if self.queue_depth < 1:
+            raise ConfigError(f"queue_depth must be >= 1, got {self.queue_depth}")
+        if self.executor_threads < 2:
+            raise ConfigError(
+                f"executor_threads must be >= 2 (services and recording run in parallel),"
+                f" got {self.executor_threads}"
+            )
+        for name in self.camera_names:
+            if not _CAMERA_NAME.match(name):
+                raise ConfigError(f"camera_names: {name!r} is not a valid camera name")
+        if len(set(self.camera_names)) != len(self.camera_names):
+            raise ConfigError(f"camera_names has duplicates: {list(self.camera_names)}")
+        if len(self.topics) != len(self.topic_types):
+            raise ConfigError(
+                f"topics ({len(self.topics)}) and topic_types ({len(self.topic_types)})"
+                " must have the same length"
+            )
+        for msgtype in self.topic_types:
+            if not _TYPE_NAME.match(msgtype):
+                raise ConfigError(f"topic_types: {msgtype!r} is not of the form pkg/msg/Name")
+        all_topics = [*self.camera_topics(), *self.topics]
+        duplicates = {t for t in all_topics if all_topics.count(t) > 1}
+        if duplicates:
+            raise ConfigError(f"topics: recorded twice: {sorted(duplicates)}")
+        return self
+
+    def camera_topics(self) -> list[str]:
+        """The (relative) image topic of each camera, in camera_names order."""
+        return [f"camera/{name}/image_raw" for name in self.camera_names]

@@ -1,0 +1,202 @@
+"""logger_node: records one rosbag2 bag (MCAP, zstd chunks) per episode.
+
+Services (relative, so namespaced per cell):
+  `logger/start`  (mtopt_interfaces/srv/StartEpisode): opens `<episode_dir>/<id>.part`.
+      Refused (ok=false) while another episode records (finish it, or finish with
+      discard=true to drop it), when the id exists, or when free disk is below
+      `min_free_disk_gb`.
+  `logger/finish` (mtopt_interfaces/srv/FinishEpisode): writes the request's EpisodeInfo as the
+      last message on `episode_info`, closes the bag and renames it to `<id>`; `discard=true`
+      deletes it. An empty `info.episode_id` is filled in; a different id is refused (the bag
+      name and its record would disagree).
+
+Recording: raw subscriptions (serialized CDR bytes stored as received), camera frames
+subsampled (see mtopt_logger.recorder). Bag timestamps are receive times on the node clock.
+Camera topics are subscribed best-effort (matches reliable and best-effort publishers, as REP
+2003 recommends for sensor data); the other topics reliable with `queue_depth`.
+
+Startup: `<id>.part` directories of a crashed run are reported (and deleted only with
+`remove_stale_parts`); readers never see them. Shutdown (SIGINT) while recording discards the
+partial episode: it has no EpisodeInfo, so no consumer could use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from functools import partial
+
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.serialization import serialize_message
+
+from mtopt_bridge.params import declare_config, describe_config
+from mtopt_interfaces.srv import FinishEpisode, StartEpisode
+from mtopt_logger.config import ConfigError, LoggerConfig
+from mtopt_logger.recorder import (
+    IMAGE_TYPE,
+    EpisodeRecorder,
+    RecorderError,
+    find_stale_parts,
+)
+
+
+def import_message_class(msgtype: str):
+    """`pkg/msg/Name` -> the rclpy message class. Raises ConfigError if it cannot be imported."""
+    package, _, name = msgtype.split("/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"topic_types: cannot import {msgtype} ({exc})") from exc
+
+
+class LoggerNode(Node):
+    """ROS face of `EpisodeRecorder`: subscriptions, the start/finish services, startup checks."""
+
+    def __init__(self, **kwargs):
+        super().__init__("logger", **kwargs)
+        self.config = declare_config(self, LoggerConfig)
+        self.get_logger().info(f"parameters: {describe_config(self.config)}")
+        self.recorder = EpisodeRecorder(
+            self.config.episode_dir, self.config.camera_rate_hz, self.config.min_free_disk_gb
+        )
+        self.info_topic = self.resolve_topic_name("episode_info")
+        self._report_stale_parts()
+
+        recording_group = ReentrantCallbackGroup()
+        camera_qos = qos_profile_sensor_data
+        reliable_qos = QoSProfile(
+            depth=self.config.queue_depth, reliability=ReliabilityPolicy.RELIABLE
+        )
+        self._recorded_topics = []
+        for topic in self.config.camera_topics():
+            self._subscribe(topic, IMAGE_TYPE, camera_qos, recording_group, camera=True)
+        for topic, msgtype in zip(self.config.topics, self.config.topic_types, strict=True):
+            self._subscribe(topic, msgtype, reliable_qos, recording_group, camera=False)
+
+        service_group = MutuallyExclusiveCallbackGroup()  # start/finish never overlap
+        self.create_service(
+            StartEpisode, "logger/start", self._on_start, callback_group=service_group
+        )
+        self.create_service(
+            FinishEpisode, "logger/finish", self._on_finish, callback_group=service_group
+        )
+        self.get_logger().info(
+            f"ready: recording {len(self._recorded_topics)} topics into"
+            f" {self.recorder.episode_dir.absolute()}"
+        )
+
+    def _subscribe(self, topic, msgtype, qos, group, camera: bool) -> None:
+        try:
+            self.recorder.check_type(msgtype)
+        except ValueError as exc:
+            raise ConfigError(f"topic_types: {exc}") from exc
+        resolved = self.resolve_topic_name(topic)  # with remappings: the name DDS uses
+        if camera:
+            callback = partial(self._on_camera, resolved)
+        else:
+            callback = partial(self._on_message, resolved, msgtype)
+        subscription = self.create_subscription(
+            import_message_class(msgtype), topic, callback, qos, callback_group=group, raw=True
+        )
+        self._recorded_topics.append(subscription)
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
+
+    def _on_camera(self, topic: str, data: bytes) -> None:
+        self.recorder.record_camera(topic, self._now_ns(), data)
+
+    def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
+        self.recorder.record(topic, msgtype, self._now_ns(), data)
+
+    def _on_start(self, request: StartEpisode.Request, response: StartEpisode.Response):
+        try:
+            path = self.recorder.start(request.episode_id)
+        except RecorderError as exc:
+            response.ok, response.message = False, str(exc)
+            self.get_logger().warning(f"start refused: {exc}")
+            return response
+        response.ok, response.bag_path = True, str(path)
+        response.message = f"recording episode {request.episode_id} into {path}"
+        self.get_logger().info(
+            f"{response.message} (cell {request.cell_id}, task {request.task!r})"
+        )
+        return response
+
+    def _on_finish(self, request: FinishEpisode.Request, response: FinishEpisode.Response):
+        running = self.recorder.episode_id
+        info = request.info
+        if running is not None and not request.discard:
+            if not info.episode_id:
+                info.episode_id = running
+            elif info.episode_id != running:
+                response.ok = False
+                response.message = (
+                    f"info.episode_id {info.episode_id!r} is not the recording episode"
+                    f" {running!r}; nothing changed"
+                )
+                self.get_logger().warning(f"finish refused: {response.message}")
+                return response
+        try:
+            finished = self.recorder.finish(
+                self.info_topic, serialize_message(info), self._now_ns(), request.discard
+            )
+        except RecorderError as exc:
+            response.ok, response.message = False, str(exc)
+            self.get_logger().warning(f"finish failed: {exc}")
+            return response
+        response.ok = True
+        if finished.path is None:
+            response.message = f"episode {finished.episode_id} discarded"
+        else:
+            response.bag_path = str(finished.path)
+            response.message = f"episode {finished.episode_id}: {finished.summary()}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _report_stale_parts(self) -> None:
+        for part in find_stale_parts(self.recorder.episode_dir):
+            if self.config.remove_stale_parts:
+                shutil.rmtree(part, ignore_errors=True)
+                self.get_logger().warning(f"removed stale partial episode {part}")
+            else:
+                self.get_logger().warning(
+                    f"stale partial episode {part} (from a crashed or killed logger; invisible"
+                    " to readers; left in place, set remove_stale_parts to delete)"
+                )
+
+    def close(self) -> None:
+        """Discard the episode being recorded, if any (called on shutdown)."""
+        dropped = self.recorder.abort()
+        if dropped is not None:
+            self.get_logger().warning(f"shutting down: discarded unfinished episode {dropped}")
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = LoggerNode()
+        executor = MultiThreadedExecutor(num_threads=node.config.executor_threads)
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError as exc:
+        print(f"logger_node: invalid parameters: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Episode recording logic of the logger node (no rclpy here: the node is thin glue).
+
+`EpisodeRecorder` owns at most one open `EpisodeBagWriter`. The node's subscriptions hand it
+serialized CDR bytes exactly as received (rclpy `raw=True`), so nothing is re-encoded.
+
+Camera frames are subsampled on a fixed time grid: a frame is kept when it is the first to
+arrive at or after the camera's next due time, and the due time then advances by one period
+(restarting from the kept frame when the source paused for longer than a period). Kept frames
+average exactly the configured rate when the camera is faster, and never exceed it. Plain "keep
+when >= 1/rate since the last kept frame" would instead round every gap up to a whole number of
+input frames (a 30 Hz camera at 5 Hz would give 4.3 Hz). The newest frame of every camera is
+buffered, and written at finish if it was not kept, so the final images are always in the bag.
+
+Timestamps in the bag are receive times on the caller's clock (the node clock: wall time, or
+/clock with use_sim_time); the message headers keep the publishers' stamps. The EpisodeInfo is
+stamped after every other message, so it is the last message of the bag.
+
+Thread safety: every method takes one lock (the bag writer is not thread-safe). `start` and
+`finish` must not run concurrently with each other (the node serves them in one mutually
+exclusive callback group); recording calls may come from any thread at any time.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtopt_core.episode_bag import PART_SUFFIX, EpisodeBagWriter, make_typestore
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+EPISODE_INFO_TYPE = "mtopt_interfaces/msg/EpisodeInfo"
+BYTES_PER_GB = 1e9
+
+
+class RecorderError(RuntimeError):
+    """A start or finish request cannot be honoured; the message says why (sent to the caller)."""
+
+
+def free_disk_gb(path: Path) -> float:
+    """Free space in GB (10^9 bytes) on the file system that holds `path` (or would hold it)."""
+    probe = Path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free / BYTES_PER_GB
+
+
+def find_stale_parts(episode_dir: Path) -> list[Path]:
+    """`<id>.part` bag directories under `episode_dir` (left by a crashed or killed logger)."""
+    root = Path(episode_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith(PART_SUFFIX))
+
+
+@dataclass
+class _CameraState:
+    next_due_ns: int | None = None
+    latest_ns: int = 0
+    latest_data: bytes | None = None
+    latest_written: bool = True
+
+
+@dataclass
+class FinishedEpisode:
+    """What `finish` produced: the final bag path (None when discarded) and message counts."""
+
+    episode_id: str
+    path: Path | None
+    message_counts: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{topic}: {n}" for topic, n in sorted(self.message_counts.items()))
+        return f"{sum(self.message_counts.values())} messages ({counts})"
+
+
+class EpisodeRecorder:
+    """Records one episode bag at a time; see the module docstring for the policies.
+
+    Args:
+        episode_dir: where bags are written (`<id>.part` while recording, `<id>` when done).
+        camera_rate_hz: rate camera frames are subsampled to (> 0).
+        min_free_disk_gb: `start` refuses when less space than this is free under episode_dir.
+    """
+
+    def __init__(self, episode_dir: Path | str, camera_rate_hz: float, min_free_disk_gb: float):
+        if camera_rate_hz <= 0:
+            raise ValueError(f"camera_rate_hz must be > 0, got {camera_rate_hz}")
+        self.episode_dir = Path(episode_dir)
+        self.camera_period_ns = round(1e9 / camera_rate_hz)
+        self.min_free_disk_gb = float(min_free_disk_gb)
+        self.typestore = make_typestore()
+        self._lock = threading.Lock()
+        self._writer: EpisodeBagWriter | None = None
+        self._cameras: dict[str, _CameraState] = {}
+        self._counts: dict[str, int] = {}
+        self._last_ns = 0
+        self._failure: str | None = None
+
+    @property
+    def episode_id(self) -> str | None:
+        """Id of the episode being recorded, or None."""
+        writer = self._writer
+        return writer.episode_id if writer is not None else None
+
+    def check_type(self, msgtype: str) -> None:
+        """Raise ValueError unless the bag typestore knows `msgtype` (`pkg/msg/Name`)."""
+        if msgtype not in self.typestore.types:
+            raise ValueError(f"message type {msgtype!r} is unknown to the bag typestore")
+
+    def start(self, episode_id: str) -> Path:
+        """Open `<episode_dir>/<episode_id>.part`; returns that path. Raises RecorderError."""
+        with self._lock:
+            if self._writer is not None:
+                raise RecorderError(
+                    f"episode {self._writer.episode_id!r} is still recording; finish it first"
+                    " (finish with discard=true drops it)"
+                )
+            free = free_disk_gb(self.episode_dir)
+            if free < self.min_free_disk_gb:
+                raise RecorderError(
+                    f"free disk {free:.2f} GB under {self.episode_dir} is below"
+                    f" min_free_disk_gb {self.min_free_disk_gb:.2f} GB; not recording"
+                )
+            try:
+                writer = EpisodeBagWriter(self.episode_dir, episode_id, typestore=self.typestore)
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise RecorderError(f"cannot start episode {episode_id!r}: {exc}") from exc
+            self._writer = writer
+            self._cameras = {}
+            self._counts = {}
+            self._last_ns = 0
+            self._failure = None
+            return writer.part_path
+
+    def record(self, topic: str, msgtype: str, timestamp_ns: int, data: bytes) -> bool:
+        """Store one serialized message if an episode is recording; returns whether it was."""
+        with self._lock:
+            if self._writer is None or self._failure is not None:
+                return False
+            self._write(topic, msgtype, timestamp_ns, data)
+            return self._failure is None
+
+    def record_camera(self, topic: str, timestamp_ns: int, data: bytes) -> bool:
+        """Offer one camera frame (sensor_msgs/Image); returns whether it was written now."""
+        with self._lock:
+            if self._writer is None or self._failure is not None:
+                return False
+            camera = self._cameras.setdefault(topic, _CameraState())
+            camera.latest_ns, camera.latest_data = timestamp_ns, data
+            due = camera.next_due_ns
+            if due is not None and timestamp_ns < due:
+                camera.latest_written = False
+                return False
+            if due is None or timestamp_ns - due >= self.camera_period_ns:
+                camera.next_due_ns = timestamp_ns + self.camera_period_ns  # (re)start the grid
+            else:
+                camera.next_due_ns = due + self.camera_period_ns
+            camera.latest_written = True
+            self._write(topic, IMAGE_TYPE, timestamp_ns, data)
+            return self._failure is None
+
+    def finish(
+        self, info_topic: str, info_data: bytes, timestamp_ns: int, discard: bool = False
+    ) -> FinishedEpisode:
+        """Write the newest unwritten camera frames and the EpisodeInfo, close, rename.
+
+        With `discard` the partial bag is deleted instead. Raises RecorderError when no episode
+        is recording or when recording failed (the partial bag is then deleted).
+        """
+        with self._lock:
+            writer = self._writer
+            if writer is None:
+                raise RecorderError("no episode is recording")
+            if not discard and self._failure is None:
+                for topic, camera in self._cameras.items():
+                    if not camera.latest_written and camera.latest_data is not None:
+                        self._write(topic, IMAGE_TYPE, camera.latest_ns, camera.latest_data)
+                        camera.latest_written = True
+                info_ns = max(int(timestamp_ns), self._last_ns + 1)
+                self._write(info_topic, EPISODE_INFO_TYPE, info_ns, info_data)
+            # Detach under the lock: recording callbacks from now on see no episode.
+            self._writer, self._cameras = None, {}
+            failure, counts = self._failure, dict(self._counts)
+        if discard or failure is not None:
+            writer.discard()
+            if failure is not None:
+                raise RecorderError(
+                    f"recording episode {writer.episode_id!r} failed ({failure}); bag discarded"
+                )
+            return FinishedEpisode(writer.episode_id, None, counts)
+        try:
+            path = writer.finish()
+        except Exception as exc:
+            writer.discard()
+            raise RecorderError(
+                f"closing episode {writer.episode_id!r} failed ({type(exc).__name__}: {exc});"
+                " bag discarded"
+            ) from exc
+        return FinishedEpisode(writer.episode_id, path, counts)
+
+    def abort(self) -> str | None:
+        """Drop the episode being recorded, if any (node shutdown); returns its id."""
+        with self._lock:
+            writer, self._writer, self._cameras = self._writer, None, {}
+        if writer is None:
+            return None
+        writer.discard()
+        return writer.episode_id
+
+    def _write(self, topic: str, msgtype: str, timestamp_ns: int, data: bytes) -> None:
+        # Called with the lock held. A failed write (disk full, ...) ends recording for the
+        # episode; finish reports it and deletes the partial bag.
+        try:
+            self._writer.write_serialized(topic, msgtype, timestamp_ns, data)
+        except Exception as exc:
+            self._failure = f"writing {topic}: {type(exc).__name__}: {exc}"
+            return
+        self._counts[topic] = self._counts.get(topic, 0) + 1
+        self._last_ns = max(self._last_ns, int(timestamp_ns))

@@ -1,0 +1,337 @@
+"""logger_node as its own process, driven over DDS from this test process.
+
+Synthetic cell traffic (3 cameras at 30 Hz, joint states, gripper states, policy steps and
+observations) is published in the logger's namespace; the tests check the bags it writes with
+the project reader (rosbags) and independently with the `mcap` library.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import Image, JointState
+
+from mtopt_bridge.image import numpy_to_image
+from mtopt_core.episode_bag import list_episode_bags, read_bag_messages
+from mtopt_interfaces.msg import EpisodeInfo, GripperState, PolicyStep
+from mtopt_interfaces.srv import FinishEpisode, StartEpisode
+
+pytestmark = pytest.mark.ros
+
+ROOT = Path(__file__).resolve().parents[3]
+LOGGER = Path(sys.executable).parent / "logger_node"  # the installed console script
+NAMESPACE = "/cell7"
+CAMERAS = ("overhead", "left_shoulder", "right_shoulder")
+PUBLISH_HZ = 30.0
+CAMERA_RATE_HZ = 5.0
+
+
+@pytest.fixture
+def ros_node():
+    """A test node in its own rclpy context, with an executor for service calls."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("logger_test_driver", namespace=NAMESPACE, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        yield node, executor
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+class LoggerProcess:
+    """logger_node in a subprocess; output goes to a file so it can be shown on failure."""
+
+    def __init__(self, log_path: Path, *params: str):
+        self.log_path = log_path
+        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        args = ["--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file"]
+        args += [str(ROOT / "config" / "logger.yaml")]
+        for param in params:
+            args += ["-p", param]
+        self.process = subprocess.Popen(
+            [str(LOGGER), *args], stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self, sig=signal.SIGINT) -> int:
+        """Send `sig` and wait; SIGKILL after 10 s. Returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def start_logger(tmp_path):
+    started: list[LoggerProcess] = []
+
+    def start(*params: str) -> LoggerProcess:
+        logger = LoggerProcess(tmp_path / f"logger{len(started)}.log", *params)
+        started.append(logger)
+        return logger
+
+    try:
+        yield start
+    finally:
+        for logger in started:
+            logger.stop(signal.SIGKILL)
+
+
+class CellTraffic:
+    """Publishers for everything the logger records, plus the logger's service clients."""
+
+    def __init__(self, node, executor):
+        self.node, self.executor = node, executor
+        self.cameras = {
+            name: node.create_publisher(Image, f"camera/{name}/image_raw", 10) for name in CAMERAS
+        }
+        self.joints = node.create_publisher(JointState, "iiwa/joint_states", 10)
+        self.gripper = node.create_publisher(GripperState, "gripper/state", 10)
+        self.steps = node.create_publisher(PolicyStep, "policy/step", 10)
+        self.observations = node.create_publisher(Image, "policy/observation", 10)
+        self.start_client = node.create_client(StartEpisode, "logger/start")
+        self.finish_client = node.create_client(FinishEpisode, "logger/finish")
+        self.frame = 0  # camera frame counter, also written into the pixels and header stamp
+        self.sent = {"joints": 0, "gripper": 0, "steps": 0, "observations": 0}
+
+    def wait_for_logger(self, logger: LoggerProcess, timeout=20.0) -> None:
+        deadline = time.monotonic() + timeout
+        publishers = [*self.cameras.values(), self.joints, self.gripper, self.steps]
+        publishers.append(self.observations)
+        for client in (self.start_client, self.finish_client):
+            assert client.wait_for_service(timeout_sec=timeout), logger.log()
+        while any(p.get_subscription_count() < 1 for p in publishers):
+            assert time.monotonic() < deadline, f"logger never subscribed\n{logger.log()}"
+            assert logger.process.poll() is None, logger.log()
+            time.sleep(0.05)
+
+    def call(self, client, request):
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=15.0)
+        assert future.done(), f"no answer from {client.srv_name}"
+        return future.result()
+
+    def start(self, episode_id: str) -> StartEpisode.Response:
+        return self.call(
+            self.start_client, StartEpisode.Request(episode_id=episode_id, cell_id=7, task="t")
+        )
+
+    def finish(self, info: EpisodeInfo, discard=False) -> FinishEpisode.Response:
+        return self.call(self.finish_client, FinishEpisode.Request(info=info, discard=discard))
+
+    def publish_for(self, seconds: float) -> None:
+        """Cameras and joint states at 30 Hz, gripper at 10 Hz, steps + observations at 5 Hz."""
+        ticks = round(seconds * PUBLISH_HZ)
+        t0 = time.monotonic()
+        for tick in range(ticks):
+            time.sleep(max(0.0, t0 + tick / PUBLISH_HZ - time.monotonic()))
+            self.frame += 1
+            for index, publisher in enumerate(self.cameras.values()):
+                pixels = np.full((64, 64, 3), self.frame % 256, np.uint8)
+                pixels[0, 0] = index
+                image = numpy_to_image(pixels)
+                image.header.stamp.sec = self.frame  # frame number, checked in the bag
+                publisher.publish(image)
+            self.joints.publish(JointState(name=["a1"], position=[self.frame * 0.01]))
+            self.sent["joints"] += 1
+            if tick % 3 == 0:
+                self.gripper.publish(GripperState(position=0.04, height=0.1))
+                self.sent["gripper"] += 1
+            if tick % 6 == 0:
+                self.steps.publish(PolicyStep(step=self.sent["steps"], task="t"))
+                self.observations.publish(numpy_to_image(np.zeros((64, 64, 3), np.uint8)))
+                self.sent["steps"] += 1
+                self.sent["observations"] += 1
+
+
+def _episode_info(episode_id: str) -> EpisodeInfo:
+    info = EpisodeInfo(
+        episode_id=episode_id,
+        cell_id=7,
+        task="lift-carrot",
+        policy_kind="scripted_pick",
+        weights_version=-1,
+        epsilon=0.25,
+        steps=8,
+        terminated=True,
+        task_names=["lift-any", "lift-carrot"],
+        sd_probabilities=[0.875, 0.5],
+        sd_model_version="sd-test",
+        has_oracle=True,
+        oracle_success=[True, False],
+    )
+    info.header.stamp.sec = 1234
+    info.start_time.sec = 1200
+    return info
+
+
+def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
+    episodes = tmp_path / "episodes"
+    logger = start_logger(f"episode_dir:={episodes}", f"camera_rate_hz:={CAMERA_RATE_HZ}")
+    traffic = CellTraffic(*ros_node)
+    traffic.wait_for_logger(logger)
+
+    refused = traffic.finish(_episode_info("nothing"))
+    assert not refused.ok and "no episode is recording" in refused.message
+
+    traffic.publish_for(0.3)  # before start: must not be recorded
+    frames_before_start = traffic.frame
+    time.sleep(0.5)  # let them be handled (recording is by receive time)
+    started = traffic.start("ep-a")
+    assert started.ok, started.message
+    assert started.bag_path == str(episodes / "ep-a.part") and Path(started.bag_path).is_dir()
+    again = traffic.start("ep-b")  # safe behaviour: refuse, keep recording ep-a
+    assert not again.ok and "'ep-a' is still recording" in again.message
+
+    traffic.sent = dict.fromkeys(traffic.sent, 0)
+    traffic.publish_for(1.5)
+    time.sleep(0.5)  # let the last samples arrive before finishing
+    info = _episode_info("ep-a")
+    finished = traffic.finish(info)
+    assert finished.ok, finished.message + logger.log()
+    bag = episodes / "ep-a"
+    assert finished.bag_path == str(bag)
+    assert sorted(p.name for p in episodes.iterdir()) == ["ep-a"]  # no .part left
+    assert list_episode_bags(episodes) == [bag]
+    # Stopped (SIGINT) in the middle of the next episode: that partial episode is discarded.
+    assert traffic.start("ep-z").ok and (episodes / "ep-z.part").is_dir()
+    assert logger.stop() == 0, logger.log()
+    assert "discarded unfinished episode ep-z" in logger.log()
+    assert sorted(p.name for p in episodes.iterdir()) == ["ep-a"]
+
+    # --- read with the project reader (rosbags) ---
+    messages = list(read_bag_messages(bag))
+    by_topic: dict[str, list] = {}
+    for m in messages:
+        by_topic.setdefault(m.topic, []).append(m)
+    camera_topics = [f"{NAMESPACE}/camera/{name}/image_raw" for name in CAMERAS]
+    expected_topics = {
+        *camera_topics,
+        f"{NAMESPACE}/iiwa/joint_states",
+        f"{NAMESPACE}/gripper/state",
+        f"{NAMESPACE}/policy/step",
+        f"{NAMESPACE}/policy/observation",
+        f"{NAMESPACE}/episode_info",
+    }
+    assert set(by_topic) == expected_topics
+    assert messages[-1].topic == f"{NAMESPACE}/episode_info"
+    assert len(by_topic[f"{NAMESPACE}/episode_info"]) == 1
+    # Non-camera topics are recorded completely (reliable QoS, no subsampling).
+    assert len(by_topic[f"{NAMESPACE}/iiwa/joint_states"]) == traffic.sent["joints"]
+    assert len(by_topic[f"{NAMESPACE}/gripper/state"]) == traffic.sent["gripper"]
+    steps = by_topic[f"{NAMESPACE}/policy/step"]
+    assert [m.message.step for m in steps] == list(range(traffic.sent["steps"]))
+    assert len(by_topic[f"{NAMESPACE}/policy/observation"]) == traffic.sent["observations"]
+
+    for index, topic in enumerate(camera_topics):
+        frames = by_topic[topic]
+        numbers = [m.message.header.stamp.sec for m in frames]
+        assert min(numbers) > frames_before_start  # nothing from before start
+        assert numbers[-1] == traffic.frame, f"{topic}: final frame missing: {numbers}"
+        pixels = np.asarray(frames[-1].message.data).reshape(64, 64, 3)
+        assert pixels[0, 0, 0] == index and pixels[1, 1, 0] == traffic.frame % 256
+        # Subsampled to about CAMERA_RATE_HZ: 1.5 s at 5 Hz = 7-8 kept frames + the final one.
+        assert 7 <= len(frames) <= 10, numbers
+        kept_times = np.array([m.timestamp_ns for m in frames[:-1]]) / 1e9
+        mean_gap = float(np.mean(np.diff(kept_times)))
+        assert abs(mean_gap - 1 / CAMERA_RATE_HZ) < 0.15 / CAMERA_RATE_HZ, (topic, mean_gap)
+
+    stored = by_topic[f"{NAMESPACE}/episode_info"][0].message
+    assert (stored.episode_id, stored.task, stored.steps) == ("ep-a", "lift-carrot", 8)
+
+    # --- independently with the mcap library ---
+    (mcap_file,) = bag.glob("*.mcap")
+    with mcap_file.open("rb") as handle:
+        reader = make_reader(handle, decoder_factories=[DecoderFactory()])
+        assert {c.compression for c in reader.get_summary().chunk_indexes} == {"zstd"}
+        decoded = list(reader.iter_decoded_messages())
+    assert {channel.topic for _, channel, _, _ in decoded} == expected_topics
+    (info_record,) = [(m, d) for _, c, m, d in decoded if c.topic.endswith("/episode_info")]
+    assert info_record[1].task_names == ["lift-any", "lift-carrot"]
+    # The stored bytes are exactly the EpisodeInfo that was sent.
+    assert deserialize_message(info_record[0].data, EpisodeInfo) == info
+
+
+def test_kill_mid_episode_leaves_only_complete_bags(ros_node, start_logger, tmp_path):
+    episodes = tmp_path / "episodes"
+    logger = start_logger(f"episode_dir:={episodes}")
+    traffic = CellTraffic(*ros_node)
+    traffic.wait_for_logger(logger)
+    assert traffic.start("ep1").ok
+    traffic.publish_for(0.5)
+    first = traffic.finish(_episode_info("ep1"))
+    assert first.ok, first.message
+    assert traffic.start("ep2").ok
+    traffic.publish_for(0.5)
+    logger.stop(signal.SIGKILL)
+
+    assert (episodes / "ep2.part").is_dir()  # the interrupted episode, invisible to readers
+    complete = [p for p in episodes.iterdir() if not p.name.endswith(".part")]
+    assert complete == [episodes / "ep1"] and list_episode_bags(episodes) == complete
+    for bag in complete:
+        messages = list(read_bag_messages(bag))
+        assert messages[-1].topic == f"{NAMESPACE}/episode_info"
+        assert messages[-1].message.episode_id == bag.name
+
+    # A restarted logger reports the stale partial bag and leaves it in place. (Its log, not
+    # DDS discovery, tells when it is up: the killed logger's endpoints stay in the graph until
+    # their lease expires.)
+    restarted = start_logger(f"episode_dir:={episodes}")
+    deadline = time.monotonic() + 20
+    while "ready: recording" not in restarted.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert restarted.stop() == 0
+    assert re.search(r"stale partial episode .*ep2\.part", restarted.log()), restarted.log()
+    assert sorted(p.name for p in episodes.iterdir()) == ["ep1", "ep2.part"]
+
+
+def test_refuses_to_start_below_the_free_disk_threshold(ros_node, start_logger, tmp_path):
+    episodes = tmp_path / "episodes"
+    logger = start_logger(f"episode_dir:={episodes}", "min_free_disk_gb:=1000000000.0")
+    traffic = CellTraffic(*ros_node)
+    traffic.wait_for_logger(logger)
+    refused = traffic.start("ep1")
+    assert not refused.ok and refused.bag_path == ""
+    pattern = r"free disk (\d+\.\d+) GB .* below min_free_disk_gb (\d+\.\d+) GB"
+    match = re.search(pattern, refused.message)
+    assert match, refused.message
+    free_now = shutil.disk_usage(tmp_path).free / 1e9
+    assert abs(float(match.group(1)) - free_now) < 1.0
+    assert float(match.group(2)) == 1e9
+    assert not episodes.exists() or list(episodes.iterdir()) == []
+
+
+def test_bad_parameter_stops_the_node_naming_it(tmp_path):
+    log = tmp_path / "bad.log"
+    with open(log, "w") as out:
+        code = subprocess.run(
+            [str(LOGGER), "--ros-args", "-p", "camera_rate_hz:=-2.0"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=30,
+            env=os.environ,
+        ).returncode
+    assert code == 2 and "camera_rate_hz must be > 0" in log.read_text()
