@@ -1,0 +1,1 @@
+"""KUKA iiwa arm controller: Cartesian moves (IK with pinocchio) and gripper commands."""

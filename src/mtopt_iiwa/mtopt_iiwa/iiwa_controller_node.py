@@ -1,0 +1,460 @@
+"""`iiwa_controller` node: Cartesian moves and gripper commands for one iiwa cell.
+
+Serves
+  `iiwa/move_ee` (mtopt_interfaces/action/MoveEndEffector): delta or absolute grasp-point pose
+      -> workspace clamp -> IK along a straight line -> `iiwa/joint_trajectory`
+      (trajectory_msgs/JointTrajectory, the joint_trajectory_controller topic) -> watches
+      `iiwa/joint_states` until REACHED / CLAMPED / BLOCKED / TIMEOUT / FAULT.
+  `iiwa/go_home` (std_srvs/Trigger): joint-space move to the `home_q` posture (clear of the
+      tilting bin), e.g. before a bin reset; answers when the move ended.
+  `gripper/gripper_cmd` (mtopt_interfaces/action/GripperCommand, as ros2_control's
+      GripperActionController) -> `gripper/command` -> watches `gripper/state` until the fingers
+      reach the target or stall on an object.
+
+A new goal preempts the running one of the same action (its result: FAULT "preempted"). On
+cancel, BLOCKED, TIMEOUT and stale joint states the arm is told to hold where it is. Timeouts
+use the wall clock, so a stalled simulator cannot hang a goal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Pose
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from mtopt_bridge.params import declare_config, describe_config
+from mtopt_iiwa.config import ConfigError, IiwaControllerConfig
+from mtopt_iiwa.kinematics import IiwaKinematics, WorkspaceBox, rotation_to_quaternion
+from mtopt_iiwa.motion import (
+    GripperMonitor,
+    GripperOutcome,
+    MotionPlan,
+    MoveMonitor,
+    Outcome,
+    plan_joint_move,
+    plan_move,
+)
+from mtopt_interfaces.action import GripperCommand as GripperCommandAction
+from mtopt_interfaces.action import MoveEndEffector
+from mtopt_interfaces.msg import GripperCommand, GripperState
+
+# State topics are read best-effort: that matches both reliable and best-effort publishers.
+_STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def _duration_msg(seconds: float) -> Duration:
+    sec = int(seconds)
+    return Duration(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
+
+
+def _pose_msg(position, rotation) -> Pose:
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in position)
+    q = rotation_to_quaternion(rotation)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = q
+    return pose
+
+
+class _Latest:
+    """Latest sample of a state topic with its arrival time, and a condition to wait on."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.value = None
+        self.stamp = None  # time.monotonic() at arrival
+        self.seq = 0
+
+    def put(self, value) -> None:
+        with self.cond:
+            self.value, self.stamp = value, time.monotonic()
+            self.seq += 1
+            self.cond.notify_all()
+
+    def get(self):
+        with self.cond:
+            return self.value, self.stamp, self.seq
+
+    def wait_newer(self, seq: int, timeout: float):
+        """Wait up to `timeout` for a sample newer than `seq`; return (value, stamp, seq)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.seq > seq, timeout=timeout)
+            return self.value, self.stamp, self.seq
+
+
+class _Preemption:
+    """One running goal per action: a new goal sets the previous goal's event."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active: threading.Event | None = None
+        self.run_lock = threading.Lock()
+
+    def begin(self) -> threading.Event:
+        with self._lock:
+            if self._active is not None:
+                self._active.set()
+            self._active = threading.Event()
+            return self._active
+
+
+class IiwaControllerNode(Node):
+    """ROS glue around `IiwaKinematics`, `plan_move`, `MoveMonitor` and `GripperMonitor`."""
+
+    def __init__(self, **kwargs):
+        super().__init__("iiwa_controller", **kwargs)
+        self.config = declare_config(self, IiwaControllerConfig)
+        cfg = self.config
+        self.kin = IiwaKinematics(
+            tool_offset=cfg.tool_offset,
+            workspace=WorkspaceBox(cfg.workspace_low, cfg.workspace_high),
+            limit_margin=cfg.joint_limit_margin,
+        )
+        self.get_logger().info(f"parameters: {describe_config(cfg)}")
+        self._joints = _Latest()
+        self._gripper = _Latest()
+        self._move_preemption = _Preemption()
+        self._gripper_preemption = _Preemption()
+        self._warned_names = False
+
+        state_group = MutuallyExclusiveCallbackGroup()
+        action_group = ReentrantCallbackGroup()
+        self.create_subscription(
+            JointState,
+            "iiwa/joint_states",
+            self._on_joint_state,
+            _STATE_QOS,
+            callback_group=state_group,
+        )
+        self.create_subscription(
+            GripperState,
+            "gripper/state",
+            self._on_gripper_state,
+            _STATE_QOS,
+            callback_group=state_group,
+        )
+        self._trajectory_pub = self.create_publisher(JointTrajectory, "iiwa/joint_trajectory", 10)
+        self._gripper_pub = self.create_publisher(GripperCommand, "gripper/command", 10)
+        self._move_server = ActionServer(
+            self,
+            MoveEndEffector,
+            "iiwa/move_ee",
+            execute_callback=self._execute_move,
+            goal_callback=self._check_move_goal,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=action_group,
+        )
+        self.create_service(Trigger, "iiwa/go_home", self._go_home, callback_group=action_group)
+        self._gripper_server = ActionServer(
+            self,
+            GripperCommandAction,
+            "gripper/gripper_cmd",
+            execute_callback=self._execute_gripper,
+            goal_callback=self._check_gripper_goal,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=action_group,
+        )
+
+    # -- state topics --------------------------------------------------------------------------
+    def _on_joint_state(self, msg: JointState) -> None:
+        index = {name: i for i, name in enumerate(msg.name)}
+        try:
+            q = np.array([msg.position[index[n]] for n in self.config.joint_names])
+        except (KeyError, IndexError):
+            if not self._warned_names:
+                self._warned_names = True
+                self.get_logger().warning(
+                    f"iiwa/joint_states lacks some of {list(self.config.joint_names)} "
+                    f"(got {list(msg.name)}); ignoring such messages"
+                )
+            return
+        if np.all(np.isfinite(q)):
+            self._joints.put(q)
+
+    def _on_gripper_state(self, msg: GripperState) -> None:
+        self._gripper.put(msg)
+
+    def _fresh_joints(self) -> np.ndarray | None:
+        """Current joint positions if a state arrived within joint_state_timeout (waits)."""
+        timeout = self.config.joint_state_timeout
+        q, stamp, seq = self._joints.get()
+        if q is not None and time.monotonic() - stamp <= timeout:
+            return q
+        q, stamp, _ = self._joints.wait_newer(seq, timeout)
+        if q is None or time.monotonic() - stamp > timeout:
+            return None
+        return q
+
+    # -- commands ------------------------------------------------------------------------------
+    def _publish_plan(self, plan: MotionPlan) -> None:
+        msg = JointTrajectory()
+        msg.joint_names = list(self.config.joint_names)
+        # A zero header stamp means "start now" to joint_trajectory_controller.
+        for t, q, v in zip(plan.times[1:], plan.positions[1:], plan.velocities[1:], strict=True):
+            msg.points.append(
+                JointTrajectoryPoint(
+                    positions=[float(x) for x in q],
+                    velocities=[float(x) for x in v],
+                    time_from_start=_duration_msg(float(t)),
+                )
+            )
+        self._trajectory_pub.publish(msg)
+
+    def _publish_hold(self, q) -> None:
+        """Replace the running trajectory with 'stay at q' (stops a blocked or canceled arm)."""
+        msg = JointTrajectory()
+        msg.joint_names = list(self.config.joint_names)
+        msg.points.append(
+            JointTrajectoryPoint(
+                positions=[float(x) for x in q],
+                velocities=[0.0] * 7,
+                time_from_start=_duration_msg(0.05),
+            )
+        )
+        self._trajectory_pub.publish(msg)
+
+    # -- iiwa/move_ee --------------------------------------------------------------------------
+    def _check_move_goal(self, goal) -> GoalResponse:
+        t = goal.translation
+        values = (t.x, t.y, t.z, goal.yaw, goal.duration, goal.timeout)
+        if goal.mode not in (MoveEndEffector.Goal.MODE_DELTA, MoveEndEffector.Goal.MODE_ABSOLUTE):
+            self.get_logger().warning(f"move_ee: rejecting unknown mode {goal.mode}")
+            return GoalResponse.REJECT
+        if not all(np.isfinite(values)):
+            self.get_logger().warning(f"move_ee: rejecting non-finite goal {values}")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _move_result(self, outcome: Outcome, q, target, message: str):
+        result = MoveEndEffector.Result()
+        result.outcome = int(outcome)
+        result.message = message
+        if q is not None:
+            pose = self.kin.fk(q)
+            result.achieved_pose = _pose_msg(pose.position, pose.rotation)
+            if target is not None:
+                result.position_error = float(np.linalg.norm(pose.position - target))
+        return result
+
+    def _execute_move(self, goal_handle):
+        preempted = self._move_preemption.begin()
+        with self._move_preemption.run_lock:
+            if preempted.is_set():
+                goal_handle.abort()
+                return self._move_result(Outcome.FAULT, None, None, "preempted by a newer goal")
+            return self._run_move(goal_handle, preempted)
+
+    def _run_move(self, goal_handle, preempted: threading.Event):
+        cfg, req = self.config, goal_handle.request
+        q = self._fresh_joints()
+        if q is None:
+            goal_handle.abort()
+            msg = f"no joint states on iiwa/joint_states for {cfg.joint_state_timeout} s"
+            self.get_logger().error(f"move_ee: {msg}")
+            return self._move_result(Outcome.FAULT, None, None, msg)
+        translation = (req.translation.x, req.translation.y, req.translation.z)
+        try:
+            plan = plan_move(self.kin, cfg, q, req.mode, translation, req.yaw, req.duration)
+        except ValueError as exc:
+            goal_handle.abort()
+            return self._move_result(Outcome.FAULT, q, None, f"bad goal: {exc}")
+
+        def feedback(status) -> None:
+            msg = MoveEndEffector.Feedback()
+            msg.current_pose = _pose_msg(status.position, status.rotation)
+            msg.progress = float(status.progress)
+            goal_handle.publish_feedback(msg)
+
+        outcome, q_now, message = self._follow(
+            "move_ee",
+            plan,
+            req.timeout if req.timeout > 0 else plan.duration + cfg.timeout_margin,
+            preempted,
+            lambda: goal_handle.is_cancel_requested,
+            feedback,
+        )
+        if outcome in (Outcome.REACHED, Outcome.CLAMPED):
+            goal_handle.succeed()
+        elif goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return self._move_result(outcome, q_now, plan.target_position, message)
+
+    def _follow(self, name, plan: MotionPlan, timeout, preempted, cancel_requested, feedback):
+        """Publish a plan and watch the joint states until it ends: (outcome, q, message)."""
+        cfg = self.config
+        start = time.monotonic()
+        self._publish_plan(plan)
+        monitor = MoveMonitor(self.kin, cfg, plan, start, timeout)
+        feedback_period = 1.0 / cfg.feedback_rate
+        next_feedback = start
+        q_now, _, seq = self._joints.get()
+        while self.context.ok():
+            if cancel_requested():
+                q_now = self._joints.get()[0]
+                self._publish_hold(q_now)
+                return Outcome.FAULT, q_now, "canceled by the client"
+            if preempted.is_set():
+                return Outcome.FAULT, self._joints.get()[0], "preempted by a newer goal"
+            q_now, stamp, new_seq = self._joints.wait_newer(seq, feedback_period)
+            now = time.monotonic()
+            if now - stamp > cfg.joint_state_timeout:
+                self._publish_hold(q_now)
+                msg = f"joint states stale for {now - stamp:.2f} s during the move"
+                self.get_logger().error(f"{name}: {msg}")
+                return Outcome.FAULT, q_now, msg
+            if new_seq == seq and now - start <= timeout:
+                continue
+            seq = new_seq
+            status = monitor.update(now, q_now)
+            if status.done:
+                break
+            if feedback is not None and now >= next_feedback:
+                next_feedback = now + feedback_period
+                feedback(status)
+        else:
+            return Outcome.FAULT, q_now, "node shutting down"
+        if status.outcome not in (Outcome.REACHED, Outcome.CLAMPED):
+            self._publish_hold(q_now)
+        self.get_logger().info(
+            f"{name}: {status.outcome.name} error {status.position_error * 1000:.2f} mm "
+            f"in {time.monotonic() - start:.2f} s ({status.message})"
+        )
+        return status.outcome, q_now, status.message
+
+    # -- iiwa/go_home --------------------------------------------------------------------------
+    def _go_home(self, _request, response: Trigger.Response) -> Trigger.Response:
+        """Joint-space move to `home_q` (preempts a running move; moves preempt it)."""
+        preempted = self._move_preemption.begin()
+        with self._move_preemption.run_lock:
+            q = None if preempted.is_set() else self._fresh_joints()
+            if q is None:
+                response.success = False
+                response.message = (
+                    "FAULT: preempted by a newer goal"
+                    if preempted.is_set()
+                    else f"FAULT: no joint states for {self.config.joint_state_timeout} s"
+                )
+                return response
+            plan = plan_joint_move(self.kin, self.config, q, self.config.home_q)
+            outcome, _, message = self._follow(
+                "go_home",
+                plan,
+                plan.duration + self.config.timeout_margin,
+                preempted,
+                lambda: False,
+                None,
+            )
+        response.success = outcome in (Outcome.REACHED, Outcome.CLAMPED)
+        response.message = f"{outcome.name}: {message}"
+        return response
+
+    # -- gripper/gripper_cmd -------------------------------------------------------------------
+    def _check_gripper_goal(self, goal) -> GoalResponse:
+        values = (goal.command.position, goal.command.max_effort)
+        if not all(np.isfinite(values)):
+            self.get_logger().warning(f"gripper_cmd: rejecting non-finite goal {values}")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    @staticmethod
+    def _gripper_result(position, effort, reached: bool, stalled: bool):
+        result = GripperCommandAction.Result()
+        result.position, result.effort = float(position), float(effort)
+        result.reached_goal, result.stalled = reached, stalled
+        return result
+
+    def _execute_gripper(self, goal_handle):
+        preempted = self._gripper_preemption.begin()
+        with self._gripper_preemption.run_lock:
+            if preempted.is_set():
+                goal_handle.abort()
+                return self._gripper_result(0.0, 0.0, False, False)
+            return self._run_gripper(goal_handle, preempted)
+
+    def _run_gripper(self, goal_handle, preempted: threading.Event):
+        cfg = self.config
+        target = float(np.clip(goal_handle.request.command.position, 0.0, cfg.gripper_max_opening))
+        _, _, seq = self._gripper.get()
+        command = GripperCommand(
+            position=target, max_effort=goal_handle.request.command.max_effort
+        )
+        start = time.monotonic()
+        self._gripper_pub.publish(command)
+        monitor = GripperMonitor(cfg, target, start, cfg.gripper_timeout)
+        state, position, effort = None, float("nan"), 0.0
+        while self.context.ok():
+            if goal_handle.is_cancel_requested or preempted.is_set():
+                if state is not None and goal_handle.is_cancel_requested:
+                    # Stop the fingers where they are.
+                    self._gripper_pub.publish(
+                        GripperCommand(position=state.position, max_effort=command.max_effort)
+                    )
+                    goal_handle.canceled()
+                else:
+                    goal_handle.abort()
+                return self._gripper_result(position, effort, False, False)
+            state, _, new_seq = self._gripper.wait_newer(seq, 0.05)
+            now = time.monotonic()
+            if new_seq == seq:
+                if now - start > cfg.gripper_timeout:
+                    goal_handle.abort()
+                    self.get_logger().error("gripper_cmd: no gripper/state during the command")
+                    return self._gripper_result(position, effort, False, False)
+                continue
+            seq = new_seq
+            position, effort = state.position, state.effort
+            status = monitor.update(now, position, effort, state.object_detected)
+            feedback = GripperCommandAction.Feedback()
+            feedback.position, feedback.effort = float(position), float(effort)
+            goal_handle.publish_feedback(feedback)
+            if status.done:
+                break
+        else:
+            goal_handle.abort()
+            return self._gripper_result(position, effort, False, False)
+        reached = status.outcome is GripperOutcome.REACHED
+        stalled = status.outcome is GripperOutcome.STALLED
+        if reached or stalled:
+            goal_handle.succeed()
+        else:
+            goal_handle.abort()
+        self.get_logger().info(f"gripper_cmd: {status.outcome.value} ({status.message})")
+        return self._gripper_result(position, effort, reached, stalled)
+
+
+def main(args=None) -> None:
+    """Run the controller node until interrupted."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = IiwaControllerNode()
+        # Move, go_home and gripper goals block a thread each while they run.
+        executor = MultiThreadedExecutor(num_threads=6)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ConfigError as exc:
+        print(f"iiwa_controller: bad parameter: {exc}", flush=True)
+        raise SystemExit(2) from exc
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

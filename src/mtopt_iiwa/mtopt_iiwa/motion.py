@@ -1,0 +1,335 @@
+"""Cartesian move planning and execution monitoring for the iiwa controller (no ROS here).
+
+`plan_move` turns a MoveEndEffector request into a joint trajectory: the target is clamped to
+the workspace box, the straight Cartesian line (and the yaw change) from the current pose is
+sampled with a smooth time profile, and each sample is solved with IK seeded by the previous
+one, so the gripper moves along a line (what a top-down grasp needs), not along a joint-space
+arc. `MoveMonitor` watches measured joint positions and decides REACHED / CLAMPED / BLOCKED /
+TIMEOUT / FAULT; `GripperMonitor` does the same for a finger command.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mtopt_iiwa.config import IiwaControllerConfig
+from mtopt_iiwa.kinematics import IiwaKinematics, wrap_angle
+
+MODE_DELTA = 0
+MODE_ABSOLUTE = 1
+
+
+class Outcome(enum.IntEnum):
+    """Values of MoveEndEffector.Result.outcome."""
+
+    REACHED = 0
+    CLAMPED = 1
+    BLOCKED = 2
+    TIMEOUT = 3
+    FAULT = 4
+
+
+@dataclass(frozen=True)
+class MotionPlan:
+    """A joint trajectory for one Cartesian move."""
+
+    times: np.ndarray  # (n,) time from start of each waypoint [s], increasing, last = duration
+    positions: np.ndarray  # (n, 7) joint positions [rad]
+    velocities: np.ndarray  # (n, 7) joint velocities [rad/s] (zero at the end)
+    start_position: np.ndarray  # (3,) grasp point at the start [m]
+    start_yaw: float
+    target_position: np.ndarray  # (3,) where the final waypoint puts the grasp point [m]
+    target_yaw: float  # yaw the final waypoint gives [rad]
+    requested_position: np.ndarray  # (3,) the request, before any clamping [m]
+    clamped: bool  # the target was moved by the workspace box, the joint limits or the reach
+    message: str  # why it was clamped ("" if not)
+
+    @property
+    def duration(self) -> float:
+        """Motion time [s]."""
+        return float(self.times[-1])
+
+    @property
+    def final_q(self) -> np.ndarray:
+        """Joint positions at the end of the motion."""
+        return self.positions[-1]
+
+
+def _smoothstep(u: np.ndarray) -> np.ndarray:
+    """Cubic time scaling with zero velocity at both ends."""
+    return u * u * (3.0 - 2.0 * u)
+
+
+def plan_move(
+    kin: IiwaKinematics,
+    config: IiwaControllerConfig,
+    q_current,
+    mode: int,
+    translation,
+    yaw: float,
+    duration: float = 0.0,
+) -> MotionPlan:
+    """Plan a move from joint positions `q_current` (see the module docstring).
+
+    Raises ValueError for a bad request (unknown mode, NaN values).
+    """
+    q_current = kin.clamp_joints(np.asarray(q_current, dtype=np.float64))
+    translation = np.asarray(translation, dtype=np.float64)
+    if translation.shape != (3,) or not np.all(np.isfinite(translation)):
+        raise ValueError(f"translation must be 3 finite numbers, got {translation}")
+    if not math.isfinite(yaw) or not math.isfinite(duration):
+        raise ValueError(f"yaw and duration must be finite, got {yaw}, {duration}")
+    start = kin.fk(q_current)
+    start_yaw = start.yaw
+    if mode == MODE_DELTA:
+        requested = start.position + translation
+        requested_yaw = start_yaw + float(yaw)
+    elif mode == MODE_ABSOLUTE:
+        requested = translation
+        requested_yaw = start_yaw + wrap_angle(float(yaw) - start_yaw)  # the short way round
+    else:
+        raise ValueError(f"unknown mode {mode} (0 = delta, 1 = absolute)")
+    goal, clamped = kin.clamp(requested)
+    reasons = ["workspace box"] if clamped else []
+    goal_yaw = min(max(requested_yaw, config.yaw_min), config.yaw_max)
+    if abs(goal_yaw - requested_yaw) > 1e-12:
+        reasons.append("yaw limits")
+    yaw_change = goal_yaw - start_yaw
+
+    distance = float(np.linalg.norm(goal - start.position))
+    n = max(
+        2,
+        math.ceil(distance / config.waypoint_spacing),
+        math.ceil(abs(yaw_change) / config.waypoint_yaw_spacing),
+    )
+    s = _smoothstep(np.linspace(0.0, 1.0, n + 1))[1:]
+    positions = [q_current]
+    solution = None
+    for k, sk in enumerate(s):
+        last = k == len(s) - 1
+        solution = kin.ik(
+            start.position + sk * (goal - start.position),
+            start_yaw + sk * yaw_change,
+            positions[-1],
+            position_tolerance=config.ik_tolerance if last else 10 * config.ik_tolerance,
+            orientation_tolerance=config.ik_tolerance * 10,
+            rest_q=config.rest_q,
+        )
+        positions.append(solution.q)
+    positions = np.array(positions)
+    if solution.position_error > config.reach_tolerance or (
+        solution.orientation_error > config.yaw_tolerance
+    ):
+        reasons.append(
+            "joint limits" if solution.joints_at_limit else "reach"
+        )  # IK ended short: the pose is outside what the arm can do pointing down
+
+    if duration <= 0:
+        duration = max(
+            config.min_duration,
+            distance / config.max_linear_speed,
+            abs(yaw_change) / config.max_yaw_speed,
+        )
+    return _timed_plan(
+        kin,
+        config,
+        positions,
+        duration,
+        requested,
+        ("clamped: " + ", ".join(reasons)) if reasons else "",
+    )
+
+
+def plan_joint_move(
+    kin: IiwaKinematics, config: IiwaControllerConfig, q_current, q_target, duration: float = 0.0
+) -> MotionPlan:
+    """Plan a joint-space move (e.g. to the home posture), with the same smooth time profile."""
+    q_current = kin.clamp_joints(np.asarray(q_current, dtype=np.float64))
+    q_target = np.asarray(q_target, dtype=np.float64)
+    if q_target.shape != (7,) or not np.all(np.isfinite(q_target)):
+        raise ValueError(f"joint target must be 7 finite numbers, got {q_target}")
+    q_goal = kin.clamp_joints(q_target)
+    n = 20
+    s = _smoothstep(np.linspace(0.0, 1.0, n + 1))[:, None]
+    positions = q_current + s * (q_goal - q_current)
+    clamped = bool(np.any(np.abs(q_goal - q_target) > 1e-12))
+    return _timed_plan(
+        kin,
+        config,
+        positions,
+        max(duration, config.min_duration),
+        kin.fk(q_goal).position,
+        "clamped: joint limits" if clamped else "",
+    )
+
+
+def _timed_plan(kin, config, positions, duration, requested, message) -> MotionPlan:
+    """Uniform times over the waypoints, stretched so no joint exceeds max_joint_velocity."""
+    positions = np.asarray(positions)
+    n = len(positions) - 1
+    times_unit = np.linspace(0.0, 1.0, n + 1)
+    joint_steps = np.abs(np.diff(positions, axis=0)).max(axis=1)
+    needed = float(np.max(joint_steps / (np.diff(times_unit) * config.max_joint_velocity)))
+    duration = max(duration, needed)
+    times = times_unit * duration
+    velocities = np.gradient(positions, times, axis=0)
+    velocities[0] = 0.0
+    velocities[-1] = 0.0
+    start, final = kin.fk(positions[0]), kin.fk(positions[-1])
+    return MotionPlan(
+        times=times,
+        positions=positions,
+        velocities=velocities,
+        start_position=start.position,
+        start_yaw=start.yaw,
+        target_position=final.position,
+        target_yaw=final.yaw,
+        requested_position=np.asarray(requested, dtype=np.float64),
+        clamped=bool(message),
+        message=message,
+    )
+
+
+@dataclass
+class MoveStatus:
+    """What `MoveMonitor.update` reports each time it sees a joint state."""
+
+    done: bool
+    outcome: Outcome | None  # set when done
+    position: np.ndarray  # grasp point now [m]
+    rotation: np.ndarray  # tool rotation now
+    position_error: float  # distance to the plan's target [m]
+    yaw_error: float  # |yaw - target yaw| [rad], wrapped
+    progress: float  # [0, 1]
+    message: str = ""
+
+
+@dataclass
+class MoveMonitor:
+    """Decides when a planned move is over, from the measured joint positions.
+
+    REACHED (CLAMPED if the plan was clamped): the trajectory time has passed and the grasp point
+    is within `position_tolerance` and `yaw_tolerance` of the target. BLOCKED: after the
+    trajectory time the joints stopped moving (each joint's range over the last `stall_window`
+    under `stall_joint_threshold`) short of the target. TIMEOUT: `timeout` seconds passed first.
+    """
+
+    kin: IiwaKinematics
+    config: IiwaControllerConfig
+    plan: MotionPlan
+    start_time: float
+    timeout: float
+    _history: deque = field(default_factory=deque, init=False)
+
+    def update(self, now: float, q) -> MoveStatus:
+        """Feed one measurement (time [s], joint positions) and get the status."""
+        q = np.asarray(q, dtype=np.float64)
+        pose = self.kin.fk(q)
+        err = float(np.linalg.norm(pose.position - self.plan.target_position))
+        yaw_err = abs(wrap_angle(pose.yaw - self.plan.target_yaw))
+        w = self.config.yaw_weight
+        total = float(np.linalg.norm(self.plan.target_position - self.plan.start_position))
+        total += w * abs(wrap_angle(self.plan.target_yaw - self.plan.start_yaw))
+        elapsed = now - self.start_time
+        if total > 1e-9:
+            progress = 1.0 - (err + w * yaw_err) / total
+        else:
+            progress = elapsed / max(self.plan.duration, 1e-9)
+        status = MoveStatus(
+            False, None, pose.position, pose.rotation, err, yaw_err, min(1.0, max(0.0, progress))
+        )
+        self._history.append((now, q))
+        while self._history and now - self._history[0][0] > self.config.stall_window:
+            self._history.popleft()
+
+        within = err <= self.config.position_tolerance and yaw_err <= self.config.yaw_tolerance
+        if within and elapsed >= self.plan.duration:
+            status.done = True
+            status.progress = 1.0
+            status.outcome = Outcome.CLAMPED if self.plan.clamped else Outcome.REACHED
+            status.message = self.plan.message or "reached"
+            return status
+        if elapsed > self.timeout:
+            status.done, status.outcome = True, Outcome.TIMEOUT
+            status.message = (
+                f"target not reached in {self.timeout:.2f} s "
+                f"(error {err * 1000:.1f} mm, yaw {yaw_err:.3f} rad)"
+            )
+            return status
+        window_full = now - self._history[0][0] >= 0.9 * self.config.stall_window
+        if elapsed >= self.plan.duration and window_full:
+            window = np.array([sample for _, sample in self._history])
+            moved = float(np.max(window.max(axis=0) - window.min(axis=0)))
+            if moved < self.config.stall_joint_threshold:
+                status.done, status.outcome = True, Outcome.BLOCKED
+                status.message = (
+                    f"arm stopped {err * 1000:.1f} mm (yaw {yaw_err:.3f} rad) short of the target"
+                )
+        return status
+
+
+class GripperOutcome(enum.Enum):
+    """How a finger command ended."""
+
+    REACHED = "reached"  # opening within tolerance of the target
+    STALLED = "stalled"  # fingers stopped short (something between them)
+    TIMEOUT = "timeout"
+
+
+@dataclass
+class GripperStatus:
+    """What `GripperMonitor.update` reports."""
+
+    done: bool
+    outcome: GripperOutcome | None
+    position: float
+    effort: float
+    message: str = ""
+
+
+@dataclass
+class GripperMonitor:
+    """Decides when a finger command is over from `gripper/state` samples.
+
+    REACHED: the opening is within `gripper_tolerance` of the target. STALLED: the opening
+    ranged less than `gripper_settle_threshold` over the last `gripper_settle_window`, short of
+    the target (an object between the pads). TIMEOUT: neither within `timeout` seconds.
+    """
+
+    config: IiwaControllerConfig
+    target: float
+    start_time: float
+    timeout: float
+    _history: deque = field(default_factory=deque, init=False)
+
+    def update(
+        self, now: float, position: float, effort: float, object_detected: bool
+    ) -> GripperStatus:
+        """Feed one gripper state sample (received after the command was sent)."""
+        cfg = self.config
+        status = GripperStatus(False, None, float(position), float(effort))
+        self._history.append((now, float(position)))
+        while self._history and now - self._history[0][0] > cfg.gripper_settle_window:
+            self._history.popleft()
+        if abs(position - self.target) <= cfg.gripper_tolerance and not object_detected:
+            status.done, status.outcome = True, GripperOutcome.REACHED
+            status.message = "reached"
+            return status
+        window = [p for _, p in self._history]
+        window_full = now - self._history[0][0] >= 0.9 * cfg.gripper_settle_window
+        settled = window_full and max(window) - min(window) < cfg.gripper_settle_threshold
+        if settled and now - self.start_time >= cfg.gripper_settle_window:
+            status.done, status.outcome = True, GripperOutcome.STALLED
+            status.message = f"fingers stopped at {position * 1000:.1f} mm" + (
+                " holding an object" if object_detected else ""
+            )
+            return status
+        if now - self.start_time > self.timeout:
+            status.done, status.outcome = True, GripperOutcome.TIMEOUT
+            status.message = f"gripper did not settle in {self.timeout:.2f} s"
+        return status

@@ -1,0 +1,179 @@
+"""`reset_bin` node: the ResetBin action (`reset_bin/reset`) on a sim or serial motor backend.
+
+sim backend: publishes `reset_bin/motor` (BinMotorCommand), reads `reset_bin/state`
+(BinMotorState) from the simulated cell. serial backend: talks to a motor controller over a
+serial line (see README.md) and publishes what it reads on `reset_bin/state` during resets.
+One reset at a time: goals that arrive while one runs are rejected.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import rclpy
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+from mtopt_bridge.params import declare_config, describe_config
+from mtopt_interfaces.action import ResetBin
+from mtopt_interfaces.msg import BinMotorCommand, BinMotorState
+from mtopt_reset_bin.config import ConfigError, ResetBinConfig
+from mtopt_reset_bin.motor import BinMotor, MotorReading, SimBinMotor
+from mtopt_reset_bin.reset import ResetOutcome, ResetSequence
+from mtopt_reset_bin.serial_motor import SerialBinMotor
+
+# State is read best-effort: that matches both reliable and best-effort publishers.
+_STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+class ResetBinNode(Node):
+    """ROS glue around `ResetSequence` and a `BinMotor` backend."""
+
+    def __init__(self, **kwargs):
+        super().__init__("reset_bin", **kwargs)
+        self.config = declare_config(self, ResetBinConfig)
+        cfg = self.config
+        self.get_logger().info(f"parameters: {describe_config(cfg)}")
+        self._busy = threading.Lock()
+        self._state_pub = None
+        if cfg.backend == "sim":
+            motor_pub = self.create_publisher(BinMotorCommand, "reset_bin/motor", 10)
+
+            def publish(angle: float, velocity: float) -> None:
+                msg = BinMotorCommand(angle=angle, max_velocity=velocity)
+                msg.header.stamp = self.get_clock().now().to_msg()
+                motor_pub.publish(msg)
+
+            self.motor: BinMotor = SimBinMotor(publish, state_timeout=cfg.comm_timeout)
+            self.create_subscription(
+                BinMotorState,
+                "reset_bin/state",
+                lambda m: self.motor.on_state(m.angle, m.velocity, m.fault, m.fault_message),
+                _STATE_QOS,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )
+        else:
+            self.motor = SerialBinMotor(
+                cfg.serial_port, cfg.serial_baudrate, cfg.request_timeout, cfg.serial_checksum
+            )
+            self._state_pub = self.create_publisher(BinMotorState, "reset_bin/state", 10)
+        self._server = ActionServer(
+            self,
+            ResetBin,
+            "reset_bin/reset",
+            execute_callback=self._execute,
+            goal_callback=self._check_goal,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup(),
+        )
+
+    def _resolve(self, goal) -> tuple[float, float, float]:
+        cfg = self.config
+        tilt = goal.tilt_angle if goal.tilt_angle > 0 else cfg.tilt_angle
+        hold = goal.hold_time if goal.hold_time >= 0 else cfg.hold_time
+        timeout = goal.timeout if goal.timeout > 0 else cfg.timeout
+        return tilt, hold, timeout
+
+    def _check_goal(self, goal) -> GoalResponse:
+        values = (goal.tilt_angle, goal.hold_time, goal.timeout)
+        if not all(math.isfinite(v) for v in values):
+            self.get_logger().warning(f"reset: rejecting non-finite goal {values}")
+            return GoalResponse.REJECT
+        tilt, _, _ = self._resolve(goal)
+        if tilt > self.config.max_angle:
+            self.get_logger().warning(
+                f"reset: rejecting tilt_angle {tilt} above max_angle {self.config.max_angle}"
+            )
+            return GoalResponse.REJECT
+        if self._busy.locked():
+            self.get_logger().warning("reset: rejecting a goal while a reset runs")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle):
+        result = ResetBin.Result()
+        if not self._busy.acquire(blocking=False):
+            goal_handle.abort()
+            result.outcome, result.message = ResetBin.Result.OUTCOME_FAULT, "another reset runs"
+            return result
+        try:
+            tilt, hold, timeout = self._resolve(goal_handle.request)
+            self.get_logger().info(f"reset: tilt {tilt:.3f} rad, hold {hold:.2f} s")
+
+            def feedback(phase: str, reading: MotorReading) -> None:
+                msg = ResetBin.Feedback(phase=phase, angle=reading.angle)
+                goal_handle.publish_feedback(msg)
+                if self._state_pub is not None:
+                    state = BinMotorState(
+                        angle=reading.angle,
+                        velocity=reading.velocity,
+                        fault=reading.fault,
+                        fault_message=reading.message,
+                    )
+                    state.header.stamp = self.get_clock().now().to_msg()
+                    self._state_pub.publish(state)
+
+            sequence = ResetSequence(self.motor, self.config)
+            outcome = sequence.run(
+                tilt,
+                hold,
+                timeout,
+                feedback=feedback,
+                should_cancel=lambda: goal_handle.is_cancel_requested or not self.context.ok(),
+            )
+        finally:
+            self._busy.release()
+        result.final_angle = outcome.final_angle
+        result.message = outcome.message
+        if outcome.outcome is ResetOutcome.DONE:
+            result.outcome = ResetBin.Result.OUTCOME_DONE
+            goal_handle.succeed()
+            self.get_logger().info(f"reset: {outcome.message}")
+        elif outcome.outcome is ResetOutcome.CANCELED:
+            # The action has no CANCELED outcome: the goal status says it; the bin was sent
+            # back to level, and the outcome says the reset did not finish.
+            result.outcome = ResetBin.Result.OUTCOME_TIMEOUT
+            if goal_handle.is_cancel_requested:
+                goal_handle.canceled()
+            else:
+                goal_handle.abort()
+            self.get_logger().info(f"reset: {outcome.message}")
+        else:
+            result.outcome = int(outcome.outcome)
+            goal_handle.abort()
+            self.get_logger().error(f"reset: {outcome.outcome.name}: {outcome.message}")
+        return result
+
+    def destroy_node(self):
+        motor = getattr(self, "motor", None)  # absent if the constructor failed
+        if motor is not None:
+            motor.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> None:
+    """Run the reset-bin node until interrupted."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ResetBinNode()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ConfigError as exc:
+        print(f"reset_bin: bad parameter: {exc}", flush=True)
+        raise SystemExit(2) from exc
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
