@@ -1,0 +1,178 @@
+"""Render the pictures of docs/sim/: the three camera views, the cell variations, and GIFs of a
+scripted pick, a scripted place and a bin reset.
+
+    python -m mtopt_sim.docs [--out docs/sim]     (also: scripts/render_sim_docs.py)
+
+Deterministic (fixed seeds). Every file is kept under `MAX_BYTES` (GIFs use a small palette and
+are re-encoded smaller if needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mtopt_sim.env import EnvConfig, MTOptCell  # noqa: E402
+from mtopt_sim.scene import CAMERA_NAMES  # noqa: E402
+from mtopt_sim.scripted import (  # noqa: E402
+    ScriptedPick,
+    ScriptedPlace,
+    pick_config,
+    place_config,
+    run_episode,
+)
+
+MAX_BYTES = 300_000
+
+
+def _default_out() -> Path:
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "docs").is_dir() and (parent / "src").is_dir():
+            return parent / "docs" / "sim"
+    return Path("docs/sim")
+
+
+def _save_png(image: np.ndarray, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    Image.fromarray(image).save(tmp, format="PNG", optimize=True)
+    os.replace(tmp, path)
+
+
+def _save_gif(frames: list[np.ndarray], path: Path, fps: float) -> None:
+    """Animated GIF under MAX_BYTES: fewer colours, then every other frame, if needed."""
+    for colours, stride in ((96, 1), (64, 1), (48, 2), (32, 2), (24, 3)):
+        chosen = frames[::stride]
+        images = [
+            Image.fromarray(f).quantize(colors=colours, method=Image.Quantize.MEDIANCUT)
+            for f in chosen
+        ]
+        buffer = io.BytesIO()
+        images[0].save(
+            buffer,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            loop=0,
+            duration=int(1000 * stride / fps),
+            optimize=True,
+            disposal=1,
+        )
+        if buffer.tell() <= MAX_BYTES:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(buffer.getvalue())
+            os.replace(tmp, path)
+            return
+    raise RuntimeError(f"{path.name}: could not get the GIF under {MAX_BYTES} bytes")
+
+
+class _Recorder:
+    def __init__(self, camera: str, width: int, height: int):
+        self.camera, self.width, self.height = camera, width, height
+        self.frames: list[np.ndarray] = []
+
+    def __call__(self, cell) -> None:
+        self.frames.append(cell.render(self.camera, self.width, self.height))
+
+
+def render_all(out: Path) -> list[Path]:
+    """Render every picture into `out`; returns the written paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    env = MTOptCell(EnvConfig())
+    env.reset(seed=3)
+    cell = env.cell
+
+    # The three camera views of cell 0, and the policy camera at 64 px (scaled up).
+    views = [cell.render(name, 320, 240) for name in CAMERA_NAMES]
+    path = out / "cameras.png"
+    _save_png(np.concatenate(views, axis=1), path)
+    written.append(path)
+    for name, view in zip(CAMERA_NAMES, views, strict=True):
+        path = out / f"camera_{name}.png"
+        _save_png(view, path)
+        written.append(path)
+    small = cell.render(env.config.policy_camera, 64, 64)
+    path = out / "policy_camera_64px.png"
+    _save_png(np.kron(small, np.ones((4, 4, 1), dtype=np.uint8)), path)
+    written.append(path)
+
+    # Pick, then place (the collection order), then the bin reset.
+    pick = ScriptedPick(pick_config(noisy=False), rng=np.random.default_rng(5))
+    place = ScriptedPlace(place_config(noisy=False), rng=np.random.default_rng(6))
+    recorder = _Recorder("right_shoulder", 200, 150)
+    for _ in range(5):
+        recorder.frames.clear()
+        cell.watch(recorder, 0.08)
+        record = run_episode(env, pick, "lift-any")
+        cell.watch(None, 1.0)
+        if record.oracle["lift-any"]:
+            break
+        cell.actuate_gripper(close=False)
+    path = out / "pick.gif"
+    _save_gif(recorder.frames, path, fps=12.5)
+    written.append(path)
+
+    recorder = _Recorder("left_shoulder", 200, 150)
+    cell.watch(recorder, 0.08)
+    run_episode(env, place, "place-any")
+    cell.watch(None, 1.0)
+    path = out / "place.gif"
+    _save_gif(recorder.frames, path, fps=12.5)
+    written.append(path)
+
+    # Put a few more objects into the left bin so that the dump shows something.
+    rng = np.random.default_rng(1)
+    in_right = [i for i in cell.active_objects if cell.object_region(i) == "right_bin"]
+    center = cell.scene_config.bin_center("left")
+    for k, index in enumerate(rng.choice(in_right, size=3, replace=False)):
+        xy = center + rng.uniform(-0.05, 0.05, 2)
+        cell.place_object(int(index), [xy[0], xy[1], cell.floor_z + 0.08 + 0.07 * k])
+    cell.advance(1.0)
+    recorder = _Recorder("right_shoulder", 200, 150)
+    cell.watch(recorder, 0.1)
+    env.reset_bins()
+    cell.watch(None, 1.0)
+    path = out / "bin_reset.gif"
+    _save_gif(recorder.frames, path, fps=10.0)
+    written.append(path)
+    env.close()
+
+    # Cell variation: the left-shoulder view of cells 0..6 (same objects, different looks).
+    tiles = []
+    for cell_id in range(7):
+        e = MTOptCell(EnvConfig(cell=EnvConfig().cell.__class__(cell_id=cell_id)))
+        e.reset(seed=3)
+        tiles.append(e.cell.render("left_shoulder", 160, 120))
+        e.close()
+    tiles.append(np.full_like(tiles[0], 255))
+    grid = np.concatenate(
+        [np.concatenate(tiles[:4], axis=1), np.concatenate(tiles[4:], axis=1)], axis=0
+    )
+    path = out / "cells_0_to_6.png"
+    _save_png(grid, path)
+    written.append(path)
+    for p in written:
+        if p.stat().st_size > MAX_BYTES:
+            raise RuntimeError(f"{p} is {p.stat().st_size} bytes (> {MAX_BYTES})")
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="output directory (docs/sim)")
+    args = parser.parse_args(argv)
+    for path in render_all(args.out or _default_out()):
+        print(f"{path} {path.stat().st_size // 1024} KB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

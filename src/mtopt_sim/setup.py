@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+package_name = "mtopt_sim"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="MT-Opt maintainers",
+    maintainer_email="mtopt-maintainers@example.com",
+    description="mtopt-sim: simulated MT-Opt robot cell in MuJoCo, gymnasium env, scripted "
+    "policies and sim_cell_node.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "sim_cell_node = mtopt_sim.sim_cell_node:main",
+            "mtopt-sim-bench = mtopt_sim.bench:main",
+            "mtopt-sim-evaluate-scripted = mtopt_sim.evaluate_scripted:main",
+        ]
+    },
+)
