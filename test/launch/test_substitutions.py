@@ -64,3 +64,30 @@ def test_errors_name_the_problem(text, message):
     with pytest.raises(SubstitutionError) as info:
         substitute(text, ctx({"x": "1"}))
     assert message in str(info.value)
+
+
+def test_eval_is_ros2_python_expression():
+    c = ctx({"cells": "3", "name": "cell"})
+    assert substitute("$(eval '$(var cells) >= 2')", c) == "True"
+    assert substitute("$(eval '$(var cells) >= 4')", c) == "False"
+    assert substitute("$(eval $(var cells)*2)", c) == "6"
+    # math names are in scope without a prefix, and as `math.` (ros2's PythonExpression).
+    assert substitute("$(eval 'floor(2.7) + math.ceil(0.2)')", c) == "3"
+    assert substitute("$(eval \"'$(var name)' + str($(var cells) - 1)\")", c) == "cell2"
+    # Extra modules (comma-separated) are available under their names.
+    assert substitute("$(eval 'os.path.basename(\"/a/b\")' 'math, os')", c) == "b"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("$(eval '1 +')", "$(eval '1 +') failed: SyntaxError"),
+        ("$(eval 'undefined_name')", "NameError"),
+        ("$(eval '1' 'no_such_module_xyz')", "cannot import module 'no_such_module_xyz'"),
+        ("$(eval)", "takes 1 to 2 argument(s), got 0"),
+    ],
+)
+def test_eval_errors_name_the_problem(text, message):
+    with pytest.raises(SubstitutionError) as info:
+        substitute(text, ctx())
+    assert message in str(info.value)

@@ -10,16 +10,23 @@ substitutions; a backslash escapes the next character. Supported substitutions:
     $(optenv NAME [DEFAULT]) environment variable, DEFAULT (or "") if unset
     $(dirname)               directory of the launch file being read
     $(filename)              path of the launch file being read
+    $(eval EXPR [MODULES])   str() of the Python expression EXPR, as ros2's PythonExpression:
+                             evaluated with the names of `math` in scope (e.g. `floor(2.5)`),
+                             plus the modules named in MODULES (comma-separated, default
+                             `math`) under their own names. Quote EXPR when it has spaces:
+                             `$(eval '$(var cells) >= 2')` -> `True`.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUPPORTED = ("var", "env", "optenv", "dirname", "filename")
+SUPPORTED = ("var", "env", "optenv", "dirname", "filename", "eval")
 
 
 @dataclass(frozen=True)
@@ -117,10 +124,34 @@ def _evaluate_one(sub: Substitution, ctx: SubstitutionContext) -> str:
     if sub.name == "filename":
         arity(0, 0)
         return str(ctx.launch_file)
+    if sub.name == "eval":
+        arity(1, 2)
+        return _python_expression(args[0], args[1] if len(args) == 2 else "math")
     raise SubstitutionError(
         f"unsupported substitution $({sub.name}); mtopt-launch supports: "
         + ", ".join(f"$({s})" for s in SUPPORTED)
     )
+
+
+def _python_expression(expression: str, modules: str) -> str:
+    """`$(eval ...)`: ros2 launch's PythonExpression (math names in scope, listed modules)."""
+    scope: dict[str, object] = {}
+    for name in (m.strip() for m in modules.split(",")):
+        if not name:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise SubstitutionError(f"$(eval): cannot import module {name!r}: {exc}") from None
+        if module is math:  # ros2 keeps math's names usable without the prefix
+            scope.update(vars(math))
+        scope[module.__name__] = module  # as ros2 (so `os.path` is `posixpath`)
+    try:
+        return str(eval(expression, {}, scope))  # noqa: S307 - launch files are trusted code
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's expression
+        raise SubstitutionError(
+            f"$(eval {expression!r}) failed: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 class _Parser:

@@ -1,0 +1,1 @@
+"""mtopt_policy: the policy and collector nodes of an MT-Opt cell."""

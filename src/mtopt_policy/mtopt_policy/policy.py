@@ -1,0 +1,576 @@
+"""The policy of an MT-Opt cell as plain classes (no rclpy): what `policy_node` runs.
+
+* `WeightsSlot`: verifies announced Q-network checkpoints (file sha256, integrity, NaN/Inf, task
+  list, image size) and keeps the newest good one as *pending*; `swap()` installs it between
+  episodes. A refused checkpoint leaves the current weights in place.
+* `EpisodePlanner`: per episode, picks who acts (the configured mix: scripted pick/place by the
+  task's skill with probability `scripted_fraction`, else CEM over the current Q-network with
+  epsilon-greedy exploration, or the random policy while no weights are loaded) and the start
+  pose (uniformly above the right bin for lift-type skills, the left bin for place skills; the
+  seed's scripted policies, `mtopt_sim.scripted` with `aim="uniform"`, which needs only the bin
+  geometry).
+* `EpisodeRunner`: runs one episode through a `CellPort` (the ROS side: arm and gripper
+  actions, fresh observations, step publishing): the pre-episode moves, then per step observe
+  (aborting on stale inputs), decide, publish, execute; until terminate, the step limit, a
+  fault or a cancel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from mtopt_core.action import ACTION_DIM, GRIPPER, TERMINATE, ActionSpec
+from mtopt_core.cem import CEMConfig, CEMPolicy
+from mtopt_core.checkpoint import CheckpointError, qnet_from_checkpoint
+from mtopt_core.tasks import TaskRegistry
+from mtopt_policy.config import POLICY_KINDS, PolicyConfig
+from mtopt_policy.inputs import StaleInputError
+from mtopt_sim.scripted import ScriptedPick, ScriptedPlace, pick_config, place_config
+
+MODE_DELTA = 0  # MoveEndEffector.Goal.MODE_DELTA
+MODE_ABSOLUTE = 1  # MoveEndEffector.Goal.MODE_ABSOLUTE
+OUTCOME_NAMES = ("REACHED", "CLAMPED", "BLOCKED", "TIMEOUT", "FAULT")
+#: Move outcomes that end an episode (BLOCKED is contact, part of manipulation).
+FAILED_OUTCOMES = (3, 4)
+
+
+# ------------------------------------------------------------------------------- images
+def square_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop an (H, W, 3) image to a square and resize it to size x size (area filter)."""
+    h, w = image.shape[:2]
+    if h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[top : top + side, left : left + side]
+    if image.shape[0] != size:
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
+
+
+# ------------------------------------------------------------------------------- weights
+class WeightsRefused(ValueError):
+    """A weights update was refused; `reason` says why (the old weights stay)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass
+class LoadedWeights:
+    """A verified Q-network and what identifies it."""
+
+    version: int
+    sha256: str
+    path: str
+    policy: CEMPolicy
+
+
+class WeightsSlot:
+    """Current and pending Q-network weights (thread-safe; swapped only between episodes)."""
+
+    def __init__(self, task_names: Sequence[str], image_size: int, cem: CEMConfig, seed: int):
+        self.task_names = tuple(task_names)
+        self.image_size = image_size
+        self.cem = cem
+        self.seed = seed
+        self._lock = threading.Lock()
+        self.current: LoadedWeights | None = None
+        self._pending: LoadedWeights | None = None
+
+    def newest(self) -> LoadedWeights | None:
+        """The pending weights if any, else the current ones."""
+        with self._lock:
+            return self._pending or self.current
+
+    def offer(
+        self, path: str, version: int, sha256: str, task_names: Sequence[str] = ()
+    ) -> LoadedWeights:
+        """Verify and load a checkpoint as the pending weights. Raises WeightsRefused."""
+        if not path:
+            raise WeightsRefused("empty checkpoint path")
+        if not sha256:
+            raise WeightsRefused("no sha256 given; refusing unverifiable weights")
+        newest = self.newest()
+        if newest is not None and newest.sha256 == sha256.strip().lower():
+            raise WeightsRefused(f"already have these weights (version {newest.version})")
+        if newest is not None and version <= newest.version:
+            raise WeightsRefused(
+                f"version {version} is not newer than the loaded version {newest.version}"
+            )
+        if task_names and tuple(task_names) != self.task_names:
+            raise WeightsRefused(
+                f"task list mismatch: update has {list(task_names)}, this cell's registry has "
+                f"{list(self.task_names)}"
+            )
+        try:
+            qnet, ckpt = qnet_from_checkpoint(path, self.task_names, expected_sha256=sha256)
+        except CheckpointError as exc:
+            raise WeightsRefused(exc.reason) from None
+        if ckpt.qnet_config.image_size != self.image_size:
+            raise WeightsRefused(
+                f"network takes {ckpt.qnet_config.image_size} px images, this policy feeds "
+                f"{self.image_size} px (parameter image_size)"
+            )
+        qnet.eval()
+        loaded = LoadedWeights(
+            version=int(version),
+            sha256=ckpt.file_sha256,
+            path=str(path),
+            policy=CEMPolicy(qnet, self.cem, seed=self.seed + int(version)),
+        )
+        with self._lock:
+            self._pending = loaded
+        return loaded
+
+    def swap(self) -> LoadedWeights | None:
+        """Install the pending weights (call between episodes); returns them, or None."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                self.current = pending
+            return pending
+
+
+# ------------------------------------------------------------------------------- actions
+@dataclass
+class Observation:
+    """What the policy acts on at one step."""
+
+    image: np.ndarray  # (S, S, 3) uint8, the Q-network's input
+    image_msg: Any  # the exact sensor_msgs/Image of `image` (published on policy/observation)
+    gripper_closed: bool
+    height: float  # gripper height above the bin floor [m]
+
+
+@dataclass
+class Decision:
+    """One chosen action."""
+
+    action: np.ndarray  # normalized 6-D
+    q_value: float  # Q(s, a, T) when it came from the Q-network, else NaN
+    exploratory: bool
+
+
+class ActionSource(Protocol):
+    """Who acts in an episode."""
+
+    kind: str
+
+    def act(self, obs: Observation) -> Decision: ...
+
+
+class RandomActions:
+    """Uniform random normalized actions (the random policy and epsilon exploration)."""
+
+    def __init__(self, rng: np.random.Generator, terminate_prob: float):
+        self.rng = rng
+        self.terminate_prob = terminate_prob
+
+    def sample(self) -> np.ndarray:
+        a = np.empty(ACTION_DIM, dtype=np.float32)
+        a[:4] = self.rng.uniform(-1.0, 1.0, 4)
+        a[GRIPPER] = float(self.rng.random() < 0.5)
+        a[TERMINATE] = float(self.rng.random() < self.terminate_prob)
+        return a
+
+
+class RandomSource:
+    """The random policy (before any learned weights, in place of CEM)."""
+
+    kind = "random"
+
+    def __init__(self, actions: RandomActions):
+        self.actions = actions
+
+    def act(self, obs: Observation) -> Decision:
+        return Decision(self.actions.sample(), math.nan, True)
+
+
+class ScriptedSource:
+    """The seed's scripted pick or place (`mtopt_sim.scripted`), acting on the gripper height."""
+
+    def __init__(self, scripted: ScriptedPick | ScriptedPlace):
+        self.scripted = scripted
+        self.kind = scripted.kind
+
+    def act(self, obs: Observation) -> Decision:
+        action = self.scripted.act({"gripper_height": np.array([obs.height], np.float32)})
+        return Decision(np.asarray(action, np.float32), math.nan, True)
+
+
+class CemSource:
+    """CEM argmax of Q(s, a, task) with epsilon-greedy exploration."""
+
+    kind = "cem"
+
+    def __init__(
+        self,
+        policy: CEMPolicy,
+        task_index: int,
+        epsilon: float,
+        actions: RandomActions,
+        rng: np.random.Generator,
+    ):
+        self.policy = policy
+        self.task_index = task_index
+        self.epsilon = epsilon
+        self.actions = actions
+        self.rng = rng
+
+    def act(self, obs: Observation) -> Decision:
+        if self.rng.random() < self.epsilon:
+            return Decision(self.actions.sample(), math.nan, True)
+        actions, q = self.policy.act(
+            obs.image[None], [obs.gripper_closed], [obs.height], [self.task_index]
+        )
+        return Decision(actions[0].astype(np.float32), float(q[0]), False)
+
+
+# ------------------------------------------------------------------------------ planning
+class _Bins:
+    """The bin geometry in the shape `mtopt_sim.scripted` reads from a SceneConfig."""
+
+    def __init__(self, config: PolicyConfig):
+        self._center = {"right": config.right_bin_center, "left": config.left_bin_center}
+        self._half = {"right": config.right_bin_half, "left": config.left_bin_half}
+
+    def bin_center(self, which: str) -> np.ndarray:
+        return np.array(self._center[which], dtype=float)
+
+    def bin_half(self, which: str) -> np.ndarray:
+        return np.array(self._half[which], dtype=float)
+
+
+@dataclass
+class _CellGeometry:
+    scene_config: _Bins
+    floor_z: float
+
+
+@dataclass
+class _EnvView:
+    """What a scripted policy's `start_options(env)` reads with aim="uniform": bin geometry."""
+
+    cell: _CellGeometry
+
+
+@dataclass
+class EpisodePlan:
+    """Everything decided before an episode starts."""
+
+    episode_id: str
+    task: str
+    max_steps: int
+    source: ActionSource
+    start_bin: str  # "right" or "left"
+    start_position: np.ndarray  # (3,) base frame [m]
+    start_yaw: float
+    open_gripper_first: bool  # lift-type episodes start with an open gripper
+    weights_version: int  # -1: no learned weights loaded
+    weights_sha256: str
+    epsilon: float  # per-step probability of an exploratory action (1 for scripted/random)
+
+    @property
+    def kind(self) -> str:
+        return self.source.kind
+
+
+class EpisodePlanner:
+    """Chooses the acting policy and the start pose of each episode (see module docstring)."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        registry: TaskRegistry,
+        weights: WeightsSlot,
+        rng: np.random.Generator,
+    ):
+        self.config = config
+        self.registry = registry
+        self.weights = weights
+        self.rng = rng
+        self.spec = ActionSpec(config.max_translation_m, config.max_yaw_rad)
+        self.view = _EnvView(_CellGeometry(_Bins(config), config.bin_floor_z))
+        self.actions = RandomActions(rng, config.random_terminate_prob)
+        noisy = config.scripted_noise
+
+        def scripted(base, cls, start_noise: bool):
+            cfg = dataclasses.replace(
+                base,
+                aim="uniform",
+                start_height=config.start_height,
+                margin=config.start_margin,
+                start_noise=base.start_noise if start_noise else 0.0,
+            )
+            return cls(cfg, self.spec, rng)
+
+        self.scripted = {
+            "right": scripted(pick_config(noisy), ScriptedPick, True),
+            "left": scripted(place_config(noisy), ScriptedPlace, True),
+        }
+        # Start poses of CEM / random episodes: the same uniform draw, without start noise.
+        self.start_samplers = {
+            "right": scripted(pick_config(False), ScriptedPick, False),
+            "left": scripted(place_config(False), ScriptedPlace, False),
+        }
+
+    def start_bin(self, task: str) -> str:
+        """'left' for tasks of a place skill, else 'right'."""
+        return "left" if self.registry.skill_of(task) in self.config.place_skills else "right"
+
+    def plan(
+        self, episode_id: str, task: str, max_steps: int = 0, requested_kind: str = ""
+    ) -> EpisodePlan:
+        """Plan the next episode; installs pending weights first. Raises ValueError."""
+        if task not in self.registry:
+            raise ValueError(f"unknown task {task!r}; known tasks: {list(self.registry.names)}")
+        if requested_kind and requested_kind not in POLICY_KINDS:
+            raise ValueError(f"unknown policy_kind {requested_kind!r}; one of {POLICY_KINDS}")
+        self.weights.swap()
+        weights = self.weights.current
+        bin_ = self.start_bin(task)
+        scripted_kind = self.scripted[bin_].kind
+        kind = requested_kind
+        if not kind:
+            if self.rng.random() < self.config.scripted_fraction:
+                kind = scripted_kind
+            else:
+                kind = "cem" if weights is not None else "random"
+        if kind == "cem" and weights is None:
+            raise ValueError("policy_kind 'cem' requested, but no learned weights are loaded")
+        if kind.startswith("scripted") and kind != scripted_kind:
+            raise ValueError(
+                f"{kind} cannot run task {task!r} (skill {self.registry.skill_of(task)}); "
+                f"its scripted policy is {scripted_kind}"
+            )
+        if kind == "cem":
+            source: ActionSource = CemSource(
+                weights.policy,
+                self.registry.index(task),
+                self.config.epsilon,
+                self.actions,
+                self.rng,
+            )
+            starter = self.start_samplers[bin_]
+        elif kind == "random":
+            source = RandomSource(self.actions)
+            starter = self.start_samplers[bin_]
+        else:
+            starter = self.scripted[bin_]
+            source = ScriptedSource(starter)
+        options = starter.start_options(self.view)  # resets a scripted policy's phase, too
+        yaw = options.get("start_yaw")
+        if yaw is None:  # the place script keeps any yaw: draw one like the pick does
+            yaw = float(self.rng.uniform(-math.pi / 2, math.pi / 2))
+        return EpisodePlan(
+            episode_id=episode_id,
+            task=task,
+            max_steps=max_steps or self.config.max_steps,
+            source=source,
+            start_bin=bin_,
+            start_position=np.asarray(options["start"], dtype=float),
+            start_yaw=float(yaw),
+            open_gripper_first=bin_ == "right",
+            weights_version=weights.version if weights is not None else -1,
+            weights_sha256=weights.sha256 if weights is not None else "",
+            epsilon=self.config.epsilon if kind == "cem" else 1.0,
+        )
+
+
+# ------------------------------------------------------------------------------- running
+class PortError(RuntimeError):
+    """The cell could not do what was asked (server missing, goal rejected, no result)."""
+
+
+@dataclass
+class MoveResult:
+    """How an arm move ended."""
+
+    outcome: int  # MoveEndEffector.Result.OUTCOME_*
+    message: str
+    position: np.ndarray | None = None  # achieved grasp point (3,) [m]
+    yaw: float | None = None  # achieved yaw [rad]
+
+    @property
+    def outcome_name(self) -> str:
+        return OUTCOME_NAMES[self.outcome] if 0 <= self.outcome < 5 else str(self.outcome)
+
+
+class CellPort(Protocol):
+    """The policy's view of the cell (implemented over ROS by policy_node)."""
+
+    def move(
+        self, mode: int, translation: Sequence[float], yaw: float, duration: float
+    ) -> MoveResult:
+        """Move the gripper (MoveEndEffector); raises PortError when no result comes."""
+
+    def gripper(self, close: bool) -> str:
+        """Open or close the gripper and wait: "REACHED", "STALLED" (holding something) or
+        "UNSETTLED" (no settle in time); raises PortError when it could not be commanded."""
+
+    def wait_first_inputs(self, timeout: float) -> None:
+        """Give inputs that never delivered anything (node start, discovery) up to `timeout`."""
+
+    def observe(self, after: float) -> Observation:
+        """The newest observation received after `after`; raises StaleInputError."""
+
+    def publish_step(
+        self, plan: EpisodePlan, step: int, decision: Decision, obs: Observation
+    ) -> None:
+        """Publish policy/step, policy/observation and the action feedback."""
+
+    def cancel_requested(self) -> bool:
+        """The episode's client asked to stop."""
+
+
+@dataclass
+class EpisodeOutcome:
+    """How an episode ended, with where the time went (seconds per phase)."""
+
+    steps: int = 0
+    terminated: bool = False
+    aborted: bool = False
+    reason: str = ""
+    timing: dict[str, float] = field(default_factory=dict)
+    #: How many step moves ended with each outcome name (REACHED, CLAMPED, BLOCKED, ...).
+    move_outcomes: dict[str, int] = field(default_factory=dict)
+    #: How many gripper commands ended REACHED, STALLED or UNSETTLED.
+    gripper_outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self, timing: dict[str, float], clock: Callable[[], float]):
+        self.timing, self.clock = timing, clock
+
+    def add(self, key: str, start: float) -> float:
+        now = self.clock()
+        self.timing[key] = self.timing.get(key, 0.0) + (now - start)
+        return now
+
+
+class EpisodeRunner:
+    """Runs one planned episode through a `CellPort` (see the module docstring)."""
+
+    def __init__(
+        self,
+        port: CellPort,
+        config: PolicyConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.port = port
+        self.config = config
+        self.spec = ActionSpec(config.max_translation_m, config.max_yaw_rad)
+        self.clock = clock
+
+    def run(self, plan: EpisodePlan) -> EpisodeOutcome:
+        """Run the episode; never raises for cell faults (they end it as aborted)."""
+        outcome = EpisodeOutcome()
+        timer = _Timer(outcome.timing, self.clock)
+        try:
+            t = self.clock()
+            self._start(plan)
+            after = timer.add("start_move", t)
+            for step in range(plan.max_steps):
+                if self.port.cancel_requested():
+                    return self._abort(outcome, "canceled by the client")
+                t = self.clock()
+                obs = self.port.observe(after)
+                t = timer.add("observe_wait", t)
+                decision = plan.source.act(obs)
+                t = timer.add("inference", t)
+                self.port.publish_step(plan, step, decision, obs)
+                terminate = self._execute(decision.action, obs, timer, outcome)
+                outcome.steps = step + 1
+                after = self.clock()
+                if terminate:
+                    outcome.terminated = True
+                    break
+        except StaleInputError as exc:
+            return self._abort(outcome, exc.reason)
+        except PortError as exc:
+            return self._abort(outcome, str(exc))
+        return outcome
+
+    @staticmethod
+    def _abort(outcome: EpisodeOutcome, reason: str) -> EpisodeOutcome:
+        outcome.aborted, outcome.reason = True, reason
+        return outcome
+
+    def _check(self, what: str, result: MoveResult) -> MoveResult:
+        if result.outcome in FAILED_OUTCOMES:
+            raise PortError(f"{what}: {result.outcome_name}: {result.message}")
+        return result
+
+    def _start(self, plan: EpisodePlan) -> None:
+        """Pre-episode: open the gripper for lift-type episodes, rise to the safe height if
+        low (a straight line out of a bin could hit a wall), then an absolute move to the start
+        pose."""
+        cfg = self.config
+        self.port.wait_first_inputs(cfg.server_timeout_s)
+        obs = self.port.observe(self.clock() - cfg.max_staleness_s)
+        if plan.open_gripper_first and obs.gripper_closed:
+            self.port.gripper(close=False)
+        rise = max(0.0, cfg.safe_height - obs.height)
+        speed = cfg.start_speed_mps
+        probe = None
+        if rise > 0.005 or speed > 0:
+            # With a start speed, a zero rise still runs (briefly): its result says where the
+            # gripper is, which times the start move.
+            rise_time = max(rise / speed, 0.05) if speed > 0 else 0.0
+            probe = self._check(
+                "start move (rise)", self.port.move(MODE_DELTA, (0.0, 0.0, rise), 0.0, rise_time)
+            )
+        duration = 0.0
+        if speed > 0 and probe is not None and probe.position is not None:
+            distance = float(np.linalg.norm(plan.start_position - probe.position))
+            turn = abs(_wrap(plan.start_yaw - (probe.yaw or 0.0)))
+            duration = max(0.1, distance / speed, turn / cfg.start_yaw_speed_rps)
+        self._check(
+            "start move",
+            self.port.move(MODE_ABSOLUTE, plan.start_position, plan.start_yaw, duration),
+        )
+
+    def _execute(
+        self, action: np.ndarray, obs: Observation, timer: _Timer, outcome: EpisodeOutcome
+    ) -> bool:
+        """Send one action: arm (delta) then gripper if its bit changed. Returns terminate."""
+        cfg = self.config
+        translation, yaw, close, terminate = self.spec.to_physical(action)
+        if (
+            float(np.linalg.norm(translation)) >= cfg.min_translation_m
+            or abs(yaw) >= cfg.min_yaw_rad
+        ):
+            t = self.clock()
+            result = self.port.move(MODE_DELTA, translation, yaw, cfg.step_duration_s)
+            name = result.outcome_name
+            outcome.move_outcomes[name] = outcome.move_outcomes.get(name, 0) + 1
+            self._check("move_ee", result)
+            timer.add("move", t)
+        if close != obs.gripper_closed:
+            t = self.clock()
+            name = self.port.gripper(close)
+            outcome.gripper_outcomes[name] = outcome.gripper_outcomes.get(name, 0) + 1
+            timer.add("gripper", t)
+        return terminate
+
+
+def _wrap(angle: float) -> float:
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
+def make_planner(config: PolicyConfig, registry: TaskRegistry) -> EpisodePlanner:
+    """A planner with its weights slot, seeded from `config.seed` (-1: from the OS)."""
+    seed = config.seed if config.seed >= 0 else int(np.random.SeedSequence().entropy % (2**31))
+    cem = CEMConfig(config.cem_population, config.cem_elites, config.cem_iterations)
+    weights = WeightsSlot(registry.names, config.image_size, cem, seed)
+    return EpisodePlanner(config, registry, weights, np.random.default_rng(seed))

@@ -1,0 +1,363 @@
+"""`policy_node`: runs policy episodes on a cell (the ROS face of `mtopt_policy.policy`).
+
+Serves (relative names, so a namespace like /cell0 applies):
+  action `policy/run_episode`  mtopt_interfaces/action/RunEpisode: one episode of a task;
+                               feedback per step; result with steps, terminated/aborted/reason,
+                               the policy that acted and the weights version/sha256.
+Subscribes:
+  `camera/<policy_camera>/image_raw`  sensor_msgs/Image (best effort: any publisher matches)
+  `gripper/state`                     mtopt_interfaces/GripperState (closed, height)
+  `policy/weights`                    mtopt_interfaces/WeightsUpdate (transient_local, depth 1):
+                                      verified and loaded at once, installed between episodes;
+                                      refused updates are logged with the reason.
+Publishes:
+  `policy/step`          mtopt_interfaces/PolicyStep, one per step
+  `policy/observation`   sensor_msgs/Image, the exact image each step acted on (resized)
+  `policy/episode_timing` std_msgs/String, JSON: where an episode's time went (diagnostics)
+Calls:
+  action `iiwa/move_ee` (MoveEndEffector), action `gripper/gripper_cmd` (GripperCommand).
+
+Parameters: `mtopt_policy.config.PolicyConfig` (config/policy.yaml).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import rclpy
+import torch
+from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from mtopt_bridge.image import ImageConversionError, image_to_numpy, numpy_to_image
+from mtopt_bridge.params import ConfigError, declare_config, describe_config
+from mtopt_core.tasks import load_task_registry
+from mtopt_interfaces.action import GripperCommand, MoveEndEffector, RunEpisode
+from mtopt_interfaces.msg import GripperState, PolicyStep, WeightsUpdate
+from mtopt_policy.config import PolicyConfig
+from mtopt_policy.inputs import LatestInput, wait_fresh
+from mtopt_policy.policy import (
+    Decision,
+    EpisodePlan,
+    EpisodeRunner,
+    MoveResult,
+    Observation,
+    PortError,
+    WeightsRefused,
+    make_planner,
+    square_resize,
+)
+from mtopt_policy.ros_calls import CallError, run_goal
+
+WEIGHTS_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+def _yaw_of_quaternion(q) -> float:
+    """Yaw of a top-down tool pose (R = Rz(yaw) diag(-1, 1, -1)): atan2(-R01, R11)."""
+    r01 = 2 * (q.x * q.y - q.z * q.w)
+    r11 = 1 - 2 * (q.x * q.x + q.z * q.z)
+    return math.atan2(-r01, r11)
+
+
+class _RosCellPort:
+    """`CellPort` over the node's action clients and inputs, for one episode (goal handle)."""
+
+    def __init__(self, node: PolicyNode, goal_handle):
+        self.node = node
+        self.goal_handle = goal_handle
+        self.config = node.config
+
+    def move(self, mode: int, translation: Sequence[float], yaw: float, duration: float):
+        cfg = self.config
+        goal = MoveEndEffector.Goal(mode=mode, yaw=float(yaw), duration=float(duration))
+        goal.translation.x, goal.translation.y, goal.translation.z = (
+            float(v) for v in translation
+        )
+        try:
+            outcome = run_goal(
+                self.node.move_client,
+                goal,
+                cfg.server_timeout_s,
+                cfg.result_timeout_s + max(0.0, duration),
+                "iiwa/move_ee",
+                self.node.alive,
+            )
+        except CallError as exc:
+            raise PortError(str(exc)) from None
+        result = outcome.result
+        p = result.achieved_pose.position
+        position = np.array([p.x, p.y, p.z])
+        yaw_now = _yaw_of_quaternion(result.achieved_pose.orientation)
+        return MoveResult(int(result.outcome), result.message, position, yaw_now)
+
+    def gripper(self, close: bool) -> str:
+        cfg = self.config
+        goal = GripperCommand.Goal()
+        goal.command.position = cfg.gripper_closed_position if close else cfg.gripper_open_position
+        goal.command.max_effort = cfg.gripper_max_effort
+        try:
+            outcome = run_goal(
+                self.node.gripper_client,
+                goal,
+                cfg.server_timeout_s,
+                cfg.result_timeout_s,
+                "gripper/gripper_cmd",
+                self.node.alive,
+            )
+        except CallError as exc:
+            raise PortError(str(exc)) from None
+        if outcome.status_name not in ("SUCCEEDED", "ABORTED"):
+            verb = "close" if close else "open"
+            raise PortError(f"gripper/gripper_cmd: {verb} ended {outcome.status_name}")
+        # ABORTED = the fingers did not settle in time (e.g. a wobbling object): the command
+        # was executed as far as it goes, the episode goes on (the state topic tells the rest).
+        result = outcome.result
+        if outcome.succeeded:
+            return "STALLED" if result.stalled else "REACHED"
+        return "UNSETTLED"
+
+    def wait_first_inputs(self, timeout: float) -> None:
+        for latest in (self.node.camera, self.node.gripper_state):
+            if latest.count == 0:
+                latest.wait_newer(-math.inf, timeout)
+
+    def observe(self, after: float) -> Observation:
+        node = self.node
+        image_msg, gripper = wait_fresh(
+            (node.camera, node.gripper_state), after, self.config.max_staleness_s
+        )
+        try:
+            frame = image_to_numpy(image_msg, "rgb8")
+        except ImageConversionError as exc:
+            raise PortError(f"camera {self.config.policy_camera}: bad image: {exc}") from None
+        image = square_resize(frame, self.config.image_size)
+        if image.shape == frame.shape and image_msg.encoding == "rgb8":
+            acted_on = image_msg  # the camera frame itself
+        else:
+            acted_on = numpy_to_image(image, "rgb8", header=image_msg.header)
+        return Observation(image, acted_on, bool(gripper.closed), float(gripper.height))
+
+    def publish_step(self, plan: EpisodePlan, step: int, decision: Decision, obs: Observation):
+        node = self.node
+        msg = PolicyStep(
+            episode_id=plan.episode_id,
+            step=step,
+            task=plan.task,
+            action=[float(v) for v in decision.action],
+            q_value=float(decision.q_value),
+            exploratory=bool(decision.exploratory),
+            policy_kind=plan.kind,
+            gripper_closed=obs.gripper_closed,
+            gripper_height=float(obs.height),
+        )
+        msg.header.stamp = node.get_clock().now().to_msg()
+        node.observation_pub.publish(obs.image_msg)
+        node.step_pub.publish(msg)
+        feedback = RunEpisode.Feedback(step=step, q_value=float(decision.q_value))
+        feedback.action = msg.action
+        self.goal_handle.publish_feedback(feedback)
+
+    def cancel_requested(self) -> bool:
+        return self.goal_handle.is_cancel_requested or not self.node.alive()
+
+
+class PolicyNode(Node):
+    """ROS glue around `EpisodePlanner`, `EpisodeRunner` and `WeightsSlot`."""
+
+    def __init__(self, **kwargs):
+        super().__init__("policy", **kwargs)
+        self.config = declare_config(self, PolicyConfig)
+        cfg = self.config
+        self.get_logger().info(f"parameters: {describe_config(cfg)}")
+        torch.set_num_threads(cfg.torch_threads)
+        self.registry = load_task_registry(cfg.tasks_file or None)
+        self.planner = make_planner(cfg, self.registry)
+        self.weights = self.planner.weights
+        self._busy = threading.Lock()
+        self._stop = threading.Event()
+
+        inputs = ReentrantCallbackGroup()
+        clients = ReentrantCallbackGroup()
+        self.camera: LatestInput[Image] = LatestInput(f"camera {cfg.policy_camera}")
+        self.gripper_state: LatestInput[GripperState] = LatestInput("gripper state")
+        self.create_subscription(
+            Image,
+            f"camera/{cfg.policy_camera}/image_raw",
+            self.camera.put,
+            qos_profile_sensor_data,
+            callback_group=inputs,
+        )
+        self.create_subscription(
+            GripperState,
+            "gripper/state",
+            self.gripper_state.put,
+            qos_profile_sensor_data,
+            callback_group=inputs,
+        )
+        self.create_subscription(
+            WeightsUpdate,
+            "policy/weights",
+            self._on_weights,
+            WEIGHTS_QOS,
+            callback_group=MutuallyExclusiveCallbackGroup(),
+        )
+        self.step_pub = self.create_publisher(PolicyStep, "policy/step", 50)
+        self.observation_pub = self.create_publisher(Image, "policy/observation", 10)
+        self.timing_pub = self.create_publisher(String, "policy/episode_timing", 10)
+        self.move_client = ActionClient(
+            self, MoveEndEffector, "iiwa/move_ee", callback_group=clients
+        )
+        self.gripper_client = ActionClient(
+            self, GripperCommand, "gripper/gripper_cmd", callback_group=clients
+        )
+        self._server = ActionServer(
+            self,
+            RunEpisode,
+            "policy/run_episode",
+            execute_callback=self._execute,
+            goal_callback=self._check_goal,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT,
+            callback_group=ReentrantCallbackGroup(),
+        )
+        self.get_logger().info(
+            f"ready: {len(self.registry)} tasks, policy camera {cfg.policy_camera} at "
+            f"{cfg.image_size} px; no learned weights yet (scripted/random until "
+            "policy/weights delivers)"
+        )
+
+    def alive(self) -> bool:
+        """False once the node is shutting down (episodes end at once)."""
+        return self.context.ok() and not self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- weights ---------------------------------------------------------------------------
+    def _on_weights(self, msg: WeightsUpdate) -> None:
+        try:
+            loaded = self.weights.offer(msg.path, msg.version, msg.sha256, msg.task_names)
+        except WeightsRefused as exc:
+            newest = self.weights.newest()
+            kept = "no weights"
+            if newest is not None:
+                pending = "" if newest is self.weights.current else " (installed next episode)"
+                kept = f"version {newest.version}{pending}"
+            self.get_logger().error(
+                f"weights version {msg.version} ({msg.path}) refused: {exc.reason}; keeping {kept}"
+            )
+            return
+        self.get_logger().info(
+            f"weights version {loaded.version} verified (sha256 {loaded.sha256[:12]}..., "
+            f"{msg.path}); installed before the next episode"
+        )
+
+    # -- episodes --------------------------------------------------------------------------
+    def _check_goal(self, goal) -> GoalResponse:
+        if self._busy.locked():
+            self.get_logger().warning(
+                f"run_episode {goal.episode_id!r} rejected: an episode is running"
+            )
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle):
+        request = goal_handle.request
+        result = RunEpisode.Result(weights_version=-1)
+        if not self._busy.acquire(blocking=False):
+            result.aborted, result.abort_reason = True, "another episode is running"
+            goal_handle.abort()
+            return result
+        try:
+            return self._run(goal_handle, request, result)
+        finally:
+            self._busy.release()
+
+    def _run(self, goal_handle, request, result):
+        log = self.get_logger()
+        previous = self.weights.current
+        try:
+            plan = self.planner.plan(
+                request.episode_id, request.task, request.max_steps, request.policy_kind
+            )
+        except ValueError as exc:
+            result.aborted, result.abort_reason = True, str(exc)
+            log.error(f"episode {request.episode_id!r} not run: {exc}")
+            goal_handle.abort()
+            return result
+        if self.weights.current is not previous:
+            log.info(f"installed weights version {plan.weights_version}")
+        started = time.monotonic()
+        outcome = EpisodeRunner(_RosCellPort(self, goal_handle), self.config).run(plan)
+        outcome.timing["total"] = time.monotonic() - started
+        result.steps = outcome.steps
+        result.terminated = outcome.terminated
+        result.aborted = outcome.aborted
+        result.abort_reason = outcome.reason
+        result.policy_kind = plan.kind
+        result.weights_version = plan.weights_version
+        result.weights_sha256 = plan.weights_sha256
+        result.epsilon = plan.epsilon
+        timing = {"episode_id": plan.episode_id, "kind": plan.kind, "steps": outcome.steps}
+        timing.update({k: round(v, 4) for k, v in outcome.timing.items()})
+        timing["move_outcomes"] = outcome.move_outcomes
+        timing["gripper_outcomes"] = outcome.gripper_outcomes
+        self.timing_pub.publish(String(data=json.dumps(timing)))
+        ending = "terminated" if outcome.terminated else "step limit"
+        if outcome.aborted:
+            ending = f"ABORTED: {outcome.reason}"
+        log.info(
+            f"episode {plan.episode_id} {plan.task} ({plan.kind}, weights "
+            f"{plan.weights_version}): {outcome.steps} steps, {ending}, "
+            f"{outcome.timing['total']:.2f} s"
+        )
+        if not self.alive():
+            return result  # shutting down: nobody is left to tell
+        if goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        elif outcome.aborted:
+            goal_handle.abort()
+        else:
+            goal_handle.succeed()
+        return result
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    executor = None
+    try:
+        node = PolicyNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError as exc:
+        print(f"policy_node: invalid parameters: {exc}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.stop()  # a running episode ends within 50 ms
+        if executor is not None:
+            executor.shutdown(timeout_sec=3.0)
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
