@@ -4,8 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Each test session gets its own random ROS_DOMAIN_ID (see test/conftest.py).
 PYTEST_ARGS ?=
+# e.g. make demo DEMO_ARGS="--episodes 20 --sd-checkpoint runs/sd/sd.ckpt"
+DEMO_ARGS ?=
 
-.PHONY: setup test demo lint format bench clean
+.PHONY: setup test demo demo-graph lint format clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,6 +16,9 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
+	$(PY) -m mtopt_policy.demo $(DEMO_ARGS)
+
+demo-graph: setup
 	$(PY) -m mtopt_launch.demo
 
 lint: setup

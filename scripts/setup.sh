@@ -62,7 +62,7 @@ if ! stamp_ok requirements "$req_hash"; then
     # point them at this venv's Python and numpy headers (idempotent).
     py_inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
     np_inc="$("$VENV/bin/python" -c 'import numpy; print(numpy.get_include())')"
-    grep -rlE '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null \
+    { grep -rlE '/opt/python/cp311-cp311' "$VENV/share" --include='*.cmake' 2>/dev/null || true; } \
         | xargs -r sed -i \
             -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
             -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g"

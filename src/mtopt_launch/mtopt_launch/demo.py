@@ -16,17 +16,23 @@ from mtopt_launch import cli
 DEMO_LAUNCH_FILE = Path("launch") / "demo.launch.yaml"
 
 
-def find_demo_launch_file() -> Path:
-    """`launch/demo.launch.yaml` of the workspace: searched above this module, then the cwd."""
+def find_workspace_file(relative: Path) -> Path:
+    """A file of the workspace (e.g. `launch/x.launch.yaml`): searched above this module, then
+    above the cwd."""
     starts = [Path(__file__).resolve().parent, Path.cwd().resolve()]
     for start in starts:
         for directory in (start, *start.parents):
-            candidate = directory / DEMO_LAUNCH_FILE
+            candidate = directory / relative
             if candidate.is_file():
                 return candidate
     raise FileNotFoundError(
-        f"{DEMO_LAUNCH_FILE} not found above {starts[0]} or {starts[1]}; run from the workspace"
+        f"{relative} not found above {starts[0]} or {starts[1]}; run from the workspace"
     )
+
+
+def find_demo_launch_file() -> Path:
+    """`launch/demo.launch.yaml` of the workspace."""
+    return find_workspace_file(DEMO_LAUNCH_FILE)
 
 
 def main(argv: list[str] | None = None) -> int:
