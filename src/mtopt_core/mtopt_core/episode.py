@@ -1,0 +1,102 @@
+"""One robot episode as the learner holds it in memory.
+
+An episode of T steps has T+1 observations and T actions: observation t is what the policy saw
+before action t, observation T is the final state (the one the success detector grades). A
+transition is an index t in [0, T): (obs t, action t, obs t+1). The last transition ends the
+episode (the policy chose TERMINATE or the step limit was reached) and is the only one that can
+carry reward: the seed's reward is sparse and given on the final state.
+
+An observation is what the sim env and the cell return: an RGB image (uint8, H x W x 3), whether
+the gripper is closed, and the gripper height [m]. Images are stored once per episode as one
+contiguous array, never per transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mtopt_core.action import ACTION_DIM
+
+
+@dataclass(eq=False)
+class Episode:
+    """Observations and actions of one episode (validated and made contiguous on creation).
+
+    Fields:
+        images: uint8 (T+1, H, W, 3) camera images, observation t before action t.
+        gripper_closed: bool (T+1,) gripper state at each observation.
+        height: float32 (T+1,) gripper height above the bin floor [m] at each observation.
+        actions: float32 (T, 6) normalized actions (see `mtopt_core.action`).
+        task: the commanded task (name in the task registry) the episode was collected for.
+        labels: per-task outcomes known for the final state (task name -> success), from the
+            success detector or an oracle; may be partial.
+        episode_id: free-form identifier (bag name, counter, ...).
+    """
+
+    images: np.ndarray
+    gripper_closed: np.ndarray
+    height: np.ndarray
+    actions: np.ndarray
+    task: str
+    labels: Mapping[str, bool] = field(default_factory=dict)
+    episode_id: str = ""
+
+    def __post_init__(self) -> None:
+        images = np.asarray(self.images)
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                f"episode {self.episode_id!r}: images must be uint8 (T+1, H, W, 3), got "
+                f"{images.dtype} {images.shape}"
+            )
+        steps = images.shape[0] - 1
+        if steps < 1:
+            raise ValueError(f"episode {self.episode_id!r}: needs at least one step")
+        actions = np.asarray(self.actions, dtype=np.float32)
+        if actions.shape != (steps, ACTION_DIM):
+            raise ValueError(
+                f"episode {self.episode_id!r}: actions must be ({steps}, {ACTION_DIM}) for "
+                f"{steps + 1} images, got {actions.shape}"
+            )
+        if not np.all(np.isfinite(actions)):
+            raise ValueError(f"episode {self.episode_id!r}: actions contain NaN or Inf")
+        gripper = np.asarray(self.gripper_closed)
+        height = np.asarray(self.height, dtype=np.float32)
+        for name, arr in (("gripper_closed", gripper), ("height", height)):
+            if arr.shape != (steps + 1,):
+                raise ValueError(
+                    f"episode {self.episode_id!r}: {name} must have shape ({steps + 1},), "
+                    f"got {arr.shape}"
+                )
+        if not np.all(np.isfinite(height)):
+            raise ValueError(f"episode {self.episode_id!r}: height contains NaN or Inf")
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"episode {self.episode_id!r}: task must be a non-empty string")
+        # Own contiguous copies: a view into a larger array would keep that array alive and
+        # make the replay's byte accounting wrong.
+        self.images = np.array(images, dtype=np.uint8, order="C", copy=True)
+        self.gripper_closed = np.array(gripper, dtype=bool, copy=True)
+        self.height = np.array(height, dtype=np.float32, copy=True)
+        self.actions = np.array(actions, dtype=np.float32, copy=True)
+        self.labels = {str(k): bool(v) for k, v in dict(self.labels).items()}
+
+    @property
+    def num_steps(self) -> int:
+        """Number of actions (= transitions) T."""
+        return self.actions.shape[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the episode's arrays."""
+        return (
+            self.images.nbytes
+            + self.gripper_closed.nbytes
+            + self.height.nbytes
+            + self.actions.nbytes
+        )

@@ -1,0 +1,329 @@
+"""Multi-task QT-Opt training loop: Bellman updater + SGD trainer, in one process.
+
+Per step: sample a batch from the replay buffer (re-balanced or uniform), compute Bellman
+targets with CEM over the lagged target networks (`BellmanUpdater`, the seed's Bellman Update
+job), take one Adam step on the cross-entropy loss with gradient-norm clipping, and move the
+target networks:
+
+- target1 follows the online network by Polyak averaging every step
+  (theta1 <- (1 - tau) * theta1 + tau * theta), i.e. it lags by about 1/tau steps;
+- target2 is a copy of target1 refreshed every `target2_period` steps, so it lags target1 by
+  between 0 and `target2_period` steps more (QT-Opt's second, older target).
+
+The value of the next state is min(target1, target2) at target1's CEM argmax (clipped double Q).
+
+TensorBoard scalars (when `log_dir` is set): train/loss, train/grad_norm, train/target_mean,
+q/<task> (mean online Q over the batch's transitions of that task), replay/<task>/success and
+replay/<task>/failure (episodes), replay/bytes, replay/episodes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets, q_logits
+from mtopt_core.cem import DEFAULT_CEM, CEMConfig
+from mtopt_core.checkpoint import Checkpoint, CheckpointError, check_compatible, read_checkpoint
+from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
+from mtopt_core.qnet import QNet
+from mtopt_core.replay import ReplayBuffer
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Training settings.
+
+    Fields:
+        batch_size: transitions per SGD step (and per Bellman target batch).
+        gamma: discount factor of the Bellman target.
+        learning_rate: Adam learning rate.
+        weight_decay: Adam (L2) weight decay.
+        lr_decay_steps: if > 0, the learning rate follows a cosine from `learning_rate` down to
+            `learning_rate * lr_final_fraction` over this many steps, then stays there.
+        lr_final_fraction: see `lr_decay_steps`.
+        grad_clip_norm: gradients are rescaled to at most this global L2 norm (0 = off).
+        target_tau: Polyak rate at which target1 follows the online net each step.
+        target2_period: steps between refreshes of target2 from target1.
+        cem: CEM settings for the max over next actions in the Bellman target.
+        seed: seeds the replay sampling and CEM generators of this trainer.
+        log_dir: TensorBoard directory (None = no logging).
+        log_every: steps between TensorBoard writes.
+        progress: show a tqdm progress bar in `train`.
+        device: torch device of the networks and batches.
+    """
+
+    batch_size: int = 256
+    gamma: float = 0.9
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    lr_decay_steps: int = 0
+    lr_final_fraction: float = 0.1
+    grad_clip_norm: float = 10.0
+    target_tau: float = 0.01
+    target2_period: int = 200
+    cem: CEMConfig = field(default_factory=CEMConfig)
+    seed: int = 0
+    log_dir: str | None = None
+    log_every: int = 50
+    progress: bool = True
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"TrainerConfig.batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"TrainerConfig.gamma must be in [0, 1], got {self.gamma}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainerConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"TrainerConfig.weight_decay must be >= 0, got {self.weight_decay}")
+        if self.lr_decay_steps < 0:
+            raise ValueError(
+                f"TrainerConfig.lr_decay_steps must be >= 0, got {self.lr_decay_steps}"
+            )
+        if not 0.0 <= self.lr_final_fraction <= 1.0:
+            raise ValueError(
+                f"TrainerConfig.lr_final_fraction must be in [0, 1], got {self.lr_final_fraction}"
+            )
+        if self.grad_clip_norm < 0:
+            raise ValueError(
+                f"TrainerConfig.grad_clip_norm must be >= 0, got {self.grad_clip_norm}"
+            )
+        if not 0.0 < self.target_tau <= 1.0:
+            raise ValueError(f"TrainerConfig.target_tau must be in (0, 1], got {self.target_tau}")
+        if self.target2_period < 1:
+            raise ValueError(
+                f"TrainerConfig.target2_period must be >= 1, got {self.target2_period}"
+            )
+        if self.log_every < 1:
+            raise ValueError(f"TrainerConfig.log_every must be >= 1, got {self.log_every}")
+
+
+class BellmanUpdater:
+    """Samples transitions from the replay and labels them with Bellman targets."""
+
+    def __init__(
+        self,
+        replay: ReplayBuffer,
+        target1: nn.Module,
+        target2: nn.Module | None,
+        gamma: float,
+        cem: CEMConfig = DEFAULT_CEM,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+    ):
+        self.replay = replay
+        self.target1, self.target2 = target1, target2
+        self.gamma, self.cem = gamma, cem
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(seed)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def next_batch(self, batch_size: int) -> tuple[TorchBatch, torch.Tensor]:
+        """(batch, targets (B,)) for one training step."""
+        batch = self.replay.sample(batch_size, self.rng).to_torch(self.device)
+        targets = bellman_targets(
+            self.target1, self.target2, batch, self.gamma, self.cem, self.generator
+        )
+        return batch, targets
+
+
+class Trainer:
+    """Trains a QNet from a replay buffer (see the module docstring)."""
+
+    def __init__(
+        self,
+        qnet: QNet,
+        replay: ReplayBuffer,
+        config: TrainerConfig = TrainerConfig(),
+        task_names: Sequence[str] | None = None,
+    ):
+        self.config = config
+        self.task_names = tuple(task_names if task_names is not None else replay.task_names)
+        if len(self.task_names) != qnet.config.num_tasks:
+            raise ValueError(
+                f"{len(self.task_names)} tasks but the network has {qnet.config.num_tasks}"
+            )
+        if tuple(replay.task_names) != self.task_names:
+            raise ValueError("the replay buffer's task list differs from the trainer's")
+        self.device = torch.device(config.device)
+        self.qnet = qnet.to(self.device)
+        self.target1 = self._frozen_copy(qnet)
+        self.target2 = self._frozen_copy(qnet)
+        self.replay = replay
+        self.updater = BellmanUpdater(
+            replay, self.target1, self.target2, config.gamma, config.cem, config.seed, self.device
+        )
+        self.optimizer = torch.optim.Adam(
+            self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        self.step_count = 0
+        self._writer = None
+        if config.log_dir:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=config.log_dir)
+
+    @staticmethod
+    def _frozen_copy(module: nn.Module) -> nn.Module:
+        target = copy.deepcopy(module)
+        for p in target.parameters():
+            p.requires_grad_(False)
+        return target.eval()
+
+    # --- training ----------------------------------------------------------------------------
+
+    def step(self) -> dict[str, Any]:
+        """One Bellman update + SGD step; returns its metrics."""
+        cfg = self.config
+        self.qnet.train()
+        batch, targets = self.updater.next_batch(cfg.batch_size)
+        logits = q_logits(self.qnet, batch)
+        loss = bellman_loss(logits, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step_count}")
+        lr = self.learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip_norm > 0:
+            grad_norm = float(nn.utils.clip_grad_norm_(self.qnet.parameters(), cfg.grad_clip_norm))
+        else:
+            grad_norm = float(
+                torch.norm(torch.stack([p.grad.norm() for p in self.qnet.parameters()
+                                        if p.grad is not None]))
+            )  # fmt: skip
+        self.optimizer.step()
+        self.step_count += 1
+        self._update_targets()
+
+        with torch.no_grad():
+            q = torch.sigmoid(logits)
+            q_per_task = {}
+            for t, name in enumerate(self.task_names):
+                mask = batch.task == t
+                if bool(mask.any()):
+                    q_per_task[name] = float(q[mask].mean())
+        metrics = {
+            "step": self.step_count,
+            "loss": float(loss.detach()),
+            "grad_norm": grad_norm,
+            "target_mean": float(targets.mean()),
+            "learning_rate": lr,
+            "q_per_task": q_per_task,
+        }
+        if self._writer is not None and self.step_count % cfg.log_every == 0:
+            self._log(metrics)
+        return metrics
+
+    def learning_rate(self) -> float:
+        """Learning rate of the next step (cosine decay if configured)."""
+        cfg = self.config
+        if cfg.lr_decay_steps == 0:
+            return cfg.learning_rate
+        progress = min(self.step_count / cfg.lr_decay_steps, 1.0)
+        f = cfg.lr_final_fraction
+        return cfg.learning_rate * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def _update_targets(self) -> None:
+        tau = self.config.target_tau
+        with torch.no_grad():
+            for p_t, p in zip(self.target1.parameters(), self.qnet.parameters(), strict=True):
+                p_t.lerp_(p, tau)
+            for b_t, b in zip(self.target1.buffers(), self.qnet.buffers(), strict=True):
+                b_t.copy_(b)
+            if self.step_count % self.config.target2_period == 0:
+                self.target2.load_state_dict(self.target1.state_dict())
+
+    def _log(self, metrics: dict[str, Any]) -> None:
+        w, s = self._writer, self.step_count
+        w.add_scalar("train/loss", metrics["loss"], s)
+        w.add_scalar("train/grad_norm", metrics["grad_norm"], s)
+        w.add_scalar("train/target_mean", metrics["target_mean"], s)
+        w.add_scalar("train/learning_rate", metrics["learning_rate"], s)
+        for name, q in metrics["q_per_task"].items():
+            w.add_scalar(f"q/{name}", q, s)
+        for name, sizes in self.replay.buffer_sizes().items():
+            w.add_scalar(f"replay/{name}/success", sizes["success_episodes"], s)
+            w.add_scalar(f"replay/{name}/failure", sizes["failure_episodes"], s)
+        w.add_scalar("replay/bytes", self.replay.nbytes, s)
+        w.add_scalar("replay/episodes", self.replay.num_episodes, s)
+
+    def train(
+        self, num_steps: int, callback: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Run `num_steps` steps (tqdm progress if enabled); returns the last step's metrics."""
+        from tqdm import tqdm
+
+        metrics: dict[str, Any] = {}
+        with tqdm(total=num_steps, disable=not self.config.progress, desc="train") as bar:
+            for _ in range(num_steps):
+                metrics = self.step()
+                if callback is not None:
+                    callback(metrics)
+                bar.update(1)
+                if self.step_count % self.config.log_every == 0:
+                    bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        if self._writer is not None:
+            self._writer.flush()
+        return metrics
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def save_checkpoint(self, path: str | os.PathLike, training_state: bool = True) -> str:
+        """Write the online weights (plus targets and optimizer state when `training_state`)
+        atomically with a sha256; returns the file's sha256."""
+        extra = {}
+        if training_state:
+            extra = {
+                "target1": {k: v.cpu() for k, v in self.target1.state_dict().items()},
+                "target2": {k: v.cpu() for k, v in self.target2.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+            }
+        return _save_checkpoint(
+            path, self.qnet, self.task_names, self.step_count, {"kind": "mtopt_qnet"}, extra
+        )
+
+    def load_checkpoint(
+        self, path: str | os.PathLike, expected_sha256: str | None = None
+    ) -> Checkpoint:
+        """Load weights (and training state if present). Raises CheckpointError and keeps the
+        current weights when the file is refused."""
+        ckpt = read_checkpoint(path, expected_sha256)
+        check_compatible(ckpt, self.qnet, self.qnet.config, self.task_names)
+        own = self.qnet.state_dict()
+        for name in ("target1", "target2"):
+            if name in ckpt.extra:
+                sd = ckpt.extra[name]
+                if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
+                    raise CheckpointError(path, f"architecture mismatch in {name}")
+        opt_state = ckpt.extra.get("optimizer")
+        if opt_state is not None:
+            groups = opt_state.get("param_groups", [])
+            n_own = [len(g["params"]) for g in self.optimizer.state_dict()["param_groups"]]
+            if [len(g.get("params", [])) for g in groups] != n_own:
+                raise CheckpointError(path, "optimizer state does not match the network")
+        # Everything verified: from here on nothing can refuse the file.
+        self.qnet.load_state_dict(ckpt.state_dict)
+        self.target1.load_state_dict(ckpt.extra.get("target1", ckpt.state_dict))
+        self.target2.load_state_dict(ckpt.extra.get("target2", ckpt.state_dict))
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state)
+        self.step_count = ckpt.step
+        return ckpt

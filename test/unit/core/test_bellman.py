@@ -1,0 +1,140 @@
+"""Bellman targets: known Q* of a small MDP by fitted Q iteration through the real target code
+(CEM max, clipped double Q, cross-entropy loss); terminal and clipped-double-Q rules."""
+
+import itertools
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets, q_logits
+from mtopt_core.cem import CEMConfig
+
+S, GOALS, GAMMA = 5, (0, 4), 0.9  # chain of 5 states, task k rewards terminating on GOALS[k]
+
+
+class TabularQ(nn.Module):
+    """A Q 'network' with one logit per (state, left/right, terminate, task); the state is
+    read from a 1 x S image (the lit pixel). Same trunk/head interface as QNet."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(S, 2, 2, len(GOALS)))
+
+    def trunk(self, images):
+        return images[:, 0, :, 0].float() / 255.0  # (B, S) one-hot
+
+    def head_logits(self, features, action, gripper_closed, height, task):
+        s = features.argmax(1)
+        right = (action[:, 0] > 0).long()
+        term = (action[:, 5] >= 0.5).long()
+        return self.table[s, right, term, task.long()]
+
+
+def state_images(states):
+    img = torch.zeros(len(states), 1, S, 3, dtype=torch.uint8)
+    img[torch.arange(len(states)), 0, torch.as_tensor(states)] = 255
+    return img
+
+
+def step(s, right):
+    return min(max(s + (1 if right else -1), 0), S - 1)
+
+
+def all_transitions():
+    rows = list(itertools.product(range(S), (0, 1), (0, 1), range(len(GOALS))))
+    s = [r[0] for r in rows]
+    nxt = [step(r[0], r[1]) for r in rows]
+    action = torch.zeros(len(rows), 6)
+    action[:, 0] = torch.tensor([0.5 if r[1] else -0.5 for r in rows])
+    action[:, 5] = torch.tensor([float(r[2]) for r in rows])
+    reward = torch.tensor([float(r[2] and nxt[i] == GOALS[r[3]]) for i, r in enumerate(rows)])
+    zeros = torch.zeros(len(rows))
+    batch = TorchBatch(
+        image=state_images(s), gripper_closed=zeros, height=zeros, action=action,
+        task=torch.tensor([r[3] for r in rows]), reward=reward,
+        done=torch.tensor([float(r[2]) for r in rows]), next_image=state_images(nxt),
+        next_gripper_closed=zeros, next_height=zeros,
+    )  # fmt: skip
+    return rows, batch
+
+
+def q_star():
+    """Value iteration on the same MDP, independent of the code under test."""
+    q = np.zeros((S, 2, 2, len(GOALS)))
+    for _ in range(200):
+        v = q.max(axis=(1, 2))  # (S, task)
+        new = np.zeros_like(q)
+        for s, r, t, k in itertools.product(range(S), (0, 1), (0, 1), range(len(GOALS))):
+            n = step(s, r)
+            new[s, r, t, k] = float(n == GOALS[k]) if t else GAMMA * v[n, k]
+        q = new
+    return q
+
+
+def test_fitted_q_iteration_converges_to_known_q_star():
+    rows, batch = all_transitions()
+    online, target1, target2 = TabularQ(), TabularQ(), TabularQ()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        target1.load_state_dict(online.state_dict())
+        target2.load_state_dict(online.state_dict())
+        targets = bellman_targets(target1, target2, batch, GAMMA, CEMConfig(), gen)
+        opt = torch.optim.Adam(online.parameters(), lr=0.2)
+        for _ in range(300):
+            opt.zero_grad()
+            bellman_loss(q_logits(online, batch), targets).backward()
+            opt.step()
+    learned = torch.sigmoid(online.table).detach().numpy()
+    expected = q_star()
+    assert expected[1, 0, 1, 0] == 1.0 and math.isclose(expected[3, 0, 0, 0], GAMMA**2)
+    np.testing.assert_allclose(learned, expected, atol=0.02)
+
+
+class ConstQ(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def trunk(self, images):
+        return torch.zeros(images.shape[0], 1)
+
+    def head_logits(self, features, action, gripper_closed, height, task):
+        q = self.fn(action).clamp(1e-6, 1 - 1e-6)
+        return torch.log(q) - torch.log1p(-q)
+
+
+def _batch(reward, done):
+    b = len(reward)
+    img = torch.zeros(b, 1, S, 3, dtype=torch.uint8)
+    z = torch.zeros(b)
+    return TorchBatch(img, z, z, torch.zeros(b, 6), torch.zeros(b, dtype=torch.long),
+                      torch.tensor(reward), torch.tensor(done), img, z, z)  # fmt: skip
+
+
+def test_terminal_transitions_get_reward_only():
+    q = ConstQ(lambda a: torch.full((a.shape[0],), 0.7))
+    batch = _batch([1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 0.0, 0.0])
+    targets = bellman_targets(q, q, batch, 0.5)
+    torch.testing.assert_close(targets, torch.tensor([1.0, 0.0, 0.35, 1.0]))
+
+
+def test_clipped_double_q_takes_min_of_targets_at_target1_argmax():
+    q1 = ConstQ(lambda a: torch.sigmoid(3 * a[:, 0]))  # argmax at a0 = 1
+    q2 = ConstQ(lambda a: torch.sigmoid(-3 * a[:, 0]))  # lowest exactly there
+    batch = _batch([0.0, 0.0], [0.0, 0.0])
+    cfg = CEMConfig(population=64, elites=6, iterations=3)
+    t = bellman_targets(q1, q2, batch, 1.0, cfg, torch.Generator().manual_seed(0))
+    # min(Q1, Q2) at Q1's argmax, not max_a min(Q1, Q2) (which would be 0.5 at a0 = 0).
+    assert torch.all(t < 0.06) and torch.all(t > torch.sigmoid(torch.tensor(-3.0)) - 1e-6)
+    single = bellman_targets(q1, None, batch, 1.0, cfg, torch.Generator().manual_seed(0))
+    assert torch.all(single > 0.94)
+
+
+def test_loss_is_cross_entropy_on_sigmoid_output():
+    logits = torch.tensor([0.0, 2.0, -1.0])
+    targets = torch.tensor([0.3, 1.0, 0.0])
+    p = torch.sigmoid(logits)
+    expected = -(targets * p.log() + (1 - targets) * (1 - p).log()).mean()
+    torch.testing.assert_close(bellman_loss(logits, targets), expected)

@@ -1,0 +1,160 @@
+"""Checkpoints: atomic write with sha256; corrupted, truncated, NaN, mismatched files are
+refused with a clear error and the previous weights stay in use."""
+
+import hashlib
+import io
+
+import pytest
+import torch
+
+from mtopt_core.checkpoint import (
+    FORMAT_VERSION,
+    HEADER,
+    MAGIC,
+    CheckpointError,
+    file_sha256,
+    load_qnet_weights,
+    qnet_from_checkpoint,
+    save_checkpoint,
+    sidecar_path,
+)
+from mtopt_core.qnet import QNet, QNetConfig
+from mtopt_core.replay import ReplayBuffer
+from mtopt_core.trainer import Trainer, TrainerConfig
+
+TASKS = ("t0", "t1", "t2")
+
+
+def snapshot(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def assert_same(module, snap):
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, snap[k]), k
+
+
+@pytest.fixture
+def saved(tmp_path):
+    torch.manual_seed(1)
+    net = QNet(QNetConfig.tiny(3))
+    path = tmp_path / "w" / "qnet.ckpt"
+    digest = save_checkpoint(path, net, TASKS, step=42, metadata={"run": "test"})
+    return net, path, digest
+
+
+def test_round_trip_and_sidecar_hash(saved):
+    net, path, digest = saved
+    assert digest == file_sha256(path)
+    assert sidecar_path(path).read_text() == f"{digest}  qnet.ckpt\n"
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    torch.manual_seed(2)
+    other = QNet(QNetConfig.tiny(3))
+    ckpt = load_qnet_weights(other, path, TASKS, expected_sha256=digest)
+    assert ckpt.step == 42 and ckpt.metadata["run"] == "test" and ckpt.task_names == TASKS
+    assert_same(other, snapshot(net))
+    built, _ = qnet_from_checkpoint(path, TASKS)
+    assert built.config == net.config
+    assert_same(built, snapshot(net))
+
+
+def refuse(path, target, match, **kwargs):
+    before = snapshot(target)
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_qnet_weights(target, path, TASKS, **kwargs)
+    assert info.value.path == str(path) and str(path) in str(info.value)
+    assert_same(target, before)  # previous weights stay in use
+
+
+@pytest.mark.parametrize("where", ["payload_start", "payload_middle", "payload_end"])
+def test_flipped_bytes_are_refused(saved, where):
+    _, path, _ = saved
+    data = bytearray(path.read_bytes())
+    pos = {"payload_start": HEADER.size, "payload_middle": len(data) // 2,
+           "payload_end": len(data) - 1}[where]  # fmt: skip
+    data[pos] ^= 0xFF
+    path.write_bytes(bytes(data))
+    refuse(path, QNet(QNetConfig.tiny(3)), "sha256 mismatch")
+
+
+def test_corrupted_header_is_refused(saved):
+    _, path, _ = saved
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0x01
+    path.write_bytes(bytes(data))
+    refuse(path, QNet(QNetConfig.tiny(3)), "not an MT-Opt checkpoint")
+
+
+@pytest.mark.parametrize("keep", [0, 20, HEADER.size + 10, -1])
+def test_truncated_files_are_refused(saved, keep):
+    _, path, _ = saved
+    data = path.read_bytes()
+    path.write_bytes(data[:keep] if keep >= 0 else data[:-1])
+    refuse(path, QNet(QNetConfig.tiny(3)), "truncated")
+
+
+def write_raw(path, body):
+    """A well-formed file (valid header and payload hash) around an arbitrary body."""
+    buf = io.BytesIO()
+    torch.save(body, buf)
+    payload = buf.getvalue()
+    path.write_bytes(HEADER.pack(MAGIC, len(payload), hashlib.sha256(payload).digest()) + payload)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_or_inf_weights_are_refused(tmp_path, bad):
+    net = QNet(QNetConfig.tiny(3))
+    state = snapshot(net)
+    key = next(k for k in state if k.endswith("weight"))
+    state[key].view(-1)[3] = bad
+    path = tmp_path / "nan.ckpt"
+    write_raw(path, {"format": FORMAT_VERSION, "qnet_config": net.config.to_dict(),
+                     "task_names": list(TASKS), "state_dict": state, "step": 1,
+                     "metadata": {}, "extra": {}})  # fmt: skip
+    refuse(path, QNet(QNetConfig.tiny(3)), f"NaN or Inf in state_dict.{key}")
+    # Saving NaN weights is refused too, and leaves no file behind.
+    with torch.no_grad():
+        net.state_dict()[key].view(-1)[0] = bad
+    with pytest.raises(CheckpointError, match="NaN"):
+        save_checkpoint(tmp_path / "never.ckpt", net, TASKS)
+    assert not (tmp_path / "never.ckpt").exists()
+
+
+def test_architecture_and_task_list_mismatch_are_refused(saved):
+    _, path, _ = saved
+    refuse(path, QNet(QNetConfig.tiny(3, channels=8)), "architecture mismatch.*channels")
+    refuse(path, QNet(QNetConfig.tiny(3, multi_head=True)), "architecture mismatch")
+    target = QNet(QNetConfig.tiny(3))
+    before = snapshot(target)
+    with pytest.raises(CheckpointError, match="task list mismatch"):
+        load_qnet_weights(target, path, ("t0", "t2", "t1"))
+    assert_same(target, before)
+
+
+def test_hash_mismatches_and_missing_file_are_refused(saved, tmp_path):
+    _, path, digest = saved
+    target = QNet(QNetConfig.tiny(3))
+    refuse(path, target, "expected", expected_sha256="0" * 64)
+    sidecar_path(path).write_text("f" * 64 + "  qnet.ckpt\n")
+    refuse(path, target, r"qnet.ckpt.sha256")
+    refuse(tmp_path / "absent.ckpt", target, "cannot read")
+
+
+def test_trainer_keeps_weights_when_a_checkpoint_is_refused(saved, tmp_path):
+    _, path, _ = saved
+    trainer = Trainer(QNet(QNetConfig.tiny(3)), ReplayBuffer(TASKS), TrainerConfig(progress=False))
+    good = tmp_path / "trainer.ckpt"
+    trainer.save_checkpoint(good)
+    data = bytearray(good.read_bytes())
+    data[len(data) // 3] ^= 0x10
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(bytes(data))
+    before = snapshot(trainer.qnet)
+    with pytest.raises(CheckpointError, match="bad.ckpt.*sha256 mismatch"):
+        trainer.load_checkpoint(bad)
+    assert_same(trainer.qnet, before)
+    # A valid checkpoint of a different network loads, targets included.
+    ckpt = trainer.load_checkpoint(path)
+    assert ckpt.step == 42 and trainer.step_count == 42
+    assert_same(trainer.qnet, snapshot(saved[0]))
+    assert_same(trainer.target1, snapshot(saved[0]))

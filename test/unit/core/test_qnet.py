@@ -1,0 +1,119 @@
+"""Q-network (seed Fig. 9): layer structure, trunk/head split, presets, multi-headed variant."""
+
+import pytest
+import torch
+from torch import nn
+
+from mtopt_core.qnet import QNet, QNetConfig, expand_features
+
+
+def _inputs(cfg, b):
+    g = torch.Generator().manual_seed(1)
+    s = cfg.image_size
+    return (
+        torch.randint(0, 256, (b, s, s, 3), dtype=torch.uint8, generator=g),
+        torch.rand(b, 6, generator=g) * 2 - 1,
+        (torch.rand(b, generator=g) > 0.5).float(),
+        torch.rand(b, generator=g) * 0.3,
+        torch.randint(0, cfg.num_tasks, (b,), generator=g),
+    )
+
+
+def _convs(module):
+    return [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+
+
+@pytest.mark.parametrize("multi_head", [False, True])
+def test_structure_7_conv_trunk_9_conv_head(multi_head):
+    net = QNet(QNetConfig.small(12, multi_head=multi_head))
+    assert len(_convs(net.trunk_layers)) == 7
+    assert len(_convs(net.head_convs)) == 9
+    if not multi_head:
+        assert len([m for m in net.shared_fc if isinstance(m, nn.Linear)]) == 2
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        QNetConfig.tiny(4),
+        QNetConfig.small(12),
+        QNetConfig.small(12, multi_head=True, norm="group"),
+    ],
+    ids=["tiny", "small", "small-multihead-groupnorm"],
+)
+def test_forward_is_trunk_then_head_and_in_unit_interval(cfg):
+    net = QNet(cfg).eval()
+    images, action, grip, height, task = _inputs(cfg, 5)
+    with torch.no_grad():
+        q = net(images, action, grip, height, task)
+        features = net.trunk(images)
+        side = cfg.feature_size()
+        assert features.shape == (5, cfg.channels, side, side)
+        q_split = net.head(features, action, grip, height, task)
+    assert q.shape == (5,)
+    assert torch.all((q > 0) & (q < 1))
+    torch.testing.assert_close(q, q_split)
+    # Broadcasting: the features of one state, expanded, give that state's Q for every action.
+    with torch.no_grad():
+        q_b = net.head(
+            expand_features(features[:1], 5), action, grip[:1].expand(5), height[:1].expand(5),
+            task[:1].expand(5),
+        )  # fmt: skip
+        q_full = net(images[:1].expand(5, -1, -1, -1), action, grip[:1].expand(5),
+                     height[:1].expand(5), task[:1].expand(5))  # fmt: skip
+    torch.testing.assert_close(q_b, q_full)
+
+
+def test_q_depends_on_action_task_and_gripper_inputs():
+    cfg = QNetConfig.tiny(4)
+    net = QNet(cfg).eval()
+    images, action, grip, height, task = _inputs(cfg, 4)
+    with torch.no_grad():
+        base = net(images, action, grip, height, task)
+        assert not torch.allclose(base, net(images, -action, grip, height, task))
+        assert not torch.allclose(base, net(images, action, 1 - grip, height, task))
+        assert not torch.allclose(base, net(images, action, grip, height + 0.2, task))
+        assert not torch.allclose(base, net(images, action, grip, height, (task + 1) % 4))
+
+
+def test_multi_head_reads_each_task_from_its_own_head():
+    cfg = QNetConfig.tiny(3, multi_head=True)
+    net = QNet(cfg).eval()
+    images, action, grip, height, _ = _inputs(cfg, 6)
+    task = torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        before = net(images, action, grip, height, task)
+        net.mh_b3[1] += 5.0  # only task 1's output bias
+        after = net(images, action, grip, height, task)
+    changed = ~torch.isclose(before, after)
+    assert changed.tolist() == [False, True, False, False, True, False]
+
+
+def test_paper_preset_matches_qtopt_sizes():
+    cfg = QNetConfig.paper(12)
+    assert cfg.image_size == 472 and cfg.channels == 64
+    assert cfg.feature_size() == 26 and cfg.head_output_size() == 13
+    net = QNet(cfg).eval()
+    images, action, grip, height, task = _inputs(cfg, 1)
+    with torch.no_grad():
+        assert net.trunk(images).shape == (1, 64, 26, 26)
+        assert net(images, action, grip, height, task).shape == (1,)
+
+
+def test_bad_inputs_and_configs_are_refused():
+    net = QNet(QNetConfig.tiny(2))
+    with pytest.raises(ValueError, match="16x16"):
+        net.trunk(torch.zeros(1, 32, 32, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"\(B, H, W, 3\)"):
+        net.trunk(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))
+    feats = net.trunk(torch.zeros(2, 16, 16, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="action"):
+        net.head(feats, torch.zeros(2, 5), torch.zeros(2), torch.zeros(2), torch.zeros(2))
+    with pytest.raises(ValueError, match="num_tasks"):
+        QNetConfig(num_tasks=0)
+    with pytest.raises(ValueError, match="norm"):
+        QNetConfig(num_tasks=2, norm="batch")
+    with pytest.raises(ValueError, match="too small"):
+        QNetConfig(num_tasks=2, image_size=8)
+    cfg = QNetConfig.small(3)
+    assert QNetConfig.from_dict(cfg.to_dict()) == cfg
