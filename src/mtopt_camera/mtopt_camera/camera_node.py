@@ -14,15 +14,14 @@ import sys
 
 import cv2
 import cv2.utils.logging
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
 from mtopt_bridge.image import numpy_to_image
+from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
 from mtopt_camera.capture import FrameCapture, parse_source
-from mtopt_camera.config import CameraConfig, ConfigError
+from mtopt_camera.config import CameraConfig
 
 QOS_DEPTH = 10
 
@@ -78,24 +77,10 @@ class CameraNode(Node):
 
 
 def main(args=None) -> int:
+    """Run the node until interrupted (exit code 2 on invalid parameters)."""
     # OpenCV prints its own warning for every failed open attempt; the node logs throttled ones.
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = CameraNode()
-        rclpy.spin(node)
-    except ConfigError as exc:
-        print(f"camera_node: invalid parameters: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(CameraNode, "camera_node", threads=1, args=args)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""MT-Opt learning core (pure Python + torch, no ROS): tasks, Q-network, CEM, Bellman targets, impersonation, replay, checkpoints."""
+"""MT-Opt learning core (pure Python + torch, never imports rclpy)."""

@@ -18,24 +18,24 @@ use the wall clock, so a stalled simulator cannot hang a goal.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Pose
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
-from mtopt_iiwa.config import ConfigError, IiwaControllerConfig
+from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.kinematics import IiwaKinematics, WorkspaceBox, rotation_to_quaternion
 from mtopt_iiwa.motion import (
     GripperMonitor,
@@ -435,26 +435,11 @@ class IiwaControllerNode(Node):
         return self._gripper_result(position, effort, reached, stalled)
 
 
-def main(args=None) -> None:
-    """Run the controller node until interrupted."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = IiwaControllerNode()
-        # Move, go_home and gripper goals block a thread each while they run.
-        executor = MultiThreadedExecutor(num_threads=6)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ConfigError as exc:
-        print(f"iiwa_controller: bad parameter: {exc}", flush=True)
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    """Run the node until interrupted (exit code 2 on invalid parameters)."""
+    # Move, go_home and gripper goals block a thread each while they run.
+    return run_node(IiwaControllerNode, "iiwa_controller", threads=6, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,13 +27,12 @@ import shutil
 import sys
 from functools import partial
 
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.serialization import serialize_message
 
+from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
 from mtopt_interfaces.srv import FinishEpisode, StartEpisode
 from mtopt_logger.config import ConfigError, LoggerConfig
@@ -178,24 +177,10 @@ class LoggerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = LoggerNode()
-        executor = MultiThreadedExecutor(num_threads=node.config.executor_threads)
-        executor.add_node(node)
-        executor.spin()
-    except ConfigError as exc:
-        print(f"logger_node: invalid parameters: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the node until interrupted (exit code 2 on invalid parameters)."""
+    return run_node(
+        LoggerNode, "logger_node", threads=lambda node: node.config.executor_threads, args=args
+    )
 
 
 if __name__ == "__main__":

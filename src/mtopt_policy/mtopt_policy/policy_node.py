@@ -30,18 +30,17 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import rclpy
 import torch
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from mtopt_bridge.image import ImageConversionError, image_to_numpy, numpy_to_image
-from mtopt_bridge.params import ConfigError, declare_config, describe_config
+from mtopt_bridge.node_main import run_node
+from mtopt_bridge.params import declare_config, describe_config
 from mtopt_core.tasks import load_task_registry
 from mtopt_interfaces.action import GripperCommand, MoveEndEffector, RunEpisode
 from mtopt_interfaces.msg import GripperState, PolicyStep, WeightsUpdate
@@ -242,7 +241,7 @@ class PolicyNode(Node):
         """False once the node is shutting down (episodes end at once)."""
         return self.context.ok() and not self._stop.is_set()
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._stop.set()
 
     # -- weights ---------------------------------------------------------------------------
@@ -335,28 +334,9 @@ class PolicyNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    executor = None
-    try:
-        node = PolicyNode()
-        executor = MultiThreadedExecutor(num_threads=4)
-        executor.add_node(node)
-        executor.spin()
-    except ConfigError as exc:
-        print(f"policy_node: invalid parameters: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.stop()  # a running episode ends within 50 ms
-        if executor is not None:
-            executor.shutdown(timeout_sec=3.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the node until interrupted (exit code 2 on invalid parameters)."""
+    # An episode blocks a thread while images, states and action results keep arriving.
+    return run_node(PolicyNode, "policy_node", threads=4, args=args)
 
 
 if __name__ == "__main__":

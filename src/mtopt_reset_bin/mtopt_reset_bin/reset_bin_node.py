@@ -9,19 +9,19 @@ One reset at a time: goals that arrive while one runs are rejected.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
 from mtopt_interfaces.action import ResetBin
 from mtopt_interfaces.msg import BinMotorCommand, BinMotorState
-from mtopt_reset_bin.config import ConfigError, ResetBinConfig
+from mtopt_reset_bin.config import ResetBinConfig
 from mtopt_reset_bin.motor import BinMotor, MotorReading, SimBinMotor
 from mtopt_reset_bin.reset import ResetOutcome, ResetSequence
 from mtopt_reset_bin.serial_motor import SerialBinMotor
@@ -155,25 +155,11 @@ class ResetBinNode(Node):
         return super().destroy_node()
 
 
-def main(args=None) -> None:
-    """Run the reset-bin node until interrupted."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ResetBinNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ConfigError as exc:
-        print(f"reset_bin: bad parameter: {exc}", flush=True)
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    """Run the node until interrupted (exit code 2 on invalid parameters)."""
+    # The reset goal blocks a thread while motor feedback keeps arriving.
+    return run_node(ResetBinNode, "reset_bin", threads=3, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

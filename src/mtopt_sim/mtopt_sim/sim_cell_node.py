@@ -31,10 +31,8 @@ from dataclasses import dataclass
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import rclpy  # noqa: E402
 from builtin_interfaces.msg import Time  # noqa: E402
 from rclpy.clock import Clock, ClockType  # noqa: E402
-from rclpy.executors import ExternalShutdownException  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
@@ -43,6 +41,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from mtopt_bridge.image import numpy_to_image  # noqa: E402
+from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import ConfigError, declare_config, describe_config  # noqa: E402
 from mtopt_core.tasks import load_task_registry  # noqa: E402
 from mtopt_interfaces.msg import (
@@ -297,22 +296,10 @@ class SimCellNode(Node):
         super().destroy_node()
 
 
-def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimCellNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ConfigError as exc:
-        print(f"sim_cell_node: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args=None) -> int:
+    """Run the node until interrupted (exit code 2 on invalid parameters)."""
+    return run_node(SimCellNode, "sim_cell_node", threads=1, args=args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
