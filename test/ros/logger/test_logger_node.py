@@ -256,8 +256,10 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
         # Subsampled to about CAMERA_RATE_HZ: 1.5 s at 5 Hz = 7-8 kept frames + the final one.
         assert 7 <= len(frames) <= 10, numbers
         kept_times = np.array([m.timestamp_ns for m in frames[:-1]]) / 1e9
+        # One-sided: the logger never keeps frames faster than the rate (a loaded machine may
+        # deliver the 30 Hz input late, which lowers the kept rate without being a logger bug).
         mean_gap = float(np.mean(np.diff(kept_times)))
-        assert abs(mean_gap - 1 / CAMERA_RATE_HZ) < 0.15 / CAMERA_RATE_HZ, (topic, mean_gap)
+        assert mean_gap > 0.85 / CAMERA_RATE_HZ, (topic, mean_gap)
 
     stored = by_topic[f"{NAMESPACE}/episode_info"][0].message
     assert (stored.episode_id, stored.task, stored.steps) == ("ep-a", "lift-carrot", 8)
