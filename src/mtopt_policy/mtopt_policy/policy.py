@@ -489,8 +489,10 @@ class EpisodeRunner:
                 decision = plan.source.act(obs)
                 t = timer.add("inference", t)
                 self.port.publish_step(plan, step, decision, obs)
-                terminate = self._execute(decision.action, obs, timer, outcome)
+                # A step counts once its PolicyStep is out, so the bag's steps and the
+                # EpisodeInfo agree even when executing it aborts the episode.
                 outcome.steps = step + 1
+                terminate = self._execute(decision.action, obs, timer, outcome)
                 after = self.clock()
                 if terminate:
                     outcome.terminated = True

@@ -274,6 +274,8 @@ def test_arm_fault_aborts_with_the_outcome(registry):
     port = FakePort([0.1] + [0.2] * 10, move_outcome=4)
     outcome = EpisodeRunner(port, cfg).run(planner.plan("e", "lift-any"))
     assert outcome.aborted and outcome.reason == "move_ee: FAULT: test"
+    # The step whose move failed was published: the count matches the bag's PolicySteps.
+    assert outcome.steps == len(port.steps) == 1
 
     class Broken(FakePort):
         def move(self, *args):
