@@ -45,7 +45,9 @@ def check_bag(
     (info,) = by_topic[f"{ns}/episode_info"]
     assert messages[-1].topic == f"{ns}/episode_info"
     assert info.episode_id == bag.name and info.cell_id == cell_id
-    assert info.task in task_names and info.policy_kind in KINDS
+    assert info.task in task_names, info.task
+    assert not info.aborted, f"{bag.name} aborted: {info.abort_reason}"
+    assert info.policy_kind in KINDS, info.policy_kind
     assert tuple(info.task_names) == task_names
     assert info.has_oracle and len(info.oracle_success) == len(task_names)
     if sd_version:
@@ -106,7 +108,10 @@ def test_sim_cell_collects_episodes_into_complete_bags(start_launch, tmp_path):
     bags = list_episode_bags(episode_dir)
     assert len(bags) == episodes, out[-4000:]
     assert not list(episode_dir.glob("*.part"))
-    infos = [check_bag(bag, "/cell0", 0, names, sd_version) for bag in bags]
+    try:
+        infos = [check_bag(bag, "/cell0", 0, names, sd_version) for bag in bags]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- launch output (tail):\n{out[-6000:]}") from None
     for bag in bags:
         check_mcap(bag, "/cell0")
     # The collector's log and the bags agree episode by episode (task, policy, steps).
@@ -139,7 +144,10 @@ def test_two_cells_each_in_its_namespace_and_the_launch_ends_when_both_are_done(
     by_cell = {}
     for bag in bags:
         cell_id = int(bag.name.split("_")[0].removeprefix("cell"))
-        by_cell[cell_id] = check_bag(bag, f"/cell{cell_id}", cell_id, names)
+        try:
+            by_cell[cell_id] = check_bag(bag, f"/cell{cell_id}", cell_id, names)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- launch output (tail):\n{out[-6000:]}") from None
     assert sorted(by_cell) == [0, 1]
 
 

@@ -46,6 +46,13 @@ class AugmentConfig:
             (colour of the light; not in the seed's list, which has brightness only).
         saturation: the image is blended with its grey version by a factor in [1 - s, 1 + s]
             per example, same for all views (1 = unchanged, < 1 paler, > 1 more saturated).
+        flat_recolour: strength s of a random colour matrix (identity + uniform(-s, s) per
+            entry) applied, per example and the same in all views, only where the image is
+            locally flat (bins, table, floor, walls), so backgrounds change colour while small
+            textured things (objects, fingers) keep theirs (0 = off; not in the seed's list).
+        flat_kernel: side of the window [px] whose colour variance decides "flat".
+        flat_variance: variance scale (summed over RGB, images in [0, 1]) of the flatness mask
+            exp(-variance / flat_variance).
         shadow_probability: chance that a view gets one shadow polygon.
         shadow_darkness_min, shadow_darkness_max: the shadow multiplies the pixels it covers by
             (1 - darkness), darkness drawn uniformly in this range.
@@ -60,6 +67,9 @@ class AugmentConfig:
     view_brightness: float = 0.05
     colour_gain: float = 0.1
     saturation: float = 0.3
+    flat_recolour: float = 0.0
+    flat_kernel: int = 5
+    flat_variance: float = 0.002
     shadow_probability: float = 0.5
     shadow_darkness_min: float = 0.2
     shadow_darkness_max: float = 0.6
@@ -78,6 +88,12 @@ class AugmentConfig:
         check("view_brightness", 0.0 <= self.view_brightness < 1.0, "must be in [0, 1)")
         check("colour_gain", 0.0 <= self.colour_gain < 1.0, "must be in [0, 1)")
         check("saturation", 0.0 <= self.saturation < 1.0, "must be in [0, 1)")
+        check("flat_recolour", 0.0 <= self.flat_recolour <= 1.0, "must be in [0, 1]")
+        check("flat_kernel", isinstance(self.flat_kernel, int), "must be an int")
+        check(
+            "flat_kernel", self.flat_kernel >= 3 and self.flat_kernel % 2 == 1, "must be odd >= 3"
+        )
+        check("flat_variance", self.flat_variance > 0.0, "must be > 0")
         check("shadow_probability", 0.0 <= self.shadow_probability <= 1.0, "must be in [0, 1]")
         check("shadow_darkness_min", 0.0 <= self.shadow_darkness_min <= 1.0, "must be in [0, 1]")
         check(
@@ -104,6 +120,7 @@ class AugmentConfig:
             view_brightness=0.0,
             colour_gain=0.0,
             saturation=0.0,
+            flat_recolour=0.0,
             shadow_probability=0.0,
         )
 
@@ -169,6 +186,16 @@ def shadow_masks(
     return (cross >= 0).all(dim=1).to(torch.float32)
 
 
+def flatness(x: torch.Tensor, kernel: int, variance: float) -> torch.Tensor:
+    """(n, 1, H, W) in (0, 1]: exp(-local colour variance / variance); 1 where flat."""
+    pad = kernel // 2
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
+    mean = F.avg_pool2d(padded, kernel, stride=1)
+    square = F.avg_pool2d(padded * padded, kernel, stride=1)
+    local = (square - mean * mean).clamp_min(0.0).sum(dim=1, keepdim=True)
+    return torch.exp(-local / variance)
+
+
 def augment_views(
     images: torch.Tensor,
     config: AugmentConfig | None = None,
@@ -212,6 +239,13 @@ def augment_views(
         factor = factor.expand(b, v).reshape(n, 1, 1, 1).to(x.dtype)
         grey = (x * _LUMA.to(x.dtype).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
         x = grey + factor * (x - grey)
+
+    if config.flat_recolour > 0.0 and c == 3:
+        s = config.flat_recolour
+        matrix = torch.eye(3) + _uniform((b, 1, 3, 3), -s, s, generator)
+        matrix = matrix.expand(b, v, 3, 3).reshape(n, 3, 3).to(x.dtype)
+        recoloured = torch.einsum("nij,njhw->nihw", matrix, x)
+        x = x + flatness(x, config.flat_kernel, config.flat_variance) * (recoloured - x)
 
     if config.shadow_probability > 0.0:
         masks = shadow_masks(n, h, w, config, generator)

@@ -359,6 +359,29 @@ def masked_bce_loss(logits: torch.Tensor, targets: torch.Tensor, known: torch.Te
     return (loss * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def balanced_bce_loss(logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor):
+    """Binary cross-entropy balanced per task and outcome, over known entries only.
+
+    For each task with known labels in the batch, the mean loss over its successes and the mean
+    over its failures count half each (all of it when the batch has only one kind); tasks are
+    then averaged. Label sharing makes the known labels of a task lopsided even in a batch
+    sampled for balance (every lift-X success is a failure of six other lift tasks and a
+    success of lift-any), so without this a task's rare outcome would be drowned out.
+    """
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    pos = (known & (targets > 0.5)).to(loss.dtype)
+    neg = (known & (targets <= 0.5)).to(loss.dtype)
+    n_pos, n_neg = pos.sum(0), neg.sum(0)
+    mean_pos = (loss * pos).sum(0) / n_pos.clamp_min(1.0)
+    mean_neg = (loss * neg).sum(0) / n_neg.clamp_min(1.0)
+    has_pos, has_neg = (n_pos > 0).to(loss.dtype), (n_neg > 0).to(loss.dtype)
+    weight_pos = has_pos / (has_pos + has_neg).clamp_min(1.0)
+    weight_neg = has_neg / (has_pos + has_neg).clamp_min(1.0)
+    per_task = weight_pos * mean_pos + weight_neg * mean_neg
+    present = ((n_pos + n_neg) > 0).to(loss.dtype)
+    return (per_task * present).sum() / present.sum().clamp_min(1.0)
+
+
 # --------------------------------------------------------------------------------------------
 # Table III
 

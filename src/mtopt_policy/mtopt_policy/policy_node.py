@@ -280,11 +280,16 @@ class PolicyNode(Node):
             goal_handle.abort()
             return result
         try:
-            return self._run(goal_handle, request, result)
+            result, finish = self._run(goal_handle, request, result)
         finally:
+            # Free before reporting the end: a collector that gets the result sends its next
+            # goal at once, and that goal must not find this episode still "running".
             self._busy.release()
+        finish()
+        return result
 
     def _run(self, goal_handle, request, result):
+        """Run one episode: (result, the call that reports its end to the client)."""
         log = self.get_logger()
         previous = self.weights.current
         try:
@@ -294,8 +299,7 @@ class PolicyNode(Node):
         except ValueError as exc:
             result.aborted, result.abort_reason = True, str(exc)
             log.error(f"episode {request.episode_id!r} not run: {exc}")
-            goal_handle.abort()
-            return result
+            return result, goal_handle.abort
         if self.weights.current is not previous:
             log.info(f"installed weights version {plan.weights_version}")
         started = time.monotonic()
@@ -323,14 +327,10 @@ class PolicyNode(Node):
             f"{outcome.timing['total']:.2f} s"
         )
         if not self.alive():
-            return result  # shutting down: nobody is left to tell
+            return result, lambda: None  # shutting down: nobody is left to tell
         if goal_handle.is_cancel_requested:
-            goal_handle.canceled()
-        elif outcome.aborted:
-            goal_handle.abort()
-        else:
-            goal_handle.succeed()
-        return result
+            return result, goal_handle.canceled
+        return result, goal_handle.abort if outcome.aborted else goal_handle.succeed
 
 
 def main(args=None) -> int:

@@ -28,7 +28,7 @@ from mtopt_core.sd_data import (
     table3_markdown,
     write_table3,
 )
-from mtopt_core.sd_model import VIEW_ENCODERS, SDModelConfig, save_checkpoint
+from mtopt_core.sd_model import POOLINGS, VIEW_ENCODERS, SDModelConfig, save_checkpoint
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_sd.training import SDTrainer, TrainConfig, summarize
 
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=0, help="holdout eval period (0: at end)")
     p.add_argument("--image-size", type=int, default=64, help="model input side [px]")
     p.add_argument("--view-encoders", choices=VIEW_ENCODERS, default="shared")
+    p.add_argument("--pooling", choices=POOLINGS, default=SDModelConfig.pooling)
+    p.add_argument(
+        "--channels",
+        default=None,
+        help="encoder conv channels, e.g. 16,32,64,64 (default: the model's)",
+    )
     p.add_argument(
         "--tasks-file", type=Path, default=None, help="task registry (default: config/tasks.yaml)"
     )
@@ -140,8 +146,16 @@ def run(args: argparse.Namespace) -> dict:
         print(f"warning: tasks lacking successes or failures in training: {missing}",
               file=sys.stderr)  # fmt: skip
 
+    architecture = {"view_encoders": args.view_encoders, "pooling": args.pooling}
+    if args.channels:
+        try:
+            architecture["channels"] = tuple(int(c) for c in args.channels.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--channels must be integers like 16,32,64; got {args.channels!r}"
+            ) from None
     model_config = SDModelConfig(
-        task_names=registry.names, image_size=args.image_size, view_encoders=args.view_encoders
+        task_names=registry.names, image_size=args.image_size, **architecture
     )
     train_config = TrainConfig(
         steps=args.steps,

@@ -20,11 +20,14 @@ from mtopt_core.sd_data import (
     BalancedSampler,
     SDDataset,
     Table3Row,
+    balanced_bce_loss,
     masked_bce_loss,
     mean_rate,
     table3,
 )
 from mtopt_core.sd_model import SDModelConfig, SuccessDetector
+
+LOSSES = {"balanced": balanced_bce_loss, "mean": masked_bce_loss}
 
 
 @dataclass
@@ -41,6 +44,8 @@ class TrainConfig:
         eval_batch_size: examples per forward pass when evaluating.
         log_every: write training scalars every this many steps.
         threshold: P(success) at or above which an example is graded a success.
+        loss: "balanced": per task, successes and failures weigh half each (`balanced_bce_loss`);
+            "mean": plain mean over all known labels (`masked_bce_loss`).
         augment: train-time augmentation strengths.
     """
 
@@ -53,6 +58,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     log_every: int = 25
     threshold: float = 0.5
+    loss: str = "balanced"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
@@ -63,6 +69,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.eval_every must be >= 0, got {self.eval_every}")
         if not self.learning_rate > 0:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"TrainConfig.loss must be one of {tuple(LOSSES)}, got {self.loss!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"TrainConfig.threshold must be in (0, 1), got {self.threshold}")
 
@@ -140,7 +148,8 @@ class SDTrainer:
         images = augment_views(images, cfg.augment, self.generator)
         self.model.train()
         logits = self.model(images)
-        loss = masked_bce_loss(logits, self.train_set.targets[index], self.train_set.known[index])
+        loss_fn = LOSSES[cfg.loss]
+        loss = loss_fn(logits, self.train_set.targets[index], self.train_set.known[index])
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

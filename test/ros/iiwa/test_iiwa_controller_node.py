@@ -16,6 +16,7 @@ from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -29,7 +30,10 @@ from mtopt_interfaces.msg import GripperCommand, GripperState
 
 pytestmark = pytest.mark.ros
 
-CFG = IiwaControllerConfig()
+# A shared CI machine can stall this one-process graph (controller + fake robot + client under
+# one GIL) for more than the 0.5 s a real arm is allowed to go silent; the staleness logic is
+# the same at any timeout, so test it with one that scheduling hiccups do not reach.
+CFG = IiwaControllerConfig(joint_state_timeout=2.0)
 KIN = IiwaKinematics(tool_offset=CFG.tool_offset)
 # Start over the right bin, pointing down.
 Q0 = KIN.ik([0.56, -0.15, 0.25], 0.0, np.array(CFG.rest_q), rest_q=np.array(CFG.rest_q)).q
@@ -104,7 +108,10 @@ class FakeRobot(Node):
 def graph():
     context = rclpy.Context()
     rclpy.init(context=context)
-    controller = IiwaControllerNode(context=context)
+    controller = IiwaControllerNode(
+        context=context,
+        parameter_overrides=[Parameter("joint_state_timeout", value=CFG.joint_state_timeout)],
+    )
     robot = FakeRobot(context=context)
     client_node = Node("test_client", context=context)
     move = ActionClient(client_node, MoveEndEffector, "iiwa/move_ee")

@@ -72,6 +72,24 @@ def test_colour_cast_and_saturation_shared_across_views():
     assert torch.allclose(augment_views(grey, only_saturation, gen(3)), grey, atol=1e-6)
 
 
+def test_flat_recolour_changes_backgrounds_not_texture():
+    x = torch.empty(4, 3, 3, 32, 32)
+    x[:] = torch.tensor([0.2, 0.3, 0.7]).view(1, 1, 3, 1, 1)  # a flat blue "bin"
+    checker = (torch.arange(8).view(8, 1) + torch.arange(8).view(1, 8)) % 2
+    x[..., 12:20, 12:20] = checker.float() * 0.9  # a small textured "object"
+    only = AugmentConfig(
+        crop_min_scale=1.0, max_rotation_deg=0.0, brightness=0.0, view_brightness=0.0,
+        colour_gain=0.0, saturation=0.0, flat_recolour=0.5, shadow_probability=0.0,
+    )  # fmt: skip
+    y = augment_views(x, only, gen(6))
+    background = (y - x)[..., :6, :6].abs().mean()
+    texture = (y - x)[..., 14:18, 14:18].abs().mean()
+    assert background > 0.05 and texture < 0.2 * background
+    corner = y[:, :, :, 0, 0]  # (B, V, 3): same new background colour in every view
+    assert torch.allclose(corner, corner[:, :1].expand_as(corner), atol=1e-6)
+    assert torch.equal(augment_views(x, AugmentConfig.none(), gen(6)), x)
+
+
 def test_geometry_independent_per_view():
     # Identical views of a gradient image come out different: crop/rotation drawn per view.
     ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 1, 32).expand(2, 3, 3, 32, 32).contiguous()

@@ -10,6 +10,7 @@ from mtopt_core.sd_data import (
     SDDataError,
     SDDataset,
     SDExample,
+    balanced_bce_loss,
     examples_from_episodes,
     load_example_videos,
     masked_bce_loss,
@@ -101,6 +102,22 @@ def test_masked_loss_ignores_unknown_entries():
     assert torch.equal(masked_bce_loss(changed, targets, known), base)
     changed[0, 0] -= 5.0  # a known entry does count
     assert masked_bce_loss(changed, targets, known) > base
+
+
+def test_balanced_loss_weighs_outcomes_per_task_equally():
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    # Task 0: 1 success, 3 failures; task 1: failures only; task 2: nothing known.
+    targets = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    known = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 0, 0], [1, 0, 0]], dtype=torch.bool)
+    logits = torch.randn(4, 3, generator=torch.Generator().manual_seed(2))
+    per = bce(logits, targets, reduction="none")
+    task0 = 0.5 * per[0, 0] + 0.5 * per[1:, 0].mean()
+    task1 = per[:2, 1].mean()
+    assert balanced_bce_loss(logits, targets, known) == pytest.approx(float(task0 + task1) / 2)
+    changed = logits.clone()
+    changed[:, 2] += 50.0  # unknown entries do not count
+    assert balanced_bce_loss(changed, targets, known) == balanced_bce_loss(logits, targets, known)
+    assert masked_bce_loss(logits, targets, known) != balanced_bce_loss(logits, targets, known)
 
 
 def test_parse_cell():
