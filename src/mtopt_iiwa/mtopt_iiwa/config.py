@@ -33,6 +33,12 @@ class IiwaControllerConfig:
     #: Joint positions of `iiwa/go_home` [rad], A1..A7. Default: the MuJoCo cell's home (grasp
     #: point at 0.32, 0, 0.48: outside the workspace, clear of the tilting bin).
     home_q: tuple[float, ...] = (0.0, -0.186, 0.0, -1.856, 0.0, 1.472, 0.0)
+    #: Joint positions of `iiwa/present` [rad], A1..A7: the grading pose taken after an episode,
+    #: before the success detector's final images. Default: the MuJoCo cell's present pose
+    #: (mtopt_sim.robot.RobotConfig.present_qpos; grasp point at about 0.18, -0.37, 0.54, yaw
+    #: -0.8, pointing down: the gripper and what it holds close to the right_shoulder camera,
+    #: the bins left visible to the other cameras).
+    present_q: tuple[float, ...] = (-0.474, 0.035, -0.667, -1.509, 0.022, 1.605, -0.34)
     #: Preferred posture for the redundant joint (IK null space) [rad], A1..A7.
     rest_q: tuple[float, ...] = (0.0, 0.20, 0.0, -1.75, 0.0, 1.19, 0.0)
     #: IK keeps joints this far inside the URDF limits [rad].
@@ -85,6 +91,7 @@ class IiwaControllerConfig:
             ("workspace_high", 3),
             ("rest_q", 7),
             ("home_q", 7),
+            ("present_q", 7),
         ):
             value = getattr(self, name)
             if len(value) != length or not all(math.isfinite(v) for v in value):

@@ -7,6 +7,9 @@ Serves
       `iiwa/joint_states` until REACHED / CLAMPED / BLOCKED / TIMEOUT / FAULT.
   `iiwa/go_home` (std_srvs/Trigger): joint-space move to the `home_q` posture (clear of the
       tilting bin), e.g. before a bin reset; answers when the move ended.
+  `iiwa/present` (std_srvs/Trigger): joint-space move to the `present_q` posture (the grading
+      pose: gripper close to the right_shoulder camera, bins visible), e.g. before the success
+      detector's final images; same semantics as `iiwa/go_home`.
   `gripper/gripper_cmd` (mtopt_interfaces/action/GripperCommand, as ros2_control's
       GripperActionController) -> `gripper/command` -> watches `gripper/state` until the fingers
       reach the target or stall on an object.
@@ -38,6 +41,7 @@ from mtopt_bridge.params import declare_config, describe_config
 from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.kinematics import IiwaKinematics, WorkspaceBox, rotation_to_quaternion
 from mtopt_iiwa.motion import (
+    MODE_ABSOLUTE,
     GripperMonitor,
     GripperOutcome,
     MotionPlan,
@@ -155,7 +159,18 @@ class IiwaControllerNode(Node):
             cancel_callback=lambda _goal: CancelResponse.ACCEPT,
             callback_group=action_group,
         )
-        self.create_service(Trigger, "iiwa/go_home", self._go_home, callback_group=action_group)
+        self.create_service(
+            Trigger,
+            "iiwa/go_home",
+            lambda _request, response: self._joint_service("go_home", cfg.home_q, response),
+            callback_group=action_group,
+        )
+        self.create_service(
+            Trigger,
+            "iiwa/present",
+            lambda _request, response: self._joint_service("present", cfg.present_q, response),
+            callback_group=action_group,
+        )
         self._gripper_server = ActionServer(
             self,
             GripperCommandAction,
@@ -334,9 +349,23 @@ class IiwaControllerNode(Node):
         )
         return status.outcome, q_now, status.message
 
-    # -- iiwa/go_home --------------------------------------------------------------------------
-    def _go_home(self, _request, response: Trigger.Response) -> Trigger.Response:
-        """Joint-space move to `home_q` (preempts a running move; moves preempt it)."""
+    # -- iiwa/go_home, iiwa/present -------------------------------------------------------------
+    def _rise_plan(self, q):
+        """A straight vertical move to the top of the workspace box when the gripper is in the
+        box below it (e.g. down in a bin), else None. A joint-space move interpolates joints,
+        not the gripper's path, so starting it low could sweep the gripper through a bin wall."""
+        cfg = self.config
+        tcp = self.kin.fk(q)
+        low, high = np.array(cfg.workspace_low), np.array(cfg.workspace_high)
+        inside = np.all(tcp.position[:2] >= low[:2]) and np.all(tcp.position[:2] <= high[:2])
+        if not inside or tcp.position[2] >= high[2] - cfg.position_tolerance:
+            return None
+        top = [tcp.position[0], tcp.position[1], high[2]]
+        return plan_move(self.kin, cfg, q, MODE_ABSOLUTE, top, tcp.yaw)
+
+    def _joint_service(self, name: str, target_q, response: Trigger.Response) -> Trigger.Response:
+        """Joint-space move to `target_q`, rising straight out of the bins first (preempts a
+        running move; moves preempt it)."""
         preempted = self._move_preemption.begin()
         with self._move_preemption.run_lock:
             q = None if preempted.is_set() else self._fresh_joints()
@@ -348,15 +377,27 @@ class IiwaControllerNode(Node):
                     else f"FAULT: no joint states for {self.config.joint_state_timeout} s"
                 )
                 return response
-            plan = plan_joint_move(self.kin, self.config, q, self.config.home_q)
-            outcome, _, message = self._follow(
-                "go_home",
-                plan,
-                plan.duration + self.config.timeout_margin,
-                preempted,
-                lambda: False,
-                None,
-            )
+            outcome, message = Outcome.REACHED, ""
+            rise = self._rise_plan(q)
+            if rise is not None:
+                outcome, q, message = self._follow(
+                    f"{name} (rise)",
+                    rise,
+                    rise.duration + self.config.timeout_margin,
+                    preempted,
+                    lambda: False,
+                    None,
+                )
+            if outcome in (Outcome.REACHED, Outcome.CLAMPED):
+                plan = plan_joint_move(self.kin, self.config, q, target_q)
+                outcome, _, message = self._follow(
+                    name,
+                    plan,
+                    plan.duration + self.config.timeout_margin,
+                    preempted,
+                    lambda: False,
+                    None,
+                )
         response.success = outcome in (Outcome.REACHED, Outcome.CLAMPED)
         response.message = f"{outcome.name}: {message}"
         return response
@@ -437,7 +478,7 @@ class IiwaControllerNode(Node):
 
 def main(args=None) -> int:
     """Run the node until interrupted (exit code 2 on invalid parameters)."""
-    # Move, go_home and gripper goals block a thread each while they run.
+    # Move, go_home/present and gripper goals block a thread each while they run.
     return run_node(IiwaControllerNode, "iiwa_controller", threads=6, args=args)
 
 

@@ -9,9 +9,10 @@ nodes' own timing topics:
 
 * episodes per hour per cell, over the steady state (first to last episode end) and including
   start-up;
-* where an episode's time goes: the collector's phases (logger start, run_episode, settle,
-  grading, oracle, logger finish) and the policy's (start move, waiting for fresh observations,
-  inference, move_ee round trips, gripper), and the bin resets (go_home + reset);
+* where an episode's time goes: the collector's phases (logger start, run_episode, present
+  (the move to the grading pose), settle, grading, oracle, logger finish) and the policy's
+  (start move, waiting for fresh observations, inference, move_ee round trips, gripper), and
+  the bin resets (go_home + reset);
 * CPU seconds per episode of every node process (from /proc).
 
 Prints ONE JSON line. Target: >= 600 episodes/hour per cell.

@@ -280,12 +280,18 @@ class CollectorPort(Protocol):
     def gripper_holding(self) -> bool | None: ...
     def finish_logging(self, summary: EpisodeSummary) -> str: ...
     def go_home(self) -> None: ...
+    def present(self) -> None: ...
     def reset_bin(self) -> None: ...
     def respawn(self) -> bool: ...
     def publish_status(self, snapshot: StatusSnapshot) -> None: ...
     def publish_timing(self, timing: dict[str, Any]) -> None: ...
     def log(self, level: str, message: str) -> None: ...
     def sleep(self, seconds: float) -> bool: ...
+
+
+def _log_now(count: int) -> bool:
+    """Log the 1st, 10th, 100th and every 1000th occurrence of a recurring warning."""
+    return count in (1, 10, 100) or count % 1000 == 0
 
 
 @dataclass
@@ -327,6 +333,7 @@ class CollectorLoop:
         self.paused = False
         self.status = "starting"
         self._warned_ungraded = 0
+        self._warned_present = 0
         self.last_oracle: OracleReading | None = None
 
     # -- status ----------------------------------------------------------------------------
@@ -384,6 +391,18 @@ class CollectorLoop:
             result = EpisodeResult(aborted=True, reason=str(exc))
         end_wall = self.wall()
         t = phases.add("run_episode", t)
+        if cfg.present_before_grading:
+            try:
+                port.present()
+            except CollectorError as exc:
+                self._warned_present += 1
+                if _log_now(self._warned_present):
+                    port.log(
+                        "warn",
+                        f"episode {episode_id}: present pose not reached ({exc}); graded from "
+                        f"where the arm is ({self._warned_present} such episodes so far)",
+                    )
+            t = phases.add("present", t)
         if cfg.final_settle_s > 0:
             port.sleep(cfg.final_settle_s)
         after = self.monotonic()
@@ -393,7 +412,7 @@ class CollectorLoop:
             grade, problem = self._grade(after)
             if grade is None:
                 self._warned_ungraded += 1
-                if self._warned_ungraded in (1, 10, 100) or self._warned_ungraded % 1000 == 0:
+                if _log_now(self._warned_ungraded):
                     port.log(
                         "warn",
                         f"episode {episode_id} ungraded ({problem}); logged with empty SD "

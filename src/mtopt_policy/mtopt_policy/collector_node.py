@@ -1,9 +1,10 @@
 """`collector_node`: the data-collection loop of one cell (ROS face of `mtopt_policy.collector`).
 
-Per episode: `logger/start` -> `policy/run_episode` -> the newest frame of each camera after
-the episode -> `sd/grade` (when enabled and available; otherwise the episode is logged
-ungraded, with empty SD arrays, and a warning says so) -> the newest `sim/oracle` (simulation)
--> `logger/finish` with the complete EpisodeInfo. Bin resets (`iiwa/go_home`, then
+Per episode: `logger/start` -> `policy/run_episode` -> `iiwa/present` (the grading pose, when
+`present_before_grading`; a failure is a warning) -> the newest frame of each camera after
+that -> `sd/grade` (when enabled and available; otherwise the episode is logged ungraded, with
+empty SD arrays, and a warning says so) -> the newest `sim/oracle` (simulation) ->
+`logger/finish` with the complete EpisodeInfo. Bin resets (`iiwa/go_home`, then
 `reset_bin/reset`) every `reset_every` episodes and when the right bin is empty; while a reset
 fails, collection pauses and `collector/status` says why. With `episodes: N` the node exits 0
 after N logged episodes (mark it `on_exit: shutdown` in a launch file).
@@ -12,8 +13,9 @@ Subscribes: `camera/<name>/image_raw` x3, `gripper/state`, `sim/oracle` (SimOrac
 EpisodeInfo form older simulators publish; the type is looked up on the graph).
 Publishes: `collector/status` (CollectorStatus, transient_local, periodic and on change),
 `collector/episode_timing` (std_msgs/String JSON: where each episode's time went).
-Calls: services `logger/start`, `logger/finish`, `sd/grade`, `iiwa/go_home`, `sim/respawn`;
-actions `policy/run_episode`, `reset_bin/reset`. Every call has a timeout and retries.
+Calls: services `logger/start`, `logger/finish`, `sd/grade`, `iiwa/go_home`, `iiwa/present`,
+`sim/respawn`; actions `policy/run_episode`, `reset_bin/reset`. Every call has a timeout and
+retries.
 
 Parameters: `mtopt_policy.config.CollectorConfig` (config/collector.yaml).
 """
@@ -139,6 +141,7 @@ class CollectorNode(Node):
         )
         self.grade_client = self.create_client(GradeEpisode, "sd/grade", callback_group=group)
         self.home_client = self.create_client(Trigger, "iiwa/go_home", callback_group=group)
+        self.present_client = self.create_client(Trigger, "iiwa/present", callback_group=group)
         self.respawn_client = self.create_client(Trigger, "sim/respawn", callback_group=group)
         self.run_client = ActionClient(
             self, RunEpisode, "policy/run_episode", callback_group=group
@@ -376,6 +379,13 @@ class CollectorNode(Node):
         )
         if not response.success:
             raise CollectorError(f"iiwa/go_home failed: {response.message}")
+
+    def present(self) -> None:
+        response = self._call(
+            self.present_client, Trigger.Request(), self.config.present_timeout_s, "iiwa/present"
+        )
+        if not response.success:
+            raise CollectorError(f"iiwa/present failed: {response.message}")
 
     def reset_bin(self) -> None:
         cfg = self.config

@@ -203,8 +203,13 @@ class CollectorConfig:
     respawn_when_empty: bool = True
     #: While a bin reset fails, collection pauses and the reset is retried this often [s].
     retry_period_s: float = 5.0
-    #: After the episode ends, wait this long before the final images and the oracle [s]
-    #: (released objects come to rest).
+    #: After the episode, move the arm to the iiwa controller's present pose (`iiwa/present`:
+    #: the gripper and what it holds close to the right_shoulder camera, the bins visible to the
+    #: others) before the final images are taken for the SD and the oracle. A failed move is
+    #: logged as a warning; the episode is graded and logged anyway.
+    present_before_grading: bool = True
+    #: After the episode ends (and the present move), wait this long before the final images
+    #: and the oracle [s] (released objects come to rest).
     final_settle_s: float = 0.2
     #: Waits for the final camera images / a fresh oracle after the episode [s].
     final_image_timeout_s: float = 2.0
@@ -221,6 +226,7 @@ class CollectorConfig:
     episode_timeout_s: float = 120.0
     reset_timeout_s: float = 30.0
     home_timeout_s: float = 20.0
+    present_timeout_s: float = 20.0
     #: While something the cell needs is missing, re-check this often [s].
     wait_period_s: float = 0.5
     #: CollectorStatus publishing period [s].
@@ -260,6 +266,7 @@ class CollectorConfig:
             "episode_timeout_s",
             "reset_timeout_s",
             "home_timeout_s",
+            "present_timeout_s",
             "wait_period_s",
             "status_period_s",
         ):

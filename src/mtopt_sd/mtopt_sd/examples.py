@@ -9,11 +9,13 @@ writes ``DIR/<task>/<success|failure>/cell<c>/clip<k>/<camera>.mp4`` (5 fps, thr
 A clip is made with the sim cell's gymnasium env and its scripted pick / place policies: a
 fresh scene, a scenario planned to show the wanted outcome (e.g. for a lift-carrot failure:
 lift another object, miss, or do nothing; for a place-top-left failure: place on another
-section, next to the plate, keep holding, or place nothing), then `--frames` frames at 5 Hz:
-the state the episode ended in, then small moves of the arm (holding what it holds), the way a
-user moves things around while recording. The label is the privileged oracle at the clip's
-final frame; frames before that whose oracle outcome differs are dropped, and a clip whose
-final outcome is not the planned one is re-tried in a new scene (never relabelled by plan).
+section, next to the plate, keep holding, or place nothing), then `--frames` frames at 5 Hz
+with the arm at the cell's grading pose (`RobotConfig.present_qpos`, where the collector parks
+the arm before the SD grades an episode; reached straight up out of the bins, then by a joint
+move): the first frame at the pose, later ones a few centimetres and degrees around it, so the
+SD does not depend on an exact pose. The label is the privileged oracle at the clip's final
+frame; frames before that whose oracle outcome differs are dropped, and a clip whose final
+outcome is not the planned one is re-tried in a new scene (never relabelled by plan).
 
 Scenarios come from task attributes (`object: X` for lift tasks, `section: S` for place
 tasks), so tasks added to config/tasks.yaml get examples without code changes. A manifest
@@ -59,11 +61,9 @@ class GeneratorConfig:
         min_frames: a clip keeps at least this many frames showing its final outcome, else it
             is re-recorded.
         max_attempts: scenes tried per clip to show the planned outcome.
-        hold_wiggle_m: largest horizontal TCP offset [m] per axis while holding (lift clips).
-        hold_raise_m: largest upward TCP offset [m] while holding.
-        hold_wiggle_yaw: largest yaw offset [rad] while holding.
-        roam_height: TCP height above the bin floor when moving the arm around after a place
-            or with nothing to show [m].
+        wiggle_m: largest TCP offset [m] per axis from the grading pose in later frames.
+        wiggle_yaw: largest yaw offset [rad] from the grading pose in later frames.
+        roam_height: TCP height above the bin floor for moves between the bins [m].
         seed: base seed; every clip derives its own from (seed, cell, task, outcome, clip).
     """
 
@@ -71,9 +71,8 @@ class GeneratorConfig:
     size: int = 128
     min_frames: int = 3
     max_attempts: int = 6
-    hold_wiggle_m: float = 0.04
-    hold_raise_m: float = 0.06
-    hold_wiggle_yaw: float = 0.6
+    wiggle_m: float = 0.03
+    wiggle_yaw: float = 0.3
     roam_height: float = 0.22
     seed: int = 0
 
@@ -238,22 +237,21 @@ class ClipRecorder:
             return [("place_off_plate", 0.4), ("place_hold", 0.3), ("idle", 0.3)]
         raise ValueError(f"task {task}: no example scenarios for skill {t.skill!r}")
 
-    def run_scenario(self, scenario: str, task: str) -> str:
-        """Set the scene for `scenario`; returns how the recorded frames should move the arm
-        ('hold': small moves around the pose; 'roam': moves above the bins)."""
+    def run_scenario(self, scenario: str, task: str) -> None:
+        """Set the scene for `scenario` (raises _ScenarioFailed when the scene cannot)."""
         attrs = self.registry[task].attributes
         cell = self.cell
         if scenario == "lift_target":
             self.pick(attrs.get("object"))
-            return "hold"
+            return
         if scenario == "lift_other":
             self.pick(None, exclude=attrs["object"])
-            return "hold"
+            return
         if scenario == "lift_miss":
             self.pick(None, miss=True)
-            return "hold"
+            return
         if scenario == "idle":
-            return "roam"
+            return
         if scenario in ("place_target", "place_other", "place_off_plate", "place_hold"):
             if not self.acquire():
                 raise _ScenarioFailed("could not acquire an object to place")
@@ -271,25 +269,26 @@ class ClipRecorder:
                 cell.move_tcp(np.array([pos[0], pos[1], cell.floor_z + self.config.roam_height]),
                               yaw)  # fmt: skip
                 cell.move_tcp(np.array([xy[0], xy[1], cell.floor_z + 0.16]), yaw)
-                return "hold"
+                return
             self.place_at(self.plate_point(section))
-            return "roam"
+            return
         raise ValueError(f"unknown scenario {scenario!r}")
 
-    def _move(self, mode: str, anchor: np.ndarray, anchor_yaw: float) -> None:
+    def _present(self, wiggle: bool) -> None:
+        """Arm to the grading pose (straight up out of the bins first), or with `wiggle` to a
+        random pose a few centimetres and degrees around it."""
         cfg, cell = self.config, self.cell
-        if mode == "hold":
-            w = cfg.hold_wiggle_m
-            offset = self.rng.uniform([-w, -w, 0.0], [w, w, cfg.hold_raise_m])
-            target = anchor + offset
-            yaw = anchor_yaw + self.rng.uniform(-cfg.hold_wiggle_yaw, cfg.hold_wiggle_yaw)
-        else:
-            bins = [cell.scene_config.bin_center(b)[:2] for b in ("left", "right")]
-            xy = bins[int(self.rng.integers(2))] + self.rng.uniform(-0.12, 0.12, 2)
-            z = cell.floor_z + cfg.roam_height + self.rng.uniform(0.0, 0.1)
-            target, yaw = np.array([xy[0], xy[1], z]), self.rng.uniform(-1.2, 1.2)
-        target, yaw = cell.config.workspace.clip(target, yaw, cell.floor_z)
-        cell.move_tcp(target, yaw)
+        if not wiggle:
+            pos, yaw = cell.tcp_pose()
+            rise = max(pos[2], cell.floor_z + cfg.roam_height)
+            cell.move_tcp(np.array([pos[0], pos[1], rise]), yaw)
+            cell.go_present()
+            self._present_tcp = cell.tcp_pose()
+            return
+        position, yaw = self._present_tcp
+        target = position + self.rng.uniform(-cfg.wiggle_m, cfg.wiggle_m, 3)
+        yaw = yaw + self.rng.uniform(-cfg.wiggle_yaw, cfg.wiggle_yaw)
+        cell.move_joints(cell.solve_ik(target, yaw).qpos)
 
     def record(self, task: str, success: bool, seed: int) -> Clip | None:
         """Record one clip showing `task`'s outcome `success`; None after max_attempts."""
@@ -302,23 +301,21 @@ class ClipRecorder:
             scenario = str(self.rng.choice(names, p=weights / weights.sum()))
             self.env.respawn(seed=int(self.rng.integers(2**31)))
             try:
-                mode = self.run_scenario(scenario, task)
+                self.run_scenario(scenario, task)
             except _ScenarioFailed:
                 continue
-            clip = self._film(task, mode, scenario)
+            clip = self._film(task, scenario)
             if clip.outcomes[-1] == success and len(clip.outcomes) >= cfg.min_frames:
                 return clip
         return None
 
-    def _film(self, task: str, mode: str, scenario: str) -> Clip:
-        cfg, cell = self.config, self.cell
-        anchor, anchor_yaw = cell.tcp_pose()
+    def _film(self, task: str, scenario: str) -> Clip:
+        cfg = self.config
         frames: dict[str, list[np.ndarray]] = {c: [] for c in CAMERAS}
         outcomes: list[bool] = []
         for k in range(cfg.frames):
-            if k > 0:
-                self._move(mode, anchor, anchor_yaw)
-            cell.advance(0.05)  # let released objects settle between frames
+            self._present(wiggle=k > 0)
+            self.cell.advance(0.05)  # let released objects settle between frames
             result = self.env.evaluate_oracle()
             images = self.env.render_sd_cameras(cfg.size)
             for camera in CAMERAS:

@@ -196,6 +196,7 @@ class SimCell:
         self._plate_home_pos = m.body_pos[self.plate_body].copy()
         self._plate_home_quat = m.body_quat[self.plate_body].copy()
         self.home_qpos = np.array(self.config.scene.robot.home_qpos, dtype=float)
+        self.present_qpos = np.array(self.config.scene.robot.present_qpos, dtype=float)
         self.grip_force = self.config.scene.robot.default_grip_force
 
     @property
@@ -500,6 +501,10 @@ class SimCell:
             mujoco.mj_forward(self.model, d)
         else:
             self.move_joints(self.home_qpos)
+
+    def go_present(self) -> None:
+        """Arm to the grading posture (`RobotConfig.present_qpos`), gripper state unchanged."""
+        self.move_joints(self.present_qpos)
 
     def dump_left_bin(self) -> dict[str, int]:
         """The bin reset: arm home, tilt the left bin over the right one, shake, return.

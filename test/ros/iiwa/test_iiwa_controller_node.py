@@ -117,14 +117,15 @@ def graph():
     move = ActionClient(client_node, MoveEndEffector, "iiwa/move_ee")
     gripper = ActionClient(client_node, GripperCommandAction, "gripper/gripper_cmd")
     home = client_node.create_client(Trigger, "iiwa/go_home")
+    present = client_node.create_client(Trigger, "iiwa/present")
     executor = MultiThreadedExecutor(num_threads=4, context=context)
     for node in (controller, robot, client_node):
         executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
     assert move.wait_for_server(timeout_sec=10) and gripper.wait_for_server(timeout_sec=10)
-    assert home.wait_for_service(timeout_sec=10)
-    yield robot, move, gripper, home
+    assert home.wait_for_service(timeout_sec=10) and present.wait_for_service(timeout_sec=10)
+    yield robot, move, gripper, home, present
     executor.shutdown()
     for node in (controller, robot, client_node):
         node.destroy_node()
@@ -284,7 +285,7 @@ def _grip(client, position):
 
 
 def test_gripper_closes_on_an_object_and_opens(graph, robot):
-    _, _, gripper, _ = graph
+    _, _, gripper, *_ = graph
     robot.object_width = 0.03
     response = _grip(gripper, 0.0)
     assert response.status == GoalStatus.STATUS_SUCCEEDED
@@ -316,3 +317,29 @@ def test_go_home_moves_the_arm_to_the_home_posture(graph, robot):
     assert np.all(position >= np.array(CFG.workspace_low) - slack)
     assert np.all(position <= np.array(CFG.workspace_high) + slack)
     assert result.position_error < CFG.position_tolerance
+
+
+def test_present_moves_the_arm_to_the_grading_posture(graph, robot):
+    present = graph[4]
+    response = _wait(present.call_async(Trigger.Request()), 10)
+    assert response.success, response.message
+    assert response.message.startswith("REACHED")
+    present_pose = KIN.fk(np.array(CFG.present_q))
+    error = np.linalg.norm(KIN.fk(robot.q).position - present_pose.position)
+    assert error < CFG.position_tolerance
+    np.testing.assert_allclose(robot.q, CFG.present_q, atol=0.01)
+    # The grading pose: grasp point near the right_shoulder camera, pointing down, yaw -0.8.
+    np.testing.assert_allclose(present_pose.position, [0.18, -0.37, 0.54], atol=0.01)
+    assert present_pose.tilt < 0.05
+    assert yaw_of(present_pose.rotation) == pytest.approx(-0.8, abs=0.05)
+    # From Q0 (down over the right bin) it first rose straight up to the top of the workspace
+    # box, then moved in joint space.
+    rise, joint_move = robot.trajectories_received[-2:]
+    start = KIN.fk(Q0).position
+    top = KIN.fk(np.array(rise.points[-1].positions)).position
+    np.testing.assert_allclose(top, [start[0], start[1], CFG.workspace_high[2]], atol=0.003)
+    np.testing.assert_allclose(joint_move.points[-1].positions, CFG.present_q, atol=1e-6)
+    # Already above the box: no rise.
+    received = len(robot.trajectories_received)
+    assert _wait(present.call_async(Trigger.Request()), 10).success
+    assert len(robot.trajectories_received) == received + 1

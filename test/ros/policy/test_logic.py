@@ -14,7 +14,10 @@ import torch
 
 from mtopt_core.action import GRIPPER, TERMINATE
 from mtopt_policy.collector import (
+    CollectorError,
+    CollectorLoop,
     CollectorStats,
+    EpisodeResult,
     Grade,
     OracleReading,
     ResetScheduler,
@@ -370,3 +373,119 @@ def test_stats_and_alignment(registry):
     assert aligned[0] == len(names) - 1
     with pytest.raises(ValueError, match="task lists differ"):
         align_to_registry(names[:-1], values[:-1], registry.names)
+
+
+class FakeCollectorPort:
+    """A cell that always works (unless told otherwise); records the order of the calls."""
+
+    def __init__(self, registry, present_fails=False):
+        self.names = registry.names
+        self.present_fails = present_fails
+        self.calls: list[str] = []
+        self.clock = 0.0
+        self.present_at = None
+        self.images_after = None
+        self.summaries = []
+        self.logs: list[tuple[str, str]] = []
+        self.timings = []
+
+    def monotonic(self) -> float:
+        self.clock += 1.0
+        return self.clock
+
+    def ok(self):
+        return True
+
+    def missing_inputs(self):
+        return []
+
+    def start_logging(self, episode_id, task):
+        self.calls.append("start_logging")
+
+    def run_episode(self, episode_id, task):
+        self.calls.append("run_episode")
+        return EpisodeResult(steps=3, terminated=True, policy_kind="scripted_pick")
+
+    def present(self):
+        self.calls.append("present")
+        self.present_at = self.clock
+        if self.present_fails:
+            raise CollectorError("iiwa/present failed: FAULT: no joint states for 0.5 s")
+
+    def final_images(self, after):
+        self.calls.append("final_images")
+        self.images_after = after
+        return {"overhead": 1, "left_shoulder": 2, "right_shoulder": 3}, ""
+
+    def grade(self, images):
+        self.calls.append("grade")
+        return Grade([0.9] + [0.1] * (len(self.names) - 1), "sd-v1")
+
+    def sd_available(self):
+        return True
+
+    def oracle(self, after):
+        self.calls.append("oracle")
+        return OracleReading([False] * len(self.names), 3)
+
+    def gripper_holding(self):
+        return None
+
+    def finish_logging(self, summary):
+        self.calls.append("finish_logging")
+        self.summaries.append(summary)
+        return f"/bags/{summary.episode_id}"
+
+    def go_home(self):
+        self.calls.append("go_home")
+
+    def reset_bin(self):
+        self.calls.append("reset_bin")
+
+    def respawn(self):
+        return False
+
+    def publish_status(self, snapshot):
+        pass
+
+    def publish_timing(self, timing):
+        self.timings.append(timing)
+
+    def log(self, level, message):
+        self.logs.append((level, message))
+
+    def sleep(self, seconds):
+        return True
+
+
+def _collector(registry, port, **overrides):
+    cfg = replace(CollectorConfig(seed=0), **overrides)
+    return CollectorLoop(cfg, registry, port, np.random.default_rng(0), monotonic=port.monotonic)
+
+
+def test_present_pose_comes_before_the_final_images_and_a_failure_still_logs(registry):
+    port = FakeCollectorPort(registry)
+    summary = _collector(registry, port).run_one()
+    assert port.calls == [
+        "start_logging", "run_episode", "present", "final_images", "grade", "oracle",
+        "finish_logging",
+    ]  # fmt: skip
+    assert port.images_after > port.present_at  # only images taken after the move count
+    assert summary.grade is not None and "present" in port.timings[-1]
+    assert not [m for level, m in port.logs if level == "warn"]
+
+    failing = FakeCollectorPort(registry, present_fails=True)
+    loop = _collector(registry, failing)
+    for _ in range(2):
+        summary = loop.run_one()
+        assert summary.grade is not None and summary.grade.model_version == "sd-v1"
+    assert failing.calls.count("present") == 2 and len(failing.summaries) == 2
+    assert failing.calls.index("present") < failing.calls.index("final_images")
+    warnings = [m for level, m in failing.logs if level == "warn"]
+    assert len(warnings) == 1 and "present pose not reached" in warnings[0]  # 1st, 10th, ...
+    assert "iiwa/present failed" in warnings[0]
+
+    off = FakeCollectorPort(registry)
+    _collector(registry, off, present_before_grading=False).run_one()
+    assert "present" not in off.calls and "present" not in off.timings[-1]
+    assert off.calls[1:3] == ["run_episode", "final_images"]

@@ -45,3 +45,7 @@ def test_defaults_match_the_sim_cell():
     np.testing.assert_allclose(CFG.workspace_high, [box.x[1], box.y[1], floor + box.height[1]])
     assert (CFG.yaw_min, CFG.yaw_max) == pytest.approx(box.yaw)
     assert CFG.gripper_max_opening == pytest.approx(robot.MAX_OPENING)
+
+
+def test_present_pose_matches_the_sim_cell():
+    np.testing.assert_allclose(CFG.present_q, robot.RobotConfig().present_qpos)
