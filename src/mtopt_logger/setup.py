@@ -16,5 +16,10 @@ setup(
     maintainer_email="mtopt-maintainers@example.com",
     description="Episode logger node: one rosbag2 (MCAP, zstd) bag per episode.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["logger_node = mtopt_logger.logger_node:main"]},
+    entry_points={
+        "console_scripts": [
+            "logger_node = mtopt_logger.logger_node:main",
+            "mtopt-bag-play = mtopt_logger.bag_play_node:main",
+        ]
+    },
 )

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 
+from mtopt_core.images import square_resize
 from mtopt_core.sd_model import CAMERAS, atomic_write_bytes
 from mtopt_core.tasks import LabelConflictError, TaskRegistry
 
@@ -65,18 +66,6 @@ def parse_cell(name: str) -> int:
     if not match:
         raise SDDataError(f"cell folder {name!r} is not a cell id (expected e.g. '3' or 'cell3')")
     return int(match.group(1))
-
-
-def to_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop an (H, W, 3) image to a square and resize it to size x size (area filter)."""
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    image = image[top : top + side, left : left + side]
-    if side != size:
-        interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        image = cv2.resize(image, (size, size), interpolation=interp)
-    return np.ascontiguousarray(image)
 
 
 def read_video(path: str | os.PathLike, rate_hz: float = VIDEO_RATE_HZ) -> list[np.ndarray]:
@@ -160,7 +149,7 @@ def _clip_examples(clip_dir, task, success, cell, image_size, cameras, rate_hz):
         video = clip_dir / f"{camera}.mp4"
         if not video.is_file():
             raise SDDataError(f"{clip_dir}: missing camera video {video.name}")
-        views.append([to_square(f, image_size) for f in read_video(video, rate_hz)])
+        views.append([square_resize(f, image_size) for f in read_video(video, rate_hz)])
     steps = min(len(v) for v in views)
     return [
         SDExample(
@@ -197,7 +186,7 @@ def examples_from_episodes(
                     f"episode item {i}: {camera} image must be uint8 (H, W, 3), got "
                     f"{image.dtype} {image.shape}"
                 )
-            frames.append(to_square(image, image_size))
+            frames.append(square_resize(image, image_size))
         examples.append(
             SDExample(
                 images=np.stack(frames),

@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from mtopt_core.action import ACTION_DIM, GRIPPER, TERMINATE, ActionSpec
@@ -41,19 +40,6 @@ MODE_ABSOLUTE = 1  # MoveEndEffector.Goal.MODE_ABSOLUTE
 OUTCOME_NAMES = ("REACHED", "CLAMPED", "BLOCKED", "TIMEOUT", "FAULT")
 #: Move outcomes that end an episode (BLOCKED is contact, part of manipulation).
 FAILED_OUTCOMES = (3, 4)
-
-
-# ------------------------------------------------------------------------------- images
-def square_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop an (H, W, 3) image to a square and resize it to size x size (area filter)."""
-    h, w = image.shape[:2]
-    if h != w:
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        image = image[top : top + side, left : left + side]
-    if image.shape[0] != size:
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image)
 
 
 # ------------------------------------------------------------------------------- weights

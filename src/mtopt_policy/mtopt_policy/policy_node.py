@@ -41,6 +41,7 @@ from std_msgs.msg import String
 from mtopt_bridge.image import ImageConversionError, image_to_numpy, numpy_to_image
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
+from mtopt_core.images import square_resize
 from mtopt_core.tasks import load_task_registry
 from mtopt_interfaces.action import GripperCommand, MoveEndEffector, RunEpisode
 from mtopt_interfaces.msg import GripperState, PolicyStep, WeightsUpdate
@@ -55,7 +56,6 @@ from mtopt_policy.policy import (
     PortError,
     WeightsRefused,
     make_planner,
-    square_resize,
 )
 from mtopt_policy.ros_calls import CallError, run_goal
 

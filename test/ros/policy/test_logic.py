@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from mtopt_core.action import GRIPPER, TERMINATE
+from mtopt_core.images import square_resize
 from mtopt_policy.collector import (
     CollectorError,
     CollectorLoop,
@@ -37,7 +38,6 @@ from mtopt_policy.policy import (
     PortError,
     WeightsRefused,
     make_planner,
-    square_resize,
 )
 
 # ------------------------------------------------------------------------------ staleness

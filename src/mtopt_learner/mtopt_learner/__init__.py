@@ -1,0 +1,1 @@
+"""MT-Opt learner: episode bags -> relabelled replay buffers -> Q-network weights."""
