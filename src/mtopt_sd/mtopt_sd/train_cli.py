@@ -12,6 +12,7 @@ with its sha256.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -40,6 +41,24 @@ def _holdout(value: str) -> int | None:
         return int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a cell id or 'none', got {value!r}") from None
+
+
+def parse_augment(text: str) -> AugmentConfig:
+    """`key=value,...` -> AugmentConfig with those fields changed (ValueError names a bad key)."""
+    fields = {f.name: f for f in dataclasses.fields(AugmentConfig)}
+    changes = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(
+                f"--augment: {item!r} is not KEY=VALUE with KEY one of {sorted(fields)}"
+            )
+        kind = type(getattr(AugmentConfig(), key))
+        try:
+            changes[key] = kind(value)
+        except ValueError:
+            raise ValueError(f"--augment: {key} takes a {kind.__name__}, got {value!r}") from None
+    return dataclasses.replace(AugmentConfig(), **changes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="TensorBoard directory (default: <out dir>/runs/<out name>)",
     )
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument(
+        "--augment",
+        default="",
+        metavar="KEY=VALUE,...",
+        help="override augmentation strengths (AugmentConfig fields), e.g. flat_recolour=0.4",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument(
@@ -163,7 +188,7 @@ def run(args: argparse.Namespace) -> dict:
         learning_rate=args.lr,
         seed=args.seed,
         eval_every=args.eval_every,
-        augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
+        augment=AugmentConfig.none() if args.no_augment else parse_augment(args.augment),
     )
     logdir = args.logdir or args.out.parent / "runs" / args.out.name
     from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import)

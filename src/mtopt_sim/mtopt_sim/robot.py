@@ -72,10 +72,11 @@ class RobotConfig:
     #: between the robot and the bins, clear of the tilting left bin (TCP at 0.32, 0, 0.48).
     home_qpos: tuple[float, ...] = (0.0, -0.186, 0.0, -1.856, 0.0, 1.472, 0.0)
     #: Grading ("present") posture A1..A7 [rad]: gripper pointing down at about
-    #: (0.18, -0.37, 0.54), yaw -0.8, half a metre in front of the right_shoulder camera, so a
-    #: held object is large in that view while the other two cameras see both bins unblocked.
+    #: (0.18, -0.37, 0.62), yaw -0.8, half a metre in front of the right_shoulder camera with
+    #: the floor (not the cluttered bins) behind it, so a held object is large and clear in that
+    #: view while the other two cameras see both bins unblocked.
     #: Episodes end here before the success detector and the oracle look at the cell.
-    present_qpos: tuple[float, ...] = (-0.474, 0.035, -0.667, -1.509, 0.022, 1.605, -0.34)
+    present_qpos: tuple[float, ...] = (-0.491, 0.068, -0.681, -1.279, 0.044, 1.809, -0.361)
     #: Joint position-servo stiffness A1..A7 [Nm/rad].
     arm_kp: tuple[float, ...] = (4000.0, 4000.0, 2500.0, 2500.0, 1000.0, 600.0, 300.0)
     #: Joint damping A1..A7 [Nm s/rad].

@@ -329,7 +329,7 @@ def test_present_moves_the_arm_to_the_grading_posture(graph, robot):
     assert error < CFG.position_tolerance
     np.testing.assert_allclose(robot.q, CFG.present_q, atol=0.01)
     # The grading pose: grasp point near the right_shoulder camera, pointing down, yaw -0.8.
-    np.testing.assert_allclose(present_pose.position, [0.18, -0.37, 0.54], atol=0.01)
+    np.testing.assert_allclose(present_pose.position, [0.18, -0.37, 0.62], atol=0.01)
     assert present_pose.tilt < 0.05
     assert yaw_of(present_pose.rotation) == pytest.approx(-0.8, abs=0.05)
     # From Q0 (down over the right bin) it first rose straight up to the top of the workspace

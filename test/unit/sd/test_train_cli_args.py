@@ -1,0 +1,27 @@
+"""mtopt-sd-train argument parsing that does not need data."""
+
+import pytest
+
+from mtopt_core.augment import AugmentConfig
+from mtopt_sd.train_cli import parse_augment
+
+
+def test_augment_overrides_change_only_the_named_fields():
+    config = parse_augment("flat_recolour=0.4, shadow_probability=0.25")
+    assert config.flat_recolour == 0.4 and config.shadow_probability == 0.25
+    assert config.brightness == AugmentConfig().brightness
+    assert parse_augment("") == AugmentConfig()
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [("bogus=1", "bogus"), ("flat_recolour", "KEY=VALUE"), ("flat_recolour=x", "float")],
+)
+def test_augment_overrides_name_the_bad_item(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_augment(text)
+
+
+def test_augment_override_out_of_range_is_refused_by_the_config():
+    with pytest.raises(ValueError, match="flat_recolour"):
+        parse_augment("flat_recolour=3")
