@@ -42,6 +42,7 @@ def summarize(infos: list) -> str:
     """Markdown table per commanded task: episodes, aborts, SD and oracle outcomes."""
     rows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     agree = compared = 0
+    per_episode: list[float] = []  # fraction of tasks on which SD and oracle agree
     for info in infos:
         row = rows[info.task]
         row["episodes"] += 1
@@ -55,9 +56,12 @@ def summarize(infos: list) -> str:
         if info.has_oracle and index is not None:
             row["oracle_success"] += int(info.oracle_success[index])
         if len(info.sd_probabilities) and info.has_oracle:
-            for p, truth in zip(info.sd_probabilities, info.oracle_success, strict=True):
-                agree += int((p >= 0.5) == bool(truth))
-                compared += 1
+            same = [
+                (p >= 0.5) == bool(truth)
+                for p, truth in zip(info.sd_probabilities, info.oracle_success, strict=True)
+            ]
+            agree, compared = agree + sum(same), compared + len(same)
+            per_episode.append(sum(same) / len(same))
     lines = [
         "| task | episodes | aborted | policies | SD success | oracle success |",
         "|---|---:|---:|---|---:|---:|",
@@ -77,7 +81,9 @@ def summarize(infos: list) -> str:
     if compared:
         lines.append(
             f"\nSD vs. oracle agreement over all tasks of all episodes: {agree}/{compared} "
-            f"({100.0 * agree / compared:.1f}%)"
+            f"({100.0 * agree / compared:.1f}%); episodes agreeing on >= 90% of tasks: "
+            f"{sum(f >= 0.9 for f in per_episode)}/{len(per_episode)} (worst episode "
+            f"{100.0 * min(per_episode):.0f}%)"
         )
     return "\n".join(lines)
 
