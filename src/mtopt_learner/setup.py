@@ -14,7 +14,15 @@ setup(
     zip_safe=True,
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
-    description="MT-Opt learner: LogReplay over episode bags and the offline CLI mtopt-learn.",
+    description=(
+        "MT-Opt learner: LogReplay over episode bags, the online learner node and the"
+        " offline CLI mtopt-learn."
+    ),
     license="Apache-2.0",
-    entry_points={"console_scripts": ["mtopt-learn = mtopt_learner.offline:main"]},
+    entry_points={
+        "console_scripts": [
+            "mtopt-learn = mtopt_learner.offline:main",
+            "learner_node = mtopt_learner.learner_node:main",
+        ]
+    },
 )

@@ -185,9 +185,15 @@ class Trainer:
 
     def step(self) -> dict[str, Any]:
         """One Bellman update + SGD step; returns its metrics."""
+        batch, targets = self.updater.next_batch(self.config.batch_size)
+        return self.apply_batch(batch, targets)
+
+    def apply_batch(self, batch: TorchBatch, targets: torch.Tensor) -> dict[str, Any]:
+        """The SGD step and target-network update of `step` on a batch already labelled with
+        Bellman targets (by this trainer's updater or by a remote one, e.g. a Ray actor);
+        returns the step's metrics."""
         cfg = self.config
         self.qnet.train()
-        batch, targets = self.updater.next_batch(cfg.batch_size)
         logits = q_logits(self.qnet, batch)
         loss = bellman_loss(logits, targets)
         if not torch.isfinite(loss):

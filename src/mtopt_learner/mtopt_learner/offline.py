@@ -12,6 +12,10 @@ the newest 3 are kept, and OUT/checkpoints/latest (atomic) names the newest. --s
 total: `--resume` continues the step count of the latest checkpoint, so re-running the same
 command after a crash finishes the run. Ctrl-C writes a checkpoint of the current step first.
 
+`--ray` runs the same pipeline on a local Ray instance (`--ray-address ADDR`: an existing
+cluster) with `--updaters K` Bellman-updater actors computing the CEM targets in parallel
+(see `mtopt_learner.ray_backend`); nothing else changes.
+
 Prints one JSON line on stdout at the end: steps, episodes ingested/skipped/quarantined, the
 final loss and the checkpoint path and sha256. Errors exit with status 2 and a message.
 """
@@ -21,63 +25,39 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mtopt_core.cem import CEMConfig
-from mtopt_core.checkpoint import CheckpointError, atomic_write_bytes, read_checkpoint
+from mtopt_core.checkpoint import CheckpointError, read_checkpoint
 from mtopt_core.episode_bag import list_episode_bags
-from mtopt_core.qnet import QNet, QNetConfig
+from mtopt_core.qnet import QNet
 from mtopt_core.replay import SAMPLERS
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_core.trainer import Trainer, TrainerConfig
 from mtopt_learner.episode_decoder import LABEL_SOURCES
+from mtopt_learner.learner import (  # noqa: F401 - shared with the online learner, re-exported
+    CHECKPOINT_DIR,
+    KEEP_CHECKPOINTS,
+    LATEST,
+    NETS,
+    STATE_DIR,
+    CheckpointWriter,
+    LearnError,
+    checkpoint_steps,
+    latest_checkpoint,
+    parse_impersonation,
+    replay_image_size,
+)
 from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig
+from mtopt_learner.ray_backend import add_ray_arguments, run_ray, wants_ray
 
 PROG = "mtopt-learn"
-CHECKPOINT_DIR = "checkpoints"
-STATE_DIR = "logreplay"
-LATEST = "latest"
-KEEP_CHECKPOINTS = 3
-NETS = {"tiny": QNetConfig.tiny, "small": QNetConfig.small, "paper": QNetConfig.paper}
-_CKPT_NAME = re.compile(r"^qnet_(\d+)\.ckpt$")
-_STOCHASTIC = re.compile(r"^skill_stochastic(?::|\()\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)?$")
-
-
-class LearnError(RuntimeError):
-    """A problem the user has to fix (the message says what)."""
-
-
-def parse_impersonation(text: str) -> str:
-    """--impersonation value -> the spec `make_impersonation` parses.
-
-    Accepts orig, all, skill, skill_stochastic:PS,PF and skill_stochastic(PS,PF).
-    """
-    text = text.strip()
-    if text in ("orig", "all", "skill"):
-        return text
-    m = _STOCHASTIC.match(text)
-    if m and text.count("(") == text.count(")"):
-        try:
-            ps, pf = float(m.group(1)), float(m.group(2))
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r}: PS and PF of skill_stochastic:PS,PF must be numbers"
-            ) from None
-        for label, p in (("PS", ps), ("PF", pf)):
-            if not 0.0 <= p <= 1.0:
-                raise argparse.ArgumentTypeError(f"{text!r}: {label} must be in [0, 1], got {p:g}")
-        return f"skill_stochastic({ps:g}, {pf:g})"
-    raise argparse.ArgumentTypeError(
-        f"unknown impersonation {text!r}; expected orig, all, skill or skill_stochastic:PS,PF"
-    )
 
 
 def _positive(text: str) -> int:
@@ -137,57 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log every skipped bag")
+    add_ray_arguments(p)
     return p
-
-
-# --- checkpoints --------------------------------------------------------------------------------
-
-
-def checkpoint_steps(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of the `qnet_<step>.ckpt` files in a directory, oldest first."""
-    if not ckpt_dir.is_dir():
-        return []
-    found = []
-    for path in ckpt_dir.iterdir():
-        m = _CKPT_NAME.match(path.name)
-        if m and path.is_file():
-            found.append((int(m.group(1)), path))
-    return sorted(found)
-
-
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    """The checkpoint OUT/checkpoints/latest names, None when there is no pointer file."""
-    pointer = Path(out_dir) / CHECKPOINT_DIR / LATEST
-    try:
-        name = pointer.read_text().strip()
-    except FileNotFoundError:
-        return None
-    path = pointer.parent / name
-    if not name or not path.is_file():
-        raise LearnError(f"{pointer} names {name!r}, which does not exist")
-    return path
-
-
-class CheckpointWriter:
-    """Writes `qnet_<step>.ckpt` + the `latest` pointer atomically; keeps the newest few."""
-
-    def __init__(self, ckpt_dir: Path, keep: int = KEEP_CHECKPOINTS):
-        self.dir = ckpt_dir
-        self.keep = keep
-        self.last_step: int | None = None
-        self.last_path: Path | None = None
-        self.last_sha256 = ""
-
-    def save(self, trainer: Trainer) -> Path:
-        step = trainer.step_count
-        path = self.dir / f"qnet_{step}.ckpt"
-        self.last_sha256 = trainer.save_checkpoint(path, training_state=True)
-        atomic_write_bytes(self.dir / LATEST, f"{path.name}\n".encode())
-        self.last_step, self.last_path = step, path
-        for _, old in checkpoint_steps(self.dir)[: -self.keep]:
-            old.unlink(missing_ok=True)
-            Path(f"{old}.sha256").unlink(missing_ok=True)
-        return path
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -253,7 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"no usable episodes in {bags}: {replay.skipped_total} skipped,"
             f" {replay.quarantined_total} quarantined (see above; --labels is {args.labels!r})"
         )
-    image_size = replay.buffer.sample(1, np.random.default_rng(0)).image.shape[1]
+    image_size = replay_image_size(replay)
 
     if resume_from is not None:
         qnet_config = read_checkpoint(resume_from).qnet_config
@@ -269,6 +200,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise LearnError(
                 f"--net {args.net} with {image_size} px observations: {exc}"
             ) from None
+    torch.manual_seed(args.seed)  # the initial weights (the Ray path seeds the same way)
     trainer = Trainer(
         QNet(qnet_config),
         replay.buffer,
@@ -338,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:  # the ingest summary lists skipped and quarantined bags once
         logging.getLogger("mtopt_learner.log_replay").setLevel(logging.ERROR)
     try:
-        summary = run(args)
+        summary = run_ray(args) if wants_ray(args) else run(args)
     except (LearnError, CheckpointError, TaskRegistryError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
