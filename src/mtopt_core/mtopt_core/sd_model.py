@@ -1,6 +1,7 @@
 """Multi-task visual success detector (SD) model and its checkpoint file (seed Sec. XI).
 
     overhead, left_shoulder, right_shoulder (final RGB images, H x W each)
+      -> optional fixed region of interest per camera, resized to the encoder size
       -> image encoder per view (conv stack -> 4 x 4 map -> FC feature), weights shared
          across views by default ("shared"), or one encoder per camera ("separate")
       -> concatenation of the view features in camera order (fusion)
@@ -50,7 +51,14 @@ class SDModelConfig:
     Fields:
         task_names: output order of the per-task probabilities (the task registry's order).
         cameras: input views, in the order the model expects them.
-        image_size: side of the square RGB input images [px].
+        image_size: side of the square RGB input (camera) images [px].
+        crops: region of interest of each camera, in `cameras` order, as (x0, y0, x1, y1)
+            fractions of the image side; () = whole images. With a fixed grading pose the
+            evidence sits in known places (the gripper in front of one camera, the plate in
+            the others): looking only there lets a 64 px encoder see it at camera resolution
+            and keeps the clutter of the bins, which differs in every scene and would be
+            memorised, out of the model.
+        encoder_size: side [px] each view is resized to for the encoder (0 = image_size).
         view_encoders: "shared": one encoder applied to every view (weights tied; the fusion
             layer still knows which feature came from which camera by its position);
             "separate": one encoder per camera.
@@ -67,6 +75,8 @@ class SDModelConfig:
     task_names: tuple[str, ...]
     cameras: tuple[str, ...] = CAMERAS
     image_size: int = 64
+    crops: tuple[tuple[float, float, float, float], ...] = ()
+    encoder_size: int = 0
     view_encoders: str = "shared"
     channels: tuple[int, ...] = (32, 32, 64, 64)
     pooling: str = "grid"
@@ -78,6 +88,26 @@ class SDModelConfig:
         object.__setattr__(self, "task_names", tuple(str(t) for t in self.task_names))
         object.__setattr__(self, "cameras", tuple(str(c) for c in self.cameras))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(
+            self, "crops", tuple(tuple(float(v) for v in box) for box in self.crops)
+        )
+        if self.crops:
+            if len(self.crops) != len(self.cameras):
+                raise ValueError(
+                    f"SDModelConfig.crops needs one box per camera {self.cameras}, got "
+                    f"{len(self.crops)}"
+                )
+            for camera, box in zip(self.cameras, self.crops, strict=True):
+                ok = len(box) == 4 and 0.0 <= box[0] < box[2] <= 1.0 and 0.0 <= box[1] < box[3]
+                if not ok or box[3] > 1.0:
+                    raise ValueError(
+                        f"SDModelConfig.crops for {camera} must be (x0, y0, x1, y1) with "
+                        f"0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, got {box}"
+                    )
+        if not isinstance(self.encoder_size, int) or self.encoder_size < 0:
+            raise ValueError(
+                f"SDModelConfig.encoder_size must be an int >= 0, got {self.encoder_size!r}"
+            )
         if not self.task_names:
             raise ValueError("SDModelConfig.task_names must list at least one task")
         if len(set(self.task_names)) != len(self.task_names):
@@ -99,9 +129,9 @@ class SDModelConfig:
             )
         if not self.channels or any(c < 1 for c in self.channels):
             raise ValueError(f"SDModelConfig.channels must be positive: {self.channels}")
-        if self.image_size >> len(self.channels) < 1:
+        if self.view_size >> len(self.channels) < 1:
             raise ValueError(
-                f"SDModelConfig: image_size {self.image_size} is too small for "
+                f"SDModelConfig: views of {self.view_size} px are too small for "
                 f"{len(self.channels)} stride-2 layers"
             )
         for name in ("feature_dim", "hidden_dim"):
@@ -111,11 +141,17 @@ class SDModelConfig:
             raise ValueError(f"SDModelConfig.dropout must be in [0, 1), got {self.dropout}")
 
     @property
+    def view_size(self) -> int:
+        """Side [px] of the images the encoder sees."""
+        return self.encoder_size or self.image_size
+
+    @property
     def num_tasks(self) -> int:
         return len(self.task_names)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["crops"] = [list(box) for box in self.crops]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
     @classmethod
@@ -175,13 +211,37 @@ class SuccessDetector(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (B, T) for float images (B, V, 3, S, S) in [0, 1]."""
+        return self.classify(self.select_views(images))
+
+    def select_views(self, images: torch.Tensor) -> torch.Tensor:
+        """Camera images (B, V, 3, S, S) -> the encoder's views (B, V, 3, s, s): each camera's
+        region of interest resized to `view_size` (identity without crops and resizing)."""
         cfg = self.config
         expected = (len(cfg.cameras), 3, cfg.image_size, cfg.image_size)
         if images.ndim != 5 or tuple(images.shape[1:]) != expected:
             raise ValueError(
                 f"SD input must be (B, {', '.join(map(str, expected))}), got {tuple(images.shape)}"
             )
-        x = images * 2.0 - 1.0
+        size, side = cfg.view_size, cfg.image_size
+        if not cfg.crops and size == side:
+            return images
+        boxes = cfg.crops or ((0.0, 0.0, 1.0, 1.0),) * len(cfg.cameras)
+        views = []
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            region = images[
+                :, i, :, round(y0 * side) : round(y1 * side), round(x0 * side) : round(x1 * side)
+            ]
+            views.append(
+                nn.functional.interpolate(
+                    region, size=(size, size), mode="bilinear", align_corners=False,
+                    antialias=region.shape[-1] > size,
+                )
+            )  # fmt: skip
+        return torch.stack(views, dim=1)
+
+    def classify(self, views: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T) for the encoder's views (B, V, 3, s, s) in [0, 1]."""
+        x = views * 2.0 - 1.0
         b, v = x.shape[:2]
         if len(self.encoders) == 1:
             features = self.encoders[0](x.flatten(0, 1)).view(b, v, -1)

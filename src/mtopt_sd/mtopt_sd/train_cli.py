@@ -43,6 +43,29 @@ def _holdout(value: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a cell id or 'none', got {value!r}") from None
 
 
+#: Regions of interest (x0, y0, x1, y1 as fractions; overhead, left_shoulder, right_shoulder)
+#: for `--crops sim`: the simulated cell's plate bin in the overhead and left_shoulder views and
+#: the gripper at the grading pose in the right_shoulder view (see src/mtopt_sd/README.md).
+CROP_PRESETS = {
+    "sim": ((0.48, 0.20, 0.92, 0.70), (0.08, 0.28, 0.66, 0.86), (0.26, 0.0, 0.86, 0.60)),
+}
+
+
+def parse_crops(text: str) -> tuple[tuple[float, ...], ...]:
+    """`sim`, `none`/'' or `x0,y0,x1,y1;x0,y0,x1,y1;x0,y0,x1,y1` (one box per camera)."""
+    if text in ("", "none"):
+        return ()
+    if text in CROP_PRESETS:
+        return CROP_PRESETS[text]
+    try:
+        return tuple(tuple(float(v) for v in box.split(",")) for box in text.split(";"))
+    except ValueError:
+        raise ValueError(
+            f"--crops must be one of {sorted(CROP_PRESETS)}, none, or x0,y0,x1,y1;... per "
+            f"camera; got {text!r}"
+        ) from None
+
+
 def parse_augment(text: str) -> AugmentConfig:
     """`key=value,...` -> AugmentConfig with those fields changed (ValueError names a bad key)."""
     fields = {f.name: f for f in dataclasses.fields(AugmentConfig)}
@@ -84,7 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--eval-every", type=int, default=0, help="holdout eval period (0: at end)")
-    p.add_argument("--image-size", type=int, default=64, help="model input side [px]")
+    p.add_argument(
+        "--image-size", type=int, default=64, help="model input (camera image) side [px]"
+    )
+    p.add_argument(
+        "--crops",
+        default="none",
+        help="region of interest per camera: 'sim' (the simulated cell's), 'none', or "
+        "x0,y0,x1,y1;... fractions in camera order",
+    )
+    p.add_argument(
+        "--encoder-size", type=int, default=0, help="side views are resized to (0: image size)"
+    )
     p.add_argument("--view-encoders", choices=VIEW_ENCODERS, default="shared")
     p.add_argument("--pooling", choices=POOLINGS, default=SDModelConfig.pooling)
     p.add_argument(
@@ -171,7 +205,12 @@ def run(args: argparse.Namespace) -> dict:
         print(f"warning: tasks lacking successes or failures in training: {missing}",
               file=sys.stderr)  # fmt: skip
 
-    architecture = {"view_encoders": args.view_encoders, "pooling": args.pooling}
+    architecture = {
+        "view_encoders": args.view_encoders,
+        "pooling": args.pooling,
+        "crops": parse_crops(args.crops),
+        "encoder_size": args.encoder_size,
+    }
     if args.channels:
         try:
             architecture["channels"] = tuple(int(c) for c in args.channels.split(","))

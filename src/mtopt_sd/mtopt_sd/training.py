@@ -145,9 +145,11 @@ class SDTrainer:
         cfg = self.config
         index = self.sampler.sample(cfg.batch_size)
         images = self.train_set.images[index].to(torch.float32).div_(255.0)
-        images = augment_views(images, cfg.augment, self.generator)
+        # Augment the encoder's views (after the region-of-interest crop): cheaper, and a
+        # random crop then jitters the region like camera mounts differ between cells.
+        views = augment_views(self.model.select_views(images), cfg.augment, self.generator)
         self.model.train()
-        logits = self.model(images)
+        logits = self.model.classify(views)
         loss_fn = LOSSES[cfg.loss]
         loss = loss_fn(logits, self.train_set.targets[index], self.train_set.known[index])
         self.optimizer.zero_grad(set_to_none=True)

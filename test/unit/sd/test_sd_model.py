@@ -137,3 +137,56 @@ def test_config_validation():
     cfg = SDModelConfig(task_names=TASKS, image_size=96)
     assert SDModelConfig.from_dict(cfg.to_dict()) == cfg
     assert SuccessDetector(cfg)(torch.rand(1, 3, 3, 96, 96)).shape == (1, 3)
+
+
+CROPS = ((0.5, 0.0, 1.0, 0.5), (0.0, 0.0, 1.0, 1.0), (0.25, 0.5, 0.75, 1.0))
+
+
+def cropped(crops=CROPS, encoder_size=16):
+    cfg = SDModelConfig(
+        task_names=TASKS, image_size=32, crops=crops, encoder_size=encoder_size,
+        channels=(8, 8, 16), feature_dim=16, hidden_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return SuccessDetector(cfg)
+
+
+def test_views_are_the_regions_of_interest_at_encoder_size():
+    model = cropped()
+    images = torch.zeros(2, 3, 3, 32, 32)
+    images[:, 0, :, :16, 16:] = 1.0  # overhead: exactly its region of interest is white
+    images[:, 2, 1, 16:, 8:24] = 1.0  # right_shoulder: its region is pure green
+    views = model.select_views(images)
+    assert views.shape == (2, 3, 3, 16, 16)
+    assert torch.allclose(views[:, 0], torch.ones_like(views[:, 0]), atol=1e-5)
+    assert torch.allclose(views[:, 2, 1], torch.ones(2, 16, 16), atol=1e-5)
+    assert float(views[:, 2, 0].abs().max()) < 1e-5
+    # the middle view is the whole image, shrunk
+    assert torch.allclose(views[:, 1], images[:, 1, :, ::2, ::2], atol=1e-5)
+    assert model(images).shape == (2, len(TASKS))
+    # no crops and no resizing: the images themselves
+    plain = tiny()
+    assert plain.select_views(images) is images
+
+
+def test_crops_survive_the_checkpoint(tmp_path):
+    model = cropped()
+    path = tmp_path / "sd.ckpt"
+    save_checkpoint(path, model)
+    loaded = load_checkpoint(path)
+    assert loaded.config.crops == CROPS and loaded.config.encoder_size == 16
+    images = torch.rand(1, 3, 3, 32, 32)
+    assert torch.allclose(loaded.model.predict_proba(images), model.predict_proba(images))
+
+
+@pytest.mark.parametrize(
+    "crops, match",
+    [
+        (CROPS[:2], "one box per camera"),
+        ((CROPS[0], CROPS[1], (0.5, 0.5, 0.4, 1.0)), "right_shoulder"),
+        ((CROPS[0], CROPS[1], (0.0, 0.0, 1.0, 1.5)), "right_shoulder"),
+    ],
+)
+def test_bad_crops_name_the_camera(crops, match):
+    with pytest.raises(ValueError, match=match):
+        SDModelConfig(task_names=TASKS, image_size=32, crops=crops)

@@ -25,3 +25,12 @@ def test_augment_overrides_name_the_bad_item(text, match):
 def test_augment_override_out_of_range_is_refused_by_the_config():
     with pytest.raises(ValueError, match="flat_recolour"):
         parse_augment("flat_recolour=3")
+
+
+def test_crops_presets_and_explicit_boxes():
+    from mtopt_sd.train_cli import CROP_PRESETS, parse_crops
+
+    assert parse_crops("sim") == CROP_PRESETS["sim"] and parse_crops("none") == ()
+    assert parse_crops("0,0,1,1;0,0,.5,.5;.5,.5,1,1")[1] == (0.0, 0.0, 0.5, 0.5)
+    with pytest.raises(ValueError, match="--crops"):
+        parse_crops("0,0,one,1")
