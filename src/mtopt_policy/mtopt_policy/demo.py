@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from mtopt_core.episode_bag import EpisodeBagError, list_episode_bags, read_bag_messages
+from mtopt_core.sd_model import CheckpointError, load_checkpoint
 from mtopt_launch import cli
 from mtopt_launch.demo import find_workspace_file
 
@@ -108,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         f"sd_checkpoint:={args.sd_checkpoint}",
         f"seed:={args.seed}",
     ]
+    if args.sd_checkpoint:
+        # The cameras publish at the size the SD was trained on (the policy resizes to its own).
+        try:
+            sd_size = load_checkpoint(args.sd_checkpoint).config.image_size
+        except CheckpointError as exc:
+            print(f"[demo] error: {exc}", file=sys.stderr)
+            return 2
+        launch_args.append(f"camera_size:={sd_size}")
     print(f"[demo] mtopt-launch {' '.join(launch_args)}", flush=True)
     if not args.sd_checkpoint:
         print("[demo] no --sd-checkpoint: episodes are graded by the sim oracle only", flush=True)

@@ -420,11 +420,13 @@ def _add_bins(spec: mujoco.MjSpec, look: CellLook, config: SceneConfig) -> None:
         )
     div_h = config.divider_height / 2
     div_z = config.plate_thickness / 2 + div_h
-    divider_rgba = [0.9 * c for c in rgba[:3]] + [1.0]
+    # Dark dividers: which section an object is in is only defined by them (the plate turns
+    # freely), so the success detector must be able to see them at camera resolution.
+    divider_rgba = [0.3 * c for c in rgba[:3]] + [1.0]
     plate.add_geom(
         name="plate_divider_across",
         type=mujoco.mjtGeom.mjGEOM_BOX,
-        size=[0.003, r - 0.006, div_h],
+        size=[0.005, r - 0.006, div_h],
         pos=[0, 0, div_z],
         rgba=divider_rgba,
         contype=0,
@@ -434,8 +436,8 @@ def _add_bins(spec: mujoco.MjSpec, look: CellLook, config: SceneConfig) -> None:
     plate.add_geom(
         name="plate_divider_top",
         type=mujoco.mjtGeom.mjGEOM_BOX,
-        size=[(r - 0.009) / 2, 0.003, div_h],
-        pos=[(r - 0.003) / 2, 0, div_z],
+        size=[(r - 0.011) / 2, 0.005, div_h],
+        pos=[(r - 0.001) / 2, 0, div_z],
         rgba=divider_rgba,
         contype=0,
         conaffinity=0,
