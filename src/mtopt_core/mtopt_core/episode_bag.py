@@ -78,10 +78,11 @@ def _fsync_tree(path: Path) -> None:
         if file.is_file():
             with file.open("rb") as handle:
                 os.fsync(handle.fileno())
-    _fsync_dir(path)
+    fsync_dir(path)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory (makes a rename or new entry in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -149,7 +150,7 @@ class EpisodeBagWriter:
         self._open = False
         _fsync_tree(self.part_path)
         os.rename(self.part_path, self.final_path)
-        _fsync_dir(self.episode_dir)
+        fsync_dir(self.episode_dir)
         return self.final_path
 
     def discard(self) -> None:

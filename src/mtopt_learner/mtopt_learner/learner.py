@@ -135,6 +135,12 @@ class CheckpointWriter:
         self.last_path: Path | None = None
         self.last_sha256 = ""
 
+    def resume(self, trainer: Trainer, path: Path) -> int:
+        """Load `path` (weights, targets, optimizer, step) into `trainer`; returns the step."""
+        ckpt = trainer.load_checkpoint(path)
+        self.last_step, self.last_path, self.last_sha256 = ckpt.step, path, ckpt.file_sha256
+        return ckpt.step
+
     def save(self, trainer: Trainer) -> Path:
         step = trainer.step_count
         path = self.dir / f"qnet_{step}.ckpt"
@@ -150,6 +156,38 @@ class CheckpointWriter:
 def replay_image_size(replay: LogReplay) -> int:
     """Observation side [px] of the episodes in a (non-empty) replay buffer."""
     return int(replay.buffer.sample(1, np.random.default_rng(0)).image.shape[1])
+
+
+def make_qnet_config(
+    resume_from: Path | None, net: str, num_tasks: int, image_size: int, source: str
+) -> QNetConfig:
+    """The network to train: the resumed checkpoint's (it must take `image_size` px images,
+    the size of the episodes in `source`), else the `net` preset."""
+    if resume_from is not None:
+        qnet_config = read_checkpoint(resume_from).qnet_config
+        if qnet_config.image_size != image_size:
+            raise LearnError(
+                f"{resume_from} takes {qnet_config.image_size} px images, the episodes in"
+                f" {source} have {image_size} px observations"
+            )
+        return qnet_config
+    try:
+        return NETS[net](num_tasks, image_size=image_size)
+    except ValueError as exc:
+        raise LearnError(f"net {net} with {image_size} px observations: {exc}") from None
+
+
+def trainer_config_from_args(args) -> TrainerConfig:
+    """TrainerConfig from `mtopt-learn`'s options (shared by the single-process and Ray paths)."""
+    return TrainerConfig(
+        batch_size=args.batch_size,
+        gamma=args.gamma,
+        learning_rate=args.lr,
+        cem=CEMConfig(args.cem_population, args.cem_elites, args.cem_iterations),
+        seed=args.seed,
+        log_dir=args.log_dir,
+        progress=not args.no_progress,
+    )
 
 
 def preset_name(qnet_config: QNetConfig) -> str:
@@ -565,16 +603,10 @@ class Learner:
             self.registry.names,
         )
         if self.resumed_from is not None:
-            ckpt = self.trainer.load_checkpoint(self.resumed_from)
-            c = self.checkpoints
-            c.last_step, c.last_path, c.last_sha256 = (
-                ckpt.step,
-                self.resumed_from,
-                ckpt.file_sha256,
-            )
-            self._status_mark = (self.clock(), ckpt.step)
+            step = self.checkpoints.resume(self.trainer, self.resumed_from)
+            self._status_mark = (self.clock(), step)
             self._announce = self._event()
-            self.log.info(f"resumed {self.resumed_from} at step {ckpt.step}")
+            self.log.info(f"resumed {self.resumed_from} at step {step}")
         else:
             self._status_mark = (self.clock(), 0)  # steps/s counts training time only
             self.log.info(

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from mtopt_core.episode_bag import EpisodeBagError, list_episode_bags
+from mtopt_core.episode_bag import EpisodeBagError, fsync_dir, list_episode_bags
 from mtopt_core.impersonation import Impersonation, make_impersonation
 from mtopt_core.replay import (
     EPISODE_OVERHEAD_BYTES,
@@ -243,19 +243,11 @@ class Ledger:
             f.flush()
             os.fsync(f.fileno())
         if new_file:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         self._needs_newline = False
         self.entries[entry.name] = entry
         if entry.outcome == INGESTED:
             self.ingested_order.append(entry.name)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -501,7 +493,7 @@ class LogReplay:
             if target.exists():
                 raise FileExistsError(f"{target} exists already")
             os.rename(bag, target)
-            _fsync_dir(self.quarantine_dir)
+            fsync_dir(self.quarantine_dir)
             reason = f"{reason} (moved to {target})"
         except OSError as exc:
             reason = f"{reason} (could not move it to {target}: {exc}; left in place)"

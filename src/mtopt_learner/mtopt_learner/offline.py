@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from mtopt_core.cem import CEMConfig
-from mtopt_core.checkpoint import CheckpointError, read_checkpoint
+from mtopt_core.checkpoint import CheckpointError
 from mtopt_core.episode_bag import list_episode_bags
 from mtopt_core.qnet import QNet
 from mtopt_core.replay import SAMPLERS
@@ -51,8 +51,10 @@ from mtopt_learner.learner import (  # noqa: F401 - shared with the online learn
     LearnError,
     checkpoint_steps,
     latest_checkpoint,
+    make_qnet_config,
     parse_impersonation,
     replay_image_size,
+    trainer_config_from_args,
 )
 from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig
 from mtopt_learner.ray_backend import add_ray_arguments, run_ray, wants_ray
@@ -186,41 +188,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
     image_size = replay_image_size(replay)
 
-    if resume_from is not None:
-        qnet_config = read_checkpoint(resume_from).qnet_config
-        if qnet_config.image_size != image_size:
-            raise LearnError(
-                f"{resume_from} takes {qnet_config.image_size} px images, the episodes in"
-                f" {bags} have {image_size} px observations"
-            )
-    else:
-        try:
-            qnet_config = NETS[args.net](len(registry), image_size=image_size)
-        except ValueError as exc:
-            raise LearnError(
-                f"--net {args.net} with {image_size} px observations: {exc}"
-            ) from None
+    qnet_config = make_qnet_config(resume_from, args.net, len(registry), image_size, str(bags))
     torch.manual_seed(args.seed)  # the initial weights (the Ray path seeds the same way)
     trainer = Trainer(
-        QNet(qnet_config),
-        replay.buffer,
-        TrainerConfig(
-            batch_size=args.batch_size,
-            gamma=args.gamma,
-            learning_rate=args.lr,
-            cem=CEMConfig(args.cem_population, args.cem_elites, args.cem_iterations),
-            seed=args.seed,
-            log_dir=args.log_dir,
-            progress=not args.no_progress,
-        ),
-        registry.names,
+        QNet(qnet_config), replay.buffer, trainer_config_from_args(args), registry.names
     )
     writer = CheckpointWriter(ckpt_dir)
     if resume_from is not None:
-        ckpt = trainer.load_checkpoint(resume_from)
-        writer.last_step, writer.last_path = ckpt.step, resume_from
-        writer.last_sha256 = ckpt.file_sha256
-        print(f"resumed {resume_from} at step {ckpt.step}", file=sys.stderr)
+        step = writer.resume(trainer, resume_from)
+        print(f"resumed {resume_from} at step {step}", file=sys.stderr)
     first_step = trainer.step_count
     remaining = max(0, args.steps - first_step)
     if remaining == 0:

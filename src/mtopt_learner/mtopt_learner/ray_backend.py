@@ -47,22 +47,22 @@ import numpy as np
 import torch
 
 from mtopt_core.cem import CEMConfig
-from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.episode_bag import list_episode_bags
 from mtopt_core.impersonation import make_impersonation
 from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.replay import Batch
 from mtopt_core.tasks import TaskRegistry, load_task_registry
-from mtopt_core.trainer import BellmanUpdater, Trainer, TrainerConfig
+from mtopt_core.trainer import BellmanUpdater, Trainer
 from mtopt_learner.learner import (  # not from offline, which imports this module for --ray
     CHECKPOINT_DIR,
     LATEST,
-    NETS,
     STATE_DIR,
     CheckpointWriter,
     LearnError,
     checkpoint_steps,
     latest_checkpoint,
+    make_qnet_config,
+    trainer_config_from_args,
 )
 from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig
 
@@ -365,39 +365,17 @@ def _run(
                 f" {stats['quarantined_total']} quarantined (see above; --labels is"
                 f" {args.labels!r})"
             )
-        image_size = stats["image_size"]
-        if resume_from is not None:
-            qnet_config = read_checkpoint(resume_from).qnet_config
-            if qnet_config.image_size != image_size:
-                raise LearnError(
-                    f"{resume_from} takes {qnet_config.image_size} px images, the episodes in"
-                    f" {bags} have {image_size} px observations"
-                )
-        else:
-            try:
-                qnet_config = NETS[args.net](len(registry), image_size=image_size)
-            except ValueError as exc:
-                raise LearnError(
-                    f"--net {args.net} with {image_size} px observations: {exc}"
-                ) from None
-        torch.manual_seed(args.seed)  # the initial weights, which the updaters receive
-        trainer_config = TrainerConfig(
-            batch_size=args.batch_size,
-            gamma=args.gamma,
-            learning_rate=args.lr,
-            cem=CEMConfig(args.cem_population, args.cem_elites, args.cem_iterations),
-            seed=args.seed,
-            log_dir=args.log_dir,
-            progress=not args.no_progress,
+        qnet_config = make_qnet_config(
+            resume_from, args.net, len(registry), stats["image_size"], str(bags)
         )
+        torch.manual_seed(args.seed)  # the initial weights, which the updaters receive
+        trainer_config = trainer_config_from_args(args)
         view = ReplayView(registry.names, stats)
         trainer = Trainer(QNet(qnet_config), view, trainer_config, registry.names)
         writer = CheckpointWriter(ckpt_dir)
         if resume_from is not None:
-            ckpt = trainer.load_checkpoint(resume_from)
-            writer.last_step, writer.last_path = ckpt.step, resume_from
-            writer.last_sha256 = ckpt.file_sha256
-            print(f"resumed {resume_from} at step {ckpt.step}", file=sys.stderr)
+            step = writer.resume(trainer, resume_from)
+            print(f"resumed {resume_from} at step {step}", file=sys.stderr)
         first_step = trainer.step_count
         remaining = max(0, args.steps - first_step)
         if remaining == 0:
