@@ -40,6 +40,9 @@ class AugmentConfig:
             uniformly in [crop_min_scale, 1]; the window is resized back to the full image
             (1.0 = no crop). The window always lies inside the image.
         max_rotation_deg: rotation drawn uniformly in [-max, +max] degrees per view (0 = none).
+        view_max_rotation_deg: per-view override of max_rotation_deg (one value per view, in
+            camera order; () = the same for all). A top-down view centred on a freely turning
+            fixture (the plate) can turn all the way: its labels do not change.
         brightness: scene gain drawn uniformly in [1 - b, 1 + b] per example, same for all views.
         view_brightness: extra gain in [1 - v, 1 + v] per view (camera exposure differences).
         colour_gain: gain per RGB channel in [1 - c, 1 + c] per example, same for all views
@@ -63,6 +66,7 @@ class AugmentConfig:
 
     crop_min_scale: float = 0.85
     max_rotation_deg: float = 8.0
+    view_max_rotation_deg: tuple[float, ...] = ()
     brightness: float = 0.3
     view_brightness: float = 0.05
     colour_gain: float = 0.1
@@ -84,6 +88,14 @@ class AugmentConfig:
 
         check("crop_min_scale", 0.0 < self.crop_min_scale <= 1.0, "must be in (0, 1]")
         check("max_rotation_deg", 0.0 <= self.max_rotation_deg <= 180.0, "must be in [0, 180]")
+        object.__setattr__(
+            self, "view_max_rotation_deg", tuple(float(a) for a in self.view_max_rotation_deg)
+        )
+        check(
+            "view_max_rotation_deg",
+            all(0.0 <= a <= 180.0 for a in self.view_max_rotation_deg),
+            "must be in [0, 180]",
+        )
         check("brightness", 0.0 <= self.brightness < 1.0, "must be in [0, 1)")
         check("view_brightness", 0.0 <= self.view_brightness < 1.0, "must be in [0, 1)")
         check("colour_gain", 0.0 <= self.colour_gain < 1.0, "must be in [0, 1)")
@@ -143,8 +155,12 @@ def random_affine(
     image centre so the unrotated window stays inside the image.
     """
     scale = _uniform((n,), config.crop_min_scale, 1.0, generator)
-    max_angle = math.radians(config.max_rotation_deg)
-    angle = _uniform((n,), -max_angle, max_angle, generator)
+    if config.view_max_rotation_deg:
+        per_view = torch.tensor(config.view_max_rotation_deg, dtype=torch.float32)
+        max_angle = torch.deg2rad(per_view).repeat(n // len(per_view))  # rows are (b, v)
+    else:
+        max_angle = torch.full((n,), math.radians(config.max_rotation_deg))
+    angle = _uniform((n,), -1.0, 1.0, generator) * max_angle
     shift = _uniform((n, 2), -1.0, 1.0, generator) * (1.0 - scale)[:, None]
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack(
@@ -220,7 +236,13 @@ def augment_views(
     n = b * v
     x = images.reshape(n, c, h, w)
 
-    if config.crop_min_scale < 1.0 or config.max_rotation_deg > 0.0:
+    if config.view_max_rotation_deg and len(config.view_max_rotation_deg) != v:
+        raise ValueError(
+            f"AugmentConfig.view_max_rotation_deg has {len(config.view_max_rotation_deg)} "
+            f"values for {v} views"
+        )
+    rotates = config.max_rotation_deg > 0.0 or any(config.view_max_rotation_deg)
+    if config.crop_min_scale < 1.0 or rotates:
         theta = random_affine(n, config, generator).to(x.dtype)
         grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)
         # Reflection fills the corners a rotation uncovers with plausible content, not black.

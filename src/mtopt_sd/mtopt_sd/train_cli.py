@@ -44,10 +44,11 @@ def _holdout(value: str) -> int | None:
 
 
 #: Regions of interest (x0, y0, x1, y1 as fractions; overhead, left_shoulder, right_shoulder)
-#: for `--crops sim`: the simulated cell's plate bin in the overhead and left_shoulder views and
-#: the gripper at the grading pose in the right_shoulder view (see src/mtopt_sd/README.md).
+#: for `--crops sim`: the simulated cell's plate (centred, so the overhead view can be turned
+#: about it) and plate bin in the overhead and left_shoulder views, and the gripper at the
+#: grading pose in the right_shoulder view (see src/mtopt_sd/README.md).
 CROP_PRESETS = {
-    "sim": ((0.48, 0.20, 0.92, 0.70), (0.08, 0.28, 0.66, 0.86), (0.26, 0.0, 0.86, 0.60)),
+    "sim": ((0.47, 0.24, 0.88, 0.65), (0.08, 0.28, 0.66, 0.86), (0.26, 0.0, 0.86, 0.60)),
 }
 
 
@@ -78,9 +79,13 @@ def parse_augment(text: str) -> AugmentConfig:
             )
         kind = type(getattr(AugmentConfig(), key))
         try:
-            changes[key] = kind(value)
+            if kind is tuple:  # one value per view, '/'-separated: 180/8/8
+                changes[key] = tuple(float(part) for part in value.split("/"))
+            else:
+                changes[key] = kind(value)
         except ValueError:
-            raise ValueError(f"--augment: {key} takes a {kind.__name__}, got {value!r}") from None
+            what = "values like 180/8/8" if kind is tuple else f"a {kind.__name__}"
+            raise ValueError(f"--augment: {key} takes {what}, got {value!r}") from None
     return dataclasses.replace(AugmentConfig(), **changes)
 
 

@@ -144,3 +144,23 @@ def test_bad_input():
         AugmentConfig(crop_min_scale=0.0)
     with pytest.raises(ValueError, match="shadow_vertices"):
         AugmentConfig(shadow_vertices=2)
+
+
+def test_rotation_limit_per_view():
+    # Only the first view may turn; a disc at the centre of a square keeps its pixels while
+    # an off-centre mark moves, and the views with limit 0 are untouched.
+    x = torch.zeros(8, 3, 3, 33, 33)
+    x[..., 4:8, 15:18] = 1.0  # a mark above the centre
+    only_turn = AugmentConfig(
+        crop_min_scale=1.0, max_rotation_deg=0.0, view_max_rotation_deg=(180.0, 0.0, 0.0),
+        brightness=0.0, view_brightness=0.0, colour_gain=0.0, saturation=0.0,
+        shadow_probability=0.0,
+    )  # fmt: skip
+    y = augment_views(x, only_turn, gen(4))
+    assert torch.allclose(y[:, 1:], x[:, 1:], atol=1e-6)
+    moved = (y[:, 0] - x[:, 0]).abs().flatten(1).mean(1)
+    assert (moved > 0.01).sum() >= 6  # most of 8 examples turned noticeably
+    with pytest.raises(ValueError, match="view_max_rotation_deg"):
+        augment_views(x, AugmentConfig(view_max_rotation_deg=(10.0, 10.0)), gen(0))
+    with pytest.raises(ValueError, match="view_max_rotation_deg"):
+        AugmentConfig(view_max_rotation_deg=(200.0, 0.0, 0.0))

@@ -34,3 +34,9 @@ def test_crops_presets_and_explicit_boxes():
     assert parse_crops("0,0,1,1;0,0,.5,.5;.5,.5,1,1")[1] == (0.0, 0.0, 0.5, 0.5)
     with pytest.raises(ValueError, match="--crops"):
         parse_crops("0,0,one,1")
+
+
+def test_per_view_augment_values():
+    assert parse_augment("view_max_rotation_deg=180/8/8").view_max_rotation_deg == (180, 8, 8)
+    with pytest.raises(ValueError, match="180/8/8"):
+        parse_augment("view_max_rotation_deg=a/b")
