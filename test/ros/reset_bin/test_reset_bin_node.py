@@ -192,15 +192,19 @@ class TopicHinge(Node):
         self.pub = self.create_publisher(BinMotorState, "reset_bin/state", 10)
         self.create_subscription(BinMotorCommand, "reset_bin/motor", self._on_command, 10)
         self.create_timer(0.01, self._tick)
+        self.last_tick = time.monotonic()
 
     def _on_command(self, msg):
         self.commands.append((msg.angle, msg.max_velocity))
         self.target, self.speed = msg.angle, msg.max_velocity
 
     def _tick(self):
-        self.angle += float(
-            np.clip(self.target - self.angle, -self.speed * 0.01, self.speed * 0.01)
-        )
+        # Move by the time that really passed: on a loaded machine the timer fires late, and a
+        # fixed step per tick would make the hinge slower than commanded.
+        now = time.monotonic()
+        step = self.speed * min(now - self.last_tick, 0.1)
+        self.last_tick = now
+        self.angle += float(np.clip(self.target - self.angle, -step, step))
         self.pub.publish(BinMotorState(angle=self.angle))
 
 
