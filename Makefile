@@ -4,10 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Each test session gets its own random ROS_DOMAIN_ID (see test/conftest.py).
 PYTEST_ARGS ?=
-# e.g. make demo DEMO_ARGS="--episodes 20 --sd-checkpoint runs/sd/sd.ckpt"
+# make demo: collect -> learn -> act with the learned Q-function -> report (runs/demo/<time>/),
+# about 12-15 min on 2 cores. e.g. make demo DEMO_ARGS="--episodes 40 --steps 300"
+# make demo-collect: collection only, e.g. make demo-collect DEMO_ARGS="--episodes 20"
 DEMO_ARGS ?=
 
-.PHONY: setup test demo demo-graph lint format clean
+.PHONY: setup test demo demo-collect demo-graph lint format clean
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +18,9 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
+	$(PY) -m mtopt_learner.demo $(DEMO_ARGS)
+
+demo-collect: setup
 	$(PY) -m mtopt_policy.demo $(DEMO_ARGS)
 
 demo-graph: setup

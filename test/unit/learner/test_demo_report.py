@@ -26,7 +26,7 @@ REGISTRY = load_task_registry()
 _counter = iter(range(10_000))
 
 
-def info(task, kind, successes=(), version=-1, aborted=False, oracle=True):
+def info(task, kind, successes=(), version=-1, aborted=False, oracle=True, steps=4):
     """An EpisodeInfo-like record; `successes` are the tasks the oracle says succeeded."""
     k = next(_counter)
     return SimpleNamespace(
@@ -37,6 +37,7 @@ def info(task, kind, successes=(), version=-1, aborted=False, oracle=True):
         weights_version=version,
         epsilon=0.1 if kind == "cem" else 1.0,
         aborted=aborted,
+        steps=steps,
         task_names=list(REGISTRY.names),
         has_oracle=oracle,
         oracle_success=[n in successes for n in REGISTRY.names] if oracle else [],
@@ -62,10 +63,10 @@ def episodes():
     ]
     stage3 = [
         info("lift-any", "random"),  # before the weights arrived
-        info("lift-any", "cem", lifted("milk"), version=600),
-        info("lift-any", "cem", version=600),
-        info("lift-any", "cem", version=600),
-        info("lift-can", "cem", lifted("bottle"), version=600),
+        info("lift-any", "cem", lifted("milk"), version=600, steps=10),
+        info("lift-any", "cem", version=600, steps=1),
+        info("lift-any", "cem", version=600, steps=1),
+        info("lift-can", "cem", lifted("bottle"), version=600, steps=2),
     ]
     return stage1, stage3
 
@@ -118,6 +119,7 @@ def test_table_numbers(episodes):
         "| **lift-any achieved in lift episodes** | 3/4 (75%) | 1/3 (33%) | 2/4 (50%) |" in table
     )
     assert "| aborted episodes | 0 | 1 | 0 | 0 |" in table
+    assert "| mean policy steps per episode | 4.0 | 4.0 | 3.5 | 4.0 |" in table
 
 
 def test_writes_png_and_summary(episodes, tmp_path):
