@@ -47,6 +47,13 @@ class LoggerConfig:
     queue_depth: int = 100
     # Worker threads of the multi-threaded executor (recording continues during service calls).
     executor_threads: int = 4
+    # `logger/start` waits up to this long [s] until every recorded topic has a matched
+    # publisher (as seen by the logger's own subscription). DDS discovery is not symmetric: a
+    # publisher may already count the logger as a subscriber while the logger does not know the
+    # publisher yet, and reliable samples sent in that gap never reach a volatile reader (the
+    # first policy step of an episode would be lost). Topics still unmatched are named in the
+    # response and a warning; recording starts anyway.
+    publisher_wait_s: float = 2.0
 
     def validate(self) -> LoggerConfig:
         """Return self, or raise ConfigError naming the first bad parameter."""
@@ -58,6 +65,8 @@ class LoggerConfig:
             raise ConfigError(f"min_free_disk_gb must be >= 0, got {self.min_free_disk_gb}")
         if self.queue_depth < 1:
             raise ConfigError(f"queue_depth must be >= 1, got {self.queue_depth}")
+        if not self.publisher_wait_s >= 0:
+            raise ConfigError(f"publisher_wait_s must be >= 0, got {self.publisher_wait_s}")
         if self.executor_threads < 2:
             raise ConfigError(
                 f"executor_threads must be >= 2 (services and recording run in parallel),"

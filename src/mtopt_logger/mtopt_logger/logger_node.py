@@ -4,7 +4,10 @@ Services (relative, so namespaced per cell):
   `logger/start`  (mtopt_interfaces/srv/StartEpisode): opens `<episode_dir>/<id>.part`.
       Refused (ok=false) while another episode records (finish it, or finish with
       discard=true to drop it), when the id exists, or when free disk is below
-      `min_free_disk_gb`.
+      `min_free_disk_gb`. Before opening the bag it waits up to `publisher_wait_s` until every
+      recorded topic has a publisher matched to the logger's subscription (DDS discovery is
+      asymmetric; samples a publisher sends before the logger knows it are lost); topics still
+      without one are named in the response.
   `logger/finish` (mtopt_interfaces/srv/FinishEpisode): writes the request's EpisodeInfo as the
       last message on `episode_info`, closes the bag and renames it to `<id>`; `discard=true`
       deletes it. An empty `info.episode_id` is filled in; a different id is refused (the bag
@@ -25,6 +28,7 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
+import time
 from functools import partial
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -102,7 +106,7 @@ class LoggerNode(Node):
         subscription = self.create_subscription(
             import_message_class(msgtype), topic, callback, qos, callback_group=group, raw=True
         )
-        self._recorded_topics.append(subscription)
+        self._recorded_topics.append((resolved, subscription))
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -113,7 +117,17 @@ class LoggerNode(Node):
     def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
         self.recorder.record(topic, msgtype, self._now_ns(), data)
 
+    def _unmatched_topics(self) -> list[str]:
+        """Recorded topics without a matched publisher, after waiting up to publisher_wait_s."""
+        deadline = time.monotonic() + self.config.publisher_wait_s
+        while True:
+            unmatched = [t for t, sub in self._recorded_topics if sub.get_publisher_count() < 1]
+            if not unmatched or time.monotonic() >= deadline:
+                return unmatched
+            time.sleep(0.02)
+
     def _on_start(self, request: StartEpisode.Request, response: StartEpisode.Response):
+        unmatched = [] if self.recorder.episode_id is not None else self._unmatched_topics()
         try:
             path = self.recorder.start(request.episode_id)
         except RecorderError as exc:
@@ -122,6 +136,12 @@ class LoggerNode(Node):
             return response
         response.ok, response.bag_path = True, str(path)
         response.message = f"recording episode {request.episode_id} into {path}"
+        if unmatched:
+            response.message += f" (no publisher yet on {', '.join(unmatched)})"
+            self.get_logger().warning(
+                f"no publisher on {unmatched} after {self.config.publisher_wait_s} s;"
+                " recording anyway"
+            )
         self.get_logger().info(
             f"{response.message} (cell {request.cell_id}, task {request.task!r})"
         )

@@ -127,6 +127,17 @@ class CellTraffic:
             assert time.monotonic() < deadline, f"logger never subscribed\n{logger.log()}"
             assert logger.process.poll() is None, logger.log()
             time.sleep(0.05)
+        # wait_for_service only shows that this side knows the server. Until the server also
+        # knows this client's reply reader, Fast DDS drops the response ("failed to send
+        # response (timeout)"), so handshake with a request that changes nothing, resent until
+        # one is answered.
+        while True:
+            future = self.finish_client.call_async(FinishEpisode.Request(discard=True))
+            self.executor.spin_until_future_complete(future, timeout_sec=1.0)
+            if future.done():
+                break
+            future.cancel()
+            assert time.monotonic() < deadline, f"logger never answered\n{logger.log()}"
 
     def call(self, client, request):
         future = client.call_async(request)
@@ -308,6 +319,34 @@ def test_kill_mid_episode_leaves_only_complete_bags(ros_node, start_logger, tmp_
     assert restarted.stop() == 0
     assert re.search(r"stale partial episode .*ep2\.part", restarted.log()), restarted.log()
     assert sorted(p.name for p in episodes.iterdir()) == ["ep1", "ep2.part"]
+
+
+def test_start_names_topics_that_have_no_publisher(ros_node, start_logger, tmp_path):
+    episodes = tmp_path / "episodes"
+    logger = start_logger(f"episode_dir:={episodes}", "publisher_wait_s:=1.0")
+    node, executor = ros_node
+    start_client = node.create_client(StartEpisode, "logger/start")
+    assert start_client.wait_for_service(timeout_sec=20), logger.log()
+    joints = node.create_publisher(JointState, "iiwa/joint_states", 10)  # the only publisher
+    deadline = time.monotonic() + 20
+    while joints.get_subscription_count() < 1:
+        assert time.monotonic() < deadline, logger.log()
+        time.sleep(0.05)
+    response = None
+    while response is None:  # resent until answered (see CellTraffic.wait_for_logger)
+        assert time.monotonic() < deadline, logger.log()
+        future = start_client.call_async(StartEpisode.Request(episode_id="ep1", task="t"))
+        executor.spin_until_future_complete(future, timeout_sec=2.0)
+        response = future.result() if future.done() else None
+    if not response.ok:  # an earlier, unanswered try started it
+        assert "'ep1' is still recording" in response.message, response.message
+    assert logger.stop() == 0
+    log = logger.log()
+    assert "recording episode ep1" in log, log
+    (warning,) = [line for line in log.splitlines() if "no publisher on" in line]
+    assert f"{NAMESPACE}/gripper/state" in warning and f"{NAMESPACE}/policy/step" in warning
+    assert f"{NAMESPACE}/camera/overhead/image_raw" in warning
+    assert f"{NAMESPACE}/iiwa/joint_states" not in warning
 
 
 def test_refuses_to_start_below_the_free_disk_threshold(ros_node, start_logger, tmp_path):

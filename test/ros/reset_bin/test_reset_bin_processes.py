@@ -58,6 +58,10 @@ def test_console_scripts_reset_and_fault(tmp_path):
                 "hold_time:=0.1",
                 "-p",
                 "tilt_angle:=1.0",
+                # Two Python processes on a shared CI machine can both stall for over the
+                # 1 s a real motor controller may go silent; the timeout logic is unit-tested.
+                "-p",
+                "comm_timeout:=3.0",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
