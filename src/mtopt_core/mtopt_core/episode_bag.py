@@ -33,6 +33,8 @@ from rosbags.rosbag2 import (
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from mtopt_core.atomic_io import fsync_dir
+
 PART_SUFFIX = ".part"
 INTERFACES_PACKAGE = "mtopt_interfaces"
 
@@ -79,15 +81,6 @@ def _fsync_tree(path: Path) -> None:
             with file.open("rb") as handle:
                 os.fsync(handle.fileno())
     fsync_dir(path)
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory (makes a rename or new entry in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class EpisodeBagWriter:

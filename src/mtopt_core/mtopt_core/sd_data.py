@@ -30,8 +30,9 @@ import cv2
 import numpy as np
 import torch
 
+from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.images import square_resize
-from mtopt_core.sd_model import CAMERAS, atomic_write_bytes
+from mtopt_core.sd_model import CAMERAS
 from mtopt_core.tasks import LabelConflictError, TaskRegistry
 
 OUTCOMES = {"success": True, "failure": False}

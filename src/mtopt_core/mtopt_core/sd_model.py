@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from mtopt_core.atomic_io import atomic_write_bytes
 
 CAMERAS: tuple[str, ...] = ("overhead", "left_shoulder", "right_shoulder")
 VIEW_ENCODERS = ("shared", "separate")
@@ -295,34 +296,6 @@ class LoadedCheckpoint:
     def version(self) -> str:
         """Model version string: `<meta version>@<first 12 hex digits of the file sha256>`."""
         return f"{self.meta.get('version', 'sd')}@{self.sha256[:12]}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically: temp file in the same directory, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def checkpoint_bytes(model: SuccessDetector, meta: dict[str, Any] | None = None) -> bytes:

@@ -30,11 +30,13 @@ presets, the impersonation option syntax.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,6 +153,25 @@ class CheckpointWriter:
             old.unlink(missing_ok=True)
             Path(f"{old}.sha256").unlink(missing_ok=True)
         return path
+
+    @contextlib.contextmanager
+    def final_save(self, trainer: Trainer) -> Iterator[None]:
+        """Wrap a training loop so no finished step is lost.
+
+        Ctrl-C: the unsaved steps are written, then the interrupt goes on. Normal end: the last
+        step is written unless it already was. Any end: the trainer is closed.
+        """
+        try:
+            yield
+        except KeyboardInterrupt:
+            if trainer.step_count != self.last_step:
+                path = self.save(trainer)
+                print(f"interrupted: wrote {path} at step {trainer.step_count}", file=sys.stderr)
+            raise
+        finally:
+            trainer.close()
+        if self.last_step != trainer.step_count:
+            self.save(trainer)
 
 
 def replay_image_size(replay: LogReplay) -> int:

@@ -51,7 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from mtopt_core.episode_bag import EpisodeBagError, fsync_dir, list_episode_bags
+from mtopt_core.atomic_io import fsync_dir
+from mtopt_core.episode_bag import EpisodeBagError, list_episode_bags
 from mtopt_core.impersonation import Impersonation, make_impersonation
 from mtopt_core.replay import (
     EPISODE_OVERHEAD_BYTES,

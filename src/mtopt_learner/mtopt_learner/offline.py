@@ -207,18 +207,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             writer.save(trainer)
 
     metrics: dict[str, Any] = {}
-    try:
+    with writer.final_save(trainer):
         if remaining:
             metrics = trainer.train(remaining, on_step)
-    except KeyboardInterrupt:
-        if trainer.step_count != writer.last_step:
-            path = writer.save(trainer)
-            print(f"interrupted: wrote {path} at step {trainer.step_count}", file=sys.stderr)
-        raise
-    finally:
-        trainer.close()
-    if writer.last_step != trainer.step_count:
-        writer.save(trainer)
     return {
         "steps": trainer.step_count,
         "steps_this_run": trainer.step_count - first_step,

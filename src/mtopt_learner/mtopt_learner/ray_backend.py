@@ -395,20 +395,11 @@ def _run(
         ]
         actors.extend(updaters)
         result = RayTrainResult()
-        try:
+        with writer.final_save(trainer):
             last = _train_loop(
                 trainer, updaters, remaining, prefetch, writer, args.checkpoint_every,
                 result.metrics if keep_metrics else None, callback,
             )  # fmt: skip
-        except KeyboardInterrupt:
-            if trainer.step_count != writer.last_step:
-                path = writer.save(trainer)
-                print(f"interrupted: wrote {path} at step {trainer.step_count}", file=sys.stderr)
-            raise
-        finally:
-            trainer.close()
-        if writer.last_step != trainer.step_count:
-            writer.save(trainer)
         result.summary = {
             "steps": trainer.step_count,
             "steps_this_run": trainer.step_count - first_step,

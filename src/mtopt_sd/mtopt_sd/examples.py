@@ -43,7 +43,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mtopt_core.sd_model import CAMERAS, atomic_write_bytes  # noqa: E402
+from mtopt_core.atomic_io import atomic_write_bytes  # noqa: E402
+from mtopt_core.sd_model import CAMERAS  # noqa: E402
 from mtopt_core.tasks import TaskRegistry, load_task_registry  # noqa: E402
 
 ACQUISITION = "object_acquisition"

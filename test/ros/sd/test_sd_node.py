@@ -18,10 +18,10 @@ from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
 from mtopt_bridge.image import numpy_to_image
+from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.sd_model import (
     SDModelConfig,
     SuccessDetector,
-    atomic_write_bytes,
     checkpoint_bytes,
     load_checkpoint,
     save_checkpoint,

@@ -93,3 +93,22 @@ def test_impersonation_option_syntax():
     for bad in ("skills", "skill_stochastic:1", "skill_stochastic:1,2", "skill_stochastic:a,b"):
         with pytest.raises(Exception, match=r"impersonation|PS|PF"):
             parse_impersonation(bad)
+
+
+def test_ctrl_c_writes_the_steps_done_so_far(tmp_path, capsys, bags, monkeypatch):
+    from mtopt_core.trainer import Trainer
+
+    real_step = Trainer.step
+
+    def step_then_interrupt(self):
+        if self.step_count == 5:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", step_then_interrupt)
+    out = tmp_path / "run"
+    code, _, err = learn(capsys, bags, out, "--steps", "20", "--checkpoint-every", "2")
+    assert code == 130 and "interrupted" in err
+    ckpts = out / "checkpoints"
+    assert (ckpts / "latest").read_text().strip() == "qnet_5.ckpt"
+    assert read_checkpoint(ckpts / "qnet_5.ckpt").step == 5

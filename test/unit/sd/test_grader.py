@@ -8,11 +8,11 @@ import torch
 from sensor_msgs.msg import Image
 
 from mtopt_bridge.image import numpy_to_image
+from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.sd_model import (
     CheckpointError,
     SDModelConfig,
     SuccessDetector,
-    atomic_write_bytes,
     checkpoint_bytes,
     save_checkpoint,
 )
