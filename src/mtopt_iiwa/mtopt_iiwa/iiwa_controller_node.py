@@ -436,6 +436,7 @@ class IiwaControllerNode(Node):
         self._gripper_pub.publish(command)
         monitor = GripperMonitor(cfg, target, start, cfg.gripper_timeout)
         state, position, effort = None, float("nan"), 0.0
+        last_state_time = start
         while self.context.ok():
             if goal_handle.is_cancel_requested or preempted.is_set():
                 if state is not None and goal_handle.is_cancel_requested:
@@ -450,12 +451,16 @@ class IiwaControllerNode(Node):
             state, _, new_seq = self._gripper.wait_newer(seq, 0.05)
             now = time.monotonic()
             if new_seq == seq:
-                if now - start > cfg.gripper_timeout:
+                # Silence is judged from the last state, not the command: a late but live
+                # gripper is the monitor's TIMEOUT, checked with every sample.
+                if now - last_state_time > cfg.gripper_timeout:
                     goal_handle.abort()
-                    self.get_logger().error("gripper_cmd: no gripper/state during the command")
+                    self.get_logger().error(
+                        f"gripper_cmd: no gripper/state for {cfg.gripper_timeout:.1f} s"
+                    )
                     return self._gripper_result(position, effort, False, False)
                 continue
-            seq = new_seq
+            seq, last_state_time = new_seq, now
             position, effort = state.position, state.effort
             status = monitor.update(now, position, effort, state.object_detected)
             feedback = GripperCommandAction.Feedback()

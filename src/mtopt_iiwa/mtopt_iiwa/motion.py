@@ -34,6 +34,33 @@ class Outcome(enum.IntEnum):
     FAULT = 4
 
 
+class SettleWindow:
+    """The latest samples spanning at least `window` seconds, to tell whether a signal settled.
+
+    The newest sample at or before `now - window` is kept, so the span can be judged however
+    sparsely the samples arrive (a loaded machine delivers state late and in gaps; a window that
+    dropped everything older than `window` would never fill and never see a stall).
+    """
+
+    def __init__(self, window: float):
+        self.window = window
+        self._samples: deque = deque()
+
+    def add(self, now: float, value) -> None:
+        self._samples.append((now, np.asarray(value, dtype=np.float64)))
+        while len(self._samples) > 1 and now - self._samples[1][0] >= self.window:
+            self._samples.popleft()
+
+    def covers_window(self) -> bool:
+        """Whether the samples span the whole window."""
+        return self._samples[-1][0] - self._samples[0][0] >= self.window
+
+    def value_range(self) -> float:
+        """Largest max-min of any component over the samples."""
+        values = np.array([value for _, value in self._samples])
+        return float(np.max(values.max(axis=0) - values.min(axis=0)))
+
+
 @dataclass(frozen=True)
 class MotionPlan:
     """A joint trajectory for one Cartesian move."""
@@ -224,7 +251,10 @@ class MoveMonitor:
     plan: MotionPlan
     start_time: float
     timeout: float
-    _history: deque = field(default_factory=deque, init=False)
+    _history: SettleWindow = field(init=False)
+
+    def __post_init__(self):
+        self._history = SettleWindow(self.config.stall_window)
 
     def update(self, now: float, q) -> MoveStatus:
         """Feed one measurement (time [s], joint positions) and get the status."""
@@ -243,9 +273,7 @@ class MoveMonitor:
         status = MoveStatus(
             False, None, pose.position, pose.rotation, err, yaw_err, min(1.0, max(0.0, progress))
         )
-        self._history.append((now, q))
-        while self._history and now - self._history[0][0] > self.config.stall_window:
-            self._history.popleft()
+        self._history.add(now, q)
 
         within = err <= self.config.position_tolerance and yaw_err <= self.config.yaw_tolerance
         if within and elapsed >= self.plan.duration:
@@ -261,15 +289,15 @@ class MoveMonitor:
                 f"(error {err * 1000:.1f} mm, yaw {yaw_err:.3f} rad)"
             )
             return status
-        window_full = now - self._history[0][0] >= 0.9 * self.config.stall_window
-        if elapsed >= self.plan.duration and window_full:
-            window = np.array([sample for _, sample in self._history])
-            moved = float(np.max(window.max(axis=0) - window.min(axis=0)))
-            if moved < self.config.stall_joint_threshold:
-                status.done, status.outcome = True, Outcome.BLOCKED
-                status.message = (
-                    f"arm stopped {err * 1000:.1f} mm (yaw {yaw_err:.3f} rad) short of the target"
-                )
+        stopped = (
+            self._history.covers_window()
+            and self._history.value_range() < self.config.stall_joint_threshold
+        )
+        if elapsed >= self.plan.duration and stopped:
+            status.done, status.outcome = True, Outcome.BLOCKED
+            status.message = (
+                f"arm stopped {err * 1000:.1f} mm (yaw {yaw_err:.3f} rad) short of the target"
+            )
         return status
 
 
@@ -305,7 +333,10 @@ class GripperMonitor:
     target: float
     start_time: float
     timeout: float
-    _history: deque = field(default_factory=deque, init=False)
+    _history: SettleWindow = field(init=False)
+
+    def __post_init__(self):
+        self._history = SettleWindow(self.config.gripper_settle_window)
 
     def update(
         self, now: float, position: float, effort: float, object_detected: bool
@@ -313,16 +344,15 @@ class GripperMonitor:
         """Feed one gripper state sample (received after the command was sent)."""
         cfg = self.config
         status = GripperStatus(False, None, float(position), float(effort))
-        self._history.append((now, float(position)))
-        while self._history and now - self._history[0][0] > cfg.gripper_settle_window:
-            self._history.popleft()
+        self._history.add(now, [float(position)])
         if abs(position - self.target) <= cfg.gripper_tolerance and not object_detected:
             status.done, status.outcome = True, GripperOutcome.REACHED
             status.message = "reached"
             return status
-        window = [p for _, p in self._history]
-        window_full = now - self._history[0][0] >= 0.9 * cfg.gripper_settle_window
-        settled = window_full and max(window) - min(window) < cfg.gripper_settle_threshold
+        settled = (
+            self._history.covers_window()
+            and self._history.value_range() < cfg.gripper_settle_threshold
+        )
         if settled and now - self.start_time >= cfg.gripper_settle_window:
             status.done, status.outcome = True, GripperOutcome.STALLED
             status.message = f"fingers stopped at {position * 1000:.1f} mm" + (

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.ros
 # A shared CI machine can stall this one-process graph (controller + fake robot + client under
 # one GIL) for more than the 0.5 s a real arm is allowed to go silent; the staleness logic is
 # the same at any timeout, so test it with one that scheduling hiccups do not reach (likewise
-# the gripper's "no gripper/state during the command" limit).
+# the gripper's "no gripper/state" limit).
 CFG = IiwaControllerConfig(joint_state_timeout=2.0, gripper_timeout=6.0)
 KIN = IiwaKinematics(tool_offset=CFG.tool_offset)
 # Start over the right bin, pointing down.

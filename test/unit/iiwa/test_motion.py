@@ -186,6 +186,23 @@ def test_gripper_monitor_outcomes():
     assert status.outcome is GripperOutcome.TIMEOUT
 
 
+def test_monitors_see_a_stall_in_sparse_samples(kin, q_start):
+    """State that arrives in gaps longer than the settle window (a loaded machine) still ends
+    the command as stalled/blocked, not as a timeout."""
+    mon = GripperMonitor(CFG, target=0.0, start_time=0.0, timeout=3.0)
+    for k in range(10):
+        status = mon.update(0.4 * k, 0.03, 20.0, True)
+        if status.done:
+            break
+    assert status.outcome is GripperOutcome.STALLED and k == 1
+    plan = plan_move(kin, CFG, q_start, MODE_DELTA, [0.0, 0.0, -0.05], 0.0)
+    monitor = MoveMonitor(kin, CFG, plan, start_time=0.0, timeout=5.0)
+    gap = 1.5 * CFG.stall_window
+    t, status = _feed(monitor, [(t, q_start) for t in np.arange(0, 5, gap)])
+    assert status.outcome is Outcome.BLOCKED
+    assert plan.duration <= t <= plan.duration + CFG.stall_window + gap
+
+
 def test_config_validation_names_the_parameter():
     for field, value, match in [
         ("joint_names", ("a",) * 7, "joint_names"),
