@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(autouse=True)
-def _seed_everything():
+def _one_thread_and_fixed_seeds():
+    # Per test, not at import: tests elsewhere in the session (CLIs run in-process) change the
+    # thread count, and a different count changes float reduction order and so the results.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     np.random.seed(0)
+    yield
+    torch.set_num_threads(threads)
