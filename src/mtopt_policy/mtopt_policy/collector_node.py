@@ -59,7 +59,7 @@ from mtopt_policy.collector import (
 )
 from mtopt_policy.config import CollectorConfig
 from mtopt_policy.inputs import LatestInput
-from mtopt_policy.ros_calls import CallError, GoalRun, call_service, sleep_while
+from mtopt_policy.ros_calls import CallError, GoalRun, call_service, sleep_while, wait_future
 
 STATUS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
@@ -146,6 +146,10 @@ class CollectorNode(Node):
         self.run_client = ActionClient(
             self, RunEpisode, "policy/run_episode", callback_group=group
         )
+        # Whether policy/run_episode has answered a goal since it was (re)discovered: a server
+        # can be "ready" before its goal replies reach this node (discovery is asymmetric), and a
+        # goal whose reply is lost still runs, unseen, so goals wait for a probe to be answered.
+        self._run_answered = False
         self.reset_client = ActionClient(self, ResetBin, "reset_bin/reset", callback_group=group)
         self.status_pub = self.create_publisher(CollectorStatus, "collector/status", STATUS_QOS)
         self.timing_pub = self.create_publisher(String, "collector/episode_timing", 20)
@@ -252,10 +256,27 @@ class CollectorNode(Node):
             elif age > cfg.input_timeout_s:
                 missing.append(f"{latest.name} silent for {age:.1f} s")
         if not self.run_client.server_is_ready():
+            self._run_answered = False
             missing.append("policy/run_episode not available")
+        elif not self._run_answered and not self._probe_run_episode():
+            missing.append("policy/run_episode does not answer goals yet")
         if not self.start_client.service_is_ready():
             missing.append("logger/start not available")
         return missing
+
+    def _probe_run_episode(self) -> bool:
+        """Send a probe goal (empty episode_id: the policy rejects it, nothing runs); True
+        once its reply arrived."""
+        try:
+            wait_future(
+                self.run_client.send_goal_async(RunEpisode.Goal(episode_id="")),
+                self.config.probe_timeout_s,
+                self.ok,
+            )
+        except (TimeoutError, CallError):
+            return False
+        self._run_answered = True
+        return True
 
     def _call(self, client, request, timeout_s: float, what: str):
         try:
@@ -316,6 +337,10 @@ class CollectorNode(Node):
         try:
             run = GoalRun(self.run_client, "policy/run_episode", self.ok)
             run.send(goal, cfg.service_timeout_s)
+        except CallError as exc:
+            self._run_answered = False  # probe again before the next goal
+            raise CollectorError(str(exc)) from None
+        try:
             outcome = run.result(cfg.episode_timeout_s)
         except CallError as exc:
             raise CollectorError(str(exc)) from None

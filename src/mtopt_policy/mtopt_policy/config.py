@@ -224,6 +224,9 @@ class CollectorConfig:
     call_retries: int = 2
     grade_timeout_s: float = 10.0
     episode_timeout_s: float = 120.0
+    #: Wait for the reply to a probe goal of policy/run_episode [s]; unanswered probes are
+    #: resent every `wait_period_s` before the first goal (and after a goal got no reply).
+    probe_timeout_s: float = 1.0
     reset_timeout_s: float = 30.0
     home_timeout_s: float = 20.0
     present_timeout_s: float = 20.0
@@ -264,6 +267,7 @@ class CollectorConfig:
             "service_timeout_s",
             "grade_timeout_s",
             "episode_timeout_s",
+            "probe_timeout_s",
             "reset_timeout_s",
             "home_timeout_s",
             "present_timeout_s",

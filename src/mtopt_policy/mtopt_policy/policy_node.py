@@ -265,6 +265,8 @@ class PolicyNode(Node):
 
     # -- episodes --------------------------------------------------------------------------
     def _check_goal(self, goal) -> GoalResponse:
+        if not goal.episode_id:  # a client's probe: is this server answering goals?
+            return GoalResponse.REJECT
         if self._busy.locked():
             self.get_logger().warning(
                 f"run_episode {goal.episode_id!r} rejected: an episode is running"

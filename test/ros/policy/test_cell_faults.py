@@ -25,11 +25,13 @@ from pathlib import Path
 
 import pytest
 import rclpy
+from rclpy.action import ActionClient
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from mtopt_core.episode_bag import PART_SUFFIX, list_episode_bags, read_bag_messages
+from mtopt_interfaces.action import RunEpisode
 from mtopt_interfaces.msg import CollectorStatus, PolicyStep, WeightsUpdate
 
 pytestmark = pytest.mark.ros
@@ -355,6 +357,26 @@ def test_bin_controller_not_answering_pauses_collection(cell):
         time.sleep(0.1)
     cell.wait_bags(1, timeout=60, after=paused_bags)
     assert "collection resumes" in cell.nodes["collector"].log()
+
+
+def test_probe_goal_is_rejected_at_once_and_runs_nothing(cell):
+    """An empty episode_id is the collector's probe (are goal replies reaching me?): the policy
+    answers it with a rejection, whether or not an episode is running."""
+    client = ActionClient(cell.observer.node, RunEpisode, "policy/run_episode")
+    assert client.wait_for_server(timeout_sec=10)
+    steps_before = len(cell.observer.steps)
+    for _ in range(5):  # this client's first request may precede its discovery by the server
+        future = client.send_goal_async(RunEpisode.Goal(episode_id="", task="lift-any"))
+        deadline = time.monotonic() + 2.0
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if future.done():
+            break
+    assert future.done(), "probe goal never answered"
+    assert not future.result().accepted
+    with cell.observer.lock:
+        assert all(s.episode_id for s in cell.observer.steps[steps_before:])
+    client.destroy()
 
 
 def test_policy_and_collector_stop_promptly_mid_episode(cell):
