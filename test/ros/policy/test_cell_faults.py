@@ -33,6 +33,7 @@ from sensor_msgs.msg import Image
 from mtopt_core.episode_bag import PART_SUFFIX, list_episode_bags, read_bag_messages
 from mtopt_interfaces.action import RunEpisode
 from mtopt_interfaces.msg import CollectorStatus, PolicyStep, WeightsUpdate
+from mtopt_policy.ros_calls import wait_future
 
 pytestmark = pytest.mark.ros
 
@@ -365,15 +366,17 @@ def test_probe_goal_is_rejected_at_once_and_runs_nothing(cell):
     client = ActionClient(cell.observer.node, RunEpisode, "policy/run_episode")
     assert client.wait_for_server(timeout_sec=10)
     steps_before = len(cell.observer.steps)
+    handle = None
     for _ in range(5):  # this client's first request may precede its discovery by the server
-        future = client.send_goal_async(RunEpisode.Goal(episode_id="", task="lift-any"))
-        deadline = time.monotonic() + 2.0
-        while not future.done() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if future.done():
+        try:
+            handle = wait_future(
+                client.send_goal_async(RunEpisode.Goal(episode_id="", task="lift-any")), 2.0
+            )
             break
-    assert future.done(), "probe goal never answered"
-    assert not future.result().accepted
+        except TimeoutError:
+            continue
+    assert handle is not None, "probe goal never answered"
+    assert not handle.accepted
     with cell.observer.lock:
         assert all(s.episode_id for s in cell.observer.steps[steps_before:])
     client.destroy()
