@@ -125,3 +125,44 @@ def test_cell_looks_differ_by_cell_id_but_geometry_does_not():
     assert not np.array_equal(ma.cam_pos, mb.cam_pos)
     with pytest.raises(ValueError, match="cell_id"):
         scene.CellLook.from_cell_id(-1)
+
+
+def test_printed_quarters_cover_their_sections_and_are_visual_only():
+    cell = SimCell(seed=0)
+    m = cell.model
+    cell._randomize_plate(np.random.default_rng(3))  # some yaw: the print turns with the plate
+    mujoco.mj_forward(m, cell.data)
+    for section, rgba in scene.SECTION_RGBA.items():
+        g = m.geom(f"plate_mat_{section}").id
+        assert m.geom_contype[g] == 0 and m.geom_conaffinity[g] == 0
+        np.testing.assert_allclose(m.geom_rgba[g], rgba, atol=1e-6)
+        mesh = m.geom_dataid[g]
+        start, count = m.mesh_vertadr[mesh], m.mesh_vertnum[mesh]
+        local = m.mesh_vert[start : start + count].astype(float)
+        pos, rot = cell.data.geom_xpos[g], cell.data.geom_xmat[g].reshape(3, 3)
+        world = pos + local @ rot.T
+        centroid = world.mean(axis=0)
+        # Every vertex lies over the section the oracle calls by that name (vertices on the
+        # dividers are nudged towards the centroid: the boundary belongs to either side).
+        sections = {cell.plate_section_of(v + 1e-4 * (centroid - v)) for v in world}
+        assert sections == {section}
+    cell.close()
+
+
+def test_vary_look_changes_lighting_and_colours_and_restores_exactly():
+    cell = SimCell(seed=0)
+    cell.respawn(np.random.default_rng(0))
+    before = cell.render("overhead", 48)
+    geometry = cell.model.geom_size.copy()
+    cell.vary_look(np.random.default_rng(1))
+    varied = cell.render("overhead", 48)
+    assert np.abs(varied.astype(int) - before).mean() > 2.0
+    np.testing.assert_array_equal(cell.model.geom_size, geometry)
+    for section, rgba in scene.SECTION_RGBA.items():  # the print is the same everywhere
+        mat = cell.model.geom(f"plate_mat_{section}").id
+        np.testing.assert_allclose(cell.model.geom_rgba[mat], rgba)
+    cell.vary_look(np.random.default_rng(1))
+    np.testing.assert_array_equal(cell.render("overhead", 48), varied)  # seeded
+    cell.restore_look()
+    np.testing.assert_array_equal(cell.render("overhead", 48), before)
+    cell.close()

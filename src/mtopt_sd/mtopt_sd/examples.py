@@ -65,6 +65,10 @@ class GeneratorConfig:
         wiggle_m: largest TCP offset [m] per axis from the grading pose in later frames.
         wiggle_yaw: largest yaw offset [rad] from the grading pose in later frames.
         roam_height: TCP height above the bin floor for moves between the bins [m].
+        vary_look: draw new lighting and background for every clip around the cell's own
+            look (`SimCell.vary_look`), as a user recording examples varies them.
+        section_margin_m: a place aims at least this far [m] from the plate's dividers, as a
+            user places an example object clearly inside a section, not on a divider.
         seed: base seed; every clip derives its own from (seed, cell, task, outcome, clip).
     """
 
@@ -75,6 +79,8 @@ class GeneratorConfig:
     wiggle_m: float = 0.03
     wiggle_yaw: float = 0.3
     roam_height: float = 0.22
+    vary_look: bool = True
+    section_margin_m: float = 0.02
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -212,8 +218,12 @@ class ClipRecorder:
             else:
                 r = radius * math.sqrt(self.rng.uniform(0.08, 0.45))
                 a = self.rng.uniform(0, 2 * math.pi)
-                world = origin + rotation @ np.array([r * math.cos(a), r * math.sin(a), 0.0])
-                if cell.plate_section_of(world) == section:
+                local = np.array([r * math.cos(a), r * math.sin(a), 0.0])
+                world = origin + rotation @ local
+                # Distance to the dividers: the one across (x = 0) and the stem (y = 0, x > 0).
+                clearance = min(abs(local[0]), abs(local[1]) if local[0] > 0 else math.inf)
+                margin = self.config.section_margin_m
+                if cell.plate_section_of(world) == section and clearance >= margin:
                     return world[:2]
         raise RuntimeError(f"no point found for plate section {section!r}")
 
@@ -298,6 +308,8 @@ class ClipRecorder:
         self.picker.rng = self.placer.rng = self.rng
         choices = self.scenarios(task, success)
         names, weights = [c[0] for c in choices], np.array([c[1] for c in choices])
+        if cfg.vary_look:
+            self.cell.vary_look(self.rng)
         for _attempt in range(cfg.max_attempts):
             scenario = str(self.rng.choice(names, p=weights / weights.sum()))
             self.env.respawn(seed=int(self.rng.integers(2**31)))
@@ -426,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks-file", default=None, help="task registry (default config/tasks.yaml)")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the tasks")
     p.add_argument("--workers", type=int, default=1, help="cells recorded in parallel")
+    p.add_argument(
+        "--same-look", action="store_true",
+        help="film every clip in the cell's own lighting and background (default: vary them)",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -438,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = parse_cells(args.cells)
         config = GeneratorConfig(
             frames=args.frames, size=args.size, seed=args.seed,
-            min_frames=min(GeneratorConfig.min_frames, args.frames),
+            min_frames=min(GeneratorConfig.min_frames, args.frames), vary_look=not args.same_look,
         )  # fmt: skip
         registry = load_task_registry(args.tasks_file)
         tasks = None

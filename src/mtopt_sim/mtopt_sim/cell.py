@@ -567,6 +567,61 @@ class SimCell:
         self._park_all()
         mujoco.mj_forward(self.model, self.data)
 
+    def vary_look(self, rng: np.random.Generator) -> None:
+        """Draw new lighting and background around this cell (light direction, colour and
+        level, ambient light, table, walls and floor tint, plate colour), keeping its bins,
+        cameras and the plate's printed quarters. A user recording success-detector examples
+        does this between clips (seed Sec. XI: "varying lighting, objects and background"),
+        so that the detector learns what stays the same. Visual only; `restore_look` undoes it.
+        """
+        m = self.model
+        if not hasattr(self, "_base_look"):
+            self._base_look = {
+                "light_dir": m.light_dir.copy(),
+                "light_diffuse": m.light_diffuse.copy(),
+                "ambient": m.vis.headlight.ambient.copy(),
+                "geom_rgba": m.geom_rgba.copy(),
+                "mat_rgba": m.mat_rgba.copy(),
+            }
+        self.restore_look()
+        light = m.light("key_light").id
+        azimuth = rng.uniform(0, 2 * math.pi)
+        elevation = rng.uniform(math.radians(45), math.radians(80))
+        m.light_dir[light] = [
+            -math.cos(elevation) * math.cos(azimuth),
+            -math.cos(elevation) * math.sin(azimuth),
+            -math.sin(elevation),
+        ]
+        warmth = rng.uniform(-0.12, 0.12)
+        level = rng.uniform(0.55, 0.85)
+        m.light_diffuse[light] = [level * (1 + warmth), level, level * (1 - warmth)]
+        m.vis.headlight.ambient[:] = rng.uniform(0.25, 0.45)
+        table = np.clip(rng.uniform(0.35, 0.8) + rng.uniform(-0.08, 0.08, 3), 0, 1)
+        m.geom_rgba[m.geom("table_top").id, :3] = table
+        wall = rng.uniform(0.3, 0.9, 3)
+        for name in ("wall_back", "wall_left", "wall_right"):
+            m.geom_rgba[m.geom(name).id, :3] = wall
+        m.mat_rgba[m.material("floor_mat").id, :3] = rng.uniform(0.5, 1.0, 3)
+        plate = scene_mod.PLATE_PALETTE[int(rng.integers(len(scene_mod.PLATE_PALETTE)))]
+        for g in self.plate_geoms:
+            name = m.geom(g).name
+            if name == "plate_base" or name.startswith("plate_rim_"):
+                m.geom_rgba[g, :3] = plate
+            elif name.startswith("plate_divider_"):
+                m.geom_rgba[g, :3] = [0.3 * c for c in plate]
+
+    def restore_look(self) -> None:
+        """Undo `vary_look`: the cell's own lighting and colours."""
+        base = getattr(self, "_base_look", None)
+        if base is None:
+            return
+        m = self.model
+        m.light_dir[:] = base["light_dir"]
+        m.light_diffuse[:] = base["light_diffuse"]
+        m.vis.headlight.ambient[:] = base["ambient"]
+        m.geom_rgba[:] = base["geom_rgba"]
+        m.mat_rgba[:] = base["mat_rgba"]
+
     def respawn(self, rng: np.random.Generator | None = None) -> list[str]:
         """Full scene reset: new random object subset dropped into the right bin, plate pose
         re-drawn, arm home, gripper open, bin level. Returns the spawned variant names."""

@@ -9,7 +9,9 @@ Layout (robot base frame = world frame, metres; z = 0 is the table top):
   tilt to `dump_angle` pours its contents (and anything on the plate) into the right bin;
 * the divided plate is fixed in the left bin (it tilts with it). Its three sections, in the
   plate frame (x away from the robot, y to the robot's left): `bottom` = x < 0,
-  `top-left` = x >= 0 and y >= 0, `top-right` = x >= 0 and y < 0;
+  `top-left` = x >= 0 and y >= 0, `top-right` = x >= 0 and y < 0. Dark dividers (a T) separate
+  them, and the two top quarters are printed in fixed colours (`SECTION_RGBA`, the same in
+  every cell), so that a section can be told from its neighbour at any plate yaw;
 * cameras `overhead` (above the bins), `left_shoulder` and `right_shoulder` (behind and above
   the robot, looking over its shoulders at the bins).
 
@@ -37,6 +39,16 @@ PLATE_BODY = "plate"
 LEFT_BIN_BODY = "left_bin"
 RIGHT_BIN_BODY = "right_bin"
 PLATE_SECTIONS = ("bottom", "top-left", "top-right")
+#: Angular extent of each section about the plate's z axis (plate frame, radians).
+SECTION_ARCS = {
+    "bottom": (math.pi / 2, 3 * math.pi / 2),
+    "top-left": (0.0, math.pi / 2),
+    "top-right": (-math.pi / 2, 0.0),
+}
+#: Colours of the plate (base and rim); each cell has one of them.
+PLATE_PALETTE = ((0.95, 0.95, 0.93), (0.70, 0.82, 0.95), (0.75, 0.92, 0.75))
+#: Printed colour of the top quarters (the bottom half shows the plate's colour).
+SECTION_RGBA = {"top-left": (0.98, 0.60, 0.22, 1.0), "top-right": (0.30, 0.42, 0.95, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,6 @@ class CellLook:
             (0.75, 0.70, 0.55),
             (0.30, 0.30, 0.45),
         ]
-        plate_palette = [(0.95, 0.95, 0.93), (0.70, 0.82, 0.95), (0.75, 0.92, 0.75)]
         bin_rgb = np.array(bin_palette[int(cell_id) % len(bin_palette)])
         bin_rgb = np.clip(bin_rgb + rng.uniform(-0.05, 0.05, 3), 0, 1)
         table_rgb = np.clip(rng.uniform(0.35, 0.8) + rng.uniform(-0.08, 0.08, 3), 0, 1)
@@ -166,7 +177,7 @@ class CellLook:
             floor_rgb2=tuple(float(v) for v in floor2),
             wall_rgba=(*(float(v) for v in wall), 1.0),
             bin_rgba=(*(float(v) for v in bin_rgb), 1.0),
-            plate_rgba=(*plate_palette[int(rng.integers(3))], 1.0),
+            plate_rgba=(*PLATE_PALETTE[int(rng.integers(len(PLATE_PALETTE)))], 1.0),
             camera_pos_jitter={n: jitter3(camera_jitter_m) for n in CAMERA_NAMES},
             camera_target_jitter={n: jitter3(camera_jitter_m) for n in CAMERA_NAMES},
         )
@@ -418,6 +429,27 @@ def _add_bins(spec: mujoco.MjSpec, look: CellLook, config: SceneConfig) -> None:
             friction=[config.fixture_friction, 0.005, 0.0001],
             priority=2,
         )
+    # Printed quarters: the T of the dividers is mirror-symmetric, so on a plate that turns
+    # freely top-left and top-right differ only by handedness relative to thin lines (the
+    # success detector failed on exactly that). A fixed colour per quarter, the same in every
+    # cell (one plate design for the fleet), makes the section visible around the object.
+    mat_r = r - 0.005
+    mat_half = 0.0003
+    for section, (a0, a1) in SECTION_ARCS.items():
+        if section not in SECTION_RGBA:
+            continue  # the bottom half keeps the plate's own colour
+        mesh_name = f"plate_mat_{section}"
+        _add_sector_mesh(spec, mesh_name, mat_r, a0, a1, mat_half)
+        plate.add_geom(
+            name=mesh_name,
+            type=mujoco.mjtGeom.mjGEOM_MESH,
+            meshname=mesh_name,
+            pos=[0, 0, config.plate_thickness / 2 + mat_half / 2],
+            rgba=list(SECTION_RGBA[section]),
+            contype=0,
+            conaffinity=0,
+            mass=0.0,
+        )
     div_h = config.divider_height / 2
     div_z = config.plate_thickness / 2 + div_h
     # Dark dividers: which section an object is in is only defined by them (the plate turns
@@ -442,6 +474,29 @@ def _add_bins(spec: mujoco.MjSpec, look: CellLook, config: SceneConfig) -> None:
         contype=0,
         conaffinity=0,
         mass=0.0,
+    )
+
+
+def _add_sector_mesh(
+    spec: mujoco.MjSpec, name: str, radius: float, a0: float, a1: float, half_height: float
+) -> None:
+    """A flat circular-sector prism (angles a0..a1 about z, centre at the origin)."""
+    n = max(2, int(math.ceil((a1 - a0) / math.radians(7.5))))
+    verts = [[0.0, 0.0, half_height], [0.0, 0.0, -half_height]]
+    for k in range(n + 1):
+        a = a0 + (a1 - a0) * k / n
+        x, y = radius * math.cos(a), radius * math.sin(a)
+        verts += [[x, y, half_height], [x, y, -half_height]]
+    faces = []
+    for k in range(n):
+        top0, bot0, top1, bot1 = 2 + 2 * k, 3 + 2 * k, 4 + 2 * k, 5 + 2 * k
+        faces += [[0, top0, top1], [1, bot1, bot0], [top0, bot0, bot1], [top0, bot1, top1]]
+    end = 2 + 2 * n
+    faces += [[0, 1, 3], [0, 3, 2], [0, end, end + 1], [0, end + 1, 1]]
+    spec.add_mesh(
+        name=name,
+        uservert=[v for vert in verts for v in vert],
+        userface=[i for face in faces for i in face],
     )
 
 

@@ -89,3 +89,21 @@ def test_bad_arguments(tmp_path, capsys):
     assert "unknown task 'lift-cloth'" in capsys.readouterr().err
     assert examples.main(["--out", str(tmp_path), "--cells", "6-2"]) == 2
     assert "cells must look like" in capsys.readouterr().err
+
+
+def test_place_aim_points_keep_clear_of_the_dividers():
+    config = examples.GeneratorConfig(size=32)
+    recorder = examples.ClipRecorder(2, load_task_registry(), config)
+    try:
+        recorder.env.respawn(seed=5)  # a plate yaw other than the default
+        origin, rotation = recorder.cell.plate_frame()
+        for section in ("bottom", "top-left", "top-right"):
+            for _ in range(30):
+                xy = recorder.plate_point(section)
+                local = rotation.T @ (np.array([*xy, origin[2]]) - origin)
+                assert recorder.cell.plate_section_of(np.array([*xy, origin[2]])) == section
+                assert abs(local[0]) >= config.section_margin_m - 1e-9
+                if local[0] > 0:  # the top quarters: also clear of the stem (y = 0)
+                    assert abs(local[1]) >= config.section_margin_m - 1e-9
+    finally:
+        recorder.close()
