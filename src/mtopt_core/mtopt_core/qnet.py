@@ -54,6 +54,9 @@ class QNetConfig:
         fc_hidden: width of the hidden FC layer(s) of the output (2 FC layers in total;
             3 per task in the multi-headed variant).
         multi_head: one output head per task instead of one shared head.
+        state_skip: also feed the fused [action, gripper, height, task] vector straight to the
+            output FC layers (concatenated to the flattened conv features), so the action does
+            not have to survive every head conv layer to reach the output.
         norm: normalization after each conv layer: "none" or "group" (GroupNorm, which does
             not depend on the batch, so CEM populations and training batches agree).
         height_scale_m: gripper heights [m] are divided by this before entering the net.
@@ -75,6 +78,7 @@ class QNetConfig:
     head_pool: int = 2
     fc_hidden: int = 64
     multi_head: bool = False
+    state_skip: bool = False
     norm: str = "none"
     height_scale_m: float = 0.25
 
@@ -234,7 +238,7 @@ class QNet(nn.Module):
                 head.append(nn.MaxPool2d(config.head_pool))
         self.head_convs = nn.Sequential(*head)
 
-        flat = c * config.head_output_size() ** 2
+        flat = c * config.head_output_size() ** 2 + (c if config.state_skip else 0)
         if config.multi_head:
             self.shared_fc = None
             n, h = config.num_tasks, config.fc_hidden
@@ -299,8 +303,10 @@ class QNet(nn.Module):
             ],
             dim=1,
         )
-        x = features + self.fuse_layers(state)[:, :, None, None]
-        x = self.head_convs(x).flatten(1)
+        fused = self.fuse_layers(state)
+        x = self.head_convs(features + fused[:, :, None, None]).flatten(1)
+        if self.config.state_skip:
+            x = torch.cat([x, fused], dim=1)
         if self.shared_fc is not None:
             return self.shared_fc(x).squeeze(1)
         # Multi-headed: every head runs on every sample (cheap next to the convs, and no
