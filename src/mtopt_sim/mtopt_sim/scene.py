@@ -47,8 +47,9 @@ SECTION_ARCS = {
 }
 #: Colours of the plate (base and rim); each cell has one of them.
 PLATE_PALETTE = ((0.95, 0.95, 0.93), (0.70, 0.82, 0.95), (0.75, 0.92, 0.75))
-#: Printed colour of the top quarters (the bottom half shows the plate's colour).
-SECTION_RGBA = {"top-left": (0.98, 0.60, 0.22, 1.0), "top-right": (0.30, 0.42, 0.95, 1.0)}
+#: Printed colour of the top quarters (the bottom half shows the plate's colour): black and
+#: magenta, colours no object has (an orange quarter hid the carrots lying on it).
+SECTION_RGBA = {"top-left": (0.08, 0.08, 0.08, 1.0), "top-right": (0.80, 0.15, 0.70, 1.0)}
 
 
 @dataclass(frozen=True)
