@@ -76,6 +76,22 @@ def test_q_depends_on_action_task_and_gripper_inputs():
         assert not torch.allclose(base, net(images, action, grip, height, (task + 1) % 4))
 
 
+@pytest.mark.parametrize("multi_head", [False, True])
+def test_state_skip_feeds_the_fused_state_past_the_head_convs(multi_head):
+    for skip in (False, True):
+        cfg = QNetConfig.tiny(3, state_skip=skip, multi_head=multi_head)
+        net = QNet(cfg).eval()
+        images, action, grip, height, task = _inputs(cfg, 4)
+        # With the head convs silenced, only the skip path can carry the action to the output.
+        with torch.no_grad():
+            for conv in _convs(net.head_convs):
+                conv.weight.zero_()
+            a = net(images, action, grip, height, task)
+            b = net(images, -action, grip, height, task)
+        assert torch.allclose(a, b) != skip
+    assert QNetConfig.from_dict(QNetConfig.tiny(3, state_skip=True).to_dict()).state_skip
+
+
 def test_multi_head_reads_each_task_from_its_own_head():
     cfg = QNetConfig.tiny(3, multi_head=True)
     net = QNet(cfg).eval()
