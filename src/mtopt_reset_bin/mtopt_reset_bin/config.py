@@ -29,7 +29,8 @@ class ResetBinConfig:
     level_angle: float = 0.0
     min_angle: float = 0.0
     max_angle: float = 3.0
-    #: Default time to hold the tilt (a goal's hold_time < 0 selects it), after the shakes.
+    #: Default time to hold the tilt (a goal's hold_time < 0 selects it), after the shakes; the
+    #: hold also lasts until one motor reading confirms the tilt.
     hold_time: float = 0.4
     #: At the tilt, swing back by shake_amplitude and up again this many times, so nothing
     #: stays wedged in a corner (0 = no shaking). Part of the "hold" phase.

@@ -96,9 +96,13 @@ class ResetSequence:
             for _ in range(cfg.shakes):
                 self._move("hold", max(cfg.min_angle, tilt_angle - cfg.shake_amplitude))
                 self._move("hold", tilt_angle)
+            # Hold for hold_time and until one reading confirms it: with only failed reads
+            # (a stalled line) the hold would otherwise pass unobserved. A silent motor still
+            # ends in the comm timeout of `_check_limits`.
             hold_end = self._clock() + hold_time
-            while self._clock() < hold_end:
-                self._poll("hold")
+            confirmed = False
+            while self._clock() < hold_end or not confirmed:
+                confirmed = self._poll("hold") is not None or confirmed
             self._move("return", cfg.level_angle)
         except _Abort as abort:
             if abort.outcome in (ResetOutcome.TIMEOUT, ResetOutcome.CANCELED):

@@ -64,6 +64,40 @@ def test_sim_motor_reset_goes_up_then_down():
     assert len(hold_times) >= int(0.5 * CFG.poll_rate) - 1
 
 
+class DropsReadsAfterTilt:
+    """The hinge's motor, but the `drops` reads after it first reports the tilt time out (a
+    serial line that stalls just as the hold starts)."""
+
+    def __init__(self, hinge, tilt, drops):
+        self.hinge, self.tilt, self.drops = hinge, tilt, drops
+        self.tilted = False
+
+    def command(self, angle, velocity):
+        self.hinge.motor.command(angle, velocity)
+
+    def read(self):
+        if self.tilted and self.drops > 0:
+            self.drops -= 1
+            raise MotorTimeout("no reply")
+        reading = self.hinge.motor.read()
+        self.tilted = self.tilted or reading.angle >= self.tilt - CFG.angle_tolerance
+        return reading
+
+
+def test_hold_reports_at_least_one_reading_when_reads_fail():
+    hinge = SimulatedHinge()
+    hinge.sleep(0.01)
+    # Every poll of the 0.2 s hold (20 Hz) fails; the hold must still confirm the tilt once.
+    motor = DropsReadsAfterTilt(hinge, 1.0, drops=int(0.2 * CFG.poll_rate) + 1)
+    feedback = []
+    result = ResetSequence(motor, CFG, clock=lambda: hinge.now, sleep=hinge.sleep).run(
+        1.0, 0.2, 10.0, feedback=lambda phase, r: feedback.append((phase, r.angle))
+    )
+    assert result.outcome is ResetOutcome.DONE, result.message
+    hold = [a for p, a in feedback if p == "hold"]
+    assert hold and all(a >= 1.0 - CFG.angle_tolerance for a in hold)
+
+
 def test_shakes_swing_back_and_up_during_hold():
     hinge = SimulatedHinge()
     hinge.sleep(0.01)
