@@ -148,6 +148,7 @@ class SimCell:
         self._scene_option = mujoco.MjvOption()
         self._scene_option.geomgroup[HIDDEN_GEOM_GROUP] = 0
         self.active_objects: list[int] = []  # indices into self.variants
+        self._base_look: dict[str, np.ndarray] | None = None  # saved by vary_look
         self._park_all()
         self.go_home(instant=True)
 
@@ -575,7 +576,7 @@ class SimCell:
         so that the detector learns what stays the same. Visual only; `restore_look` undoes it.
         """
         m = self.model
-        if not hasattr(self, "_base_look"):
+        if self._base_look is None:
             self._base_look = {
                 "light_dir": m.light_dir.copy(),
                 "light_diffuse": m.light_diffuse.copy(),
@@ -585,19 +586,10 @@ class SimCell:
             }
         self.restore_look()
         light = m.light("key_light").id
-        azimuth = rng.uniform(0, 2 * math.pi)
-        elevation = rng.uniform(math.radians(45), math.radians(80))
-        m.light_dir[light] = [
-            -math.cos(elevation) * math.cos(azimuth),
-            -math.cos(elevation) * math.sin(azimuth),
-            -math.sin(elevation),
-        ]
-        warmth = rng.uniform(-0.12, 0.12)
-        level = rng.uniform(0.55, 0.85)
-        m.light_diffuse[light] = [level * (1 + warmth), level, level * (1 - warmth)]
-        m.vis.headlight.ambient[:] = rng.uniform(0.25, 0.45)
-        table = np.clip(rng.uniform(0.35, 0.8) + rng.uniform(-0.08, 0.08, 3), 0, 1)
-        m.geom_rgba[m.geom("table_top").id, :3] = table
+        m.light_dir[light], m.light_diffuse[light], m.vis.headlight.ambient[:] = (
+            scene_mod.draw_lighting(rng)
+        )
+        m.geom_rgba[m.geom("table_top").id, :3] = scene_mod.draw_table_rgb(rng)
         wall = rng.uniform(0.3, 0.9, 3)
         for name in ("wall_back", "wall_left", "wall_right"):
             m.geom_rgba[m.geom(name).id, :3] = wall
@@ -612,7 +604,7 @@ class SimCell:
 
     def restore_look(self) -> None:
         """Undo `vary_look`: the cell's own lighting and colours."""
-        base = getattr(self, "_base_look", None)
+        base = self._base_look
         if base is None:
             return
         m = self.model

@@ -114,6 +114,27 @@ class SceneConfig:
         return np.array([self.bin_center_x, y, self.rim_z])
 
 
+def draw_lighting(rng: np.random.Generator) -> tuple[tuple, tuple, tuple]:
+    """Random key-light direction and colour and ambient level: (light_dir, diffuse, ambient)."""
+    azimuth = rng.uniform(0, 2 * math.pi)
+    elevation = rng.uniform(math.radians(45), math.radians(80))
+    light_dir = (
+        -math.cos(elevation) * math.cos(azimuth),
+        -math.cos(elevation) * math.sin(azimuth),
+        -math.sin(elevation),
+    )
+    warmth = rng.uniform(-0.12, 0.12)  # warm (+) or cool (-) light
+    level = rng.uniform(0.55, 0.85)
+    diffuse = (level * (1 + warmth), level, level * (1 - warmth))
+    amb = rng.uniform(0.25, 0.45)
+    return light_dir, diffuse, (amb, amb, amb)
+
+
+def draw_table_rgb(rng: np.random.Generator) -> np.ndarray:
+    """Random greyish table colour."""
+    return np.clip(rng.uniform(0.35, 0.8) + rng.uniform(-0.08, 0.08, 3), 0, 1)
+
+
 @dataclass(frozen=True)
 class CellLook:
     """Appearance of one cell: lighting, colours, background and camera pose jitter."""
@@ -141,18 +162,7 @@ class CellLook:
         def jitter3(scale: float) -> tuple[float, float, float]:
             return tuple(float(v) for v in rng.uniform(-scale, scale, 3))
 
-        azimuth = rng.uniform(0, 2 * math.pi)
-        elevation = rng.uniform(math.radians(45), math.radians(80))
-        light_dir = (
-            -math.cos(elevation) * math.cos(azimuth),
-            -math.cos(elevation) * math.sin(azimuth),
-            -math.sin(elevation),
-        )
-        warmth = rng.uniform(-0.12, 0.12)  # warm (+) or cool (-) light
-        level = rng.uniform(0.55, 0.85)
-        light_diffuse = (level * (1 + warmth), level, level * (1 - warmth))
-        amb = rng.uniform(0.25, 0.45)
-        ambient = (amb, amb, amb)
+        light_dir, light_diffuse, ambient = draw_lighting(rng)
         bin_palette = [
             (0.15, 0.25, 0.55),
             (0.55, 0.55, 0.58),
@@ -164,7 +174,7 @@ class CellLook:
         ]
         bin_rgb = np.array(bin_palette[int(cell_id) % len(bin_palette)])
         bin_rgb = np.clip(bin_rgb + rng.uniform(-0.05, 0.05, 3), 0, 1)
-        table_rgb = np.clip(rng.uniform(0.35, 0.8) + rng.uniform(-0.08, 0.08, 3), 0, 1)
+        table_rgb = draw_table_rgb(rng)
         floor1 = rng.uniform(0.1, 0.6, 3)
         floor2 = np.clip(floor1 + rng.uniform(-0.15, 0.15, 3), 0, 1)
         wall = rng.uniform(0.3, 0.9, 3)
@@ -453,8 +463,8 @@ def _add_bins(spec: mujoco.MjSpec, look: CellLook, config: SceneConfig) -> None:
         )
     div_h = config.divider_height / 2
     div_z = config.plate_thickness / 2 + div_h
-    # Dark dividers: which section an object is in is only defined by them (the plate turns
-    # freely), so the success detector must be able to see them at camera resolution.
+    # Dark dividers mark the section boundaries (the bottom half has no print of its own), so
+    # they must be visible at camera resolution.
     divider_rgba = [0.3 * c for c in rgba[:3]] + [1.0]
     plate.add_geom(
         name="plate_divider_across",
