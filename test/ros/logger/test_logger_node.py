@@ -271,7 +271,11 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
         pixels = np.asarray(frames[-1].message.data).reshape(64, 64, 3)
         assert pixels[0, 0, 0] == index and pixels[1, 1, 0] == traffic.frame % 256
         # Subsampled to about CAMERA_RATE_HZ: 1.5 s at 5 Hz = 7-8 kept frames + the final one.
-        assert 7 <= len(frames) <= 10, numbers
+        # Camera topics are best effort, so frames sent while a loaded machine stalls are lost
+        # before the logger sees them (CI lost 1.3 s once: kept [10, 50, 54]); the lower bound
+        # only asks for frames across the episode, the upper bound and the gap check below are
+        # what the logger itself guarantees.
+        assert 3 <= len(frames) <= 10, numbers
         kept_times = np.array([m.timestamp_ns for m in frames[:-1]]) / 1e9
         # One-sided: the logger never keeps frames faster than the rate (a loaded machine may
         # deliver the 30 Hz input late, which lowers the kept rate without being a logger bug).
