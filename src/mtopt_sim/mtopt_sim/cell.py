@@ -600,7 +600,7 @@ class SimCell:
             if name == "plate_base" or name.startswith("plate_rim_"):
                 m.geom_rgba[g, :3] = plate
             elif name.startswith("plate_divider_"):
-                m.geom_rgba[g, :3] = [0.3 * c for c in plate]
+                m.geom_rgba[g, :3] = [scene_mod.DIVIDER_SHADE * c for c in plate]
 
     def restore_look(self) -> None:
         """Undo `vary_look`: the cell's own lighting and colours."""

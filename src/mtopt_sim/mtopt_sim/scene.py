@@ -47,6 +47,8 @@ SECTION_ARCS = {
 }
 #: Colours of the plate (base and rim); each cell has one of them.
 PLATE_PALETTE = ((0.95, 0.95, 0.93), (0.70, 0.82, 0.95), (0.75, 0.92, 0.75))
+#: The dividers are the plate's colour times this (dark on any plate).
+DIVIDER_SHADE = 0.3
 #: Printed colour of the top quarters (the bottom half shows the plate's colour): black and
 #: magenta, colours no object has (an orange quarter hid the carrots lying on it).
 SECTION_RGBA = {"top-left": (0.08, 0.08, 0.08, 1.0), "top-right": (0.80, 0.15, 0.70, 1.0)}
@@ -465,7 +467,7 @@ def _add_bins(spec: mujoco.MjSpec, look: CellLook, config: SceneConfig) -> None:
     div_z = config.plate_thickness / 2 + div_h
     # Dark dividers mark the section boundaries (the bottom half has no print of its own), so
     # they must be visible at camera resolution.
-    divider_rgba = [0.3 * c for c in rgba[:3]] + [1.0]
+    divider_rgba = [DIVIDER_SHADE * c for c in rgba[:3]] + [1.0]
     plate.add_geom(
         name="plate_divider_across",
         type=mujoco.mjtGeom.mjGEOM_BOX,
