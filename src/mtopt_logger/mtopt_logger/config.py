@@ -45,8 +45,6 @@ class LoggerConfig:
     remove_stale_parts: bool = False
     # History depth of the reliable subscriptions (non-camera topics).
     queue_depth: int = 100
-    # Worker threads of the multi-threaded executor (recording continues during service calls).
-    executor_threads: int = 4
     # `logger/start` waits up to this long [s] until every recorded topic has a matched
     # publisher (as seen by the logger's own subscription). DDS discovery is not symmetric: a
     # publisher may already count the logger as a subscriber while the logger does not know the
@@ -67,11 +65,6 @@ class LoggerConfig:
             raise ConfigError(f"queue_depth must be >= 1, got {self.queue_depth}")
         if not self.publisher_wait_s >= 0:
             raise ConfigError(f"publisher_wait_s must be >= 0, got {self.publisher_wait_s}")
-        if self.executor_threads < 2:
-            raise ConfigError(
-                f"executor_threads must be >= 2 (services and recording run in parallel),"
-                f" got {self.executor_threads}"
-            )
         for name in self.camera_names:
             if not _CAMERA_NAME.match(name):
                 raise ConfigError(f"camera_names: {name!r} is not a valid camera name")
