@@ -200,8 +200,8 @@ def test_delta_move_is_reached_within_two_millimetres(graph, robot):
     assert abs(yaw_of(rotation) - 0.2) < 0.02
     # The robot really moved there: its joint state agrees with the reported pose.
     np.testing.assert_allclose(KIN.fk(robot.q).position, position, atol=CFG.position_tolerance)
-    # Progress was reported along the way and only grew. How many samples arrive, and how
-    # close to the end the last one is, depends on scheduling (a CI run's last was 0.78).
+    # Progress was reported along the way. How many samples arrive, and how close to the end
+    # the last one is, depends on scheduling (a CI run's last was 0.78).
     progress = [f.feedback.progress for f in feedback]
     assert len(progress) >= 2 and progress[0] < 0.5 < max(progress)
     assert elapsed < 2.0
