@@ -590,11 +590,11 @@ class SimCell:
             scene_mod.draw_lighting(rng)
         )
         m.geom_rgba[m.geom("table_top").id, :3] = scene_mod.draw_table_rgb(rng)
-        wall = rng.uniform(0.3, 0.9, 3)
+        wall = scene_mod.draw_wall_rgb(rng)
         for name in ("wall_back", "wall_left", "wall_right"):
             m.geom_rgba[m.geom(name).id, :3] = wall
         m.mat_rgba[m.material("floor_mat").id, :3] = rng.uniform(0.5, 1.0, 3)
-        plate = scene_mod.PLATE_PALETTE[int(rng.integers(len(scene_mod.PLATE_PALETTE)))]
+        plate = scene_mod.draw_plate_rgb(rng)
         for g in self.plate_geoms:
             name = m.geom(g).name
             if name == "plate_base" or name.startswith("plate_rim_"):

@@ -137,6 +137,16 @@ def draw_table_rgb(rng: np.random.Generator) -> np.ndarray:
     return np.clip(rng.uniform(0.35, 0.8) + rng.uniform(-0.08, 0.08, 3), 0, 1)
 
 
+def draw_wall_rgb(rng: np.random.Generator) -> np.ndarray:
+    """Random wall colour (all three walls share it)."""
+    return rng.uniform(0.3, 0.9, 3)
+
+
+def draw_plate_rgb(rng: np.random.Generator) -> tuple[float, float, float]:
+    """One of the plate colours of PLATE_PALETTE."""
+    return PLATE_PALETTE[int(rng.integers(len(PLATE_PALETTE)))]
+
+
 @dataclass(frozen=True)
 class CellLook:
     """Appearance of one cell: lighting, colours, background and camera pose jitter."""
@@ -179,7 +189,7 @@ class CellLook:
         table_rgb = draw_table_rgb(rng)
         floor1 = rng.uniform(0.1, 0.6, 3)
         floor2 = np.clip(floor1 + rng.uniform(-0.15, 0.15, 3), 0, 1)
-        wall = rng.uniform(0.3, 0.9, 3)
+        wall = draw_wall_rgb(rng)
         return cls(
             cell_id=int(cell_id),
             light_dir=light_dir,
@@ -190,7 +200,7 @@ class CellLook:
             floor_rgb2=tuple(float(v) for v in floor2),
             wall_rgba=(*(float(v) for v in wall), 1.0),
             bin_rgba=(*(float(v) for v in bin_rgb), 1.0),
-            plate_rgba=(*PLATE_PALETTE[int(rng.integers(len(PLATE_PALETTE)))], 1.0),
+            plate_rgba=(*draw_plate_rgb(rng), 1.0),
             camera_pos_jitter={n: jitter3(camera_jitter_m) for n in CAMERA_NAMES},
             camera_target_jitter={n: jitter3(camera_jitter_m) for n in CAMERA_NAMES},
         )
