@@ -97,6 +97,7 @@ def test_reset_keeps_the_physical_state_and_a_held_object(env):
     obs, _ = env.reset()
     assert env.cell.held_objects() == held
     assert obs["gripper_closed"] == 1
+    assert obs["object_detected"] == 1  # the fingers stopped on the held object
     for i, pos in positions.items():
         np.testing.assert_allclose(env.cell.object_position(i), pos, atol=1e-9)
     # A terminate step right away: the lift is still a success at this episode's end.
@@ -106,6 +107,7 @@ def test_reset_keeps_the_physical_state_and_a_held_object(env):
     # Explicit full scene reset: new objects, nothing held, gripper open.
     env.respawn(seed=11)
     assert env.cell.held_objects() == [] and not env.cell.gripper_closed
+    assert env.reset()[0]["object_detected"] == 0
 
 
 def test_respawn_is_seeded(env):

@@ -34,6 +34,8 @@ class TorchBatch:
     next_gripper_closed: torch.Tensor
     next_height: torch.Tensor
     episode_success: torch.Tensor | None = None  # (B,) relabelled outcome of the episode
+    object_detected: torch.Tensor | None = None  # (B,) float 0/1, the gripper's flag
+    next_object_detected: torch.Tensor | None = None
 
 
 def next_state_values(
@@ -45,15 +47,24 @@ def next_state_values(
     task: torch.Tensor,
     cem: CEMConfig = DEFAULT_CEM,
     generator: torch.Generator | None = None,
+    next_object_detected: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """V(s', T) = min over the target networks of Q at the CEM argmax of `target1` (B,)."""
     with torch.no_grad():
-        res = q_cem(target1, next_image, next_gripper_closed, next_height, task, cem, generator)
+        res = q_cem(
+            target1, next_image, next_gripper_closed, next_height, task, cem, generator,
+            object_detected=next_object_detected,
+        )  # fmt: skip
         value = res.best_score
         if target2 is not None:
             q2 = torch.sigmoid(
                 target2.head_logits(
-                    target2.trunk(next_image), res.best, next_gripper_closed, next_height, task
+                    target2.trunk(next_image),
+                    res.best,
+                    next_gripper_closed,
+                    next_height,
+                    task,
+                    next_object_detected,
                 )
             )
             value = torch.minimum(value, q2)
@@ -90,6 +101,7 @@ def bellman_targets(
                 batch.task[live],
                 cem,
                 generator,
+                None if batch.next_object_detected is None else batch.next_object_detected[live],
             )
         return torch.clamp(reward + gamma * (1.0 - done) * value, 0.0, 1.0)
 
@@ -97,7 +109,10 @@ def bellman_targets(
 def q_logits(qfn: QFunction, batch: TorchBatch) -> torch.Tensor:
     """Logits of Q(s, a, T) for the batch's transitions (B,)."""
     features = qfn.trunk(batch.image)
-    return qfn.head_logits(features, batch.action, batch.gripper_closed, batch.height, batch.task)
+    return qfn.head_logits(
+        features, batch.action, batch.gripper_closed, batch.height, batch.task,
+        batch.object_detected,
+    )  # fmt: skip
 
 
 def bellman_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

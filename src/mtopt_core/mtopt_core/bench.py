@@ -74,15 +74,26 @@ def bench_cem(net: QNet, reps: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     img = torch.randint(0, 256, (1, size, size, 3), dtype=torch.uint8, generator=gen)
     grip, height, task = torch.zeros(1), torch.full((1,), 0.1), torch.zeros(1, dtype=torch.long)
+    detected = torch.zeros(1)
     n = cfg.population
     with torch.no_grad():
         feats = expand_features(net.trunk(img), n)
         actions = torch.rand(n, 6, generator=gen)
-        args = (actions, grip.expand(n), height.expand(n), task.expand(n))
+        args = (actions, grip.expand(n), height.expand(n), task.expand(n), detected.expand(n))
         broadcast, naive, head, trunk = _best_times(
             [
-                lambda: q_cem(net, img, grip, height, task, cfg, gen),
-                lambda: q_cem(net, img, grip, height, task, cfg, gen, broadcast_trunk=False),
+                lambda: q_cem(net, img, grip, height, task, cfg, gen, object_detected=detected),
+                lambda: q_cem(
+                    net,
+                    img,
+                    grip,
+                    height,
+                    task,
+                    cfg,
+                    gen,
+                    broadcast_trunk=False,
+                    object_detected=detected,
+                ),  # fmt: skip
                 lambda: net.head_logits(feats, *args),
                 lambda: net.trunk(img),
             ],

@@ -160,8 +160,10 @@ def q_cem(
     config: CEMConfig = DEFAULT_CEM,
     generator: torch.Generator | None = None,
     broadcast_trunk: bool = True,
+    object_detected: torch.Tensor | None = None,
 ) -> CEMResult:
     """argmax_a Q(s, a, T) by CEM for a batch of B states; `best_score` is Q (in [0, 1]).
+    `object_detected` (B,) is the gripper's flag, for Q-functions with that input.
 
     With `broadcast_trunk` (the default) the image trunk runs once per state and its features
     are repeated over the population; False reruns the whole network per sample (the naive
@@ -173,12 +175,13 @@ def q_cem(
         grip_n = gripper_closed.repeat_interleave(n)
         height_n = height.repeat_interleave(n)
         task_n = task.repeat_interleave(n)
+        detected_n = None if object_detected is None else object_detected.repeat_interleave(n)
         if broadcast_trunk:
             features_n = expand_features(qfn.trunk(images), n)
 
             def score(samples: torch.Tensor) -> torch.Tensor:
                 q = qfn.head_logits(
-                    features_n, samples.reshape(b * n, -1), grip_n, height_n, task_n
+                    features_n, samples.reshape(b * n, -1), grip_n, height_n, task_n, detected_n
                 )
                 return torch.sigmoid(q).reshape(b, n)
 
@@ -187,7 +190,12 @@ def q_cem(
 
             def score(samples: torch.Tensor) -> torch.Tensor:
                 q = qfn.head_logits(
-                    qfn.trunk(images_n), samples.reshape(b * n, -1), grip_n, height_n, task_n
+                    qfn.trunk(images_n),
+                    samples.reshape(b * n, -1),
+                    grip_n,
+                    height_n,
+                    task_n,
+                    detected_n,
                 )
                 return torch.sigmoid(q).reshape(b, n)
 
@@ -214,9 +222,15 @@ class CEMPolicy:
         gripper_closed: Sequence[bool] | np.ndarray,
         height: Sequence[float] | np.ndarray,
         task: Sequence[int] | np.ndarray,
+        object_detected: Sequence[bool] | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Batched greedy actions: images (B, H, W, 3) uint8 -> (actions (B, 6), Q (B,))."""
         images_t = torch.as_tensor(np.asarray(images, dtype=np.uint8), device=self.device)
+        detected = None
+        if object_detected is not None:
+            detected = torch.as_tensor(
+                np.asarray(object_detected, dtype=np.float32), device=self.device
+            )
         res = q_cem(
             self.qfn,
             images_t,
@@ -225,5 +239,6 @@ class CEMPolicy:
             torch.as_tensor(np.asarray(task, dtype=np.int64), device=self.device),
             self.config,
             self.generator,
+            object_detected=detected,
         )
         return res.best.cpu().numpy(), res.best_score.cpu().numpy()

@@ -7,8 +7,9 @@ episode (the policy chose TERMINATE or the step limit was reached) and is the on
 carry reward: the seed's reward is sparse and given on the final state.
 
 An observation is what the sim env and the cell return: an RGB image (uint8, H x W x 3), whether
-the gripper is closed, and the gripper height [m]. Images are stored once per episode as one
-contiguous array, never per transition.
+the gripper is closed, the gripper height [m], and the gripper's object-detected flag (fingers
+stopped before closing fully; all False for sources that do not record it, e.g. older bags).
+Images are stored once per episode as one contiguous array, never per transition.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Episode:
         labels: per-task outcomes known for the final state (task name -> success), from the
             success detector or an oracle; may be partial.
         episode_id: free-form identifier (bag name, counter, ...).
+        object_detected: bool (T+1,) the gripper's object-detected flag at each observation;
+            None = not recorded (all False).
     """
 
     images: np.ndarray
@@ -43,6 +46,7 @@ class Episode:
     task: str
     labels: Mapping[str, bool] = field(default_factory=dict)
     episode_id: str = ""
+    object_detected: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
@@ -64,7 +68,13 @@ class Episode:
             raise ValueError(f"episode {self.episode_id!r}: actions contain NaN or Inf")
         gripper = np.asarray(self.gripper_closed)
         height = np.asarray(self.height, dtype=np.float32)
-        for name, arr in (("gripper_closed", gripper), ("height", height)):
+        if self.object_detected is None:
+            detected = np.zeros(steps + 1, dtype=bool)
+        else:
+            detected = np.asarray(self.object_detected)
+        for name, arr in (
+            ("gripper_closed", gripper), ("height", height), ("object_detected", detected),
+        ):  # fmt: skip
             if arr.shape != (steps + 1,):
                 raise ValueError(
                     f"episode {self.episode_id!r}: {name} must have shape ({steps + 1},), "
@@ -79,6 +89,7 @@ class Episode:
         self.images = np.array(images, dtype=np.uint8, order="C", copy=True)
         self.gripper_closed = np.array(gripper, dtype=bool, copy=True)
         self.height = np.array(height, dtype=np.float32, copy=True)
+        self.object_detected = np.array(detected, dtype=bool, copy=True)
         self.actions = np.array(actions, dtype=np.float32, copy=True)
         self.labels = {str(k): bool(v) for k, v in dict(self.labels).items()}
 
@@ -98,5 +109,6 @@ class Episode:
             self.images.nbytes
             + self.gripper_closed.nbytes
             + self.height.nbytes
+            + self.object_detected.nbytes
             + self.actions.nbytes
         )

@@ -3,7 +3,7 @@
     image (uint8 H x W x 3)
       -> trunk: 7 conv layers (first strided, max-pools after the first and after the last)
       -> feature map F (C x h x w)
-    [action (6), gripper closed (1), gripper height (1), one-hot task (n)]
+    [action (6), gripper closed (1), gripper height (1), object detected (1), one-hot task (n)]
       -> FC layers -> vector of C, tiled over h x w and added to F
       -> 9 conv layers (max-pool after the 6th) -> flatten
       -> 2 FC layers -> logit -> sigmoid, Q in [0, 1]
@@ -15,6 +15,11 @@ candidate action on features broadcast with `expand_features`.
 The multi-headed variant the seed compares against (Appendix A, Fig. 10) keeps the task one-hot
 input and replaces the 2 output FC layers by one head of 3 FC layers per task; each sample's
 Q is read from the head of its task.
+
+"Object detected" is the gripper's own report that its fingers stopped before closing fully
+(`GripperState.object_detected`; most industrial grippers give it). It tells a held object from
+an empty closed gripper, which the 64 px policy image often cannot. Checkpoints written before
+the input existed load with `object_detected_input=False` and behave as they did.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class QNetConfig:
         norm: normalization after each conv layer: "none" or "group" (GroupNorm, which does
             not depend on the batch, so CEM populations and training batches agree).
         height_scale_m: gripper heights [m] are divided by this before entering the net.
+        object_detected_input: the gripper's object-detected flag is a state input (see the
+            module docstring); False reproduces the original [action, gripper, height, task].
     """
 
     num_tasks: int
@@ -81,6 +88,7 @@ class QNetConfig:
     state_skip: bool = False
     norm: str = "none"
     height_scale_m: float = 0.25
+    object_detected_input: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fuse_hidden", tuple(int(w) for w in self.fuse_hidden))
@@ -159,6 +167,8 @@ class QNetConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"QNetConfig: unknown fields {sorted(unknown)}")
+        # Written before the object-detected input existed: the network has no such input.
+        data = {"object_detected_input": False, **data}
         return cls(**data)
 
 
@@ -174,6 +184,7 @@ class QFunction(Protocol):
         gripper_closed: torch.Tensor,
         height: torch.Tensor,
         task: torch.Tensor,
+        object_detected: torch.Tensor | None = None,
     ) -> torch.Tensor: ...
 
 
@@ -224,7 +235,7 @@ class QNet(nn.Module):
         self.trunk_layers = nn.Sequential(*trunk)
 
         fuse: list[nn.Module] = []
-        width = ACTION_DIM + 2 + config.num_tasks
+        width = ACTION_DIM + 2 + int(config.object_detected_input) + config.num_tasks
         for hidden in config.fuse_hidden:
             fuse += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
             width = hidden
@@ -282,11 +293,20 @@ class QNet(nn.Module):
         gripper_closed: torch.Tensor,
         height: torch.Tensor,
         task: torch.Tensor,
+        object_detected: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logit of Q for features (B, C, h, w), action (B, 6), gripper closed (B,),
-        height [m] (B,), task index (B,) -> (B,). Q = sigmoid(logit)."""
+        height [m] (B,), task index (B,), object detected (B,) -> (B,). Q = sigmoid(logit).
+        `object_detected` None means "not reported" (all 0, as `Episode` stores it); nets
+        without that input ignore it."""
         b = features.shape[0]
-        for name, t in (("gripper_closed", gripper_closed), ("height", height), ("task", task)):
+        if object_detected is None:
+            object_detected = torch.zeros(b, device=features.device)
+        checks = (
+            ("gripper_closed", gripper_closed), ("height", height), ("task", task),
+            ("object_detected", object_detected),
+        )  # fmt: skip
+        for name, t in checks:
             if t.shape != (b,):
                 raise ValueError(f"{name} must have shape ({b},), got {tuple(t.shape)}")
         if action.shape != (b, ACTION_DIM):
@@ -294,15 +314,15 @@ class QNet(nn.Module):
                 f"action must have shape ({b}, {ACTION_DIM}), got {tuple(action.shape)}"
             )
         task = task.long()
-        state = torch.cat(
-            [
-                action.float(),
-                gripper_closed.float().unsqueeze(1),
-                (height.float() / self.config.height_scale_m).unsqueeze(1),
-                F.one_hot(task, self.config.num_tasks).float(),
-            ],
-            dim=1,
-        )
+        parts = [
+            action.float(),
+            gripper_closed.float().unsqueeze(1),
+            (height.float() / self.config.height_scale_m).unsqueeze(1),
+        ]
+        if self.config.object_detected_input:
+            parts.append(object_detected.float().unsqueeze(1))
+        parts.append(F.one_hot(task, self.config.num_tasks).float())
+        state = torch.cat(parts, dim=1)
         fused = self.fuse_layers(state)
         x = self.head_convs(features + fused[:, :, None, None]).flatten(1)
         if self.config.state_skip:
@@ -316,14 +336,20 @@ class QNet(nn.Module):
         out = (torch.einsum("bnh,nho->bno", h, self.mh_w3) + self.mh_b3).squeeze(2)
         return out.gather(1, task.unsqueeze(1)).squeeze(1)
 
-    def head(self, features, action, gripper_closed, height, task) -> torch.Tensor:
+    def head(self, features, action, gripper_closed, height, task, object_detected=None):
         """Q in [0, 1] for precomputed features (see `head_logits`)."""
-        return torch.sigmoid(self.head_logits(features, action, gripper_closed, height, task))
+        return torch.sigmoid(
+            self.head_logits(features, action, gripper_closed, height, task, object_detected)
+        )
 
-    def logits(self, images, action, gripper_closed, height, task) -> torch.Tensor:
-        return self.head_logits(self.trunk(images), action, gripper_closed, height, task)
+    def logits(self, images, action, gripper_closed, height, task, object_detected=None):
+        return self.head_logits(
+            self.trunk(images), action, gripper_closed, height, task, object_detected
+        )
 
-    def forward(self, images, action, gripper_closed, height, task) -> torch.Tensor:
+    def forward(self, images, action, gripper_closed, height, task, object_detected=None):
         """Q(s, a, T) in [0, 1] for a batch: images (B, H, W, 3) uint8, action (B, 6),
-        gripper_closed (B,), height [m] (B,), task index (B,)."""
-        return torch.sigmoid(self.logits(images, action, gripper_closed, height, task))
+        gripper_closed (B,), height [m] (B,), task index (B,), object detected (B,)."""
+        return torch.sigmoid(
+            self.logits(images, action, gripper_closed, height, task, object_detected)
+        )

@@ -79,6 +79,8 @@ class Batch:
     next_gripper_closed: np.ndarray
     next_height: np.ndarray
     episode_success: np.ndarray  # (B,) float32: 1 if the row's relabelled episode succeeded
+    object_detected: np.ndarray  # (B,) float32 0/1, the gripper's object-detected flag
+    next_object_detected: np.ndarray
 
     def __len__(self) -> int:
         return int(self.task.shape[0])
@@ -296,6 +298,8 @@ class ReplayBuffer:
         next_image = np.empty((n, *shape), dtype=np.uint8)
         grip = np.empty(n, np.float32)
         next_grip = np.empty(n, np.float32)
+        detected = np.empty(n, np.float32)
+        next_detected = np.empty(n, np.float32)
         height = np.empty(n, np.float32)
         next_height = np.empty(n, np.float32)
         action = np.empty((n, 6), np.float32)
@@ -316,6 +320,8 @@ class ReplayBuffer:
                 next_image[row] = ep.images[t + 1]
                 grip[row] = ep.gripper_closed[t]
                 next_grip[row] = ep.gripper_closed[t + 1]
+                detected[row] = ep.object_detected[t]
+                next_detected[row] = ep.object_detected[t + 1]
                 height[row] = ep.height[t]
                 next_height[row] = ep.height[t + 1]
                 action[row] = ep.actions[t]
@@ -336,4 +342,6 @@ class ReplayBuffer:
             next_gripper_closed=next_grip,
             next_height=next_height,
             episode_success=success,
+            object_detected=detected,
+            next_object_detected=next_detected,
         )

@@ -355,6 +355,9 @@ def _decode(
     closed = [bool(m.message.gripper_closed) for m in steps] + [bool(final_gripper.message.closed)]
     height = [float(m.message.gripper_height) for m in steps]
     height.append(float(final_gripper.message.height))
+    # Bags recorded before PolicyStep had the flag decode as "no object detected".
+    detected = [bool(getattr(m.message, "object_detected", False)) for m in steps]
+    detected.append(bool(final_gripper.message.object_detected))
     actions = np.asarray([np.asarray(m.message.action, np.float32) for m in steps])
 
     # --- labels ----------------------------------------------------------------------------------
@@ -389,5 +392,6 @@ def _decode(
         task=decoded.task,
         labels=labels,
         episode_id=episode_id,
+        object_detected=np.asarray(detected),
     )
     return decoded

@@ -136,6 +136,7 @@ class Observation:
     image_msg: Any  # the exact sensor_msgs/Image of `image` (published on policy/observation)
     gripper_closed: bool
     height: float  # gripper height above the bin floor [m]
+    object_detected: bool = False  # the gripper reports an object (GripperState)
 
 
 @dataclass
@@ -217,8 +218,9 @@ class CemSource:
         if self.rng.random() < self.epsilon:
             return Decision(self.actions.sample(), math.nan, True)
         actions, q = self.policy.act(
-            obs.image[None], [obs.gripper_closed], [obs.height], [self.task_index]
-        )
+            obs.image[None], [obs.gripper_closed], [obs.height], [self.task_index],
+            [obs.object_detected],
+        )  # fmt: skip
         return Decision(actions[0].astype(np.float32), float(q[0]), False)
 
 

@@ -6,7 +6,7 @@ Serves (relative names, so a namespace like /cell0 applies):
                                the policy that acted and the weights version/sha256.
 Subscribes:
   `camera/<policy_camera>/image_raw`  sensor_msgs/Image (best effort: any publisher matches)
-  `gripper/state`                     mtopt_interfaces/GripperState (closed, height)
+  `gripper/state`                     mtopt_interfaces/GripperState (closed, height, object)
   `policy/weights`                    mtopt_interfaces/WeightsUpdate (transient_local, depth 1):
                                       verified and loaded at once, installed between episodes;
                                       refused updates are logged with the reason.
@@ -147,7 +147,10 @@ class _RosCellPort:
             acted_on = image_msg  # the camera frame itself
         else:
             acted_on = numpy_to_image(image, "rgb8", header=image_msg.header)
-        return Observation(image, acted_on, bool(gripper.closed), float(gripper.height))
+        return Observation(
+            image, acted_on, bool(gripper.closed), float(gripper.height),
+            bool(gripper.object_detected),
+        )  # fmt: skip
 
     def publish_step(self, plan: EpisodePlan, step: int, decision: Decision, obs: Observation):
         node = self.node
@@ -161,6 +164,7 @@ class _RosCellPort:
             policy_kind=plan.kind,
             gripper_closed=obs.gripper_closed,
             gripper_height=float(obs.height),
+            object_detected=bool(obs.object_detected),
         )
         msg.header.stamp = node.get_clock().now().to_msg()
         node.observation_pub.publish(obs.image_msg)

@@ -5,6 +5,8 @@ Observation (a Dict):
   image           uint8 (S, S, 3): the policy camera, S = `EnvConfig.image_size` (64 default)
   gripper_closed  Discrete(2): 1 when the last gripper command was "close"
   gripper_height  float32 (1,): TCP height above the bin floor [m]
+  object_detected Discrete(2): 1 when the gripper reports an object (closed, fingers stopped
+                  before closing fully), as the real gripper's `GripperState.object_detected`
 
 Each step: the translation and yaw are added to the commanded TCP pose, clamped to the
 workspace box, solved with damped-least-squares IK (joint limits enforced) and executed as a
@@ -105,6 +107,7 @@ class MTOptCell(gym.Env):
                 "image": spaces.Box(0, 255, (size, size, 3), np.uint8),
                 "gripper_closed": spaces.Discrete(2),
                 "gripper_height": spaces.Box(-1.0, 2.0, (1,), np.float32),
+                "object_detected": spaces.Discrete(2),
             }
         )
         self.action_space = spaces.Box(action_mod.LOW, action_mod.HIGH, dtype=np.float32)
@@ -226,6 +229,7 @@ class MTOptCell(gym.Env):
             "image": self.cell.render(self.config.policy_camera, size, size),
             "gripper_closed": int(self.cell.gripper_closed),
             "gripper_height": np.array([self.cell.gripper_height()], dtype=np.float32),
+            "object_detected": int(self.cell.gripper_status().object_detected),
         }
 
 

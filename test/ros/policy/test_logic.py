@@ -130,6 +130,29 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+def test_cem_source_feeds_the_gripper_object_flag_to_the_q_function(
+    registry, checkpoints, tmp_path, one_torch_thread
+):
+    planner, _ = _planner(
+        registry, scripted_fraction=0.0, epsilon=0.0, cem_population=16, cem_elites=4
+    )
+    path = tmp_path / "w.ckpt"
+    planner.weights.offer(str(path), 1, checkpoints.good(path, registry.names, 1))
+    source = planner.plan("e", "lift-carrot").source
+    seen = []
+    real_act = source.policy.act
+
+    def recording_act(*args):
+        seen.append(args[4])
+        return real_act(*args)
+
+    source.policy.act = recording_act
+    image = np.zeros((64, 64, 3), np.uint8)
+    for detected in (False, True):
+        source.act(Observation(image, None, True, 0.2, object_detected=detected))
+    assert seen == [[False], [True]]
+
+
 def test_epsilon_greedy_exploration_rate(registry, checkpoints, tmp_path, one_torch_thread):
     planner, _ = _planner(
         registry, scripted_fraction=0.0, epsilon=0.5, cem_population=16, cem_elites=4

@@ -25,7 +25,7 @@ class TabularQ(nn.Module):
     def trunk(self, images):
         return images[:, 0, :, 0].float() / 255.0  # (B, S) one-hot
 
-    def head_logits(self, features, action, gripper_closed, height, task):
+    def head_logits(self, features, action, gripper_closed, height, task, object_detected=None):
         s = features.argmax(1)
         right = (action[:, 0] > 0).long()
         term = (action[:, 5] >= 0.5).long()
@@ -100,7 +100,7 @@ class ConstQ(nn.Module):
     def trunk(self, images):
         return torch.zeros(images.shape[0], 1)
 
-    def head_logits(self, features, action, gripper_closed, height, task):
+    def head_logits(self, features, action, gripper_closed, height, task, object_detected=None):
         q = self.fn(action).clamp(1e-6, 1 - 1e-6)
         return torch.log(q) - torch.log1p(-q)
 

@@ -133,3 +133,33 @@ def test_bad_inputs_and_configs_are_refused():
         QNetConfig(num_tasks=2, image_size=8)
     cfg = QNetConfig.small(3)
     assert QNetConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_object_detected_is_an_input_and_old_configs_load_without_it():
+    cfg = QNetConfig.tiny(4)
+    assert cfg.object_detected_input
+    net = QNet(cfg).eval()
+    images, action, grip, height, task = _inputs(cfg, 4)
+    detected = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    with torch.no_grad():
+        base = net(images, action, grip, height, task, detected)
+        assert not torch.allclose(base, net(images, action, grip, height, task, 1 - detected))
+        # None means "not reported": the same as all zeros
+        torch.testing.assert_close(
+            net(images, action, grip, height, task),
+            net(images, action, grip, height, task, torch.zeros(4)),
+        )
+    # A config saved before the input existed has no such key: the net is built without it,
+    # so its weights (one input column fewer in the first fuse layer) load.
+    old = cfg.to_dict()
+    del old["object_detected_input"]
+    old_cfg = QNetConfig.from_dict(old)
+    assert not old_cfg.object_detected_input
+    old_net = QNet(old_cfg).eval()
+    width = old_net.fuse_layers[0].in_features
+    assert width == net.fuse_layers[0].in_features - 1
+    with torch.no_grad():
+        torch.testing.assert_close(
+            old_net(images, action, grip, height, task, detected),
+            old_net(images, action, grip, height, task, 1 - detected),
+        )

@@ -33,6 +33,7 @@ def episode(steps, ident=0, task="a", size=4):
         actions=actions,
         task=task,
         episode_id=str(ident),
+        object_detected=np.arange(steps + 1) % 3 == 2,
     )
 
 
@@ -98,6 +99,8 @@ def test_transitions_uniform_inside_a_buffer_and_batch_contents():
     np.testing.assert_array_equal(batch.next_gripper_closed, (steps + 1) % 2)
     np.testing.assert_allclose(batch.height, steps / 100, atol=1e-6)
     np.testing.assert_allclose(batch.next_height, (steps + 1) / 100, atol=1e-6)
+    np.testing.assert_array_equal(batch.object_detected, steps % 3 == 2)
+    np.testing.assert_array_equal(batch.next_object_detected, (steps + 1) % 3 == 2)
     tb = buf.sample(4).to_torch()
     assert tb.image.dtype == torch.uint8 and tb.image.shape == (4, 4, 4, 3)
     assert tb.task.dtype == torch.int64 and tb.action.shape == (4, 6)
@@ -153,3 +156,13 @@ def test_bad_input_is_refused():
         Episode(
             np.zeros((3, 4, 4, 3), np.uint8), np.zeros(3, bool), np.zeros(3), np.zeros((3, 6)), "a"
         )
+
+
+def test_object_detected_defaults_to_false_and_is_validated():
+    ep = episode(3)
+    assert ep.object_detected.dtype == bool and ep.object_detected.shape == (4,)
+    plain = Episode(ep.images, ep.gripper_closed, ep.height, ep.actions, "a")
+    assert plain.object_detected.shape == (4,) and not plain.object_detected.any()
+    with pytest.raises(ValueError, match="object_detected must have shape"):
+        Episode(ep.images, ep.gripper_closed, ep.height, ep.actions, "a",
+                object_detected=np.zeros(3, bool))  # fmt: skip

@@ -66,6 +66,7 @@ class WrittenEpisode:
     observations: list[np.ndarray] = field(default_factory=list)  # (S, S, 3) per step
     actions: list[np.ndarray] = field(default_factory=list)
     gripper_closed: list[bool] = field(default_factory=list)  # per step, then the final one
+    object_detected: list[bool] = field(default_factory=list)  # likewise
     height: list[float] = field(default_factory=list)
     final_frames: dict[str, np.ndarray] = field(default_factory=dict)  # camera -> last frame
     task_names: list[str] = field(default_factory=list)
@@ -118,9 +119,10 @@ def write_episode_bag(
                 header=_header(t), name=["a1"], position=np.array([0.1 * k]),
                 velocity=np.zeros(1), effort=np.zeros(1)))  # fmt: skip
             closed, height = bool(k % 2), 0.05 + 0.01 * k
+            detected = closed and k % 4 == 3
             bag.write(f"{ns}/gripper/state", GRIPPER, t + 2, T[GRIPPER](
                 header=_header(t), position=0.0, effort=0.0, closed=closed,
-                object_detected=False, height=height))  # fmt: skip
+                object_detected=detected, height=height))  # fmt: skip
             obs = rng.integers(0, 256, (OBS_SIZE, OBS_SIZE, 3), dtype=np.uint8)
             action = rng.uniform(-1, 1, 6).astype(np.float32)
             t += SEC // 10
@@ -130,10 +132,11 @@ def write_episode_bag(
                     header=_header(t), episode_id=episode_id, step=k, task=task,
                     action=action, q_value=np.float32(np.nan), exploratory=True,
                     policy_kind="scripted_pick", gripper_closed=closed,
-                    gripper_height=np.float32(height)))  # fmt: skip
+                    gripper_height=np.float32(height), object_detected=detected))  # fmt: skip
             out.observations.append(obs)
             out.actions.append(action)
             out.gripper_closed.append(closed)
+            out.object_detected.append(detected)
             out.height.append(float(np.float32(height)))
             t += SEC // 2
         # after the episode: grading pose, final gripper state, newest frame of every camera
@@ -142,6 +145,7 @@ def write_episode_bag(
             header=_header(t), position=0.0, effort=1.0, closed=final_closed,
             object_detected=True, height=final_height))  # fmt: skip
         out.gripper_closed.append(final_closed)
+        out.object_detected.append(True)
         out.height.append(final_height)
         t += SEC // 5
         for cam in CAMERAS:

@@ -30,6 +30,8 @@ def test_round_trip_equals_what_was_written(tmp_path, write_bag, registry):
     np.testing.assert_array_equal(ep.images[4], expected_final)
     np.testing.assert_array_equal(ep.actions, np.stack(written.actions))
     np.testing.assert_array_equal(ep.gripper_closed, written.gripper_closed)
+    np.testing.assert_array_equal(ep.object_detected, written.object_detected)
+    assert ep.object_detected.any() and not ep.object_detected.all()  # the pattern survived
     np.testing.assert_allclose(ep.height, written.height, rtol=0, atol=1e-7)
     assert ep.gripper_closed[-1] and ep.height[-1] == pytest.approx(0.31)
     # every task is graded (0.9 / 0.1 / 0.2 probabilities): success only where written so
