@@ -35,10 +35,10 @@ class IiwaControllerConfig:
     home_q: tuple[float, ...] = (0.0, -0.186, 0.0, -1.856, 0.0, 1.472, 0.0)
     #: Joint positions of `iiwa/present` [rad], A1..A7: the grading pose taken after an episode,
     #: before the success detector's final images. Default: the MuJoCo cell's present pose
-    #: (mtopt_sim.robot.RobotConfig.present_qpos; grasp point at about 0.18, -0.37, 0.62, yaw
-    #: -0.8, pointing down: the gripper and what it holds close to the right_shoulder camera,
-    #: the bins left visible to the other cameras).
-    present_q: tuple[float, ...] = (-0.491, 0.068, -0.681, -1.279, 0.044, 1.809, -0.361)
+    #: (mtopt_sim.robot.RobotConfig.present_qpos; grasp point at about 0.18, -0.37, 0.62,
+    #: pointing down, fingers closing across the right_shoulder camera's line of sight: the
+    #: gripper and what it holds close to that camera, the bins left visible to the others).
+    present_q: tuple[float, ...] = (-0.491, 0.068, -0.681, -1.279, 0.044, 1.809, 1.210)
     #: Preferred posture for the redundant joint (IK null space) [rad], A1..A7.
     rest_q: tuple[float, ...] = (0.0, 0.20, 0.0, -1.75, 0.0, 1.19, 0.0)
     #: IK keeps joints this far inside the URDF limits [rad].

@@ -72,11 +72,13 @@ class RobotConfig:
     #: between the robot and the bins, clear of the tilting left bin (TCP at 0.32, 0, 0.48).
     home_qpos: tuple[float, ...] = (0.0, -0.186, 0.0, -1.856, 0.0, 1.472, 0.0)
     #: Grading ("present") posture A1..A7 [rad]: gripper pointing down at about
-    #: (0.18, -0.37, 0.62), yaw -0.8, half a metre in front of the right_shoulder camera with
-    #: the floor (not the cluttered bins) behind it, so a held object is large and clear in that
-    #: view while the other two cameras see both bins unblocked.
+    #: (0.18, -0.37, 0.62), half a metre in front of the right_shoulder camera with the floor
+    #: (not the cluttered bins) behind it, so a held object is large and clear in that view
+    #: while the other two cameras see both bins unblocked. The fingers close across that
+    #: camera's line of sight (yaw -2.37; A7 a quarter turn from the first version's yaw -0.8), so
+    #: the held object shows between them instead of behind the near finger.
     #: Episodes end here before the success detector and the oracle look at the cell.
-    present_qpos: tuple[float, ...] = (-0.491, 0.068, -0.681, -1.279, 0.044, 1.809, -0.361)
+    present_qpos: tuple[float, ...] = (-0.491, 0.068, -0.681, -1.279, 0.044, 1.809, 1.210)
     #: Joint position-servo stiffness A1..A7 [Nm/rad].
     arm_kp: tuple[float, ...] = (4000.0, 4000.0, 2500.0, 2500.0, 1000.0, 600.0, 300.0)
     #: Joint damping A1..A7 [Nm s/rad].

@@ -334,10 +334,11 @@ def test_present_moves_the_arm_to_the_grading_posture(graph, robot):
     error = np.linalg.norm(KIN.fk(robot.q).position - present_pose.position)
     assert error < CFG.position_tolerance
     np.testing.assert_allclose(robot.q, CFG.present_q, atol=0.01)
-    # The grading pose: grasp point near the right_shoulder camera, pointing down, yaw -0.8.
+    # The grading pose: grasp point near the right_shoulder camera, pointing down, yaw -2.37
+    # (the fingers close across that camera's line of sight).
     np.testing.assert_allclose(present_pose.position, [0.18, -0.37, 0.62], atol=0.01)
     assert present_pose.tilt < 0.05
-    assert yaw_of(present_pose.rotation) == pytest.approx(-0.8, abs=0.05)
+    assert yaw_of(present_pose.rotation) == pytest.approx(-2.37, abs=0.05)
     # From Q0 (down over the right bin) it first rose straight up to the top of the workspace
     # box, then moved in joint space.
     rise, joint_move = robot.trajectories_received[-2:]
