@@ -84,6 +84,7 @@ def _write_episode(directory, episode_id="ep1"):
                     exploratory=True,
                     policy_kind="scripted_pick",
                     gripper_closed=bool(step),
+                    object_detected=False,
                     gripper_height=0.1,
                 ),
             )
