@@ -162,6 +162,11 @@ def main(args: list[str] | None = None) -> int:
         status = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as exc:
+        # A SIGINT that lands inside rclpy's C++ take surfaces as a pybind11 TypeError caused by
+        # the KeyboardInterrupt: it is still the interrupt, not a failure.
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
     finally:
         if node is not None:
             node.destroy_node()
