@@ -94,6 +94,11 @@ class PolicyConfig:
     #: results (beyond the controller's own move timeout) [s].
     server_timeout_s: float = 5.0
     result_timeout_s: float = 10.0
+    #: Before an episode's first step, wait up to this long [s] until policy/step has a
+    #: subscriber as seen by this publisher. DDS discovery is asymmetric: the logger may already
+    #: see this publisher while it does not see the logger yet, and steps sent in that gap are
+    #: lost to the (volatile) logger. Without a logger the episode starts after this wait.
+    step_subscriber_wait_s: float = 1.0
 
     def validate(self) -> PolicyConfig:
         """Return self, or raise ConfigError naming the first bad parameter."""
@@ -129,6 +134,7 @@ class PolicyConfig:
             "start_margin",
             "safe_height",
             "gripper_closed_position",
+            "step_subscriber_wait_s",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name} must be >= 0, got {getattr(self, name)}")

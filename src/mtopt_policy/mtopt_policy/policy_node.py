@@ -191,6 +191,7 @@ class PolicyNode(Node):
         self.weights = self.planner.weights
         self._busy = threading.Lock()
         self._stop = threading.Event()
+        self._warned_no_step_subscriber = False
 
         inputs = ReentrantCallbackGroup()
         clients = ReentrantCallbackGroup()
@@ -268,6 +269,20 @@ class PolicyNode(Node):
         )
 
     # -- episodes --------------------------------------------------------------------------
+    def _wait_for_step_subscriber(self) -> None:
+        """Give discovery time to match policy/step to its subscriber (see
+        PolicyConfig.step_subscriber_wait_s); warns once when nobody subscribes."""
+        deadline = time.monotonic() + self.config.step_subscriber_wait_s
+        while self.step_pub.get_subscription_count() < 1:
+            if time.monotonic() >= deadline or not self.alive():
+                if not self._warned_no_step_subscriber:
+                    self._warned_no_step_subscriber = True
+                    self.get_logger().warning(
+                        "policy/step has no subscriber (no logger?): steps are not recorded"
+                    )
+                return
+            time.sleep(0.02)
+
     def _check_goal(self, goal) -> GoalResponse:
         if not goal.episode_id:  # a client's probe: is this server answering goals?
             return GoalResponse.REJECT
@@ -308,6 +323,7 @@ class PolicyNode(Node):
             return result, goal_handle.abort
         if self.weights.current is not previous:
             log.info(f"installed weights version {plan.weights_version}")
+        self._wait_for_step_subscriber()
         started = time.monotonic()
         outcome = EpisodeRunner(_RosCellPort(self, goal_handle), self.config).run(plan)
         outcome.timing["total"] = time.monotonic() - started

@@ -142,6 +142,7 @@ class Observer:
             seen = len(self.steps)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            assert self.thread.is_alive(), "the observer's executor thread died"
             with self.lock:
                 for step in self.steps[seen:]:
                     if 1 <= step.step < MAX_STEPS - 1 and step.action[5] < 0.5:
@@ -363,6 +364,8 @@ def test_bin_controller_not_answering_pauses_collection(cell):
 def test_probe_goal_is_rejected_at_once_and_runs_nothing(cell):
     """An empty episode_id is the collector's probe (are goal replies reaching me?): the policy
     answers it with a rejection, whether or not an episode is running."""
+    # The client lives as long as the observer node: destroying it while the observer's
+    # executor spins in another thread races the wait set and kills that thread.
     client = ActionClient(cell.observer.node, RunEpisode, "policy/run_episode")
     assert client.wait_for_server(timeout_sec=10)
     steps_before = len(cell.observer.steps)
@@ -379,7 +382,6 @@ def test_probe_goal_is_rejected_at_once_and_runs_nothing(cell):
     assert not handle.accepted
     with cell.observer.lock:
         assert all(s.episode_id for s in cell.observer.steps[steps_before:])
-    client.destroy()
 
 
 def test_policy_and_collector_stop_promptly_mid_episode(cell):
