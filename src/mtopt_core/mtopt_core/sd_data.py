@@ -25,6 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -457,6 +458,28 @@ def table3(
             )
         )
     return rows
+
+
+def misgraded(
+    probabilities: torch.Tensor | np.ndarray, dataset: SDDataset, threshold: float = 0.5
+) -> list[dict[str, Any]]:
+    """Every (example, task) that `table3` counts as an error, for error analysis: source, task,
+    label ("success" / "failure"), whether the outcome was recorded for the task (else implied
+    by label sharing) and P(success); sorted by source then task."""
+    p = torch.as_tensor(probabilities, dtype=torch.float32)
+    wrong = dataset.known & ((p >= threshold) != (dataset.targets > 0.5))
+    errors = []
+    for i, j in wrong.nonzero().tolist():
+        errors.append(
+            {
+                "source": dataset.sources[i] if dataset.sources else str(i),
+                "task": dataset.task_names[j],
+                "label": "success" if dataset.targets[i, j] > 0.5 else "failure",
+                "recorded": bool(dataset.direct[i, j]),
+                "probability": round(float(p[i, j]), 4),
+            }
+        )
+    return sorted(errors, key=lambda e: (e["source"], e["task"]))
 
 
 def mean_rate(rows: Sequence[Table3Row], column: str) -> float | None:

@@ -12,7 +12,9 @@ with its sha256.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
+import io
 import json
 import sys
 import time
@@ -20,11 +22,13 @@ from pathlib import Path
 
 import torch
 
+from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.augment import AugmentConfig
 from mtopt_core.sd_data import (
     SDDataError,
     SDDataset,
     load_example_videos,
+    misgraded,
     split_by_cell,
     table3_markdown,
     write_table3,
@@ -144,6 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Table III output stem (writes STEM.md and STEM.csv; default: next to --out)",
     )
     p.add_argument(
+        "--errors",
+        type=Path,
+        default=None,
+        help="write every misgraded held-out (example, task) to this CSV (error analysis)",
+    )
+    p.add_argument(
         "--logdir",
         type=Path,
         default=None,
@@ -164,6 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="model version recorded in the checkpoint (default: sd-<UTC time>)",
     )
     return p  # fmt: skip
+
+
+def write_errors_csv(path: Path, errors: list[dict]) -> None:
+    """`misgraded` rows as CSV, written atomically."""
+    text = io.StringIO()
+    fields = ("source", "task", "label", "recorded", "probability")
+    csv_writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+    csv_writer.writeheader()
+    csv_writer.writerows(errors)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.getvalue().encode())
 
 
 def parse_cells(text: str | None) -> list[int] | None:
@@ -246,7 +267,7 @@ def run(args: argparse.Namespace) -> dict:
 
     rows = []
     if eval_set is not None:
-        _, rows = trainer.evaluate()
+        probs, rows = trainer.evaluate()
         title = (
             f"SD holdout: cell {args.holdout_cell} ({len(eval_set)} examples), trained on "
             f"cells {sorted(set(train_set.cells.tolist()))} ({len(train_set)} examples), "
@@ -256,6 +277,10 @@ def run(args: argparse.Namespace) -> dict:
         stem = args.table or args.out.parent / f"{args.out.name}.table3"
         md, csv_path = write_table3(rows, stem, title)
         print(f"wrote {md} and {csv_path}", file=sys.stderr)
+        if args.errors is not None:
+            errors = misgraded(probs, eval_set, train_config.threshold)
+            write_errors_csv(args.errors, errors)
+            print(f"wrote {len(errors)} misgraded examples to {args.errors}", file=sys.stderr)
 
     version = args.version or time.strftime("sd-%Y%m%dT%H%M%SZ", time.gmtime())
     meta = {

@@ -15,6 +15,7 @@ from mtopt_core.sd_data import (
     load_example_videos,
     masked_bce_loss,
     mean_rate,
+    misgraded,
     parse_cell,
     read_video,
     split_by_cell,
@@ -249,7 +250,8 @@ def test_table3_metrics(registry):
         {"lift-banana": False},
         {"lift-any": False},
     ]
-    dataset = SDDataset.from_examples([example(x) for x in labels], registry)
+    examples = [example(x, source=f"clip{i}") for i, x in enumerate(labels)]
+    dataset = SDDataset.from_examples(examples, registry)
     p = torch.full((5, len(registry)), 0.1)
     col = registry.index
     p[0, col("lift-carrot")] = p[1, col("lift-carrot")] = 0.9
@@ -284,6 +286,15 @@ def test_table3_metrics(registry):
     assert len(csv_lines) == 1 + len(registry)
     with pytest.raises(ValueError, match="do not match"):
         table3(p[:3], dataset)
+
+    # The error list has exactly the errors the table counts, each with its example.
+    errors = misgraded(p, dataset)
+    assert [(e["source"], e["task"], e["label"], e["recorded"]) for e in errors] == [
+        ("clip0", "lift-banana", "failure", False),
+        ("clip1", "lift-any", "success", False),
+        ("clip2", "lift-banana", "failure", True),
+    ]
+    assert errors[0]["probability"] == pytest.approx(0.6)
 
 
 def test_write_table3_atomic_files(tmp_path, registry):

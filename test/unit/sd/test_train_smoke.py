@@ -20,6 +20,7 @@ def test_smoke_training_run(tmp_path, small_tasks_file, example_folder_factory, 
         "--data", str(data), "--holdout-cell", "3", "--out", str(out),
         "--tasks-file", str(small_tasks_file), "--steps", "200", "--batch-size", "32",
         "--image-size", "32", "--no-progress", "--version", "smoke",
+        "--errors", str(tmp_path / "errors.csv"),
     ]  # fmt: skip
     assert train_cli.main(argv) == 0
     printed = capsys.readouterr()
@@ -44,6 +45,16 @@ def test_smoke_training_run(tmp_path, small_tasks_file, example_folder_factory, 
     assert int(rows["lift-red"]["false_positive_count"]) == 8  # recorded failures: wrong object
     assert int(rows["lift-red"]["other_false_positive_count"]) == 16
     assert int(rows["lift-any"]["other_false_negative_count"]) == 16
+    with open(tmp_path / "errors.csv") as f:
+        errors = list(csv.DictReader(f))
+    error_count = sum(
+        int(r[f"{c}_errors"])
+        for r in rows.values()
+        for c in ("false_negative", "false_positive", "other_false_negative",
+                  "other_false_positive")
+    )  # fmt: skip
+    assert len(errors) == error_count  # one row per error the table counts
+    assert all("cell3" in e["source"] for e in errors)
     for task, r in rows.items():
         for column in ("false_negative", "false_positive", "other_false_negative",
                        "other_false_positive"):  # fmt: skip
