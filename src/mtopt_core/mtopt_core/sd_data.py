@@ -136,7 +136,9 @@ def load_example_videos(
                 cell = parse_cell(cell_dir.name)
                 if wanted is not None and cell not in wanted:
                     continue
-                for clip_dir in sorted(p for p in cell_dir.iterdir() if p.is_dir()):
+                # `<clip>.part`: a clip still being written (mtopt-sd-examples renames it).
+                clips = (p for p in cell_dir.iterdir() if p.is_dir() and p.suffix != ".part")
+                for clip_dir in sorted(clips):
                     examples.extend(
                         _clip_examples(clip_dir, task, success, cell, image_size, cameras, rate_hz)
                     )

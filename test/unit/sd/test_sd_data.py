@@ -160,6 +160,10 @@ def test_load_example_videos_layout(tmp_path, small_registry, write_clip):
         by_task[(tuple(ex.labels.items()), ex.cell)] += 1
     assert by_task == {((("lift-red", True),), 2): 3, ((("lift-any", False),), 5): 3}
     assert len(load_example_videos(tmp_path, small_registry, 32, cells=[5])) == 3
+    # A clip the generator is still writing (`.part`, one camera so far) is not read.
+    partial = tmp_path / "lift-red" / "success" / "cell2" / "c.part"
+    write_clip(partial, {"overhead": views["overhead"]})
+    assert len(load_example_videos(tmp_path, small_registry, image_size=32)) == 6
 
 
 def test_load_example_videos_errors(tmp_path, small_registry, write_clip):
