@@ -1,0 +1,295 @@
+"""`python -m mtopt_learner.gym_probe`: the lift-any learning loop in the gym env, without ROS.
+
+    python -m mtopt_learner.gym_probe [--episodes 600] [--steps 1500] [--rounds 0]
+        [--round-episodes 300] [--epsilon 0.3] [--eval-episodes 60] [--seed 0] [--out DIR]
+
+A fast diagnostic for the closed loop of `make demo` and `launch/sim_learning.launch.yaml`: the
+same pieces (ReplayBuffer with impersonation and re-balancing, QNet, Trainer with CEM targets,
+CEMPolicy), the same action space, policy camera and noisy scripted pick (`aim="uniform"`, the
+policy node's), but episodes come straight from `mtopt_sim.env.MTOptCell` (no DDS, no bags), so
+a data/training variant is measured in minutes. Each round: collect (round 0: the scripted pick
+with probability `scripted_fraction`, else random; later rounds: the current greedy CEM policy
+with a random step with probability `epsilon`), train from scratch on everything collected, then
+evaluate the greedy policy and the noisy scripted pick from the same seeded starts and scenes.
+Labels are the oracle's. Prints progress to stderr and one JSON line per round to stdout; with
+`--out`, the rounds' lines (`rounds.jsonl`) and the last network (`qnet.ckpt`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mtopt_core.action import GRIPPER, HIGH, LOW, TERMINATE  # noqa: E402
+from mtopt_core.atomic_io import atomic_write_bytes  # noqa: E402
+from mtopt_core.cem import CEMConfig, CEMPolicy  # noqa: E402
+from mtopt_core.episode import Episode  # noqa: E402
+from mtopt_core.impersonation import make_impersonation  # noqa: E402
+from mtopt_core.qnet import QNet, QNetConfig  # noqa: E402
+from mtopt_core.replay import ReplayBuffer, ReplayConfig  # noqa: E402
+from mtopt_core.trainer import Trainer, TrainerConfig  # noqa: E402
+
+TASK = "lift-any"
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """One probe run.
+
+    Fields:
+        episodes: episodes collected before the first training (round 0).
+        scripted_fraction: round 0: P(noisy scripted pick); else a random episode.
+        random_terminate_prob: P(terminate bit) of a random action (the policy node's default).
+        rounds: on-policy rounds after round 0 (collect with CEM + epsilon, retrain, evaluate).
+        round_episodes: episodes collected per on-policy round.
+        epsilon: on-policy rounds: P(random action) per step.
+        steps: gradient steps per training (from scratch each round).
+        batch_size: transitions per step.
+        learning_rate: Adam learning rate.
+        eval_episodes: greedy (and scripted) evaluation episodes per round.
+        max_steps: episode step limit (the policy node's default).
+        image_size: policy camera image side [px].
+        respawn_every: a fresh scene every this many episodes.
+        impersonation: `make_impersonation` spec.
+        sampler: "rebalanced" or "uniform".
+        seed: seeds scenes, policies, network and sampling.
+    """
+
+    episodes: int = 600
+    scripted_fraction: float = 0.8
+    random_terminate_prob: float = 0.1
+    rounds: int = 0
+    round_episodes: int = 300
+    epsilon: float = 0.3
+    steps: int = 1500
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    eval_episodes: int = 60
+    max_steps: int = 12
+    image_size: int = 64
+    respawn_every: int = 10
+    impersonation: str = "orig"
+    sampler: str = "rebalanced"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "steps", "batch_size", "eval_episodes", "max_steps",
+                     "respawn_every"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("rounds", "round_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("scripted_fraction", "random_terminate_prob", "epsilon"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+def scripted_pick(rng: np.random.Generator):
+    """The policy node's scripted pick: uniform start over the right bin, default noise."""
+    from mtopt_sim.scripted import ScriptedPick, pick_config  # noqa: PLC0415 (MuJoCo import)
+
+    return ScriptedPick(dataclasses.replace(pick_config(noisy=True), aim="uniform"), rng=rng)
+
+
+def random_action(rng: np.random.Generator, terminate_prob: float) -> np.ndarray:
+    action = rng.uniform(LOW, HIGH).astype(np.float32)
+    action[GRIPPER] = float(rng.random() < 0.5)
+    action[TERMINATE] = float(rng.random() < terminate_prob)
+    return action
+
+
+class Probe:
+    """Collects episodes in one env, trains, evaluates (see the module docstring)."""
+
+    def __init__(self, config: ProbeConfig, log=print):
+        from mtopt_sim.env import EnvConfig, MTOptCell  # noqa: PLC0415 (MuJoCo import)
+
+        self.config = config
+        self.log = log
+        self.env = MTOptCell(EnvConfig(image_size=config.image_size, max_steps=config.max_steps))
+        self.registry = self.env.registry
+        self.task_index = self.registry.index(TASK)
+        self.rng = np.random.default_rng(config.seed)
+        self.scripted = scripted_pick(self.rng)
+        self.episodes: list[Episode] = []
+        self.net: QNet | None = None
+        self.trainer: Trainer | None = None
+        self._count = 0
+
+    def close(self) -> None:
+        self.env.close()
+
+    # -- episodes ---------------------------------------------------------------------------
+    def run_episode(self, kind: str, policy: CEMPolicy | None = None, epsilon: float = 0.0,
+                    scene_seed: int | None = None) -> tuple[Episode, bool]:  # fmt: skip
+        """One lift-any episode by `kind` ("scripted", "random" or "cem")."""
+        env, cfg = self.env, self.config
+        if scene_seed is not None:
+            env.respawn(scene_seed)
+        elif self._count % cfg.respawn_every == 0:
+            env.respawn(int(self.rng.integers(2**31)))
+        self._count += 1
+        options = self.scripted.start_options(env)  # the same starts for every kind
+        obs, _ = env.reset(options={**options, "task": TASK})
+        images, closed, height, detected, actions = [], [], [], [], []
+        while True:
+            images.append(obs["image"])
+            closed.append(bool(obs["gripper_closed"]))
+            height.append(float(obs["gripper_height"][0]))
+            detected.append(bool(obs["object_detected"]))
+            if kind == "scripted":
+                action = self.scripted.act(obs)
+            elif kind == "random" or self.rng.random() < epsilon:
+                action = random_action(self.rng, cfg.random_terminate_prob)
+            else:
+                action, _ = policy.act(
+                    obs["image"][None], [closed[-1]], [height[-1]], [self.task_index],
+                    [detected[-1]],
+                )  # fmt: skip
+                action = action[0]
+            actions.append(np.asarray(action, np.float32))
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        images.append(obs["image"])
+        closed.append(bool(obs["gripper_closed"]))
+        height.append(float(obs["gripper_height"][0]))
+        detected.append(bool(obs["object_detected"]))
+        labels = dict(info["oracle"])
+        episode = Episode(
+            images=np.stack(images), gripper_closed=np.array(closed), height=np.array(height),
+            actions=np.stack(actions), task=TASK, labels=labels,
+            episode_id=f"probe{self._count}", object_detected=np.array(detected),
+        )  # fmt: skip
+        return episode, bool(labels[TASK])
+
+    def collect(self, n: int, round_index: int) -> float:
+        """Collect n episodes for this round; returns their lift-any rate."""
+        cfg = self.config
+        policy = None if round_index == 0 else CEMPolicy(self.net, seed=cfg.seed + round_index)
+        successes, start = 0, time.perf_counter()
+        for i in range(n):
+            if round_index == 0:
+                kind = "scripted" if self.rng.random() < cfg.scripted_fraction else "random"
+                episode, ok = self.run_episode(kind)
+            else:
+                episode, ok = self.run_episode("cem", policy, cfg.epsilon)
+            self.episodes.append(episode)
+            successes += ok
+            if (i + 1) % 50 == 0 or i + 1 == n:
+                self.log(f"round {round_index}: collected {i + 1}/{n} "
+                         f"({successes} lifts, {time.perf_counter() - start:.0f} s)")  # fmt: skip
+        return successes / max(1, n)
+
+    # -- learning ---------------------------------------------------------------------------
+    def train(self) -> dict:
+        """A fresh network trained on every episode collected so far."""
+        cfg = self.config
+        names = self.registry.names
+        replay = ReplayBuffer(names, ReplayConfig(memory_budget_bytes=2 * 1024**3,
+                                                  sampler=cfg.sampler, seed=cfg.seed))  # fmt: skip
+        impersonation = make_impersonation(cfg.impersonation, self.registry)
+        rng = np.random.default_rng(cfg.seed)
+        for episode in self.episodes:
+            replay.add_episode(episode, impersonation, rng)
+        torch.manual_seed(cfg.seed)
+        net = QNet(QNetConfig.tiny(len(names), image_size=cfg.image_size, first_stride=2,
+                                   norm="group", state_skip=True))  # fmt: skip
+        trainer = Trainer(net, replay, TrainerConfig(
+            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_decay_steps=cfg.steps,
+            cem=CEMConfig(population=16, elites=2, iterations=2), seed=cfg.seed, progress=False,
+        ))  # fmt: skip
+        start, losses = time.perf_counter(), []
+        for step in range(cfg.steps):
+            losses.append(float(trainer.step()["loss"]))
+            if (step + 1) % 250 == 0 or step + 1 == cfg.steps:
+                self.log(f"  step {step + 1}/{cfg.steps}: loss {np.mean(losses[-50:]):.4f} "
+                         f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
+        trainer.close()
+        net.eval()
+        self.net, self.trainer = net, trainer
+        return {"final_loss": round(float(np.mean(losses[-50:])), 4),
+                "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+
+    def evaluate(self, round_index: int) -> dict:
+        """Greedy CEM and the noisy scripted pick on the same seeded scenes and starts."""
+        cfg = self.config
+        rates = {}
+        for kind in ("cem", "scripted"):
+            self.rng = np.random.default_rng(10_000 + cfg.seed)  # same starts for both kinds
+            self.scripted.rng = self.rng
+            policy = CEMPolicy(self.net, seed=cfg.seed) if kind == "cem" else None
+            wins = sum(
+                self.run_episode(kind, policy, scene_seed=90_000 + k)[1]
+                for k in range(cfg.eval_episodes)
+            )
+            rates[kind] = wins
+        self.rng = np.random.default_rng(cfg.seed + 1 + round_index)
+        self.scripted.rng = self.rng
+        return {"learned_lifts": rates["cem"], "scripted_lifts": rates["scripted"],
+                "eval_episodes": cfg.eval_episodes}  # fmt: skip
+
+
+def run(config: ProbeConfig, out: Path | None = None, log=print) -> list[dict]:
+    probe = Probe(config, log)
+    results = []
+    try:
+        for round_index in range(config.rounds + 1):
+            n = config.episodes if round_index == 0 else config.round_episodes
+            collect_rate = probe.collect(n, round_index)
+            summary = {"round": round_index, "episodes": len(probe.episodes),
+                       "collect_lift_rate": round(collect_rate, 4)}  # fmt: skip
+            summary.update(probe.train())
+            summary.update(probe.evaluate(round_index))
+            print(json.dumps(summary), flush=True)
+            results.append(summary)
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                lines = "".join(json.dumps(r) + "\n" for r in results)
+                atomic_write_bytes(out / "rounds.jsonl", lines.encode())
+                probe.trainer.save_checkpoint(out / "qnet.ckpt", training_state=False)
+    finally:
+        probe.close()
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mtopt_learner.gym_probe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    for field in dataclasses.fields(ProbeConfig):
+        flag = "--" + field.name.replace("_", "-")
+        p.add_argument(flag, type=type(field.default), default=field.default)
+    p.add_argument("--out", type=Path, default=None, help="write rounds.jsonl here")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, args.threads))
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig)}
+    try:
+        config = ProbeConfig(**values)
+        run(config, args.out, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except ValueError as exc:
+        print(f"gym_probe: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
