@@ -176,9 +176,11 @@ def object_catalog() -> tuple[ObjectVariant, ...]:
         _milk("milk_0", 0.030, 0.050, _rgba(0.20, 0.35, 0.85)),
         _milk("milk_1", 0.027, 0.045, _rgba(0.85, 0.15, 0.15)),
         _milk("milk_2", 0.032, 0.055, _rgba(0.15, 0.65, 0.25)),
-        _box("box_0", (0.030, 0.025, 0.020), _rgba(0.55, 0.30, 0.70)),
+        # Box colours stay clear of the bins' slate and the plate's magenta top-right quarter
+        # (a purple and a pink box there were the success detector's commonest misses).
+        _box("box_0", (0.030, 0.025, 0.020), _rgba(0.78, 0.62, 0.40)),
         _box("box_1", (0.025, 0.025, 0.025), _rgba(0.20, 0.70, 0.75)),
-        _box("box_2", (0.035, 0.020, 0.018), _rgba(0.90, 0.45, 0.60)),
+        _box("box_2", (0.035, 0.020, 0.018), _rgba(0.95, 0.60, 0.10)),
         _can("can_0", 0.033, 0.045, _rgba(0.80, 0.10, 0.10)),
         _can("can_1", 0.030, 0.040, _rgba(0.62, 0.62, 0.66)),
         _can("can_2", 0.028, 0.050, _rgba(0.20, 0.62, 0.25)),
