@@ -121,7 +121,10 @@ class Probe:
         self.env = MTOptCell(EnvConfig(image_size=config.image_size, max_steps=config.max_steps))
         self.registry = self.env.registry
         self.task_index = self.registry.index(TASK)
-        self.rng = np.random.default_rng(config.seed)
+        self.rng = np.random.default_rng(config.seed)  # scenes, starts, episode kinds
+        # Exploration draws have their own generator, so a greedy and a scripted evaluation
+        # consume `rng` alike and see the same starts.
+        self.explore_rng = np.random.default_rng(config.seed + 7)
         self.scripted = scripted_pick(self.rng)
         self.episodes: list[Episode] = []
         self.net: QNet | None = None
@@ -151,8 +154,8 @@ class Probe:
             detected.append(bool(obs["object_detected"]))
             if kind == "scripted":
                 action = self.scripted.act(obs)
-            elif kind == "random" or self.rng.random() < epsilon:
-                action = random_action(self.rng, cfg.random_terminate_prob)
+            elif kind == "random" or (epsilon > 0 and self.explore_rng.random() < epsilon):
+                action = random_action(self.explore_rng, cfg.random_terminate_prob)
             else:
                 action, _ = policy.act(
                     obs["image"][None], [closed[-1]], [height[-1]], [self.task_index],
