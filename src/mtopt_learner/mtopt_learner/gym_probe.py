@@ -31,7 +31,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mtopt_core.action import GRIPPER, HIGH, LOW, TERMINATE  # noqa: E402
 from mtopt_core.atomic_io import atomic_write_bytes  # noqa: E402
 from mtopt_core.cem import CEMConfig, CEMPolicy  # noqa: E402
 from mtopt_core.episode import Episode  # noqa: E402
@@ -103,17 +102,11 @@ def scripted_pick(rng: np.random.Generator):
     return ScriptedPick(dataclasses.replace(pick_config(noisy=True), aim="uniform"), rng=rng)
 
 
-def random_action(rng: np.random.Generator, terminate_prob: float) -> np.ndarray:
-    action = rng.uniform(LOW, HIGH).astype(np.float32)
-    action[GRIPPER] = float(rng.random() < 0.5)
-    action[TERMINATE] = float(rng.random() < terminate_prob)
-    return action
-
-
 class Probe:
     """Collects episodes in one env, trains, evaluates (see the module docstring)."""
 
     def __init__(self, config: ProbeConfig, log=print):
+        from mtopt_policy.policy import RandomActions  # noqa: PLC0415 (MuJoCo import)
         from mtopt_sim.env import EnvConfig, MTOptCell  # noqa: PLC0415 (MuJoCo import)
 
         self.config = config
@@ -125,6 +118,8 @@ class Probe:
         # Exploration draws have their own generator, so a greedy and a scripted evaluation
         # consume `rng` alike and see the same starts.
         self.explore_rng = np.random.default_rng(config.seed + 7)
+        # The policy node's random actions (random episodes and epsilon exploration).
+        self.random_actions = RandomActions(self.explore_rng, config.random_terminate_prob)
         self.scripted = scripted_pick(self.rng)
         self.episodes: list[Episode] = []
         self.net: QNet | None = None
@@ -147,15 +142,19 @@ class Probe:
         options = self.scripted.start_options(env)  # the same starts for every kind
         obs, _ = env.reset(options={**options, "task": TASK})
         images, closed, height, detected, actions = [], [], [], [], []
-        while True:
+
+        def observe(obs) -> None:
             images.append(obs["image"])
             closed.append(bool(obs["gripper_closed"]))
             height.append(float(obs["gripper_height"][0]))
             detected.append(bool(obs["object_detected"]))
+
+        while True:
+            observe(obs)
             if kind == "scripted":
                 action = self.scripted.act(obs)
             elif kind == "random" or (epsilon > 0 and self.explore_rng.random() < epsilon):
-                action = random_action(self.explore_rng, cfg.random_terminate_prob)
+                action = self.random_actions.sample()
             else:
                 action, _ = policy.act(
                     obs["image"][None], [closed[-1]], [height[-1]], [self.task_index],
@@ -166,10 +165,7 @@ class Probe:
             obs, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 break
-        images.append(obs["image"])
-        closed.append(bool(obs["gripper_closed"]))
-        height.append(float(obs["gripper_height"][0]))
-        detected.append(bool(obs["object_detected"]))
+        observe(obs)  # the final observation
         labels = dict(info["oracle"])
         episode = Episode(
             images=np.stack(images), gripper_closed=np.array(closed), height=np.array(height),
