@@ -11,9 +11,10 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from mtopt_bridge.executors import MultiThreadedExecutor
 from mtopt_bridge.params import ConfigError
 
 
@@ -25,8 +26,9 @@ def run_node(
 ) -> int:
     """Run a node until interrupted; returns the process exit code.
 
-    `threads` > 1 (or a function of the node returning it) spins a MultiThreadedExecutor, for
-    nodes whose action/service callbacks block while other callbacks must keep running.
+    `threads` > 1 (or a function of the node returning it) spins a MultiThreadedExecutor (the
+    mtopt_bridge.executors one), for nodes whose action/service callbacks block while other
+    callbacks must keep running.
     """
     rclpy.init(args=args)
     node = executor = None

@@ -16,11 +16,12 @@ import uuid
 import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from mtopt_bridge.executors import MultiThreadedExecutor
 from mtopt_bridge.params import declare_config, describe_config
 from mtopt_core.tasks import load_task_registry
 from mtopt_interfaces.action import RunEpisode

@@ -14,13 +14,13 @@ import pytest
 import rclpy
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from mtopt_bridge.executors import MultiThreadedExecutor
 from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.iiwa_controller_node import IiwaControllerNode
 from mtopt_iiwa.kinematics import IiwaKinematics, quaternion_to_rotation, yaw_of

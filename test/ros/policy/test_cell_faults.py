@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
+from mtopt_bridge.executors import MultiThreadedExecutor
 from mtopt_core.episode_bag import PART_SUFFIX, list_episode_bags, read_bag_messages
 from mtopt_interfaces.action import RunEpisode
 from mtopt_interfaces.msg import CollectorStatus, PolicyStep, WeightsUpdate

@@ -9,10 +9,10 @@ import pytest
 import rclpy
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from mtopt_bridge.executors import MultiThreadedExecutor
 from mtopt_interfaces.action import ResetBin
 from mtopt_interfaces.msg import BinMotorCommand, BinMotorState
 from mtopt_reset_bin.fake_controller import FakeMotorController
