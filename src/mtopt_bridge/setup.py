@@ -14,7 +14,7 @@ setup(
     zip_safe=True,
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
-    description="ROS glue shared by the MT-Opt nodes: numpy <-> sensor_msgs/Image.",
+    description="ROS glue shared by the MT-Opt nodes: numpy <-> sensor_msgs/Image, node main(), a fixed MultiThreadedExecutor.",
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

@@ -193,7 +193,8 @@ class LoggerNode(Node):
 
 def main(args=None) -> int:
     """Run the node until interrupted (exit code 2 on invalid parameters)."""
-    # One thread. rclpy's MultiThreadedExecutor (4 threads here before) sometimes left received
+    # One thread. rclpy's MultiThreadedExecutor (4 threads here before; its busy loop is fixed in
+    # mtopt_bridge.executors since) sometimes left received
     # samples untaken for seconds (measured: 2 of 45 joint states of an episode recorded, though
     # DDS had acknowledged all 45), which recording by receive time turns into lost or misplaced
     # samples. The single-threaded executor takes ready subscriptions before services, so a
