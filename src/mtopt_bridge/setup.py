@@ -14,7 +14,10 @@ setup(
     zip_safe=True,
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
-    description="ROS glue shared by the MT-Opt nodes: numpy <-> sensor_msgs/Image, node main(), a fixed MultiThreadedExecutor.",
+    description=(
+        "ROS glue shared by the MT-Opt nodes: numpy <-> sensor_msgs/Image, node main(), "
+        "a MultiThreadedExecutor without rclpy's busy loop."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": []},
 )

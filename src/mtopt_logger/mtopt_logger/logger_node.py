@@ -193,12 +193,12 @@ class LoggerNode(Node):
 
 def main(args=None) -> int:
     """Run the node until interrupted (exit code 2 on invalid parameters)."""
-    # One thread. rclpy's MultiThreadedExecutor (4 threads here before; its busy loop is fixed in
-    # mtopt_bridge.executors since) sometimes left received
+    # One thread. rclpy's MultiThreadedExecutor (4 threads here before) sometimes left received
     # samples untaken for seconds (measured: 2 of 45 joint states of an episode recorded, though
     # DDS had acknowledged all 45), which recording by receive time turns into lost or misplaced
-    # samples. The single-threaded executor takes ready subscriptions before services, so a
-    # sample that arrived before logger/finish is recorded in that episode.
+    # samples (the busy loop behind that is fixed in mtopt_bridge.executors since). One thread
+    # also keeps this order: the single-threaded executor takes ready subscriptions before
+    # services, so a sample that arrived before logger/finish is recorded in that episode.
     return run_node(LoggerNode, "logger_node", threads=1, args=args)
 
 
