@@ -140,6 +140,14 @@ class QNetConfig:
         return cls(num_tasks=num_tasks, **base)
 
     @classmethod
+    def compact(cls, num_tasks: int, image_size: int = 64, **overrides: Any) -> QNetConfig:
+        """`tiny` for 64 px policy images: a stride-2 first conv (4x fewer trunk pixels),
+        GroupNorm and the state skip; the network the gym probe and `make demo` train."""
+        base = dict(first_stride=2, norm="group", state_skip=True)
+        base.update(overrides)
+        return cls.tiny(num_tasks, image_size=image_size, **base)
+
+    @classmethod
     def small(cls, num_tasks: int, **overrides: Any) -> QNetConfig:
         """64 px preset for CPU: the paper's layout at 1/7 of the resolution, 32 channels."""
         return cls(num_tasks=num_tasks, **overrides)

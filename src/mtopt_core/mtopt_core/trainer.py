@@ -28,13 +28,15 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets, q_logits
+from mtopt_core.action import ACTION_DIM, DISCRETE, HIGH, LOW
+from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets
 from mtopt_core.cem import DEFAULT_CEM, CEMConfig
 from mtopt_core.checkpoint import Checkpoint, CheckpointError, check_compatible, read_checkpoint
 from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
-from mtopt_core.qnet import QNet
+from mtopt_core.qnet import QNet, expand_features
 from mtopt_core.replay import ReplayBuffer
 
 
@@ -54,6 +56,12 @@ class TrainerConfig:
         target_tau: Polyak rate at which target1 follows the online net each step.
         target2_period: steps between refreshes of target2 from target1.
         cem: CEM settings for the max over next actions in the Bellman target.
+        conservative_weight: weight of a conservative penalty (0 = off): the cross-entropy of
+            Q(s, a) against 0 for `conservative_samples` uniformly random actions per batch
+            state, added to the Bellman loss. Offline data covers few of the actions CEM can
+            pick (e.g. terminate from the start pose); without it the network's guesses there
+            are often high, and CEM, which maximizes, finds them (cf. CQL, Kumar et al. 2020).
+        conservative_samples: random actions per state for the conservative penalty.
         seed: seeds the replay sampling and CEM generators of this trainer.
         log_dir: TensorBoard directory (None = no logging).
         log_every: steps between TensorBoard writes.
@@ -71,6 +79,8 @@ class TrainerConfig:
     target_tau: float = 0.01
     target2_period: int = 200
     cem: CEMConfig = field(default_factory=CEMConfig)
+    conservative_weight: float = 0.0
+    conservative_samples: int = 4
     seed: int = 0
     log_dir: str | None = None
     log_every: int = 50
@@ -103,6 +113,14 @@ class TrainerConfig:
         if self.target2_period < 1:
             raise ValueError(
                 f"TrainerConfig.target2_period must be >= 1, got {self.target2_period}"
+            )
+        if not self.conservative_weight >= 0:
+            raise ValueError(
+                f"TrainerConfig.conservative_weight must be >= 0, got {self.conservative_weight}"
+            )
+        if self.conservative_samples < 1:
+            raise ValueError(
+                f"TrainerConfig.conservative_samples must be >= 1, got {self.conservative_samples}"
             )
         if self.log_every < 1:
             raise ValueError(f"TrainerConfig.log_every must be >= 1, got {self.log_every}")
@@ -168,6 +186,9 @@ class Trainer:
             self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
         self.step_count = 0
+        # Random actions of the conservative penalty; seeded apart from the updater's CEM.
+        self._penalty_generator = torch.Generator(device=self.device)
+        self._penalty_generator.manual_seed(config.seed + 1)
         self._writer = None
         if config.log_dir:
             from torch.utils.tensorboard import SummaryWriter
@@ -194,8 +215,16 @@ class Trainer:
         returns the step's metrics."""
         cfg = self.config
         self.qnet.train()
-        logits = q_logits(self.qnet, batch)
+        features = self.qnet.trunk(batch.image)
+        logits = self.qnet.head_logits(
+            features, batch.action, batch.gripper_closed, batch.height, batch.task,
+            batch.object_detected,
+        )  # fmt: skip
         loss = bellman_loss(logits, targets)
+        penalty = None
+        if cfg.conservative_weight > 0:
+            penalty = self._conservative_penalty(features, batch)
+            loss = loss + cfg.conservative_weight * penalty
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step_count}")
         lr = self.learning_rate()
@@ -226,12 +255,34 @@ class Trainer:
             "loss": float(loss.detach()),
             "grad_norm": grad_norm,
             "target_mean": float(targets.mean()),
+            "conservative_penalty": None if penalty is None else float(penalty.detach()),
             "learning_rate": lr,
             "q_per_task": q_per_task,
         }
         if self._writer is not None and self.step_count % cfg.log_every == 0:
             self._log(metrics)
         return metrics
+
+    def _conservative_penalty(self, features: torch.Tensor, batch: TorchBatch) -> torch.Tensor:
+        """Mean cross-entropy of Q(s, a_random) against 0 (see `conservative_weight`)."""
+        n = self.config.conservative_samples
+        rows = features.shape[0] * n
+        gen = self._penalty_generator
+        actions = torch.rand(rows, ACTION_DIM, generator=gen, device=self.device)
+        low = torch.as_tensor(LOW, device=self.device)
+        high = torch.as_tensor(HIGH, device=self.device)
+        actions = low + (high - low) * actions
+        for d in DISCRETE:  # CEM and the policy only ever pick the ends of a discrete dim
+            actions[:, d] = torch.where(actions[:, d] >= 0.5, high[d], low[d])
+
+        def repeat(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.repeat_interleave(n, dim=0)
+
+        logits = self.qnet.head_logits(
+            expand_features(features, n), actions, repeat(batch.gripper_closed),
+            repeat(batch.height), repeat(batch.task), repeat(batch.object_detected),
+        )  # fmt: skip
+        return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
 
     def learning_rate(self) -> float:
         """Learning rate of the next step (cosine decay if configured)."""

@@ -615,7 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_STEPS,
         help=f"stage 2: training steps (default {DEFAULT_STEPS})",
     )
-    p.add_argument("--net", choices=("tiny", "small"), default="tiny", help="Q-network preset")
+    p.add_argument(
+        "--net", choices=("tiny", "compact", "small"), default="compact", help="Q-network preset"
+    )
     p.add_argument("--batch-size", type=_positive, default=32)
     p.add_argument(
         "--threads",

@@ -12,7 +12,8 @@ with probability `scripted_fraction`, else random; later rounds: the current gre
 with a random step with probability `epsilon`), train from scratch on everything collected, then
 evaluate the greedy policy and the noisy scripted pick from the same seeded starts and scenes.
 Labels are the oracle's. Prints progress to stderr and one JSON line per round to stdout; with
-`--out`, the rounds' lines (`rounds.jsonl`) and the last network (`qnet.ckpt`).
+`--out`, the rounds' lines (`rounds.jsonl`), the last network (`qnet.ckpt`, loadable by the
+policy node) and a plot (`probe.png`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class ProbeConfig:
         steps: gradient steps per training (from scratch each round).
         batch_size: transitions per step.
         learning_rate: Adam learning rate.
+        gamma: discount factor of the Bellman target.
+        conservative_weight: `TrainerConfig.conservative_weight` (Q of random actions -> 0).
         eval_episodes: greedy (and scripted) evaluation episodes per round.
         max_steps: episode step limit (the policy node's default).
         image_size: policy camera image side [px].
@@ -74,6 +77,8 @@ class ProbeConfig:
     steps: int = 1500
     batch_size: int = 64
     learning_rate: float = 1e-3
+    gamma: float = 0.9
+    conservative_weight: float = 0.0
     eval_episodes: int = 60
     max_steps: int = 12
     image_size: int = 64
@@ -90,7 +95,9 @@ class ProbeConfig:
         for name in ("rounds", "round_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("scripted_fraction", "random_terminate_prob", "epsilon"):
+        if self.conservative_weight < 0:
+            raise ValueError(f"conservative_weight must be >= 0, got {self.conservative_weight}")
+        for name in ("scripted_fraction", "random_terminate_prob", "epsilon", "gamma"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -204,11 +211,11 @@ class Probe:
         for episode in self.episodes:
             replay.add_episode(episode, impersonation, rng)
         torch.manual_seed(cfg.seed)
-        net = QNet(QNetConfig.tiny(len(names), image_size=cfg.image_size, first_stride=2,
-                                   norm="group", state_skip=True))  # fmt: skip
+        net = QNet(QNetConfig.compact(len(names), image_size=cfg.image_size))
         trainer = Trainer(net, replay, TrainerConfig(
             batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_decay_steps=cfg.steps,
             cem=CEMConfig(population=16, elites=2, iterations=2), seed=cfg.seed, progress=False,
+            conservative_weight=cfg.conservative_weight, gamma=cfg.gamma,
         ))  # fmt: skip
         start, losses = time.perf_counter(), []
         for step in range(cfg.steps):
@@ -230,15 +237,76 @@ class Probe:
             self.rng = np.random.default_rng(10_000 + cfg.seed)  # same starts for both kinds
             self.scripted.rng = self.rng
             policy = CEMPolicy(self.net, seed=cfg.seed) if kind == "cem" else None
-            wins = sum(
-                self.run_episode(kind, policy, scene_seed=90_000 + k)[1]
+            rates[kind] = "".join(
+                str(int(self.run_episode(kind, policy, scene_seed=90_000 + k)[1]))
                 for k in range(cfg.eval_episodes)
             )
-            rates[kind] = wins
         self.rng = np.random.default_rng(cfg.seed + 1 + round_index)
         self.scripted.rng = self.rng
-        return {"learned_lifts": rates["cem"], "scripted_lifts": rates["scripted"],
-                "eval_episodes": cfg.eval_episodes}  # fmt: skip
+        learned, scripted = rates["cem"], rates["scripted"]
+        self.log(f"round {round_index}: greedy CEM lifted {learned.count('1')}/{len(learned)}, "
+                 f"noisy scripted {scripted.count('1')}/{len(scripted)}")  # fmt: skip
+        return {"learned_lifts": learned.count("1"), "scripted_lifts": scripted.count("1"),
+                "eval_episodes": cfg.eval_episodes,
+                # per evaluation episode, in order: 1 = lifted (same scene and start for both)
+                "learned_outcomes": learned, "scripted_outcomes": scripted}  # fmt: skip
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a success rate."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def plot_rounds(results: list[dict], path: Path) -> Path:
+    """probe.png: lift-any rate per round (greedy CEM, noisy scripted, while collecting; 95 %
+    Wilson intervals) and the running rate over the last round's evaluation episodes."""
+    import matplotlib  # noqa: PLC0415 - only the plot needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    rounds = [r["round"] for r in results]
+    series = (("learned", "greedy CEM (learned)", "tab:red"),
+              ("scripted", "noisy scripted pick", "tab:blue"))  # fmt: skip
+    for (key, label, color), dx in zip(series, (-0.12, 0.12), strict=True):
+        rates, lows, highs = [], [], []
+        for r in results:
+            k, n = r[f"{key}_lifts"], r["eval_episodes"]
+            lo, hi = wilson_interval(k, n)
+            rates.append(k / n)
+            lows.append(k / n - lo)
+            highs.append(hi - k / n)
+        left.errorbar([x + dx for x in rounds], rates, yerr=[lows, highs], fmt="o", capsize=4,
+                      color=color, label=label)  # fmt: skip
+    left.plot(rounds, [r["collect_lift_rate"] for r in results], "s--", color="tab:gray",
+              label="while collecting")  # fmt: skip
+    left.set_xticks(rounds)
+    left.set_xlabel("round (0: offline data; later: on-policy data added, retrained)")
+    left.set_ylabel("lift-any success (sim oracle)")
+    left.set_ylim(0, 1)
+    left.legend()
+    left.set_title(f"Evaluation: {results[-1]['eval_episodes']} episodes per policy and round")
+    last = results[-1]
+    for key, label, color in series:
+        outcomes = np.array([int(c) for c in last[f"{key}_outcomes"]])
+        running = np.cumsum(outcomes) / np.arange(1, len(outcomes) + 1)
+        right.plot(np.arange(1, len(outcomes) + 1), running, color=color,
+                   label=f"{label}: {outcomes.sum()}/{len(outcomes)}")  # fmt: skip
+    right.set_xlabel("evaluation episode (same scene and start for both policies)")
+    right.set_ylabel("running lift-any success")
+    right.set_ylim(0, 1)
+    right.legend()
+    right.set_title(f"Round {last['round']}: running success")
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def run(config: ProbeConfig, out: Path | None = None, log=print) -> list[dict]:
@@ -259,6 +327,7 @@ def run(config: ProbeConfig, out: Path | None = None, log=print) -> list[dict]:
                 lines = "".join(json.dumps(r) + "\n" for r in results)
                 atomic_write_bytes(out / "rounds.jsonl", lines.encode())
                 probe.trainer.save_checkpoint(out / "qnet.ckpt", training_state=False)
+                plot_rounds(results, out / "probe.png")
     finally:
         probe.close()
     return results

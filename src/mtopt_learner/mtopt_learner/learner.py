@@ -58,7 +58,12 @@ STATE_DIR = "logreplay"
 TENSORBOARD_DIR = "tensorboard"
 LATEST = "latest"
 KEEP_CHECKPOINTS = 3
-NETS = {"tiny": QNetConfig.tiny, "small": QNetConfig.small, "paper": QNetConfig.paper}
+NETS = {
+    "tiny": QNetConfig.tiny,
+    "compact": QNetConfig.compact,
+    "small": QNetConfig.small,
+    "paper": QNetConfig.paper,
+}
 _CKPT_NAME = re.compile(r"^qnet_(\d+)\.ckpt$")
 _STOCHASTIC = re.compile(r"^skill_stochastic(?::|\()\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)?$")
 #: Longest sleep of `Learner.run` while nothing is due (keeps a stop request responsive).
@@ -205,6 +210,7 @@ def trainer_config_from_args(args) -> TrainerConfig:
         gamma=args.gamma,
         learning_rate=args.lr,
         cem=CEMConfig(args.cem_population, args.cem_elites, args.cem_iterations),
+        conservative_weight=args.conservative_weight,
         seed=args.seed,
         log_dir=args.log_dir,
         progress=not args.no_progress,
@@ -267,7 +273,7 @@ class LearnerConfig:
     keep_checkpoints: int = KEEP_CHECKPOINTS
     #: Stop after this many steps in total, resumed ones included (0 = train forever).
     max_steps: int = 0
-    #: Q-network preset of a new run: tiny, small or paper (a resumed run keeps its own).
+    #: Q-network preset of a new run: tiny, compact, small or paper (resumed runs keep theirs).
     net: str = "small"
     #: Observation side [px] the network takes (0 = the recorded policy images' size).
     image_size: int = 0
@@ -276,6 +282,8 @@ class LearnerConfig:
     #: Adam learning rate and Bellman discount.
     learning_rate: float = TrainerConfig.learning_rate
     gamma: float = TrainerConfig.gamma
+    #: Weight of the penalty that pushes Q of random actions to 0 (TrainerConfig; 0 = off).
+    conservative_weight: float = TrainerConfig.conservative_weight
     #: CEM of the Bellman targets' max over next actions (QT-Opt's 64 / 6 / 2).
     cem_population: int = CEMConfig.population
     cem_elites: int = CEMConfig.elites
@@ -313,6 +321,10 @@ class LearnerConfig:
                 raise LearnerConfigError(name, f"must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise LearnerConfigError("gamma", f"must be in [0, 1], got {self.gamma}")
+        if not self.conservative_weight >= 0:
+            raise LearnerConfigError(
+                "conservative_weight", f"must be >= 0, got {self.conservative_weight}"
+            )
         for name in (
             "min_episodes",
             "checkpoint_every",
@@ -616,6 +628,7 @@ class Learner:
                 gamma=cfg.gamma,
                 learning_rate=cfg.learning_rate,
                 cem=CEMConfig(cfg.cem_population, cfg.cem_elites, cfg.cem_iterations),
+                conservative_weight=cfg.conservative_weight,
                 seed=cfg.seed,
                 log_dir=str(self.tb_dir) if self.tb_dir is not None else None,
                 log_every=cfg.log_every,

@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=TrainerConfig.learning_rate)
     p.add_argument("--gamma", type=float, default=TrainerConfig.gamma)
     p.add_argument(
+        "--conservative-weight",
+        type=float,
+        default=TrainerConfig.conservative_weight,
+        metavar="W",
+        help="weight of the penalty pushing Q of random actions to 0 (0 = off; see"
+        " TrainerConfig.conservative_weight)",
+    )
+    p.add_argument(
         "--net",
         choices=sorted(NETS),
         default="small",

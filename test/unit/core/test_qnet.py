@@ -36,10 +36,11 @@ def test_structure_7_conv_trunk_9_conv_head(multi_head):
     "cfg",
     [
         QNetConfig.tiny(4),
+        QNetConfig.compact(4),
         QNetConfig.small(12),
         QNetConfig.small(12, multi_head=True, norm="group"),
     ],
-    ids=["tiny", "small", "small-multihead-groupnorm"],
+    ids=["tiny", "compact", "small", "small-multihead-groupnorm"],
 )
 def test_forward_is_trunk_then_head_and_in_unit_interval(cfg):
     net = QNet(cfg).eval()

@@ -107,3 +107,43 @@ def test_cosine_learning_rate_decay(replay):
     m = tr.step()
     assert m["learning_rate"] == pytest.approx(1e-4)
     assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+
+
+def mean_q_of_random_actions(tr, replay, n=256):
+    """Mean Q over n random actions at sampled replay states (in eval mode)."""
+    batch = replay.sample(64, np.random.default_rng(5)).to_torch()
+    gen = torch.Generator().manual_seed(3)
+    tr.qnet.eval()
+    with torch.no_grad():
+        features = tr.qnet.trunk(batch.image)
+        qs = []
+        for _ in range(n // 64):
+            actions = torch.rand(64, 6, generator=gen) * 2 - 1
+            actions[:, 4:] = (actions[:, 4:] > 0).float()
+            qs.append(torch.sigmoid(tr.qnet.head_logits(
+                features, actions, batch.gripper_closed, batch.height, batch.task,
+                batch.object_detected,
+            )))  # fmt: skip
+    return float(torch.cat(qs).mean())
+
+
+def test_conservative_penalty_pushes_down_q_of_random_actions(replay):
+    torch.manual_seed(0)
+    plain = make_trainer(replay, seed=1)
+    torch.manual_seed(0)
+    conservative = make_trainer(replay, seed=1, conservative_weight=1.0, conservative_samples=4)
+    for _ in range(60):
+        m_plain, m_cons = plain.step(), conservative.step()
+    assert m_plain["conservative_penalty"] is None
+    assert m_cons["conservative_penalty"] > 0 and np.isfinite(m_cons["loss"])
+    assert (
+        mean_q_of_random_actions(conservative, replay)
+        < mean_q_of_random_actions(plain, replay) - 0.05
+    )
+
+
+def test_conservative_config_validation():
+    with pytest.raises(ValueError, match="conservative_weight"):
+        TrainerConfig(conservative_weight=-0.1)
+    with pytest.raises(ValueError, match="conservative_samples"):
+        TrainerConfig(conservative_samples=0)

@@ -22,6 +22,9 @@ def test_probe_rounds_collect_train_and_evaluate(tmp_path, capsys):
     assert [r["episodes"] for r in results] == [3, 5]  # round 1 adds its CEM episodes
     for r in results:
         assert 0 <= r["learned_lifts"] <= 2 and 0 <= r["scripted_lifts"] <= 2
+        assert len(r["learned_outcomes"]) == len(r["scripted_outcomes"]) == 2
+        assert r["learned_outcomes"].count("1") == r["learned_lifts"]
+        assert r["scripted_outcomes"].count("1") == r["scripted_lifts"]
         assert np.isfinite(r["final_loss"])
     # The scripted baseline runs the same seeded scenes and starts every round.
     assert results[0]["scripted_lifts"] == results[1]["scripted_lifts"]
@@ -31,6 +34,14 @@ def test_probe_rounds_collect_train_and_evaluate(tmp_path, capsys):
     assert [json.loads(line) for line in lines] == results
     net, _ = qnet_from_checkpoint(tmp_path / "out" / "qnet.ckpt")
     assert isinstance(net, QNet) and net.config.image_size == 32
+    assert (tmp_path / "out" / "probe.png").stat().st_size > 1000
+
+
+def test_wilson_interval_brackets_the_rate():
+    lo, hi = gym_probe.wilson_interval(20, 100)
+    assert lo < 0.2 < hi and hi - lo < 0.17
+    assert gym_probe.wilson_interval(0, 50)[0] == 0.0
+    assert gym_probe.wilson_interval(0, 0) == (0.0, 1.0)
 
 
 def test_probe_config_names_the_bad_field():
