@@ -5,8 +5,9 @@
    the policy's usual mix before any weights: scripted pick/place or random actions. Episodes
    are graded by the simulator's oracle (and by the SD too with `--sd-checkpoint`).
 2. Learn: `mtopt-learn` (`mtopt_learner.offline.run`, in this process) trains a small
-   multi-task Q-network on those bags with oracle labels, skill-level task impersonation and
-   re-balanced sampling; checkpoints go to `<run>/learner/checkpoints/`.
+   multi-task Q-network on those bags with oracle labels, skill-level task impersonation,
+   re-balanced sampling and the conservative penalty on random actions; checkpoints go to
+   `<run>/learner/checkpoints/`.
 3. Evaluate: the sim cell again, with a `policy.yaml` copy whose `scripted_fraction` is 0, while
    this process announces the final checkpoint as a `WeightsUpdate` (path, version, sha256) on
    `/policy/weights` (reliable + transient_local, like the learner node); the policy verifies
@@ -47,9 +48,12 @@ WEIGHTS_TOPIC = "/policy/weights"
 LIFT_TASK = "lift-any"
 
 # Defaults sized for about 12-15 minutes on a 2-core machine (see src/mtopt_learner/README.md).
-DEFAULT_EPISODES = 60
-DEFAULT_EVAL_EPISODES = 30
+DEFAULT_EPISODES = 40
+DEFAULT_EVAL_EPISODES = 24
 DEFAULT_STEPS = 600
+#: Stage 2: learning rate and conservative-penalty weight (what the gym probe found to work).
+LEARNING_RATE = 1e-3
+CONSERVATIVE_WEIGHT = 1.0
 
 #: Column groups of the report, in order: (stage, label).
 STAGE1_SCRIPTED = "stage 1 scripted"
@@ -432,6 +436,7 @@ def learn(run_dir: Path, episode_dir: Path, args: argparse.Namespace, say: Progr
         "--bags", str(episode_dir), "--out", str(out), "--steps", str(args.steps),
         "--labels", "oracle", "--net", args.net, "--batch-size", str(args.batch_size),
         "--cem-population", "16", "--cem-elites", "3", "--cem-iterations", "1",
+        "--lr", str(LEARNING_RATE), "--conservative-weight", str(CONSERVATIVE_WEIGHT),
         "--checkpoint-every", str(max(1, args.steps // 4)), "--threads", str(args.threads),
         "--seed", str(args.seed), "--no-progress",
     ]  # fmt: skip
@@ -632,6 +637,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="success detector that also grades the episodes (training uses oracle labels)",
     )
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="skip stages 1 and 2: stage 3 acts with this Q-network checkpoint (e.g. the gym"
+        " probe's qnet.ckpt); the report then has no stage-1 columns",
+    )
     p.add_argument("--seed", type=int, default=0, help="stage 1 seed; stage 3 uses seed + 1")
     p.add_argument(
         "--stage-timeout",
@@ -656,6 +669,7 @@ def _ros_environment(say: Progress) -> None:
 
 
 def run(args: argparse.Namespace, say: Progress) -> int:
+    from mtopt_core.checkpoint import CheckpointError  # noqa: PLC0415
     from mtopt_core.tasks import load_task_registry  # noqa: PLC0415
 
     registry = load_task_registry()
@@ -681,27 +695,39 @@ def run(args: argparse.Namespace, say: Progress) -> int:
 
     stages: list[StageResult] = []
     notes: list[str] = []
-    say(f"stage 1/4: collect {args.episodes} episodes (scripted/random mix, no weights)")
-    stage1, seconds = collect(
-        1, run_dir, args.episodes, [*cell_args, f"seed:={args.seed}"], timeout(args.episodes), say
-    )
-    stages.append(StageResult("1 collect", seconds, f"{len(stage1)} episodes: scripted/random"))
-
-    say(f"stage 2/4: learn ({args.steps} steps, net {args.net}, oracle labels)")
-    started = time.monotonic()
-    summary = learn(run_dir, run_dir / "stage1_episodes", args, say)
-    stages.append(
-        StageResult(
-            "2 learn",
-            time.monotonic() - started,
-            f"{summary['steps']} steps, net {args.net}, batch {args.batch_size}, "
-            f"{summary['replay_episodes']} episodes, final loss {_loss(summary)}",
+    if args.weights is not None:
+        say(f"--weights {args.weights}: stages 1 and 2 skipped")
+        stage1, checkpoint = [], args.weights.resolve()
+    else:
+        say(f"stage 1/4: collect {args.episodes} episodes (scripted/random mix, no weights)")
+        stage1, seconds = collect(
+            1, run_dir, args.episodes, [*cell_args, f"seed:={args.seed}"],
+            timeout(args.episodes), say,
+        )  # fmt: skip
+        stages.append(
+            StageResult("1 collect", seconds, f"{len(stage1)} episodes: scripted/random")
         )
-    )
+
+        say(f"stage 2/4: learn ({args.steps} steps, net {args.net}, oracle labels)")
+        started = time.monotonic()
+        summary = learn(run_dir, run_dir / "stage1_episodes", args, say)
+        stages.append(
+            StageResult(
+                "2 learn",
+                time.monotonic() - started,
+                f"{summary['steps']} steps, net {args.net}, batch {args.batch_size}, "
+                f"{summary['replay_episodes']} episodes, final loss {_loss(summary)}",
+            )
+        )
+        checkpoint = Path(summary["checkpoint"])
 
     say(f"stage 3/4: {args.eval_episodes} episodes with the learned Q-function (CEM)")
     config_dir = eval_config(run_dir)
-    with WeightsAnnouncer(WEIGHTS_TOPIC, Path(summary["checkpoint"])) as weights:
+    try:
+        announcer = WeightsAnnouncer(WEIGHTS_TOPIC, checkpoint)
+    except CheckpointError as exc:
+        raise DemoError(f"stage 3: weights refused: {exc}") from None
+    with announcer as weights:
         say(
             f"stage 3: announcing weights version {weights.version} (sha256 "
             f"{weights.sha256[:12]}..., {weights.preset}) on {WEIGHTS_TOPIC}"
@@ -733,13 +759,16 @@ def run(args: argparse.Namespace, say: Progress) -> int:
         notes.append(
             f"{others} stage-3 episode(s) ran before the weights were installed (random policy)."
         )
+    if args.weights is None:
+        notes.append(
+            "Labels: the simulator's oracle (training and this report); training used "
+            "skill-level task impersonation, re-balanced sampling and the conservative penalty."
+        )
     notes += [
-        "Labels: the simulator's oracle (training and this report); training used skill-level "
-        "task impersonation and re-balanced sampling (mtopt-learn defaults).",
         f"Learned CEM episodes explore with the policy's epsilon "
         f"({f'{learned[0].epsilon:.2f}' if learned else 'n/a'}) per step; stage 3 uses seed "
         f"{args.seed + 1}, stage 1 seed {args.seed} (other objects and task draws).",
-        f"Weights: {summary['checkpoint']} (version {weights.version}, sha256 {weights.sha256}).",
+        f"Weights: {checkpoint} (version {weights.version}, sha256 {weights.sha256}).",
         f"Bags: {run_dir / 'stage1_episodes'}, {run_dir / 'stage3_episodes'}; node logs in "
         f"{run_dir / 'logs'}.",
     ]

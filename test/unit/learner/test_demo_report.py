@@ -138,3 +138,14 @@ def test_report_without_stage3_episodes(tmp_path):
     _, text = write_report(tmp_path, [info("lift-any", "random")], [], REGISTRY)
     assert (tmp_path / "demo.png").is_file()
     assert "| lift-any | - | 0/1 (0%) | - |" in text
+
+
+def test_report_with_stage3_only(tmp_path):
+    """`--weights` skips stage 1: the report shows the learned column alone."""
+    learned = [
+        info("lift-any", "cem", ("lift-any",), version=7),
+        info("lift-any", "cem", version=7),
+    ]
+    _, text = write_report(tmp_path, [], learned, REGISTRY)
+    assert (tmp_path / "demo.png").is_file()
+    assert "| lift-any | - | - | 1/2 (50%) |" in text
