@@ -59,7 +59,9 @@ class ProbeConfig:
         learning_rate: Adam learning rate.
         gamma: discount factor of the Bellman target.
         conservative_weight: `TrainerConfig.conservative_weight` (Q of random actions -> 0).
-        eval_episodes: greedy (and scripted) evaluation episodes per round.
+        eval_episodes: evaluation episodes per round and policy.
+        eval_epsilon: also evaluate CEM with this P(random action) per step (the policy node's
+            `epsilon`, how learned episodes run on a cell); 0 = greedy only.
         max_steps: episode step limit (the policy node's default).
         image_size: policy camera image side [px].
         respawn_every: a fresh scene every this many episodes.
@@ -80,6 +82,7 @@ class ProbeConfig:
     gamma: float = 0.9
     conservative_weight: float = 0.0
     eval_episodes: int = 60
+    eval_epsilon: float = 0.1
     max_steps: int = 12
     image_size: int = 64
     respawn_every: int = 10
@@ -97,7 +100,8 @@ class ProbeConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.conservative_weight < 0:
             raise ValueError(f"conservative_weight must be >= 0, got {self.conservative_weight}")
-        for name in ("scripted_fraction", "random_terminate_prob", "epsilon", "gamma"):
+        for name in ("scripted_fraction", "random_terminate_prob", "epsilon", "gamma",
+                     "eval_epsilon"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -230,26 +234,36 @@ class Probe:
                 "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
 
     def evaluate(self, round_index: int) -> dict:
-        """Greedy CEM and the noisy scripted pick on the same seeded scenes and starts."""
+        """Greedy CEM, CEM with `eval_epsilon` exploration (as the policy node runs it) and the
+        noisy scripted pick, each on the same seeded scenes and starts."""
         cfg = self.config
-        rates = {}
-        for kind in ("cem", "scripted"):
-            self.rng = np.random.default_rng(10_000 + cfg.seed)  # same starts for both kinds
+        runs = [("learned", "cem", 0.0), ("scripted", "scripted", 0.0)]
+        if cfg.eval_epsilon > 0:
+            runs.insert(1, ("learned_eps", "cem", cfg.eval_epsilon))
+        result: dict = {"eval_episodes": cfg.eval_episodes, "eval_epsilon": cfg.eval_epsilon}
+        for key, kind, epsilon in runs:
+            self.rng = np.random.default_rng(10_000 + cfg.seed)  # same starts for every run
             self.scripted.rng = self.rng
+            self.explore_rng = np.random.default_rng(20_000 + cfg.seed)
+            self.random_actions.rng = self.explore_rng
             policy = CEMPolicy(self.net, seed=cfg.seed) if kind == "cem" else None
-            rates[kind] = "".join(
-                str(int(self.run_episode(kind, policy, scene_seed=90_000 + k)[1]))
+            outcomes = "".join(
+                str(int(self.run_episode(kind, policy, epsilon, scene_seed=90_000 + k)[1]))
                 for k in range(cfg.eval_episodes)
             )
+            result[f"{key}_lifts"] = outcomes.count("1")
+            # per evaluation episode, in order: 1 = lifted (same scene and start for every run)
+            result[f"{key}_outcomes"] = outcomes
         self.rng = np.random.default_rng(cfg.seed + 1 + round_index)
         self.scripted.rng = self.rng
-        learned, scripted = rates["cem"], rates["scripted"]
-        self.log(f"round {round_index}: greedy CEM lifted {learned.count('1')}/{len(learned)}, "
-                 f"noisy scripted {scripted.count('1')}/{len(scripted)}")  # fmt: skip
-        return {"learned_lifts": learned.count("1"), "scripted_lifts": scripted.count("1"),
-                "eval_episodes": cfg.eval_episodes,
-                # per evaluation episode, in order: 1 = lifted (same scene and start for both)
-                "learned_outcomes": learned, "scripted_outcomes": scripted}  # fmt: skip
+        self.explore_rng = np.random.default_rng(cfg.seed + 7 + round_index)
+        self.random_actions.rng = self.explore_rng
+        n = cfg.eval_episodes
+        eps = (f", CEM with epsilon {cfg.eval_epsilon} {result['learned_eps_lifts']}/{n}"
+               if cfg.eval_epsilon > 0 else "")  # fmt: skip
+        self.log(f"round {round_index}: greedy CEM lifted {result['learned_lifts']}/{n}{eps}, "
+                 f"noisy scripted {result['scripted_lifts']}/{n}")  # fmt: skip
+        return result
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -272,9 +286,13 @@ def plot_rounds(results: list[dict], path: Path) -> Path:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     rounds = [r["round"] for r in results]
-    series = (("learned", "greedy CEM (learned)", "tab:red"),
-              ("scripted", "noisy scripted pick", "tab:blue"))  # fmt: skip
-    for (key, label, color), dx in zip(series, (-0.12, 0.12), strict=True):
+    series = [("learned", "greedy CEM (learned)", "tab:red"),
+              ("scripted", "noisy scripted pick", "tab:blue")]  # fmt: skip
+    if "learned_eps_lifts" in results[-1]:
+        eps = results[-1]["eval_epsilon"]
+        series.insert(1, ("learned_eps", f"CEM + epsilon {eps} (learned)", "tab:orange"))
+    offsets = np.linspace(-0.15, 0.15, len(series))
+    for (key, label, color), dx in zip(series, offsets, strict=True):
         rates, lows, highs = [], [], []
         for r in results:
             k, n = r[f"{key}_lifts"], r["eval_episodes"]

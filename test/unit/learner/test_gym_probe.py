@@ -23,6 +23,7 @@ def test_probe_rounds_collect_train_and_evaluate(tmp_path, capsys):
     for r in results:
         assert 0 <= r["learned_lifts"] <= 2 and 0 <= r["scripted_lifts"] <= 2
         assert len(r["learned_outcomes"]) == len(r["scripted_outcomes"]) == 2
+        assert len(r["learned_eps_outcomes"]) == 2 and r["eval_epsilon"] == 0.1
         assert r["learned_outcomes"].count("1") == r["learned_lifts"]
         assert r["scripted_outcomes"].count("1") == r["scripted_lifts"]
         assert np.isfinite(r["final_loss"])
