@@ -152,6 +152,8 @@ def test_bad_settings_and_unusable_run_directories(tmp_path, write_bag, registry
         config(tmp_path, labels="guess").validate()
     with pytest.raises(LearnerConfigError, match="cem_elites"):
         config(tmp_path, cem_elites=9).validate()
+    with pytest.raises(LearnerConfigError, match="conservative_weight must be >= 0"):
+        config(tmp_path, conservative_weight=-1.0).validate()
 
     ckpts = tmp_path / "run" / "checkpoints"
     ckpts.mkdir(parents=True)

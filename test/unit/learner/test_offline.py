@@ -112,3 +112,18 @@ def test_ctrl_c_writes_the_steps_done_so_far(tmp_path, capsys, bags, monkeypatch
     ckpts = out / "checkpoints"
     assert (ckpts / "latest").read_text().strip() == "qnet_5.ckpt"
     assert read_checkpoint(ckpts / "qnet_5.ckpt").step == 5
+
+
+def test_trainer_options_reach_the_trainer_config():
+    from mtopt_learner.learner import trainer_config_from_args
+    from mtopt_learner.offline import build_parser
+
+    argv = ["--bags", "b", "--out", "o", "--steps", "1", "--conservative-weight", "0.5", "--gamma"]
+    argv.append("0.8")
+    cfg = trainer_config_from_args(build_parser().parse_args(argv))
+    assert cfg.conservative_weight == 0.5 and cfg.gamma == 0.8
+    default = trainer_config_from_args(build_parser().parse_args(argv[:6]))
+    assert default.conservative_weight == 0.0
+    with pytest.raises(ValueError, match="conservative_weight"):
+        trainer_config_from_args(build_parser().parse_args([*argv[:6], "--conservative-weight",
+                                                            "-1"]))  # fmt: skip
