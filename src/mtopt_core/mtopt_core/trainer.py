@@ -12,7 +12,8 @@ target networks:
 
 The value of the next state is min(target1, target2) at target1's CEM argmax (clipped double Q).
 
-TensorBoard scalars (when `log_dir` is set): train/loss, train/grad_norm, train/target_mean,
+TensorBoard scalars (when `log_dir` is set): train/loss (the conservative penalty included),
+train/conservative_penalty (when on), train/grad_norm, train/target_mean,
 q/<task> (mean online Q over the batch's transitions of that task), replay/<task>/success and
 replay/<task>/failure (episodes), replay/bytes, replay/episodes.
 """
@@ -309,6 +310,8 @@ class Trainer:
         w.add_scalar("train/grad_norm", metrics["grad_norm"], s)
         w.add_scalar("train/target_mean", metrics["target_mean"], s)
         w.add_scalar("train/learning_rate", metrics["learning_rate"], s)
+        if metrics["conservative_penalty"] is not None:
+            w.add_scalar("train/conservative_penalty", metrics["conservative_penalty"], s)
         for name, q in metrics["q_per_task"].items():
             w.add_scalar(f"q/{name}", q, s)
         for name, sizes in self.replay.buffer_sizes().items():
