@@ -47,7 +47,7 @@ POLICY_CONFIG = Path("config") / "policy.yaml"
 WEIGHTS_TOPIC = "/policy/weights"
 LIFT_TASK = "lift-any"
 
-# Defaults sized for about 12-15 minutes on a 2-core machine (see src/mtopt_learner/README.md).
+# Defaults sized for about 11 minutes on 2 cores (10.6 measured; src/mtopt_learner/README.md).
 DEFAULT_EPISODES = 40
 DEFAULT_EVAL_EPISODES = 24
 DEFAULT_STEPS = 600
