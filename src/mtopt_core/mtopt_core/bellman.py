@@ -106,9 +106,13 @@ def bellman_targets(
         return torch.clamp(reward + gamma * (1.0 - done) * value, 0.0, 1.0)
 
 
-def q_logits(qfn: QFunction, batch: TorchBatch) -> torch.Tensor:
-    """Logits of Q(s, a, T) for the batch's transitions (B,)."""
-    features = qfn.trunk(batch.image)
+def q_logits(
+    qfn: QFunction, batch: TorchBatch, features: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Logits of Q(s, a, T) for the batch's transitions (B,); `features` = the trunk's output
+    for `batch.image` when the caller already has it."""
+    if features is None:
+        features = qfn.trunk(batch.image)
     return qfn.head_logits(
         features, batch.action, batch.gripper_closed, batch.height, batch.task,
         batch.object_detected,

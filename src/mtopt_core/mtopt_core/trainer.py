@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtopt_core.action import ACTION_DIM, DISCRETE, HIGH, LOW
-from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets
+from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets, q_logits
 from mtopt_core.cem import DEFAULT_CEM, CEMConfig
 from mtopt_core.checkpoint import Checkpoint, CheckpointError, check_compatible, read_checkpoint
 from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
@@ -216,11 +216,8 @@ class Trainer:
         returns the step's metrics."""
         cfg = self.config
         self.qnet.train()
-        features = self.qnet.trunk(batch.image)
-        logits = self.qnet.head_logits(
-            features, batch.action, batch.gripper_closed, batch.height, batch.task,
-            batch.object_detected,
-        )  # fmt: skip
+        features = self.qnet.trunk(batch.image)  # shared with the conservative penalty
+        logits = q_logits(self.qnet, batch, features)
         loss = bellman_loss(logits, targets)
         penalty = None
         if cfg.conservative_weight > 0:

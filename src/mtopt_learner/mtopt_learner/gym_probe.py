@@ -233,6 +233,13 @@ class Probe:
         return {"final_loss": round(float(np.mean(losses[-50:])), 4),
                 "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
 
+    def _seed(self, scene_seed: int, explore_seed: int) -> None:
+        """Fresh generators for scenes/starts (scripted pick too) and for exploration."""
+        self.rng = np.random.default_rng(scene_seed)
+        self.scripted.rng = self.rng
+        self.explore_rng = np.random.default_rng(explore_seed)
+        self.random_actions.rng = self.explore_rng
+
     def evaluate(self, round_index: int) -> dict:
         """Greedy CEM, CEM with `eval_epsilon` exploration (as the policy node runs it) and the
         noisy scripted pick, each on the same seeded scenes and starts."""
@@ -242,10 +249,7 @@ class Probe:
             runs.insert(1, ("learned_eps", "cem", cfg.eval_epsilon))
         result: dict = {"eval_episodes": cfg.eval_episodes, "eval_epsilon": cfg.eval_epsilon}
         for key, kind, epsilon in runs:
-            self.rng = np.random.default_rng(10_000 + cfg.seed)  # same starts for every run
-            self.scripted.rng = self.rng
-            self.explore_rng = np.random.default_rng(20_000 + cfg.seed)
-            self.random_actions.rng = self.explore_rng
+            self._seed(10_000 + cfg.seed, 20_000 + cfg.seed)  # same starts for every run
             policy = CEMPolicy(self.net, seed=cfg.seed) if kind == "cem" else None
             outcomes = "".join(
                 str(int(self.run_episode(kind, policy, epsilon, scene_seed=90_000 + k)[1]))
@@ -254,10 +258,7 @@ class Probe:
             result[f"{key}_lifts"] = outcomes.count("1")
             # per evaluation episode, in order: 1 = lifted (same scene and start for every run)
             result[f"{key}_outcomes"] = outcomes
-        self.rng = np.random.default_rng(cfg.seed + 1 + round_index)
-        self.scripted.rng = self.rng
-        self.explore_rng = np.random.default_rng(cfg.seed + 7 + round_index)
-        self.random_actions.rng = self.explore_rng
+        self._seed(cfg.seed + 1 + round_index, cfg.seed + 7 + round_index)
         n = cfg.eval_episodes
         eps = (f", CEM with epsilon {cfg.eval_epsilon} {result['learned_eps_lifts']}/{n}"
                if cfg.eval_epsilon > 0 else "")  # fmt: skip
@@ -316,7 +317,7 @@ def plot_rounds(results: list[dict], path: Path) -> Path:
         running = np.cumsum(outcomes) / np.arange(1, len(outcomes) + 1)
         right.plot(np.arange(1, len(outcomes) + 1), running, color=color,
                    label=f"{label}: {outcomes.sum()}/{len(outcomes)}")  # fmt: skip
-    right.set_xlabel("evaluation episode (same scene and start for both policies)")
+    right.set_xlabel("evaluation episode (same scene and start for every policy)")
     right.set_ylabel("running lift-any success")
     right.set_ylim(0, 1)
     right.legend()
