@@ -1,8 +1,10 @@
 """The `main()` every MT-Opt node shares: init, build, spin, clean shutdown, exit codes.
 
-Exit codes: 0 after Ctrl-C / SIGINT / an external shutdown, 2 when the node's parameters are
-invalid (ConfigError, message naming the parameter on stderr). A node class may define
-`close()`: it runs before the executor shuts down (stop hardware, end a running episode).
+Exit codes: 0 after Ctrl-C / SIGINT / an external shutdown (also when the shutdown lands while
+the executor builds its wait set, which rclpy reports as an RCLError on the dead context), 2 when
+the node's parameters are invalid (ConfigError, message naming the parameter on stderr). A node
+class may define `close()`: it runs before the executor shuts down (stop hardware, end a running
+episode).
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def run_node(
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # SIGINT shuts the context down from the signal handler; if that happens between the
+        # executor's ok() check and its wait-set creation, rclpy raises RCLError ("the given
+        # context is not valid") instead of ExternalShutdownException. Same shutdown, exit 0;
+        # any other RuntimeError (context still valid) is a real failure.
+        if rclpy.ok():
+            raise
     finally:
         close = getattr(node, "close", None)
         if close is not None:
