@@ -43,6 +43,7 @@ from typing import Any
 EPISODE_INFO_TYPE = "mtopt_interfaces/msg/EpisodeInfo"
 SIM_CELL_LAUNCH = Path("launch") / "sim_cell.launch.yaml"
 POLICY_CONFIG = Path("config") / "policy.yaml"
+COLLECTOR_CONFIG = Path("config") / "collector.yaml"
 #: Where stage 3's policy takes weights from (launch arg `weights_topic`) and we announce them.
 WEIGHTS_TOPIC = "/policy/weights"
 LIFT_TASK = "lift-any"
@@ -528,18 +529,39 @@ class WeightsAnnouncer:
         self.thread.join(timeout=2.0)
 
 
-def eval_config(run_dir: Path) -> Path:
-    """A copy of the workspace's config/ whose policy.yaml has scripted_fraction 0 (CEM once
-    weights are loaded, random before)."""
+def lift_only_weights(registry: Any) -> list[str]:
+    """Collector `task_weights` under which LIFT_TASK is the only lift task commanded (place
+    tasks keep their weights: pick -> place sequencing still empties the gripper)."""
+    lift_skill = registry.skill_of(LIFT_TASK)
+    return [f"{name}=0" for name in registry.tasks_of_skill(lift_skill) if name != LIFT_TASK]
+
+
+def stage_config(
+    run_dir: Path,
+    name: str,
+    scripted_fraction: float | None = None,
+    task_weights: Sequence[str] = (),
+) -> Path:
+    """A copy of the workspace's config/ for one stage: policy.yaml's `scripted_fraction` and
+    collector.yaml's `task_weights` replaced when given."""
     import yaml  # noqa: PLC0415
 
     source = workspace_file(POLICY_CONFIG).parent
-    target = run_dir / "config_eval"
+    target = run_dir / f"config_{name}"
     shutil.copytree(source, target)
-    policy_file = target / POLICY_CONFIG.name
-    data = yaml.safe_load(policy_file.read_text())
-    data["/**/policy"]["ros__parameters"]["scripted_fraction"] = 0.0
-    policy_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    edits = []
+    if scripted_fraction is not None:
+        edits.append((POLICY_CONFIG.name, "/**/policy", "scripted_fraction", scripted_fraction))
+    if task_weights:
+        edits.append((COLLECTOR_CONFIG.name, "/**/collector", "task_weights", list(task_weights)))
+    for file_name, node, key, value in edits:
+        path = target / file_name
+        data = yaml.safe_load(path.read_text())
+        params = data[node]["ros__parameters"]
+        if key not in params:
+            raise DemoError(f"{path}: no parameter {key} under {node} to override")
+        params[key] = value
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
     return target
 
 
@@ -589,6 +611,13 @@ def write_report(
 
 
 # ------------------------------------------------------------------------------ main
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -642,8 +671,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="CKPT",
-        help="skip stages 1 and 2: stage 3 acts with this Q-network checkpoint (e.g. the gym"
-        " probe's qnet.ckpt); the report then has no stage-1 columns",
+        help="skip stage 2 (and stage 1 unless --baseline-episodes): stage 3 acts with this"
+        " Q-network checkpoint (e.g. the gym probe's qnet.ckpt)",
+    )
+    p.add_argument(
+        "--baseline-episodes",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="with --weights: stage 1 collects N episodes with the noisy scripted policy alone"
+        " (the baseline column; same seed as stage 3); default 0 = no stage 1",
+    )
+    p.add_argument(
+        "--lift-only",
+        action="store_true",
+        help=f"lift episodes command {LIFT_TASK} only (other lift tasks weigh 0; place tasks"
+        " still follow a successful lift): how the gym probe trains and evaluates",
     )
     p.add_argument("--seed", type=int, default=0, help="stage 1 seed; stage 3 uses seed + 1")
     p.add_argument(
@@ -672,6 +715,8 @@ def run(args: argparse.Namespace, say: Progress) -> int:
     from mtopt_core.checkpoint import CheckpointError  # noqa: PLC0415
     from mtopt_core.tasks import load_task_registry  # noqa: PLC0415
 
+    if args.baseline_episodes and args.weights is None:
+        raise DemoError("--baseline-episodes needs --weights (without it stage 1 is the baseline)")
     registry = load_task_registry()
     run_dir = args.out.resolve() / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=False)
@@ -695,14 +740,32 @@ def run(args: argparse.Namespace, say: Progress) -> int:
 
     stages: list[StageResult] = []
     notes: list[str] = []
+    task_weights = lift_only_weights(registry) if args.lift_only else []
+    if args.lift_only:
+        say(f"--lift-only: collector task_weights {task_weights}")
     if args.weights is not None:
-        say(f"--weights {args.weights}: stages 1 and 2 skipped")
-        stage1, checkpoint = [], args.weights.resolve()
+        checkpoint = args.weights.resolve()
+        stage1 = []
+        if args.baseline_episodes:
+            n = args.baseline_episodes
+            say(f"--weights {args.weights}: stage 2 skipped; stage 1/4: {n} scripted episodes")
+            baseline_config = stage_config(run_dir, "baseline", 1.0, task_weights)
+            stage1, seconds = collect(
+                1, run_dir, n,
+                [*cell_args, f"seed:={args.seed + 1}", f"config_dir:={baseline_config}"],
+                timeout(n), say,
+            )  # fmt: skip
+            stages.append(StageResult("1 collect", seconds, f"{len(stage1)} episodes: scripted"))
+        else:
+            say(f"--weights {args.weights}: stages 1 and 2 skipped")
     else:
         say(f"stage 1/4: collect {args.episodes} episodes (scripted/random mix, no weights)")
+        stage1_args = [*cell_args, f"seed:={args.seed}"]
+        if task_weights:
+            config = stage_config(run_dir, "collect", None, task_weights)
+            stage1_args.append(f"config_dir:={config}")
         stage1, seconds = collect(
-            1, run_dir, args.episodes, [*cell_args, f"seed:={args.seed}"],
-            timeout(args.episodes), say,
+            1, run_dir, args.episodes, stage1_args, timeout(args.episodes), say,
         )  # fmt: skip
         stages.append(
             StageResult("1 collect", seconds, f"{len(stage1)} episodes: scripted/random")
@@ -722,7 +785,8 @@ def run(args: argparse.Namespace, say: Progress) -> int:
         checkpoint = Path(summary["checkpoint"])
 
     say(f"stage 3/4: {args.eval_episodes} episodes with the learned Q-function (CEM)")
-    config_dir = eval_config(run_dir)
+    # No scripted episodes: CEM once the weights are loaded, random before.
+    config_dir = stage_config(run_dir, "eval", 0.0, task_weights)
     try:
         announcer = WeightsAnnouncer(WEIGHTS_TOPIC, checkpoint)
     except CheckpointError as exc:
@@ -764,10 +828,14 @@ def run(args: argparse.Namespace, say: Progress) -> int:
             "Labels: the simulator's oracle (training and this report); training used "
             "skill-level task impersonation, re-balanced sampling and the conservative penalty."
         )
+    stage1_seed = args.seed + 1 if args.baseline_episodes else args.seed
+    same = "the same first objects" if stage1_seed == args.seed + 1 else "other objects, tasks"
+    if args.lift_only:
+        notes.append(f"--lift-only: lift episodes command {LIFT_TASK} only.")
     notes += [
         f"Learned CEM episodes explore with the policy's epsilon "
         f"({f'{learned[0].epsilon:.2f}' if learned else 'n/a'}) per step; stage 3 uses seed "
-        f"{args.seed + 1}, stage 1 seed {args.seed} (other objects and task draws).",
+        f"{args.seed + 1}, stage 1 seed {stage1_seed} ({same}).",
         f"Weights: {checkpoint} (version {weights.version}, sha256 {weights.sha256}).",
         f"Bags: {run_dir / 'stage1_episodes'}, {run_dir / 'stage3_episodes'}; node logs in "
         f"{run_dir / 'logs'}.",
