@@ -62,6 +62,9 @@ class ProbeConfig:
         eval_episodes: evaluation episodes per round and policy.
         eval_epsilon: also evaluate CEM with this P(random action) per step (the policy node's
             `epsilon`, how learned episodes run on a cell); 0 = greedy only.
+        eval_scene_seed: evaluation episode k respawns the scene from seed eval_scene_seed + k
+            (another value = another evaluation set, e.g. to re-check a network on fresh
+            scenes with `--weights`).
         max_steps: episode step limit (the policy node's default).
         image_size: policy camera image side [px].
         respawn_every: a fresh scene every this many episodes.
@@ -83,6 +86,7 @@ class ProbeConfig:
     conservative_weight: float = 0.0
     eval_episodes: int = 60
     eval_epsilon: float = 0.1
+    eval_scene_seed: int = 90_000
     max_steps: int = 12
     image_size: int = 64
     respawn_every: int = 10
@@ -247,13 +251,15 @@ class Probe:
         runs = [("learned", "cem", 0.0), ("scripted", "scripted", 0.0)]
         if cfg.eval_epsilon > 0:
             runs.insert(1, ("learned_eps", "cem", cfg.eval_epsilon))
-        result: dict = {"eval_episodes": cfg.eval_episodes, "eval_epsilon": cfg.eval_epsilon}
+        result: dict = {"eval_episodes": cfg.eval_episodes, "eval_epsilon": cfg.eval_epsilon,
+                        "eval_scene_seed": cfg.eval_scene_seed}  # fmt: skip
         for key, kind, epsilon in runs:
             self._seed(10_000 + cfg.seed, 20_000 + cfg.seed)  # same starts for every run
             policy = CEMPolicy(self.net, seed=cfg.seed) if kind == "cem" else None
+            scene_seeds = range(cfg.eval_scene_seed, cfg.eval_scene_seed + cfg.eval_episodes)
             outcomes = "".join(
-                str(int(self.run_episode(kind, policy, epsilon, scene_seed=90_000 + k)[1]))
-                for k in range(cfg.eval_episodes)
+                str(int(self.run_episode(kind, policy, epsilon, scene_seed=seed)[1]))
+                for seed in scene_seeds
             )
             result[f"{key}_lifts"] = outcomes.count("1")
             # per evaluation episode, in order: 1 = lifted (same scene and start for every run)
@@ -352,6 +358,23 @@ def run(config: ProbeConfig, out: Path | None = None, log=print) -> list[dict]:
     return results
 
 
+def evaluate_checkpoint(config: ProbeConfig, weights: Path, log=print) -> dict:
+    """Evaluate a saved Q-network (e.g. a probe's `qnet.ckpt`) against the noisy scripted pick
+    on the evaluation set of `config` (no collection, no training)."""
+    from mtopt_core.checkpoint import qnet_from_checkpoint  # noqa: PLC0415
+
+    probe = Probe(config, log)
+    try:
+        net, ckpt = qnet_from_checkpoint(weights, probe.registry.names)
+        probe.net = net.eval()
+        result = {"weights": str(weights), "weights_step": ckpt.step}
+        result.update(probe.evaluate(0))
+    finally:
+        probe.close()
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mtopt_learner.gym_probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -359,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + field.name.replace("_", "-")
         p.add_argument(flag, type=type(field.default), default=field.default)
     p.add_argument("--out", type=Path, default=None, help="write rounds.jsonl here")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="only evaluate this Q-network checkpoint (the eval_* options apply)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p
 
@@ -369,8 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig)}
     try:
         config = ProbeConfig(**values)
-        run(config, args.out, log=lambda m: print(m, file=sys.stderr, flush=True))
-    except ValueError as exc:
+        log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+        if args.weights is not None:
+            evaluate_checkpoint(config, args.weights, log)
+        else:
+            run(config, args.out, log)
+    except ValueError as exc:  # CheckpointError is a ValueError too
         print(f"gym_probe: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

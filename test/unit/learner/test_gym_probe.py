@@ -37,6 +37,23 @@ def test_probe_rounds_collect_train_and_evaluate(tmp_path, capsys):
     assert isinstance(net, QNet) and net.config.image_size == 32
     assert (tmp_path / "out" / "probe.png").stat().st_size > 1000
 
+    # --weights: the saved network alone, on another evaluation set (no collection, no training).
+    capsys.readouterr()
+    ckpt = tmp_path / "out" / "qnet.ckpt"
+    argv = ["--weights", str(ckpt), "--eval-episodes", "3", "--eval-scene-seed", "5000",
+            "--eval-epsilon", "0", "--max-steps", "4", "--image-size", "32"]  # fmt: skip
+    assert gym_probe.main(argv) == 0
+    (evaluated,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert evaluated["weights"] == str(ckpt) and evaluated["weights_step"] == 3
+    assert evaluated["eval_scene_seed"] == 5000 and "learned_eps_outcomes" not in evaluated
+    assert len(evaluated["learned_outcomes"]) == len(evaluated["scripted_outcomes"]) == 3
+
+    # A truncated checkpoint is refused with a message, exit 2.
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(ckpt.read_bytes()[:1000])
+    assert gym_probe.main(["--weights", str(broken), "--image-size", "32"]) == 2
+    assert "broken.ckpt" in capsys.readouterr().err
+
 
 def test_wilson_interval_brackets_the_rate():
     lo, hi = gym_probe.wilson_interval(20, 100)
