@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -265,12 +266,27 @@ class Probe:
             # per evaluation episode, in order: 1 = lifted (same scene and start for every run)
             result[f"{key}_outcomes"] = outcomes
         self._seed(cfg.seed + 1 + round_index, cfg.seed + 7 + round_index)
+        result.update(paired_comparison(result["learned_outcomes"], result["scripted_outcomes"]))
         n = cfg.eval_episodes
         eps = (f", CEM with epsilon {cfg.eval_epsilon} {result['learned_eps_lifts']}/{n}"
                if cfg.eval_epsilon > 0 else "")  # fmt: skip
         self.log(f"round {round_index}: greedy CEM lifted {result['learned_lifts']}/{n}{eps}, "
-                 f"noisy scripted {result['scripted_lifts']}/{n}")  # fmt: skip
+                 f"noisy scripted {result['scripted_lifts']}/{n} "
+                 f"(paired McNemar p = {result['mcnemar_p']:.3g})")  # fmt: skip
         return result
+
+
+def paired_comparison(learned: str, scripted: str) -> dict:
+    """Per-episode pairing of two outcome strings on the same scenes: episodes only one policy
+    lifted, and the exact two-sided McNemar p-value (binomial test on those discordant pairs)."""
+    if len(learned) != len(scripted):
+        raise ValueError(f"outcome strings differ in length: {len(learned)} vs {len(scripted)}")
+    only_learned = sum(a == "1" and b == "0" for a, b in zip(learned, scripted, strict=True))
+    only_scripted = sum(a == "0" and b == "1" for a, b in zip(learned, scripted, strict=True))
+    n, k = only_learned + only_scripted, min(only_learned, only_scripted)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
+    return {"only_learned": only_learned, "only_scripted": only_scripted,
+            "mcnemar_p": round(min(1.0, 2 * tail), 4)}  # fmt: skip
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

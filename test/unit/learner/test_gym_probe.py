@@ -27,6 +27,7 @@ def test_probe_rounds_collect_train_and_evaluate(tmp_path, capsys):
         assert r["learned_outcomes"].count("1") == r["learned_lifts"]
         assert r["scripted_outcomes"].count("1") == r["scripted_lifts"]
         assert np.isfinite(r["final_loss"])
+        assert r["only_learned"] + r["only_scripted"] <= 2 and 0 < r["mcnemar_p"] <= 1
     # The scripted baseline runs the same seeded scenes and starts every round.
     assert results[0]["scripted_lifts"] == results[1]["scripted_lifts"]
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -66,3 +67,16 @@ def test_probe_config_names_the_bad_field():
     with pytest.raises(ValueError, match="epsilon must be in"):
         gym_probe.ProbeConfig(epsilon=1.5)
     assert gym_probe.main(["--steps", "0"]) == 2
+
+
+def test_paired_comparison_counts_discordant_episodes_and_tests_them():
+    result = gym_probe.paired_comparison("1100101", "1011000")
+    assert (result["only_learned"], result["only_scripted"]) == (3, 2)
+    assert result["mcnemar_p"] == 1.0  # 3 vs 2 of 5 discordant pairs: no evidence either way
+    # 50 vs 34 discordant pairs (the README's first 200-scene set): p = 0.10
+    learned, scripted = "1" * 50 + "0" * 34 + "1" * 10, "0" * 50 + "1" * 34 + "1" * 10
+    assert gym_probe.paired_comparison(learned, scripted)["mcnemar_p"] == pytest.approx(0.1011)
+    assert gym_probe.paired_comparison(scripted, learned)["mcnemar_p"] == pytest.approx(0.1011)
+    assert gym_probe.paired_comparison("", "")["mcnemar_p"] == 1.0
+    with pytest.raises(ValueError, match="differ in length"):
+        gym_probe.paired_comparison("10", "1")
