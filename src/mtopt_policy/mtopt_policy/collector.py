@@ -500,7 +500,10 @@ class CollectorLoop:
         self._set_status("running", paused=False)
         if self.config.respawn_when_empty:
             oracle = port.oracle(self.monotonic()) if self.config.use_oracle else None
-            if oracle is not None and oracle.objects_in_right_bin == 0 and port.respawn():
-                port.log("info", "right bin still empty after the reset: respawned objects")
+            below = self.config.respawn_below
+            count = None if oracle is None else oracle.objects_in_right_bin
+            if count is not None and count < below and port.respawn():
+                what = "still empty" if count == 0 else f"holds {count} < {below} objects"
+                port.log("info", f"right bin {what} after the reset: respawned objects")
         port.publish_timing({"reset": reason, **phases.timing})
         return True

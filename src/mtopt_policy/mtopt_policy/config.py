@@ -207,6 +207,11 @@ class CollectorConfig:
     reset_when_empty: bool = True
     #: Simulation: call sim/respawn when the right bin is still empty after a reset.
     respawn_when_empty: bool = True
+    #: Simulation, with respawn_when_empty: respawn after a reset when the right bin holds
+    #: fewer objects than this (1 = only when empty). The bin reset only dumps the left bin, so
+    #: objects knocked onto the table never come back, and long runs otherwise end up picking
+    #: from a nearly empty bin.
+    respawn_below: int = 1
     #: While a bin reset fails, collection pauses and the reset is retried this often [s].
     retry_period_s: float = 5.0
     #: After the episode, move the arm to the iiwa controller's present pose (`iiwa/present`:
@@ -250,6 +255,8 @@ class CollectorConfig:
             raise ConfigError(f"parameter episodes must be >= 0, got {self.episodes}")
         if self.seed < -1:
             raise ConfigError(f"parameter seed must be >= -1, got {self.seed}")
+        if self.respawn_below < 0:
+            raise ConfigError(f"parameter respawn_below must be >= 0, got {self.respawn_below}")
         if self.reset_every < 0:
             raise ConfigError(f"parameter reset_every must be >= 0, got {self.reset_every}")
         if self.max_steps < 0:

@@ -512,3 +512,30 @@ def test_present_pose_comes_before_the_final_images_and_a_failure_still_logs(reg
     _collector(registry, off, present_before_grading=False).run_one()
     assert "present" not in off.calls and "present" not in off.timings[-1]
     assert off.calls[1:3] == ["run_episode", "final_images"]
+
+
+class RespawningPort(FakeCollectorPort):
+    def respawn(self):
+        self.calls.append("respawn")
+        return True
+
+
+@pytest.mark.parametrize(("respawn_below", "respawns"), [(1, False), (3, False), (4, True)])
+def test_a_reset_respawns_when_the_right_bin_holds_fewer_than_respawn_below(
+    registry, respawn_below, respawns
+):
+    port = RespawningPort(registry)  # its oracle reports 3 objects in the right bin
+    loop = _collector(registry, port, reset_every=1, respawn_below=respawn_below)
+    loop.run_one()
+    assert loop.resets.pending  # reset_every=1: due after every episode
+    assert loop._reset()  # what run() does before the next episode
+    assert "reset_bin" in port.calls
+    assert ("respawn" in port.calls) == respawns
+    if respawns:
+        assert port.calls.index("respawn") > port.calls.index("reset_bin")
+        assert any("holds 3 < 4 objects" in m for _, m in port.logs)
+
+
+def test_negative_respawn_below_is_refused():
+    with pytest.raises(ConfigError, match="respawn_below"):
+        CollectorConfig(respawn_below=-1).validate()
