@@ -835,7 +835,7 @@ def run(args: argparse.Namespace, say: Progress) -> int:
     notes += [
         f"Learned CEM episodes explore with the policy's epsilon "
         f"({f'{learned[0].epsilon:.2f}' if learned else 'n/a'}) per step; stage 3 uses seed "
-        f"{args.seed + 1}, stage 1 seed {stage1_seed} ({same}).",
+        f"{args.seed + 1}" + (f", stage 1 seed {stage1_seed} ({same})." if stage1 else "."),
         f"Weights: {checkpoint} (version {weights.version}, sha256 {weights.sha256}).",
         f"Bags: {run_dir / 'stage1_episodes'}, {run_dir / 'stage3_episodes'}; node logs in "
         f"{run_dir / 'logs'}.",
