@@ -611,18 +611,19 @@ def write_report(
 
 
 # ------------------------------------------------------------------------------ main
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= minimum."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+_positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -740,6 +741,9 @@ def run(args: argparse.Namespace, say: Progress) -> int:
 
     stages: list[StageResult] = []
     notes: list[str] = []
+    # Stage 3 runs seed + 1; a --baseline-episodes stage 1 shares it (the same first objects).
+    stage3_seed = args.seed + 1
+    stage1_seed = stage3_seed if args.baseline_episodes else args.seed
     task_weights = lift_only_weights(registry) if args.lift_only else []
     if args.lift_only:
         say(f"--lift-only: collector task_weights {task_weights}")
@@ -752,7 +756,7 @@ def run(args: argparse.Namespace, say: Progress) -> int:
             baseline_config = stage_config(run_dir, "baseline", 1.0, task_weights)
             stage1, seconds = collect(
                 1, run_dir, n,
-                [*cell_args, f"seed:={args.seed + 1}", f"config_dir:={baseline_config}"],
+                [*cell_args, f"seed:={stage1_seed}", f"config_dir:={baseline_config}"],
                 timeout(n), say,
             )  # fmt: skip
             stages.append(StageResult("1 collect", seconds, f"{len(stage1)} episodes: scripted"))
@@ -760,7 +764,7 @@ def run(args: argparse.Namespace, say: Progress) -> int:
             say(f"--weights {args.weights}: stages 1 and 2 skipped")
     else:
         say(f"stage 1/4: collect {args.episodes} episodes (scripted/random mix, no weights)")
-        stage1_args = [*cell_args, f"seed:={args.seed}"]
+        stage1_args = [*cell_args, f"seed:={stage1_seed}"]
         if task_weights:
             config = stage_config(run_dir, "collect", None, task_weights)
             stage1_args.append(f"config_dir:={config}")
@@ -798,7 +802,7 @@ def run(args: argparse.Namespace, say: Progress) -> int:
         )
         eval_args = [
             *cell_args,
-            f"seed:={args.seed + 1}",
+            f"seed:={stage3_seed}",
             f"config_dir:={config_dir}",
             f"weights_topic:={WEIGHTS_TOPIC}",
         ]
@@ -828,14 +832,13 @@ def run(args: argparse.Namespace, say: Progress) -> int:
             "Labels: the simulator's oracle (training and this report); training used "
             "skill-level task impersonation, re-balanced sampling and the conservative penalty."
         )
-    stage1_seed = args.seed + 1 if args.baseline_episodes else args.seed
-    same = "the same first objects" if stage1_seed == args.seed + 1 else "other objects, tasks"
+    same = "the same first objects" if stage1_seed == stage3_seed else "other objects, tasks"
     if args.lift_only:
         notes.append(f"--lift-only: lift episodes command {LIFT_TASK} only.")
     notes += [
         f"Learned CEM episodes explore with the policy's epsilon "
         f"({f'{learned[0].epsilon:.2f}' if learned else 'n/a'}) per step; stage 3 uses seed "
-        f"{args.seed + 1}" + (f", stage 1 seed {stage1_seed} ({same})." if stage1 else "."),
+        f"{stage3_seed}" + (f", stage 1 seed {stage1_seed} ({same})." if stage1 else "."),
         f"Weights: {checkpoint} (version {weights.version}, sha256 {weights.sha256}).",
         f"Bags: {run_dir / 'stage1_episodes'}, {run_dir / 'stage3_episodes'}; node logs in "
         f"{run_dir / 'logs'}.",
