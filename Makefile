@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 # Each test session gets its own random ROS_DOMAIN_ID (see test/conftest.py).
 PYTEST_ARGS ?=
 # make demo: collect -> learn -> act with the learned Q-function -> report (runs/demo/<time>/),
-# about 12-15 min on 2 cores. e.g. make demo DEMO_ARGS="--episodes 40 --steps 300"
+# about 11 min on 2 cores (docs/results/demo.md). Options: make demo DEMO_ARGS="--help"
 # make demo-collect: collection only, e.g. make demo-collect DEMO_ARGS="--episodes 20"
 DEMO_ARGS ?=
 
-.PHONY: setup test demo demo-collect demo-graph lint format clean
+.PHONY: setup test demo demo-collect lint format clean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,13 +18,10 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m mtopt_learner.demo $(DEMO_ARGS)
+	$(PY) -m mtopt_demo $(DEMO_ARGS)
 
 demo-collect: setup
-	$(PY) -m mtopt_policy.demo $(DEMO_ARGS)
-
-demo-graph: setup
-	$(PY) -m mtopt_launch.demo
+	$(PY) -m mtopt_demo --collect-only $(DEMO_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src test scripts

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Regenerate docs/learner/probe.png and probe.jsonl: the closed-loop lift-any measurement of the
-README (`python -m mtopt_learner.gym_probe` with the settings below; about an hour on 2 cores).
+README (`python -m mtopt_experiments.gym_probe` with the settings below; about an hour on 2 cores).
 
     .venv/bin/python scripts/render_learner_docs.py [--out runs/probe_docs]
 """
@@ -10,7 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from mtopt_learner import gym_probe
+from mtopt_experiments import gym_probe
 
 #: The README's run: 800 offline episodes, one on-policy round of 400, 200 evaluation episodes.
 PROBE_ARGS = [

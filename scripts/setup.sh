@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command, idempotent setup of the MT-Opt workspace:
 #   apt packages for headless rendering -> .venv (python3.11) -> pinned pip deps ->
-#   mtopt_interfaces (rosidl, cmake/ninja) -> every Python package of src/ in editable mode.
+#   mtopt_interfaces (rosidl, cmake/ninja) -> every Python package of src/ in editable mode ->
+#   every package of src/ registered in the venv's ament index (the colcon install layout).
 # Each step is skipped when a stamp keyed on the hash of its inputs says nothing changed,
 # so a second run with nothing changed takes a few seconds.
 set -euo pipefail
@@ -102,5 +103,110 @@ for setup_py in "$ROOT"/src/*/setup.py; do
         stamp_set "pkg-$name" "$pkg_hash"
     fi
 done
+
+# 7. ament index: the venv as a colcon install prefix ----------------------------------------
+# `colcon build --symlink-install` would give each package of src/ a marker in
+# share/ament_index/resource_index/packages, its package.xml in share/<pkg>, its console
+# scripts in lib/<pkg> (where `ros2 launch` / mtopt-launch look for a node's `exec`) and, for
+# mtopt_bringup, the workspace's launch/ and config/ in share/mtopt_bringup (see its
+# CMakeLists.txt). The same layout is made here, with symlinks so edits show at once.
+# mtopt_interfaces is left alone: its cmake install (step 5) registered it already.
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+INDEX="$VENV/share/ament_index/resource_index/packages"
+REGISTERED="$STAMPS/ament-registered"  # the packages this step registered, one a line
+index_inputs=("${BASH_SOURCE[0]}")
+for pkg_dir in "$ROOT"/src/*/; do
+    for f in package.xml setup.py setup.cfg; do
+        [[ -f "$pkg_dir$f" ]] && index_inputs+=("$pkg_dir$f")
+    done
+done
+index_hash="$( (hash_of "${index_inputs[@]}"; echo "$ROOT") | sha256sum | cut -c1-16)"
+if ! stamp_ok ament-index "$index_hash" || [[ ! -e "$VENV/share/mtopt_bringup/launch" ]]; then
+    say "registering the packages of src/ in the venv's ament index"
+    mkdir -p "$INDEX"
+    registered=()
+    for xml in "$ROOT"/src/*/package.xml; do
+        pkg_dir="$(dirname "$xml")"
+        name="$(basename "$pkg_dir")"
+        grep -q "<name>$name</name>" "$xml" || die "$xml: <name> is not the directory name $name"
+        if grep -q '<build_type>ament_python</build_type>' "$xml"; then
+            : # below
+        elif [[ "$name" != mtopt_bringup ]]; then
+            continue  # built and installed by cmake
+        fi
+        touch "$INDEX/$name"
+        mkdir -p "$VENV/share/$name"
+        ln -sfn "$xml" "$VENV/share/$name/package.xml"
+        registered+=("$name")
+        if [[ "$name" == mtopt_bringup ]]; then
+            for dir in launch config; do
+                target="$VENV/share/$name/$dir"
+                [[ -L "$target" || ! -e "$target" ]] || rm -rf "$target"  # a copied install
+                ln -sfn "$ROOT/$dir" "$target"
+            done
+            continue
+        fi
+        mapfile -t scripts < <("$VENV/bin/python" -c '
+import sys
+from importlib.metadata import distribution
+for ep in distribution(sys.argv[1]).entry_points:
+    if ep.group == "console_scripts":
+        print(ep.name)
+' "$name")
+        for exe in "${scripts[@]}"; do
+            if [[ ! -x "$VENV/bin/$exe" ]]; then
+                # A script that moved between two packages is deleted from bin when pip
+                # reinstalls the package it left; installing the new owner again restores it.
+                say "reinstalling $name (its console script $exe is missing)"
+                "${PIP[@]}" install --no-deps --no-build-isolation -e "$pkg_dir"
+                break
+            fi
+        done
+        lib="$VENV/lib/$name"
+        mkdir -p "$lib"
+        find "$lib" -maxdepth 1 -type l -delete  # console scripts that no longer exist
+        for exe in "${scripts[@]}"; do
+            [[ -x "$VENV/bin/$exe" ]] || die "console script $exe of $name is not in $VENV/bin"
+            ln -sfn "$VENV/bin/$exe" "$lib/$exe"
+        done
+        rmdir --ignore-fail-on-non-empty "$lib"  # no console scripts: no lib/<pkg>, as colcon
+    done
+    # Packages registered before but gone from src/ now.
+    if [[ -f "$REGISTERED" ]]; then
+        while read -r old; do
+            [[ -n "$old" && ! " ${registered[*]} " =~ " $old " ]] || continue
+            say "unregistering $old (no longer in src/)"
+            rm -rf "${INDEX:?}/$old" "${VENV:?}/share/$old" "${VENV:?}/lib/$old"
+        done < "$REGISTERED"
+    fi
+    printf '%s\n' "${registered[@]}" > "$REGISTERED"
+    # ament_index_python finds packages only through AMENT_PREFIX_PATH, which a colcon
+    # workspace gets from `source install/setup.bash`. A venv has no such step, so a .pth
+    # hook (run by every start of the venv's Python, before any user code) appends the venv
+    # to AMENT_PREFIX_PATH when it is not there yet; an AMENT_PREFIX_PATH set by the user
+    # keeps its entries and their order. Child processes (the nodes) inherit it.
+    cat > "$SITE/mtopt_ament_prefix.py" <<'PY'
+"""Puts this venv on AMENT_PREFIX_PATH (installed by scripts/setup.sh, loaded by a .pth).
+
+ament_index_python (`get_package_share_directory`, `$(find-pkg-share)`, node lookup) reads
+only AMENT_PREFIX_PATH; the venv is the install prefix of the workspace's packages.
+"""
+
+import os
+import sys
+
+_entries = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+if not any(os.path.realpath(p) == os.path.realpath(sys.prefix) for p in _entries):
+    os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join([*_entries, sys.prefix])
+PY
+    echo "import mtopt_ament_prefix" > "$SITE/mtopt_ament_prefix.pth"
+    env -u AMENT_PREFIX_PATH "$VENV/bin/python" -c '
+from ament_index_python.packages import get_package_share_directory as share
+import os, sys
+launch = os.path.join(share("mtopt_bringup"), "launch")
+sys.exit(0 if os.path.isdir(launch) else f"{launch} is not a directory")' \
+        || die "the venv's ament index does not resolve mtopt_bringup"
+    stamp_set ament-index "$index_hash"
+fi
 
 say "ready: $VENV"

@@ -15,15 +15,13 @@ setup(
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
     description=(
-        "mtopt-launch: runs ROS 2 YAML launch files without the launch package; "
-        "demo nodes for smoke tests."
+        "mtopt-launch: runs ROS 2 YAML launch files (`mtopt-launch PKG FILE`) on machines "
+        "without the launch / launch_ros packages."
     ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "mtopt-launch = mtopt_launch.cli:main",
-            "mtopt-demo-cell = mtopt_launch.demo_cell_node:main",
-            "mtopt-demo-collector = mtopt_launch.demo_collector_node:main",
         ]
     },
 )

@@ -14,13 +14,12 @@ setup(
     zip_safe=True,
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
-    description="MT-Opt multi-task success detector: SD node, training CLI, example generator.",
+    description="MT-Opt multi-task success detector: SD node, training CLI, example clip format.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "sd_node = mtopt_sd.sd_node:main",
             "mtopt-sd-train = mtopt_sd.train_cli:main",
-            "mtopt-sd-examples = mtopt_sd.examples:main",
         ]
     },
 )

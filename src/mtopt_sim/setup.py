@@ -15,13 +15,13 @@ setup(
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
     description="mtopt-sim: simulated MT-Opt robot cell in MuJoCo, gymnasium env, scripted "
-    "policies and sim_cell_node.",
+    "policies with privileged aims, sim_cell_node and the SD example generator.",
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "sim_cell_node = mtopt_sim.sim_cell_node:main",
             "mtopt-sim-bench = mtopt_sim.bench:main",
-            "mtopt-sim-evaluate-scripted = mtopt_sim.evaluate_scripted:main",
+            "mtopt-sd-examples = mtopt_sim.sd_examples:main",
         ]
     },
 )

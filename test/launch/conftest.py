@@ -1,4 +1,7 @@
-"""Launcher tests: running `mtopt-launch` as a real process (fixture `start_launch`)."""
+"""Launcher tests: running `mtopt-launch` as a real process (fixture `start_launch`), and
+colcon-style install prefixes for test packages (`install_package`, fixture
+`demo_graph_env`: the demo graph of test/launch/fixtures/demo_graph installed as package
+`demo_graph`)."""
 
 from __future__ import annotations
 
@@ -16,12 +19,100 @@ import pytest
 
 VENV_BIN = Path(sys.executable).parent
 LAUNCHER = VENV_BIN / "mtopt-launch"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DEMO_GRAPH_SRC = FIXTURES / "demo_graph"
+DEMO_GRAPH_LAUNCH = DEMO_GRAPH_SRC / "launch" / "demo.launch.yaml"
+# exec name -> module of the demo_graph fixture package (its console scripts)
+DEMO_GRAPH_EXECUTABLES = {
+    "mtopt-demo-cell": "demo_graph.demo_cell_node",
+    "mtopt-demo-collector": "demo_graph.demo_collector_node",
+}
+
+# The fixture package is not pip-installed; tests import its plain logic from its source.
+if str(DEMO_GRAPH_SRC) not in sys.path:
+    sys.path.insert(0, str(DEMO_GRAPH_SRC))
+
+
+def install_package(
+    prefix: Path,
+    package: str,
+    share: dict[str, Path] | None = None,
+    executables: dict[str, str] | None = None,
+) -> Path:
+    """Lay `package` out in `prefix` as colcon would: the ament index marker, `share/<pkg>/`
+    entries (name -> symlinked source file or directory) and `lib/<pkg>/<exec>` programs
+    (name -> script text). Returns `prefix`."""
+    marker = prefix / "share" / "ament_index" / "resource_index" / "packages" / package
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    share_dir = prefix / "share" / package
+    share_dir.mkdir(parents=True, exist_ok=True)
+    for name, source in (share or {}).items():
+        (share_dir / name).symlink_to(source)
+    for name, text in (executables or {}).items():
+        program = prefix / "lib" / package / name
+        program.parent.mkdir(parents=True, exist_ok=True)
+        program.write_text(text)
+        program.chmod(0o755)
+    return prefix
+
+
+def python_entry_point(module: str, source_dir: Path) -> str:
+    """Text of a console script that runs `module`'s `main()` from `source_dir`."""
+    return (
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(source_dir)!r})\n"
+        f"from {module} import main\n"
+        "sys.exit(main())\n"
+    )
+
+
+def prepend_ament_prefix(prefix: Path) -> str:
+    """AMENT_PREFIX_PATH with `prefix` first, then what this process has (the venv)."""
+    current = os.environ.get("AMENT_PREFIX_PATH", "")
+    return os.pathsep.join(p for p in (str(prefix), current) if p)
+
+
+@pytest.fixture(name="install_package")
+def install_package_fixture():
+    """`install_package` for tests (conftest modules are not importable)."""
+    return install_package
+
+
+@pytest.fixture(scope="session")
+def demo_graph_prefix(tmp_path_factory) -> Path:
+    """An install prefix holding the demo_graph fixture package."""
+    return install_package(
+        tmp_path_factory.mktemp("demo_graph_install"),
+        "demo_graph",
+        share={name: DEMO_GRAPH_SRC / name for name in ("package.xml", "launch", "config")},
+        executables={
+            exe: python_entry_point(module, DEMO_GRAPH_SRC)
+            for exe, module in DEMO_GRAPH_EXECUTABLES.items()
+        },
+    )
+
+
+@pytest.fixture
+def demo_graph_env(demo_graph_prefix, monkeypatch) -> dict[str, str]:
+    """Puts the demo_graph prefix on AMENT_PREFIX_PATH (this process and its children);
+    returns that setting for `start_launch(..., extra_env=...)`."""
+    value = prepend_ament_prefix(demo_graph_prefix)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", value)
+    return {"AMENT_PREFIX_PATH": value}
 
 
 class LaunchProcess:
     """A running `mtopt-launch` in its own session; output collected by a thread."""
 
-    def __init__(self, args: list[str], log_dir: Path, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        args: list[str],
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ):
         env = dict(os.environ, ROS_LOG_DIR=str(log_dir), **(extra_env or {}))
         self.popen = subprocess.Popen(
             [str(LAUNCHER), *args],
@@ -29,6 +120,7 @@ class LaunchProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
+            cwd=cwd,
             text=True,
             start_new_session=True,
         )
@@ -97,11 +189,14 @@ def pid_alive(pid: int) -> bool:
 
 @pytest.fixture
 def start_launch(tmp_path) -> Iterator:
-    """Factory: start_launch(args, extra_env=None) -> LaunchProcess; all are killed at the end."""
+    """Factory: start_launch(args, extra_env=None, cwd=None) -> LaunchProcess; all are killed
+    at the end."""
     started: list[LaunchProcess] = []
 
-    def start(args: list[str], extra_env: dict[str, str] | None = None) -> LaunchProcess:
-        proc = LaunchProcess(args, tmp_path / "ros_log", extra_env)
+    def start(
+        args: list[str], extra_env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> LaunchProcess:
+        proc = LaunchProcess(args, tmp_path / "ros_log", extra_env, cwd)
         started.append(proc)
         return proc
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rclpy
-from rclpy.parameter import Parameter
-
-from mtopt_core.action import ActionSpec
-from mtopt_core.tasks import load_task_registry
-from mtopt_launch.demo_logic import (
+from demo_graph.demo_logic import (
     CollectionSummary,
     ConfigError,
     DemoCellConfig,
@@ -18,6 +14,10 @@ from mtopt_launch.demo_logic import (
     TaskChooser,
     scripted_action,
 )
+from rclpy.parameter import Parameter
+
+from mtopt_core.action import ActionSpec
+from mtopt_core.tasks import load_task_registry
 
 
 def test_scripted_actions_are_valid_and_terminate_last():

@@ -2,7 +2,8 @@
 writing bags, the learner ingesting them and announcing weights that the cell's policy loads
 and acts with); (b) `learner_node` SIGKILLed after its first checkpoint and restarted: it resumes
 from the checkpoint and the LogReplay ledger, counting no bag twice; (c) a truncated bag is
-quarantined and the run goes on (`launch/offline_learning.launch.yaml`, which ends by itself)."""
+quarantined and the run goes on (`launch/offline_learning.launch.yaml`, which ends by itself);
+(d) a bag directory without a usable episode ends that launch with an error."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import yaml
 from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.episode_bag import list_episode_bags, read_bag_messages
 from mtopt_core.tasks import load_task_registry
+from mtopt_learner.errors import no_usable_episodes_message
 
 pytestmark = pytest.mark.ros
 
@@ -85,12 +87,8 @@ def edit_yaml(path: Path, node: str, **values) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
-def test_launch_files_resolve_and_qos_matches_the_policy(start_launch):
+def test_launch_files_resolve(start_launch):
     """Every cell's policy listens to the learner's global topic; labels follow the SD."""
-    from mtopt_learner.learner_node import WEIGHTS_QOS
-    from mtopt_policy.policy_node import WEIGHTS_QOS as POLICY_QOS
-
-    assert WEIGHTS_QOS == POLICY_QOS
     launch = start_launch(["--print", str(SIM_LEARNING), "cells:=2", "episodes:=3"])
     assert launch.wait(timeout_s=30) == 0, launch.output
     out = launch.output
@@ -104,6 +102,7 @@ def test_launch_files_resolve_and_qos_matches_the_policy(start_launch):
     offline = start_launch(["--print", str(OFFLINE_LEARNING), "bag_dir:=/b", "out_dir:=/o"])
     assert offline.wait(timeout_s=30) == 0, offline.output
     assert re.search(r"# node learner .*required", offline.output)
+    assert "wait_for_data: false" in offline.output  # a finished directory: no endless wait
 
 
 def test_sim_cell_switches_to_the_learned_weights(start_launch, tmp_path):
@@ -252,3 +251,32 @@ def test_truncated_bag_is_quarantined_and_the_offline_run_completes(start_launch
     assert (out_dir / "logreplay" / "quarantine" / "ep001").is_dir()
     assert not (bags / "ep001").exists()
     assert latest_step(out_dir) == 6
+
+
+def test_offline_run_over_unusable_bags_fails_with_mtopt_learns_message(start_launch, tmp_path):
+    """Ungraded bags with labels:=sd are all skipped: the learner exits with an error (and the
+    launch with it) saying so, as `mtopt-learn` does, instead of waiting for data forever."""
+    bags, out_dir = tmp_path / "bags", tmp_path / "run"
+    registry = load_task_registry()
+    for k in range(3):
+        BAGS.write_episode_bag(bags, f"ep{k:03d}", registry, seed=k, graded=False)
+    config = tmp_path / "config"
+    shutil.copytree(REPO_ROOT / "config", config)
+    edit_yaml(config / "learner.yaml", "learner", **TINY)
+    launch = start_launch(
+        [
+            str(OFFLINE_LEARNING),
+            f"bag_dir:={bags}",
+            f"out_dir:={out_dir}",
+            "labels:=sd",
+            "steps:=6",
+            f"config_dir:={config}",
+        ]
+    )
+    code = launch.wait(timeout_s=90)
+    out = launch.output
+    assert code != 0, out[-4000:]
+    expected = no_usable_episodes_message(bags.resolve(), 3, 0, "sd")
+    assert expected in out, out[-4000:]
+    assert "--labels is 'sd'" in expected and "waiting for data" not in out
+    assert re.search(r"learner.* exited with code 2", out), out[-4000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import stat
 import sys
 import textwrap
 import time
@@ -13,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_LAUNCH = REPO_ROOT / "launch" / "demo.launch.yaml"
+# The demo graph fixture package (conftest `demo_graph_env`), run as `ros2 launch PKG FILE`.
+DEMO_LAUNCH = ["demo_graph", "demo.launch.yaml"]
 
 pytestmark = pytest.mark.ros
 
@@ -42,8 +41,8 @@ def wait_gone(pids, timeout_s: float) -> list[int]:
     return alive
 
 
-def test_demo_runs_to_completion(start_launch):
-    launch = start_launch([str(DEMO_LAUNCH), "episodes:=2"])
+def test_demo_runs_to_completion(start_launch, demo_graph_env, tmp_path):
+    launch = start_launch([*DEMO_LAUNCH, "episodes:=2"], demo_graph_env, cwd=tmp_path)
     code = launch.wait(timeout_s=60)
     out = launch.output
     assert code == 0, out
@@ -73,8 +72,8 @@ def test_demo_runs_to_completion(start_launch):
     assert wait_gone(launch.child_pids().values(), 2.0) == []
 
 
-def test_sigint_stops_everything_within_10s(start_launch):
-    launch = start_launch([str(DEMO_LAUNCH), "episodes:=100000", "namespace:=sig"])
+def test_sigint_stops_everything_within_10s(start_launch, demo_graph_env):
+    launch = start_launch([*DEMO_LAUNCH, "episodes:=100000", "namespace:=sig"], demo_graph_env)
     assert launch.wait_for_line("policy_step received=", timeout_s=45), launch.output
     pids = launch.child_pids()
     assert set(pids) == {"sig/demo_cell", "sig/demo_collector"}
@@ -89,7 +88,7 @@ def test_sigint_stops_everything_within_10s(start_launch):
     assert wait_gone(pids.values(), 1.0) == [], launch.output
 
 
-def test_required_node_failure_fails_launch(start_launch, tmp_path):
+def test_required_node_failure_fails_launch(start_launch, tmp_path, demo_graph_env):
     launch_file = tmp_path / "fail.launch.yaml"
     launch_file.write_text(
         textwrap.dedent(
@@ -97,9 +96,9 @@ def test_required_node_failure_fails_launch(start_launch, tmp_path):
             launch:
               - group:
                   - push-ros-namespace: {namespace: fail}
-                  - node: {pkg: mtopt_launch, exec: mtopt-demo-cell, name: demo_cell}
+                  - node: {pkg: demo_graph, exec: mtopt-demo-cell, name: demo_cell}
                   - node:
-                      pkg: mtopt_launch
+                      pkg: demo_graph
                       exec: mtopt-demo-collector
                       name: demo_collector
                       on_exit: shutdown
@@ -107,7 +106,7 @@ def test_required_node_failure_fails_launch(start_launch, tmp_path):
             """
         )
     )
-    launch = start_launch([str(launch_file)])
+    launch = start_launch([str(launch_file)], demo_graph_env)
     code = launch.wait(timeout_s=30)
     out = launch.output
     assert code == 1, out
@@ -116,18 +115,16 @@ def test_required_node_failure_fails_launch(start_launch, tmp_path):
     assert wait_gone(launch.child_pids().values(), 1.0) == []
 
 
-def test_node_ignoring_sigint_is_escalated_and_named(start_launch, tmp_path):
+def test_node_ignoring_sigint_is_escalated_and_named(start_launch, tmp_path, install_package):
     # A colcon-style install prefix (lib/<pkg>/<exec>) found via AMENT_PREFIX_PATH.
-    exe = tmp_path / "install" / "lib" / "stubborn_pkg" / "stubborn"
-    exe.parent.mkdir(parents=True)
-    exe.write_text(
+    stubborn = (
         f"#!{sys.executable}\n"
         "import signal, time\n"
         "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "print('ignoring SIGINT', flush=True)\n"
         "time.sleep(60)\n"
     )
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    install_package(tmp_path / "install", "stubborn_pkg", executables={"stubborn": stubborn})
     launch_file = tmp_path / "stubborn.launch.yaml"
     launch_file.write_text(
         "launch:\n  - node: {pkg: stubborn_pkg, exec: stubborn, name: stubborn, output: screen}\n"

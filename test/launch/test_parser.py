@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import sys
 import textwrap
@@ -25,8 +24,7 @@ from mtopt_launch.description import (
 )
 from mtopt_launch.parser import parse_cli_args, parse_launch_file
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_LAUNCH = REPO_ROOT / "launch" / "demo.launch.yaml"
+DEMO_LAUNCH = Path(__file__).resolve().parent / "fixtures/demo_graph/launch/demo.launch.yaml"
 
 
 def write(path: Path, text: str) -> Path:
@@ -271,13 +269,14 @@ def test_set_env_and_unset_env(tmp_path):
     assert d.nodes[0].env == {"MTL_A": "1", "MTL_B": None}
 
 
-def test_demo_launch_file_parses_with_config_keys():
+def test_demo_launch_file_parses_with_config_keys(demo_graph_env, demo_graph_prefix):
     d = parse_launch_file(DEMO_LAUNCH, {"episodes": "2"})
     cell, collector = d.nodes
     assert (cell.label, collector.label) == ("demo/demo_cell", "demo/demo_collector")
     assert collector.required and not cell.required
     assert collector.inline_params == {"episodes": 2}
-    config = REPO_ROOT / "config" / "demo.yaml"
+    # $(find-pkg-share demo_graph)/config: the installed share directory, not the source tree.
+    config = demo_graph_prefix / "share" / "demo_graph" / "config" / "demo.yaml"
     assert cell.param_files == [str(config)] == collector.param_files
     keys = yaml.safe_load(config.read_text())
     assert {"/**/demo_cell", "/**/demo_collector"} <= set(keys)
@@ -416,23 +415,34 @@ def test_node_command_line_and_inline_params_file(tmp_path):
     assert written == {"/**": {"ros__parameters": {"k": 1}}}
 
 
-def test_resolve_executable_venv_bin_colcon_lib_and_error(tmp_path):
-    assert resolve_executable("mtopt_launch", "mtopt-demo-cell") == (
-        Path(sys.executable).parent / "mtopt-demo-cell"
+def test_resolve_executable_colcon_lib_through_the_ament_index_and_error(
+    tmp_path, monkeypatch, demo_graph_env, demo_graph_prefix, install_package
+):
+    assert resolve_executable("demo_graph", "mtopt-demo-cell") == (
+        demo_graph_prefix / "lib" / "demo_graph" / "mtopt-demo-cell"
     )
-    prefix = tmp_path / "install"
+    # The venv is a colcon-style prefix too (scripts/setup.sh): lib/<pkg>/<console script>.
+    assert resolve_executable("mtopt_launch", "mtopt-launch") == (
+        Path(sys.prefix) / "lib" / "mtopt_launch" / "mtopt-launch"
+    )
+    prefix = install_package(tmp_path / "install", "my_pkg")
     exe = prefix / "lib" / "my_pkg" / "my_node"
     exe.parent.mkdir(parents=True)
     exe.write_text("#!/bin/sh\n")
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
-    env = dict(os.environ, AMENT_PREFIX_PATH=str(prefix))
-    assert resolve_executable("my_pkg", "my_node", env) == exe
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    assert resolve_executable("my_pkg", "my_node") == exe
     with pytest.raises(ExecutableNotFoundError) as info:
-        resolve_executable("my_pkg", "no_such_node", env)
+        resolve_executable("my_pkg", "no_such_node")
     assert "'no_such_node' of package 'my_pkg'" in str(info.value)
+    assert f"no executable 'no_such_node' in {exe.parent} (it has: my_node)" in str(info.value)
+    # ros2 runs only what the ament index knows: a package without a marker is not found.
+    with pytest.raises(ExecutableNotFoundError) as info:
+        resolve_executable("unregistered_pkg", "my_node")
+    assert "package 'unregistered_pkg' not found in the ament index" in str(info.value)
 
 
-def test_cli_print_and_errors(tmp_path, capsys):
+def test_cli_print_and_errors(tmp_path, capsys, demo_graph_env):
     assert cli.main(["--print", str(DEMO_LAUNCH), "episodes:=4"]) == 0
     out = capsys.readouterr().out
     assert "# arg episodes = '4'" in out

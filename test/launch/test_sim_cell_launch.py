@@ -1,7 +1,7 @@
-"""The simulated cell end to end: `mtopt-launch launch/sim_cell.launch.yaml` runs real node
-processes (MuJoCo cell, arm controller, reset bin, policy, logger, collector) over real DDS and
-leaves one complete episode bag per episode, readable with the project reader (rosbags) and
-independently with the `mcap` library."""
+"""The simulated cell end to end: `mtopt-launch mtopt_bringup sim_cell.launch.yaml`, started
+from a directory outside the workspace, runs real node processes (MuJoCo cell, arm controller,
+reset bin, policy, logger, collector) over real DDS and leaves one complete episode bag per
+episode, readable with the project reader (rosbags) and independently with the `mcap` library."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from mtopt_core.tasks import load_task_registry
 
 pytestmark = pytest.mark.ros
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SIM_LAUNCH = REPO_ROOT / "launch" / "sim_cell.launch.yaml"
-ROBOT_LAUNCH = REPO_ROOT / "launch" / "robot_cell.launch.yaml"
+# `ros2 launch PKG FILE` form: found through the ament index (scripts/setup.sh registers
+# mtopt_bringup in the venv), independent of the working directory.
+SIM_LAUNCH = ["mtopt_bringup", "sim_cell.launch.yaml"]
+ROBOT_LAUNCH = ["mtopt_bringup", "robot_cell.launch.yaml"]
 CAMERAS = ("overhead", "left_shoulder", "right_shoulder")
 KINDS = {"scripted_pick", "scripted_place", "random", "cem"}
 
@@ -100,12 +101,13 @@ def test_sim_cell_collects_episodes_into_complete_bags(start_launch, tmp_path):
     sd_version = untrained_sd(sd_path, names)
     launch = start_launch(
         [
-            str(SIM_LAUNCH),
+            *SIM_LAUNCH,
             f"episodes:={episodes}",
             f"episode_dir:={episode_dir}",
             f"sd_checkpoint:={sd_path}",
             "seed:=3",
-        ]
+        ],
+        cwd=tmp_path,
     )
     code = launch.wait(timeout_s=240)
     out = launch.output
@@ -144,7 +146,7 @@ def test_two_cells_each_in_its_namespace_and_the_launch_ends_when_both_are_done(
 ):
     episode_dir = tmp_path / "episodes"
     launch = start_launch(
-        [str(SIM_LAUNCH), "cells:=2", "episodes:=1", f"episode_dir:={episode_dir}"]
+        [*SIM_LAUNCH, "cells:=2", "episodes:=1", f"episode_dir:={episode_dir}"], cwd=tmp_path
     )
     code = launch.wait(timeout_s=240)
     out = launch.output
@@ -163,9 +165,9 @@ def test_two_cells_each_in_its_namespace_and_the_launch_ends_when_both_are_done(
     assert sorted(by_cell) == [0, 1]
 
 
-def test_launch_files_resolve(start_launch):
+def test_launch_files_resolve(start_launch, tmp_path):
     """Three cells get three namespaces and the waiter; the robot cell has no simulator."""
-    launch = start_launch(["--print", str(SIM_LAUNCH), "cells:=3", "episodes:=2"])
+    launch = start_launch(["--print", *SIM_LAUNCH, "cells:=3", "episodes:=2"], cwd=tmp_path)
     assert launch.wait(timeout_s=30) == 0, launch.output
     out = launch.output
     for k in range(3):
@@ -173,7 +175,7 @@ def test_launch_files_resolve(start_launch):
     assert "# node cell3/" not in out and "# node cell0/sd " not in out
     assert re.search(r"# node wait_collectors .*required", out)
     assert "inline params: cells: 3" in out
-    robot = start_launch(["--print", str(ROBOT_LAUNCH), "sd_checkpoint:=/data/sd.ckpt"])
+    robot = start_launch(["--print", *ROBOT_LAUNCH, "sd_checkpoint:=/data/sd.ckpt"], cwd=tmp_path)
     assert robot.wait(timeout_s=30) == 0, robot.output
     out = robot.output
     assert "sim_cell" not in out and "# node cell0/sd " in out

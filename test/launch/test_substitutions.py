@@ -53,7 +53,7 @@ def test_var_env_default_optenv_dirname_filename():
     [
         ("$(var nope)", "undefined launch configuration 'nope'"),
         ("$(env NOT_SET_ANYWHERE)", "environment variable 'NOT_SET_ANYWHERE' is not set"),
-        ("$(find-pkg-share x)", "unsupported substitution $(find-pkg-share)"),
+        ("$(exec-in-pkg x y)", "unsupported substitution $(exec-in-pkg)"),
         ("$(var a b)", "takes 1 argument(s), got 2"),
         ("$(dirname x)", "takes 0 argument(s)"),
         ("$(var x", "expected ')'"),
@@ -91,3 +91,35 @@ def test_eval_errors_name_the_problem(text, message):
     with pytest.raises(SubstitutionError) as info:
         substitute(text, ctx())
     assert message in str(info.value)
+
+
+def test_find_pkg_share_and_prefix_through_the_ament_index(tmp_path, monkeypatch, install_package):
+    # Two prefixes hold `dup_pkg`: the first on AMENT_PREFIX_PATH wins, as in ament_index.
+    first = install_package(tmp_path / "first", "dup_pkg")
+    second = install_package(tmp_path / "second", "dup_pkg")
+    install_package(second, "only_second")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{first}:{second}")
+    c = ctx()
+    assert substitute("$(find-pkg-share dup_pkg)/config", c) == f"{first}/share/dup_pkg/config"
+    assert substitute("$(find-pkg-prefix dup_pkg)", c) == str(first)
+    assert substitute("$(find-pkg-share only_second)", c) == f"{second}/share/only_second"
+    # The package name may itself be a substitution.
+    assert substitute("$(find-pkg-share $(var p))", ctx({"p": "only_second"})) == (
+        f"{second}/share/only_second"
+    )
+
+
+def test_find_pkg_share_of_an_unknown_package_names_it(tmp_path, monkeypatch, install_package):
+    install_package(tmp_path / "install", "known_pkg")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "install"))
+    with pytest.raises(SubstitutionError) as info:
+        substitute("$(find-pkg-share no_such_pkg)/launch", ctx())
+    message = str(info.value)
+    assert message.startswith("$(find-pkg-share no_such_pkg): package 'no_such_pkg' not found")
+    assert str(tmp_path / "install") in message  # where it looked
+    with pytest.raises(SubstitutionError, match="takes 1 argument"):
+        substitute("$(find-pkg-share)", ctx())
+    # No AMENT_PREFIX_PATH at all: still an error naming the package, not a crash.
+    monkeypatch.delenv("AMENT_PREFIX_PATH")
+    with pytest.raises(SubstitutionError, match="cannot look up package 'known_pkg'"):
+        substitute("$(find-pkg-prefix known_pkg)", ctx())

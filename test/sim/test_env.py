@@ -8,8 +8,8 @@ import pytest
 
 import mtopt_sim
 from mtopt_core.action import ActionSpec
+from mtopt_experiments.evaluate_scripted import acquire_object
 from mtopt_sim.env import EnvConfig, MTOptCell
-from mtopt_sim.evaluate_scripted import acquire_object
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The bin reset (hinge dump): objects in the left bin go back into the right bin.
 
-The full 50-reset measurement is `python -m mtopt_sim.evaluate_scripted --resets 50`; here 20
+The full 50-reset measurement is `mtopt-sim-evaluate-scripted --resets 50`; here 20
 consecutive resets with the same bounds (>= 95 % moved, none lost off the table).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mtopt_experiments.evaluate_scripted import acquire_object, measure_resets
 from mtopt_sim.env import MTOptCell
-from mtopt_sim.evaluate_scripted import acquire_object, measure_resets
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,31 @@
 """Scripted pick/place (seed Appendix B) and the pick -> place -> reset collection order.
 
-The full 100-episode measurement is `python -m mtopt_sim.evaluate_scripted`; here 20 seeded
+The full 100-episode measurement is `mtopt-sim-evaluate-scripted`; here 20 seeded
 episodes each, with the same 80 % bound for the noise-free policies.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from mtopt_sim.env import MTOptCell
-from mtopt_sim.evaluate_scripted import (
+from mtopt_experiments.evaluate_scripted import (
     NOISELESS_PICK,
     NOISELESS_PLACE,
     measure_pick,
     measure_place,
 )
+from mtopt_policy import scripted as policy_scripted
+from mtopt_sim.env import MTOptCell
 from mtopt_sim.scripted import (
     CollectorConfig,
     PickPlaceCollector,
     ScriptedConfig,
     ScriptedPick,
     ScriptedPlace,
+    bin_geometry,
     pick_config,
     place_config,
 )
@@ -99,3 +103,21 @@ def test_collector_runs_pick_then_place_then_reset(env):
     collector.request_reset()
     collector.run_cycle()
     assert collector.stats.resets >= resets + 1
+
+
+def test_uniform_aim_draws_what_the_cell_policy_draws_over_the_same_bins(env):
+    """The sim's aim="uniform" is the policy's start draw over the scene's bins."""
+    geometry = bin_geometry(env.cell)
+    assert np.allclose(geometry.center("right"), env.cell.scene_config.bin_center("right"))
+    assert np.allclose(geometry.half("left"), env.cell.scene_config.bin_half("left"))
+    for sim_cls, policy_cls, config in (
+        (ScriptedPick, policy_scripted.ScriptedPick, policy_scripted.pick_config()),
+        (ScriptedPlace, policy_scripted.ScriptedPlace, policy_scripted.place_config()),
+    ):
+        sim = sim_cls(dataclasses.replace(config, aim="uniform"), rng=np.random.default_rng(7))
+        cell = policy_cls(config, rng=np.random.default_rng(7))
+        for _ in range(5):
+            assert sim.start_options(env) == cell.start_options(geometry)
+            obs = {"gripper_height": np.array([0.2])}
+            assert np.array_equal(sim.act(obs), cell.act(obs))
+    assert pick_config().aim == "object" and place_config().aim == "plate"

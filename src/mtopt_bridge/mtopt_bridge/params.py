@@ -3,13 +3,29 @@
 Every node keeps its parameters in one dataclass (fields with defaults, a `validate()` that
 raises ConfigError naming the bad parameter). `declare_config` declares one ROS parameter per
 field with the field's default, so `--params-file` YAMLs and launch files set them as usual.
+
+A parameter given to the node that no field has (a typo such as `epsilonn`, a key of a removed
+option) is an error, not silently ignored: the message names the file (or `-p` argument) that
+set it, the node and the key, e.g.
+`config/policy.yaml: node /cell0/policy: unknown parameter 'epsilonn' (did you mean 'epsilon'?)`.
+Which keys reach the node is rclpy's own resolution (its parameter overrides); the file is
+found by reading the `--params-file` / `-p` arguments the process was started with and
+matching their node keys (`/**`, `/**/name`, `/ns/*`, ...) the way rclpy does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+import difflib
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import yaml
 from rcl_interfaces.msg import ParameterDescriptor
 
 if TYPE_CHECKING:  # keep ConfigError importable from plain logic modules without loading rclpy
@@ -17,18 +33,38 @@ if TYPE_CHECKING:  # keep ConfigError importable from plain logic modules withou
 
 ConfigT = TypeVar("ConfigT")
 
+#: Parameters rclpy declares (or reads) itself; a parameter file may set them for any node.
+ROS_OWN_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
+ROS_OWN_PREFIXES = ("qos_overrides.",)
+
+# ROS arguments (after --ros-args) that take a value; only --params-file and -p matter here,
+# the others are skipped so their values are not mistaken for options.
+_PARAMS_FILE = "--params-file"
+_PARAM = ("-p", "--param")
+_OTHER_OPTIONS_WITH_VALUE = frozenset(
+    {"-r", "--remap", "-e", "--enclave", "--log-level", "--log-config-file", "--log-file-name"}
+)
+
+# The arguments rclpy.init was given by run_node (None: it used sys.argv).
+_init_args: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "mtopt_init_args", default=None
+)
+
 
 class ConfigError(ValueError):
-    """A parameter has a wrong type or value; the message names the parameter."""
+    """A parameter has a wrong type or value, or is unknown; the message names it."""
 
 
 def declare_config(node: Node, config_cls: type[ConfigT]) -> ConfigT:
     """One parameter per field (default = the field's default); returns the validated config.
 
-    Ints are accepted for float fields, lists for tuple fields. Raises ConfigError naming the
-    parameter on a wrong type, or whatever the dataclass's `validate()` raises for a bad value.
+    The fields are the node's complete parameter set: any other parameter given to the node
+    (rclpy's own excepted) raises ConfigError naming where it was set. Ints are accepted for
+    float fields, lists for tuple fields. Raises ConfigError naming the parameter on a wrong
+    type, or whatever the dataclass's `validate()` raises for a bad value.
     """
-    values: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
     for field in dataclasses.fields(config_cls):
         if field.default is not dataclasses.MISSING:
             default = field.default
@@ -38,8 +74,10 @@ def declare_config(node: Node, config_cls: type[ConfigT]) -> ConfigT:
             raise TypeError(f"{config_cls.__name__}.{field.name} needs a default")
         declared = list(default) if isinstance(default, tuple) else default
         descriptor = ParameterDescriptor(description=field.name, dynamic_typing=True)
-        value = node.declare_parameter(field.name, declared, descriptor).value
-        values[field.name] = _coerce(field.name, value, default)
+        raw[field.name] = node.declare_parameter(field.name, declared, descriptor).value
+        defaults[field.name] = default
+    check_no_unknown_parameters(node, list(raw))
+    values = {name: _coerce(name, value, defaults[name]) for name, value in raw.items()}
     config = config_cls(**values)
     validate = getattr(config, "validate", None)
     if validate is not None:
@@ -50,6 +88,167 @@ def declare_config(node: Node, config_cls: type[ConfigT]) -> ConfigT:
 def describe_config(config: Any) -> str:
     """`name=value` pairs of a config dataclass, for the start-up log line."""
     return " ".join(f"{f.name}={getattr(config, f.name)!r}" for f in dataclasses.fields(config))
+
+
+@contextlib.contextmanager
+def parameter_error(name: str, *errors: type[Exception]) -> Iterator[None]:
+    """Turn `errors` raised inside into a ConfigError naming parameter `name`, e.g. a
+    `tasks_file` the task registry cannot load: run_node then reports it like a bad value."""
+    try:
+        yield
+    except errors as exc:
+        raise ConfigError(f"parameter {name}: {exc}") from None
+
+
+@contextlib.contextmanager
+def init_arguments(args: Sequence[str] | None) -> Iterator[None]:
+    """Within this block declare_config reads `args` (what rclpy.init was given; None means
+    sys.argv) to name the file a parameter came from. run_node wraps node construction."""
+    token = _init_args.set(None if args is None else list(args))
+    try:
+        yield
+    finally:
+        _init_args.reset(token)
+
+
+# -- unknown parameters ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSource:
+    """Parameters one command-line argument sets for the nodes its key matches.
+
+    `origin` is what the error message names: the params file's path, or `-p name:=value`.
+    """
+
+    origin: str
+    node_key: str  # e.g. "/**/policy", "/cell0/policy", "/**"
+    names: frozenset[str]
+
+    def applies_to(self, node_fqn: str) -> bool:
+        return node_key_matches(self.node_key, node_fqn)
+
+
+def node_key_matches(node_key: str, node_fqn: str) -> bool:
+    """Whether a parameter file's node key applies to the node `node_fqn`, as rclpy decides:
+    a missing leading '/' is added, `/**` matches any number of namespace levels (also none),
+    `/*` exactly one name."""
+    key = node_key if node_key.startswith("/") else "/" + node_key
+    pattern, i = [], 0
+    while i < len(key):
+        if key.startswith("/**", i):
+            pattern.append(r"(/\w+)*")
+            i += 3
+        elif key.startswith("/*", i):
+            pattern.append(r"(/\w+)")
+            i += 2
+        else:
+            pattern.append(re.escape(key[i]))
+            i += 1
+    return re.fullmatch("".join(pattern), node_fqn) is not None
+
+
+def ros_argument_sources(argv: Sequence[str]) -> list[ParameterSource]:
+    """The `--params-file` and `-p` arguments of a command line, in order.
+
+    Only arguments inside `--ros-args` ... (`--` or the end) count, as for rcl. A params file
+    that cannot be read here gives no source (rcl has read it already, or refused to start).
+    """
+    sources: list[ParameterSource] = []
+    in_ros_args = False
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--ros-args":
+            in_ros_args = True
+        elif token == "--":
+            in_ros_args = False
+        elif not in_ros_args:
+            continue
+        elif token == _PARAMS_FILE:
+            path = next(tokens, None)
+            if path is not None:
+                sources.extend(params_file_sources(path))
+        elif token in _PARAM:
+            rule = next(tokens, None)
+            if rule is not None and ":=" in rule:
+                target, _, _ = rule.partition(":=")
+                node_key, _, name = target.rpartition(":")
+                sources.append(ParameterSource(f"-p {rule}", node_key or "/**", frozenset([name])))
+        elif token in _OTHER_OPTIONS_WITH_VALUE:
+            next(tokens, None)
+    return sources
+
+
+def params_file_sources(path: str) -> list[ParameterSource]:
+    """One source per `ros__parameters` block of a ROS 2 parameter file.
+
+    Node keys nest (`cell0: {policy: {ros__parameters: ...}}` is `cell0/policy`); nested maps
+    under `ros__parameters` are dotted parameter names, as rcl reads them.
+    """
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    sources: list[ParameterSource] = []
+
+    def walk(mapping: Any, node_path: list[str]) -> None:
+        if not isinstance(mapping, dict):
+            return
+        for key, value in mapping.items():
+            if key == "ros__parameters" and node_path:
+                names = frozenset(_flatten_names(value, ""))
+                sources.append(ParameterSource(path, "/".join(node_path), names))
+            else:
+                walk(value, [*node_path, str(key)])
+
+    walk(document, [])
+    return sources
+
+
+def _flatten_names(value: Any, prefix: str) -> Iterable[str]:
+    if not isinstance(value, dict):
+        return [prefix] if prefix else []
+    names: list[str] = []
+    for key, item in value.items():
+        names.extend(_flatten_names(item, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
+    return names
+
+
+def check_no_unknown_parameters(
+    node: Node, known: Sequence[str], argv: Sequence[str] | None = None
+) -> None:
+    """Raise ConfigError if the node was given a parameter that is neither in `known`, nor
+    declared already, nor rclpy's own. The message names, for each such parameter, the
+    params file(s) or `-p` argument(s) of `argv` (default: the arguments rclpy.init got) that
+    set it, the node, and the known names."""
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy's resolved overrides
+    unknown = [
+        name
+        for name in overrides
+        if name not in known
+        and name not in ROS_OWN_PARAMETERS
+        and not name.startswith(ROS_OWN_PREFIXES)
+        and not node.has_parameter(name)
+    ]
+    if not unknown:
+        return
+    if argv is None:
+        argv = _init_args.get()
+    if argv is None:
+        argv = sys.argv
+    fqn = node.get_fully_qualified_name()
+    sources = [s for s in ros_argument_sources(argv) if s.applies_to(fqn)]
+    clauses = []
+    for name in unknown:
+        origins = list(dict.fromkeys(s.origin for s in sources if name in s.names))
+        where = f"{', '.join(origins)}: " if origins else ""
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        clauses.append(f"{where}node {fqn}: unknown parameter {name!r}{hint}")
+    raise ConfigError("; ".join(clauses) + f" (known: {', '.join(known)})")
+
+
+# -- types -----------------------------------------------------------------------------------
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:

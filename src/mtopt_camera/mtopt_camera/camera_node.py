@@ -20,6 +20,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from mtopt_bridge.image import numpy_to_image
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
+from mtopt_bridge.qos import IMAGE_PUBLISH_QOS
 from mtopt_camera.capture import FrameCapture, parse_source
 from mtopt_camera.config import CameraConfig
 
@@ -41,7 +42,8 @@ class CameraNode(Node):
             info=logger.info,
         )
         base = f"camera/{self.config.camera_name}"
-        self.image_pub = self.create_publisher(Image, f"{base}/image_raw", QOS_DEPTH)
+        # Same profile as the simulated cameras: reliable and best-effort subscribers connect.
+        self.image_pub = self.create_publisher(Image, f"{base}/image_raw", IMAGE_PUBLISH_QOS)
         self.info_pub = self.create_publisher(CameraInfo, f"{base}/camera_info", QOS_DEPTH)
         self._info_template = self._camera_info()
         self.timer = self.create_timer(1.0 / self.config.rate_hz, self._tick)

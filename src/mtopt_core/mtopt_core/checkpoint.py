@@ -148,7 +148,7 @@ def read_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
             )  # fmt: skip
     try:
         body = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as exc:  # any unpickling failure means a bad file
         raise CheckpointError(path, f"unreadable payload: {exc}") from exc
     if not isinstance(body, dict) or body.get("format") != FORMAT_VERSION:
         raise CheckpointError(

@@ -19,7 +19,7 @@ where payload is a `torch.save` of {"config": ..., "state_dict": ..., "meta": ..
 written atomically (temp file, fsync, rename, fsync of the directory) and a `<file>.sha256`
 sidecar in `sha256sum` format holds the hash of the whole file for tools and WeightsUpdate
 messages. `load_checkpoint` refuses truncated, corrupted, non-finite or mismatched files with a
-`CheckpointError` that says which.
+`SDCheckpointError` that says which.
 """
 
 from __future__ import annotations
@@ -277,8 +277,10 @@ def images_to_tensor(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 # Checkpoints
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file cannot be used; the message says why (and names the file)."""
+class SDCheckpointError(RuntimeError):
+    """A success-detector checkpoint file cannot be used; the message says why (and names the
+    file). Not `mtopt_core.checkpoint.CheckpointError` (Q-network weights): code that loads both
+    catches each by its own name."""
 
 
 @dataclass
@@ -329,15 +331,15 @@ def load_checkpoint(
 ) -> LoadedCheckpoint:
     """Load and verify a checkpoint; the model comes back in eval mode on the CPU.
 
-    Refuses (CheckpointError) a missing, empty, truncated or corrupted file (embedded hash
+    Refuses (SDCheckpointError) a missing, empty, truncated or corrupted file (embedded hash
     mismatch), a file that is not an SD checkpoint, parameters that are NaN/Inf, a state dict
     that does not fit the stored config, a task list other than `expected_tasks`, and a file
     whose sha256 differs from `expected_sha256`.
     """
     path = Path(path)
 
-    def fail(problem: str) -> CheckpointError:
-        return CheckpointError(f"SD checkpoint {path}: {problem}")
+    def fail(problem: str) -> SDCheckpointError:
+        return SDCheckpointError(f"SD checkpoint {path}: {problem}")
 
     try:
         data = path.read_bytes()

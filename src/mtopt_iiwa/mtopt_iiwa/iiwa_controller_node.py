@@ -31,13 +31,13 @@ from geometry_msgs.msg import Pose
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
+from mtopt_bridge.qos import STATE_QOS
 from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.kinematics import IiwaKinematics, WorkspaceBox, rotation_to_quaternion
 from mtopt_iiwa.motion import (
@@ -55,7 +55,6 @@ from mtopt_interfaces.action import MoveEndEffector
 from mtopt_interfaces.msg import GripperCommand, GripperState
 
 # State topics are read best-effort: that matches both reliable and best-effort publishers.
-_STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 def _duration_msg(seconds: float) -> Duration:
@@ -138,14 +137,14 @@ class IiwaControllerNode(Node):
             JointState,
             "iiwa/joint_states",
             self._on_joint_state,
-            _STATE_QOS,
+            STATE_QOS,
             callback_group=state_group,
         )
         self.create_subscription(
             GripperState,
             "gripper/state",
             self._on_gripper_state,
-            _STATE_QOS,
+            STATE_QOS,
             callback_group=state_group,
         )
         self._trajectory_pub = self.create_publisher(JointTrajectory, "iiwa/joint_trajectory", 10)

@@ -1,7 +1,12 @@
-"""`mtopt-launch FILE [name:=value ...]`: run a ROS 2 YAML launch file without `ros2 launch`.
+"""`mtopt-launch PKG FILE [name:=value ...]`: run a ROS 2 YAML launch file without `ros2 launch`.
 
-    mtopt-launch launch/demo.launch.yaml episodes:=2
-    mtopt-launch --print launch/demo.launch.yaml     # show resolved command lines, run nothing
+    mtopt-launch mtopt_bringup sim_cell.launch.yaml episodes:=3   # FILE of package PKG
+    mtopt-launch path/to/x.launch.yaml episodes:=3                # or a launch file by path
+    mtopt-launch --print mtopt_bringup sim_cell.launch.yaml       # resolved command lines only
+
+As `ros2 launch`: when the first argument is an existing file it is the launch file and every
+following argument is a launch argument; otherwise it is a package, and FILE is the one file of
+that name anywhere under the package's share directory (ament index).
 
 Exit status: 0 when all nodes finished cleanly (or stopped cleanly on Ctrl-C), 1 when a node
 failed (the message names it), 2 for a bad launch file or bad launch arguments.
@@ -21,11 +26,13 @@ import yaml
 
 from mtopt_launch.commands import node_command, resolve_executable
 from mtopt_launch.description import InlineParams, LaunchDescription, LaunchError
+from mtopt_launch.packages import find_launch_file
 from mtopt_launch.parser import parse_cli_args, parse_launch_file
 from mtopt_launch.runner import LaunchRunner, RunnerConfig
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+LAUNCH_FILE_SUFFIXES = (".yaml", ".yml", ".py", ".xml")
 
 
 def default_log_dir() -> Path:
@@ -43,12 +50,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
         description="Run a ROS 2 YAML launch file (the format `ros2 launch` reads): every node "
         "becomes a process with --ros-args for its name, namespace, parameters and remaps.",
     )
-    parser.add_argument("file", type=Path, help="YAML launch file (top-level 'launch:' list)")
+    parser.add_argument(
+        "package_or_file",
+        metavar="PKG|PATH",
+        help="package whose share directory holds the launch file, or the path of a YAML "
+        "launch file (top-level 'launch:' list)",
+    )
     parser.add_argument(
         "launch_args",
         nargs="*",
-        metavar="name:=value",
-        help="launch arguments (override defaults)",
+        metavar="[FILE] name:=value",
+        help="with PKG: the launch file's name, then the launch arguments (override defaults)",
     )
     parser.add_argument(
         "--print",
@@ -76,6 +88,21 @@ def build_arg_parser() -> argparse.ArgumentParser:
         help="seconds to wait after SIGTERM before SIGKILL (default %(default)s)",
     )
     return parser
+
+
+def locate_launch_file(package_or_file: str, rest: list[str]) -> tuple[Path, list[str]]:
+    """(launch file, launch arguments) from the positional arguments, as `ros2 launch` reads
+    them: an existing file is the launch file itself, anything else names a package."""
+    if os.path.isfile(package_or_file):
+        return Path(package_or_file), rest
+    if "/" in package_or_file or package_or_file.endswith(LAUNCH_FILE_SUFFIXES):
+        raise LaunchError(f"launch file not found: {package_or_file}")
+    if not rest or ":=" in rest[0]:
+        raise LaunchError(
+            f"give the launch file of package '{package_or_file}': "
+            f"mtopt-launch {package_or_file} FILE [name:=value ...]"
+        )
+    return find_launch_file(package_or_file, rest[0]), rest[1:]
 
 
 def format_plan(description: LaunchDescription) -> str:
@@ -106,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `mtopt-launch` console script."""
     options = build_arg_parser().parse_args(argv)
     try:
-        cli_args = parse_cli_args(options.launch_args)
-        description = parse_launch_file(options.file, cli_args)
+        launch_file, launch_args = locate_launch_file(options.package_or_file, options.launch_args)
+        cli_args = parse_cli_args(launch_args)
+        description = parse_launch_file(launch_file, cli_args)
         if options.print_only:
             print(format_plan(description))
             return 0

@@ -12,61 +12,28 @@ Inline parameters are written to a parameter YAML keyed by the node's fully qual
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
 
 from mtopt_launch.description import InlineParams, LaunchError, NodeLaunch, ParamFile
+from mtopt_launch.packages import PackageLookupError, find_package_executable
 
 
 class ExecutableNotFoundError(LaunchError):
-    """No executable `exec` of package `pkg` was found. The message lists where we looked."""
+    """No executable `exec` of package `pkg` was found. The message says where we looked."""
 
 
-def search_prefixes(environ: Mapping[str, str] | None = None) -> list[Path]:
-    """Install prefixes searched for `lib/<pkg>/<exec>`: AMENT_PREFIX_PATH, then the venv."""
-    environ = os.environ if environ is None else environ
-    prefixes = [Path(p) for p in environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
-    if Path(sys.prefix) not in prefixes:
-        prefixes.append(Path(sys.prefix))
-    return prefixes
-
-
-def resolve_executable(
-    pkg: str, executable: str, environ: Mapping[str, str] | None = None
-) -> Path:
-    """Find the program for `pkg`/`exec`.
-
-    Order: `<prefix>/lib/<pkg>/<exec>` for each install prefix (colcon layout), then the
-    directory of the running Python (a venv's bin, where pip puts console scripts), then PATH.
-    """
-    environ = os.environ if environ is None else environ
-    looked: list[str] = []
-    if "/" in executable or not executable:
-        raise ExecutableNotFoundError(f"invalid executable name {executable!r} of package {pkg!r}")
-    for prefix in search_prefixes(environ):
-        candidate = prefix / "lib" / pkg / executable
-        looked.append(str(candidate))
-        if _is_executable(candidate):
-            return candidate
-    candidate = Path(sys.executable).parent / executable
-    looked.append(str(candidate))
-    if _is_executable(candidate):
-        return candidate
-    on_path = shutil.which(executable, path=environ.get("PATH", os.defpath))
-    looked.append("PATH")
-    if on_path:
-        return Path(on_path)
-    raise ExecutableNotFoundError(
-        f"executable '{executable}' of package '{pkg}' not found; looked in: {', '.join(looked)}"
-    )
-
-
-def _is_executable(path: Path) -> bool:
-    return path.is_file() and os.access(path, os.X_OK)
+def resolve_executable(pkg: str, executable: str) -> Path:
+    """The program of a node: `<prefix>/lib/<pkg>/<exec>`, with the prefix of `pkg` from the
+    ament index (as launch_ros does; see `packages`)."""
+    try:
+        return find_package_executable(pkg, executable)
+    except PackageLookupError as exc:
+        raise ExecutableNotFoundError(
+            f"executable '{executable}' of package '{pkg}' not found: {exc}"
+        ) from None
 
 
 def inline_params_document(node: NodeLaunch, values: dict) -> dict:

@@ -10,6 +10,8 @@ substitutions; a backslash escapes the next character. Supported substitutions:
     $(optenv NAME [DEFAULT]) environment variable, DEFAULT (or "") if unset
     $(dirname)               directory of the launch file being read
     $(filename)              path of the launch file being read
+    $(find-pkg-share PKG)    share directory of package PKG (ament index: `packages`)
+    $(find-pkg-prefix PKG)   install prefix of package PKG
     $(eval EXPR [MODULES])   str() of the Python expression EXPR, as ros2's PythonExpression:
                              evaluated with the names of `math` in scope (e.g. `floor(2.5)`),
                              plus the modules named in MODULES (comma-separated, default
@@ -26,7 +28,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUPPORTED = ("var", "env", "optenv", "dirname", "filename", "eval")
+from mtopt_launch.packages import PackageLookupError, find_package_prefix, find_package_share
+
+SUPPORTED = (
+    "var",
+    "env",
+    "optenv",
+    "dirname",
+    "filename",
+    "find-pkg-share",
+    "find-pkg-prefix",
+    "eval",
+)
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,13 @@ def _evaluate_one(sub: Substitution, ctx: SubstitutionContext) -> str:
     if sub.name == "filename":
         arity(0, 0)
         return str(ctx.launch_file)
+    if sub.name in ("find-pkg-share", "find-pkg-prefix"):
+        arity(1, 1)
+        find = find_package_share if sub.name == "find-pkg-share" else find_package_prefix
+        try:
+            return str(find(args[0]))
+        except PackageLookupError as exc:
+            raise SubstitutionError(f"$({sub.name} {args[0]}): {exc}") from None
     if sub.name == "eval":
         arity(1, 2)
         return _python_expression(args[0], args[1] if len(args) == 2 else "math")
@@ -147,8 +167,8 @@ def _python_expression(expression: str, modules: str) -> str:
             scope.update(vars(math))
         scope[module.__name__] = module  # as ros2 (so `os.path` is `posixpath`)
     try:
-        return str(eval(expression, {}, scope))  # noqa: S307 - launch files are trusted code
-    except Exception as exc:  # noqa: BLE001 - any failure of the user's expression
+        return str(eval(expression, {}, scope))  # launch files are trusted code
+    except Exception as exc:  # any failure of the user's expression
         raise SubstitutionError(
             f"$(eval {expression!r}) failed: {type(exc).__name__}: {exc}"
         ) from None

@@ -39,7 +39,7 @@ from mtopt_core.episode_bag import EpisodeBagWriter, make_typestore
 from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.tasks import TaskRegistry, load_task_registry
 from mtopt_core.trainer import BellmanUpdater, Trainer, TrainerConfig
-from mtopt_learner.learner import CheckpointWriter
+from mtopt_learner.checkpoints import CheckpointWriter
 from mtopt_learner.log_replay import LogReplay, LogReplayConfig
 from mtopt_learner.ray_backend import (
     BellmanUpdaterActor,
@@ -101,7 +101,7 @@ def write_synthetic_bag(directory: Path, episode_id: str, registry: TaskRegistry
                 header=header(t), episode_id=episode_id, step=k, task=task,
                 action=rng.uniform(-1, 1, 6).astype(np.float32), q_value=np.float32(np.nan),
                 exploratory=True, policy_kind="scripted_pick", gripper_closed=closed,
-                gripper_height=np.float32(height),
+                gripper_height=np.float32(height), object_detected=closed,
             )  # fmt: skip
             bag.write("/cell0/policy/step", "mtopt_interfaces/msg/PolicyStep", t + 1, step)
             t += SEC // 2

@@ -3,20 +3,23 @@
 A worker thread runs the Learner: it ingests new episode bags from `bag_dir`, trains, and
 writes a checkpoint every `checkpoint_every` steps. Each checkpoint is announced on
 
-  `policy/weights`  mtopt_interfaces/WeightsUpdate, reliable + transient_local, depth 1 (the
-                    policy node's WEIGHTS_QOS): a policy node that starts later still receives
-                    the newest. Relative name: at the top level it is `/policy/weights`, which
-                    the cells' policies subscribe to when launched with
-                    `weights_topic:=/policy/weights` (launch/sim_learning.launch.yaml does).
+  `policy/weights`  mtopt_interfaces/WeightsUpdate with `mtopt_bridge.qos.WEIGHTS_QOS`
+                    (reliable + transient_local, depth 1, as the policy subscribes): a policy
+                    node that starts later still receives the newest. Relative name: at
+                    the top level it is `/policy/weights`, which the cells' policies
+                    subscribe to when launched with `weights_topic:=/policy/weights`
+                    (launch/sim_learning.launch.yaml does).
 
 A restarted node resumes from `out_dir` (latest checkpoint + LogReplay ledger) and announces
 the resumed checkpoint once. A status line is logged every `status_every_s`. With `max_steps`
 > 0 the node exits 0 once the run reaches that many steps (mark it `on_exit: shutdown` in a
-launch file); SIGINT writes a checkpoint of the current step first. Exit codes: 0 (done or
-stopped), 1 (training failed, e.g. a non-finite loss), 2 (bad parameters or a run directory
-that cannot be resumed).
+launch file); SIGINT writes a checkpoint of the current step first. With `wait_for_data` false
+(a finished bag directory, launch/offline_learning.launch.yaml) it exits 2 when the bags give
+fewer than `min_episodes` usable episodes, with `mtopt-learn`'s message. Exit codes: 0 (done or
+stopped), 1 (training failed, e.g. a non-finite loss), 2 (bad parameters, a run directory that
+cannot be resumed, or no usable data).
 
-Parameters: `mtopt_learner.learner.LearnerConfig` (config/learner.yaml).
+Parameters: `mtopt_learner.config.LearnerConfig` (config/learner.yaml).
 """
 
 from __future__ import annotations
@@ -25,27 +28,17 @@ import sys
 import threading
 
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import ConfigError, declare_config, describe_config
+from mtopt_bridge.qos import WEIGHTS_QOS
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_core.tasks import TaskRegistryError
 from mtopt_interfaces.msg import WeightsUpdate
-from mtopt_learner.learner import (
-    Learner,
-    LearnerConfig,
-    LearnerConfigError,
-    LearnError,
-    WeightsPublished,
-)
+from mtopt_learner.config import LearnerConfig, LearnerConfigError
+from mtopt_learner.errors import LearnError
+from mtopt_learner.learner import Learner, WeightsPublished
 
-#: The same profile as mtopt_policy.policy_node.WEIGHTS_QOS (mirrored, not imported: that
-#: module pulls in the simulator's scripted policies); test/launch/test_learner_launch.py
-#: checks that they agree.
-WEIGHTS_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 WEIGHTS_TOPIC = "policy/weights"
 #: How long close() waits for the training thread to finish its current step [s].
 STOP_TIMEOUT_S = 30.0
@@ -69,7 +62,8 @@ class LearnerNode(Node):
                 f"cannot start the run in out_dir {self.config.out_dir}: {exc}"
             ) from None
         self.weights_pub = self.create_publisher(WeightsUpdate, WEIGHTS_TOPIC, WEIGHTS_QOS)
-        self.failed = False
+        #: Process exit status when training ends by itself: 1 failed, 2 unusable data.
+        self.exit_code = 0
         self._stop = threading.Event()
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="learner", daemon=True)
@@ -83,8 +77,11 @@ class LearnerNode(Node):
         log = self.get_logger()
         try:
             self.learner.run(self._stop, self.publish, log.info)
-        except Exception as exc:  # noqa: BLE001 - report, and end the process with status 1
-            self.failed = True
+        except LearnError as exc:  # e.g. wait_for_data false and no usable episode
+            self.exit_code = 2
+            log.error(str(exc))
+        except Exception as exc:  # report, and end the process with status 1
+            self.exit_code = 1
             log.error(f"training stopped: {type(exc).__name__}: {exc}")
         else:
             if self._stop.is_set():
@@ -107,7 +104,7 @@ class LearnerNode(Node):
         msg.header.stamp.nanosec = int((event.written_unix_time - seconds) * 1e9)
         try:
             self.weights_pub.publish(msg)
-        except Exception as exc:  # noqa: BLE001 - e.g. the context is already shut down
+        except Exception as exc:  # e.g. the context is already shut down
             self.get_logger().warning(f"weights version {event.version} not announced: {exc}")
             return
         self.get_logger().info(
@@ -133,7 +130,8 @@ class LearnerNode(Node):
 
 
 def main(args=None) -> int:
-    """Run the node; 0 when done or stopped, 1 when training failed, 2 on bad parameters."""
+    """Run the node; 0 when done or stopped, 1 when training failed, 2 on bad parameters or
+    (with `wait_for_data` false) too few usable episodes."""
     nodes: list[LearnerNode] = []
 
     def make() -> LearnerNode:
@@ -141,8 +139,8 @@ def main(args=None) -> int:
         return nodes[-1]
 
     code = run_node(make, "learner_node", args=args)
-    if code == 0 and nodes and nodes[0].failed:
-        return 1
+    if code == 0 and nodes:
+        return nodes[0].exit_code
     return code
 
 

@@ -44,6 +44,7 @@ import os
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -313,6 +314,26 @@ class IngestReport:
         )
 
 
+def describe_ingest(
+    report: IngestReport, bag_dir: Path | str, ledger_path: Path | str, where: str = ""
+) -> str:
+    """A poll's report for people: the summary line, then skip reasons (counted), quarantined
+    and unrestorable bags and ledger problems. `where` tags the header (e.g. " (Ray actor)")."""
+    lines = [f"LogReplay over {bag_dir}{where}: {report.summary()}"]
+    if report.restored:
+        lines.append(f"  {report.restored} episodes restored from {ledger_path}")
+    reasons = Counter(reason.split(":")[0] for _, reason in report.skipped)
+    for reason, n in reasons.most_common():
+        lines.append(f"  skipped {n}: {reason}")
+    for name, reason in report.quarantined:
+        lines.append(f"  quarantined {name}: {reason}")
+    for name, reason in report.restore_failures:
+        lines.append(f"  not restored {name}: {reason}")
+    for problem in report.ledger_problems:
+        lines.append(f"  ledger: {problem}")
+    return "\n".join(lines)
+
+
 class LogReplay:
     """Turns the episode directory into a relabelled replay buffer (see module docstring)."""
 
@@ -428,7 +449,7 @@ class LogReplay:
             decoded = self._decode(bag)
         except GradingError:
             raise  # a grader problem, not the bag's: never quarantine or skip for it
-        except Exception as exc:  # noqa: BLE001 - any decode failure quarantines the bag
+        except Exception as exc:  # any decode failure quarantines the bag
             if isinstance(exc, EpisodeBagError):
                 reason = exc.reason
             else:
@@ -517,7 +538,7 @@ class LogReplay:
                 decoded = self._decode(bag)
             except GradingError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - report, never re-count
+            except Exception as exc:  # report, never re-count
                 reason = exc.reason if isinstance(exc, EpisodeBagError) else repr(exc)
                 report.restore_failures.append((name, reason))
                 log.warning("cannot restore %s from the ledger: %s", name, reason)

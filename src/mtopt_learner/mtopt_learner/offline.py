@@ -18,6 +18,9 @@ cluster) with `--updaters K` Bellman-updater actors computing the CEM targets in
 
 Prints one JSON line on stdout at the end: steps, episodes ingested/skipped/quarantined, the
 final loss and the checkpoint path and sha256. Errors exit with status 2 and a message.
+
+From Python, `train(OfflineConfig(bags=..., out=..., steps=...))` is the same run (without
+Ray) and returns that summary as a dict.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,36 +42,15 @@ from mtopt_core.qnet import QNet
 from mtopt_core.replay import SAMPLERS
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_core.trainer import Trainer, TrainerConfig
+from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_point
+from mtopt_learner.config import OfflineConfig, parse_impersonation, positive_int
 from mtopt_learner.episode_decoder import LABEL_SOURCES
-from mtopt_learner.learner import (  # noqa: F401 - shared with the online learner, re-exported
-    CHECKPOINT_DIR,
-    KEEP_CHECKPOINTS,
-    LATEST,
-    NETS,
-    STATE_DIR,
-    CheckpointWriter,
-    LearnError,
-    checkpoint_steps,
-    latest_checkpoint,
-    make_qnet_config,
-    parse_impersonation,
-    replay_image_size,
-    trainer_config_from_args,
-)
-from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig
+from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
+from mtopt_learner.log_replay import LogReplay, describe_ingest
+from mtopt_learner.nets import NETS, make_qnet_config, replay_image_size
 from mtopt_learner.ray_backend import add_ray_arguments, run_ray, wants_ray
 
 PROG = "mtopt-learn"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="sd: EpisodeInfo SD probabilities; oracle: simulator ground truth (sim only)",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
-    p.add_argument("--checkpoint-every", type=_positive, default=1000, metavar="K")
-    p.add_argument("--batch-size", type=_positive, default=TrainerConfig.batch_size)
+    p.add_argument("--checkpoint-every", type=positive_int, default=1000, metavar="K")
+    p.add_argument("--batch-size", type=positive_int, default=TrainerConfig.batch_size)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=TrainerConfig.learning_rate)
     p.add_argument("--gamma", type=float, default=TrainerConfig.gamma)
@@ -115,9 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="Q-network preset for a new run (the observation size comes from the data;"
         " --resume uses the checkpoint's architecture)",
     )
-    p.add_argument("--cem-population", type=_positive, default=CEMConfig.population)
-    p.add_argument("--cem-elites", type=_positive, default=CEMConfig.elites)
-    p.add_argument("--cem-iterations", type=_positive, default=CEMConfig.iterations)
+    p.add_argument("--cem-population", type=positive_int, default=CEMConfig.population)
+    p.add_argument("--cem-elites", type=positive_int, default=CEMConfig.elites)
+    p.add_argument("--cem-iterations", type=positive_int, default=CEMConfig.iterations)
     p.add_argument(
         "--sd-threshold", type=float, default=0.5, help="P(success) that counts as success"
     )
@@ -134,84 +115,52 @@ def build_parser() -> argparse.ArgumentParser:
 # --- the run ------------------------------------------------------------------------------------
 
 
-def _ingest_summary(replay: LogReplay, report: IngestReport) -> str:
-    lines = [f"LogReplay over {replay.bag_dir}: {report.summary()}"]
-    if report.restored:
-        lines.append(f"  {report.restored} episodes restored from {replay.ledger.path}")
-    reasons = Counter(reason.split(":")[0] for _, reason in report.skipped)
-    for reason, n in reasons.most_common():
-        lines.append(f"  skipped {n}: {reason}")
-    for name, reason in report.quarantined:
-        lines.append(f"  quarantined {name}: {reason}")
-    for name, reason in report.restore_failures:
-        lines.append(f"  not restored {name}: {reason}")
-    for problem in report.ledger_problems:
-        lines.append(f"  ledger: {problem}")
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Ingest, train, checkpoint; returns the summary (see the module docstring)."""
-    started = time.perf_counter()
-    if args.steps < 0:
-        raise LearnError(f"--steps must be >= 0, got {args.steps}")
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    bags = Path(args.bags)
+def check_bag_dir(bags: Path) -> None:
+    """Refuse a --bags that is no directory or holds no complete episode bag."""
     if not bags.is_dir():
         raise LearnError(f"--bags {bags}: not a directory")
     if not list_episode_bags(bags):
-        raise LearnError(f"no complete episode bags in {bags}")
-    out = Path(args.out)
-    ckpt_dir = out / CHECKPOINT_DIR
-    resume_from = latest_checkpoint(out)
-    if args.resume and resume_from is None:
-        raise LearnError(f"--resume: no checkpoint to resume in {ckpt_dir} (no '{LATEST}' file)")
-    if not args.resume and (resume_from is not None or checkpoint_steps(ckpt_dir)):
-        raise LearnError(
-            f"{ckpt_dir} already holds checkpoints; pass --resume to continue that run or choose"
-            " another --out"
-        )
+        raise LearnError(no_bags_message(bags))
 
-    registry = load_task_registry(args.tasks_file)
-    replay = LogReplay(
-        LogReplayConfig(
-            bag_dir=bags,
-            state_dir=out / STATE_DIR,
-            labels_source=args.labels,
-            impersonation=args.impersonation,
-            seed=args.seed,
-            sampler=args.sampler,
-            memory_budget_bytes=int(args.replay_gb * 1e9),
-            sd_threshold=args.sd_threshold,
-        ),
-        registry,
-    )
+
+def train(config: OfflineConfig) -> dict[str, Any]:
+    """Ingest, train, checkpoint (single process); returns the summary (see the module
+    docstring). Raises LearnError, CheckpointError, TaskRegistryError or ValueError with a
+    message for the user."""
+    started = time.perf_counter()
+    config.validate()
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    bags, out = Path(config.bags), Path(config.out)
+    check_bag_dir(bags)
+    resume_from = resume_point(out, config.resume)
+
+    registry = load_task_registry(config.tasks_file)
+    replay = LogReplay(config.replay_config(bags, out), registry)
     report = replay.poll()
-    print(_ingest_summary(replay, report), file=sys.stderr)
+    print(describe_ingest(report, replay.bag_dir, replay.ledger.path), file=sys.stderr)
     if replay.buffer.num_episodes == 0:
         raise LearnError(
-            f"no usable episodes in {bags}: {replay.skipped_total} skipped,"
-            f" {replay.quarantined_total} quarantined (see above; --labels is {args.labels!r})"
+            no_usable_episodes_message(
+                bags, replay.skipped_total, replay.quarantined_total, config.labels
+            )
         )
     image_size = replay_image_size(replay)
 
-    qnet_config = make_qnet_config(resume_from, args.net, len(registry), image_size, str(bags))
-    torch.manual_seed(args.seed)  # the initial weights (the Ray path seeds the same way)
-    trainer = Trainer(
-        QNet(qnet_config), replay.buffer, trainer_config_from_args(args), registry.names
-    )
-    writer = CheckpointWriter(ckpt_dir)
+    qnet_config = make_qnet_config(resume_from, config.net, len(registry), image_size, str(bags))
+    torch.manual_seed(config.seed)  # the initial weights (the Ray path seeds the same way)
+    trainer = Trainer(QNet(qnet_config), replay.buffer, config.trainer_config(), registry.names)
+    writer = CheckpointWriter(out / CHECKPOINT_DIR)
     if resume_from is not None:
         step = writer.resume(trainer, resume_from)
         print(f"resumed {resume_from} at step {step}", file=sys.stderr)
     first_step = trainer.step_count
-    remaining = max(0, args.steps - first_step)
+    remaining = max(0, config.steps - first_step)
     if remaining == 0:
-        print(f"step {first_step} already reaches --steps {args.steps}", file=sys.stderr)
+        print(f"step {first_step} already reaches --steps {config.steps}", file=sys.stderr)
 
     def on_step(metrics: dict[str, Any]) -> None:
-        if trainer.step_count % args.checkpoint_every == 0:
+        if trainer.step_count % config.checkpoint_every == 0:
             writer.save(trainer)
 
     metrics: dict[str, Any] = {}
@@ -233,6 +182,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sha256": writer.last_sha256,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """`train` with `mtopt-learn`'s parsed options."""
+    return train(OfflineConfig.from_args(args))
+
+
+def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
+    """The TrainerConfig `mtopt-learn`'s options give (single-process and Ray runs alike)."""
+    return OfflineConfig.from_args(args).trainer_config()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,9 +25,10 @@ seed derived from it). The initial weights come from `torch.manual_seed(--seed)`
 `mtopt_*` packages must be installed on every node. The ReplayActor is pinned to the driver's
 node: the bag directory and LogReplay's state directory are the driver's paths.
 
+`train_ray(OfflineConfig, num_updaters, address, prefetch)` is `offline.train(config)` on Ray
+(same checkpoints, resume, progress bar and summary, plus the backend fields).
 `add_ray_arguments(parser)` adds --ray / --ray-address / --updaters / --prefetch to
-`mtopt-learn`'s parser; `run_ray(args)` is `offline.run(args)` on Ray (same checkpoints, resume,
-progress bar and summary, plus the backend fields).
+`mtopt-learn`'s parser, and `run_ray(args)` runs `train_ray` with those options.
 """
 
 from __future__ import annotations
@@ -53,18 +54,11 @@ from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.replay import Batch
 from mtopt_core.tasks import TaskRegistry, load_task_registry
 from mtopt_core.trainer import BellmanUpdater, Trainer
-from mtopt_learner.learner import (  # not from offline, which imports this module for --ray
-    CHECKPOINT_DIR,
-    LATEST,
-    STATE_DIR,
-    CheckpointWriter,
-    LearnError,
-    checkpoint_steps,
-    latest_checkpoint,
-    make_qnet_config,
-    trainer_config_from_args,
-)
-from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig
+from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_point
+from mtopt_learner.config import OfflineConfig, positive_int
+from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
+from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig, describe_ingest
+from mtopt_learner.nets import make_qnet_config
 
 DEFAULT_UPDATERS = 2
 DEFAULT_PREFETCH = 2
@@ -255,28 +249,7 @@ class RayTrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _ingest_summary(bag_dir: Path, stats: dict[str, Any], report: IngestReport) -> str:
-    lines = [f"LogReplay over {bag_dir} (Ray actor): {report.summary()}"]
-    if report.restored:
-        lines.append(f"  {report.restored} episodes restored from {stats['ledger']}")
-    reasons: dict[str, int] = {}
-    for _, reason in report.skipped:
-        key = reason.split(":")[0]
-        reasons[key] = reasons.get(key, 0) + 1
-    for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
-        lines.append(f"  skipped {n}: {reason}")
-    for name, reason in report.quarantined:
-        lines.append(f"  quarantined {name}: {reason}")
-    for name, reason in report.restore_failures:
-        lines.append(f"  not restored {name}: {reason}")
-    for problem in report.ledger_problems:
-        lines.append(f"  ledger: {problem}")
-    return "\n".join(lines)
-
-
-def _check_args(args: argparse.Namespace, num_updaters: int, prefetch: int) -> None:
-    if args.steps < 0:
-        raise LearnError(f"--steps must be >= 0, got {args.steps}")
+def _check_options(num_updaters: int, prefetch: int) -> None:
     if num_updaters < 1:
         raise LearnError(f"--updaters must be >= 1, got {num_updaters}")
     if prefetch < 1:
@@ -298,47 +271,43 @@ def train_with_ray(
     Returns every step's metrics: `Trainer.step`'s plus `updater` (which actor labelled the
     batch) and `target_lag` (steps its targets lag the single-process loop's).
     """
-    return _run(args, num_updaters, address, prefetch, callback, keep_metrics=True).metrics
+    config = OfflineConfig.from_args(args)
+    verbose = bool(getattr(args, "verbose", False))
+    return train_ray(config, num_updaters, address, prefetch, callback, True, verbose).metrics
 
 
-def _run(
-    args: argparse.Namespace,
-    num_updaters: int,
-    address: str | None,
-    prefetch: int,
-    callback: Callable[[dict[str, Any]], None] | None,
-    keep_metrics: bool,
+def run_ray(args: argparse.Namespace) -> dict[str, Any]:
+    """`offline.run` on Ray: the summary line of `mtopt-learn` (plus backend fields)."""
+    config = OfflineConfig.from_args(args)
+    return train_ray(
+        config, args.updaters, args.ray_address, args.prefetch, verbose=args.verbose
+    ).summary
+
+
+def train_ray(
+    config: OfflineConfig,
+    num_updaters: int = DEFAULT_UPDATERS,
+    address: str | None = None,
+    prefetch: int = DEFAULT_PREFETCH,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+    keep_metrics: bool = False,
+    verbose: bool = False,
 ) -> RayTrainResult:
+    """`offline.train(config)` on Ray (see `train_with_ray`); `verbose` shows Ray's logs."""
     started = time.perf_counter()
-    _check_args(args, num_updaters, prefetch)
-    bags = Path(args.bags).resolve()
+    config.validate()
+    _check_options(num_updaters, prefetch)
+    bags = Path(config.bags).resolve()
     if not bags.is_dir():
         raise LearnError(f"--bags {bags}: not a directory")
     if not list_episode_bags(bags):
-        raise LearnError(f"no complete episode bags in {bags}")
-    out = Path(args.out).resolve()
-    ckpt_dir = out / CHECKPOINT_DIR
-    resume_from = latest_checkpoint(out)
-    if args.resume and resume_from is None:
-        raise LearnError(f"--resume: no checkpoint to resume in {ckpt_dir} (no '{LATEST}' file)")
-    if not args.resume and (resume_from is not None or checkpoint_steps(ckpt_dir)):
-        raise LearnError(
-            f"{ckpt_dir} already holds checkpoints; pass --resume to continue that run or choose"
-            " another --out"
-        )
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    registry = load_task_registry(args.tasks_file)
-    replay_config = LogReplayConfig(
-        bag_dir=bags,
-        state_dir=out / STATE_DIR,
-        labels_source=args.labels,
-        impersonation=args.impersonation,
-        seed=args.seed,
-        sampler=args.sampler,
-        memory_budget_bytes=int(args.replay_gb * 1e9),
-        sd_threshold=args.sd_threshold,
-    ).validate()
+        raise LearnError(no_bags_message(bags))
+    out = Path(config.out).resolve()
+    resume_from = resume_point(out, config.resume)
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    registry = load_task_registry(config.tasks_file)
+    replay_config = config.replay_config(bags, out).validate()
     try:  # the actor would raise this too, but as an actor-died error
         make_impersonation(replay_config.impersonation, registry)
     except ValueError as exc:
@@ -347,7 +316,7 @@ def _run(
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    owns_ray = init_ray(address, max(os.cpu_count() or 1, num_updaters), args.verbose)
+    owns_ray = init_ray(address, max(os.cpu_count() or 1, num_updaters), verbose)
     actors: list[Any] = []
     try:
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
@@ -358,28 +327,28 @@ def _run(
         )
         actors.append(replay)
         report, stats = ray.get(replay.poll.remote())
-        print(_ingest_summary(bags, stats, report), file=sys.stderr)
+        print(describe_ingest(report, bags, stats["ledger"], " (Ray actor)"), file=sys.stderr)
         if stats["buffer_episodes"] == 0:
             raise LearnError(
-                f"no usable episodes in {bags}: {stats['skipped_total']} skipped,"
-                f" {stats['quarantined_total']} quarantined (see above; --labels is"
-                f" {args.labels!r})"
+                no_usable_episodes_message(
+                    bags, stats["skipped_total"], stats["quarantined_total"], config.labels
+                )
             )
         qnet_config = make_qnet_config(
-            resume_from, args.net, len(registry), stats["image_size"], str(bags)
+            resume_from, config.net, len(registry), stats["image_size"], str(bags)
         )
-        torch.manual_seed(args.seed)  # the initial weights, which the updaters receive
-        trainer_config = trainer_config_from_args(args)
+        torch.manual_seed(config.seed)  # the initial weights, which the updaters receive
+        trainer_config = config.trainer_config()
         view = ReplayView(registry.names, stats)
         trainer = Trainer(QNet(qnet_config), view, trainer_config, registry.names)
-        writer = CheckpointWriter(ckpt_dir)
+        writer = CheckpointWriter(out / CHECKPOINT_DIR)
         if resume_from is not None:
             step = writer.resume(trainer, resume_from)
             print(f"resumed {resume_from} at step {step}", file=sys.stderr)
         first_step = trainer.step_count
-        remaining = max(0, args.steps - first_step)
+        remaining = max(0, config.steps - first_step)
         if remaining == 0:
-            print(f"step {first_step} already reaches --steps {args.steps}", file=sys.stderr)
+            print(f"step {first_step} already reaches --steps {config.steps}", file=sys.stderr)
 
         updater_cls = ray.remote(BellmanUpdaterActor).options(num_cpus=1)
         updaters = [
@@ -388,8 +357,8 @@ def _run(
                 qnet_config.to_dict(),
                 trainer_config.gamma,
                 trainer_config.cem,
-                updater_seed(args.seed, i),
-                args.threads,
+                updater_seed(config.seed, i),
+                config.threads,
             )
             for i in range(num_updaters if remaining else 0)
         ]
@@ -397,7 +366,7 @@ def _run(
         result = RayTrainResult()
         with writer.final_save(trainer):
             last = _train_loop(
-                trainer, updaters, remaining, prefetch, writer, args.checkpoint_every,
+                trainer, updaters, remaining, prefetch, writer, config.checkpoint_every,
                 result.metrics if keep_metrics else None, callback,
             )  # fmt: skip
         result.summary = {
@@ -493,16 +462,6 @@ def _train_loop(
 # --- mtopt-learn wiring -------------------------------------------------------------------------
 
 
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_ray_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the Ray backend's options to `mtopt-learn`'s parser."""
     group = parser.add_argument_group("Ray backend (seed Fig. 11)")
@@ -520,14 +479,14 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
     )
     group.add_argument(
         "--updaters",
-        type=_at_least_one,
+        type=positive_int,
         default=DEFAULT_UPDATERS,
         metavar="K",
         help=f"Bellman updater actors (default {DEFAULT_UPDATERS})",
     )
     group.add_argument(
         "--prefetch",
-        type=_at_least_one,
+        type=positive_int,
         default=DEFAULT_PREFETCH,
         metavar="N",
         help="labelled batches in flight per updater (the train queue; targets lag by"
@@ -539,10 +498,3 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 def wants_ray(args: argparse.Namespace) -> bool:
     """True when the options ask for the Ray backend."""
     return bool(getattr(args, "ray", False) or getattr(args, "ray_address", None))
-
-
-def run_ray(args: argparse.Namespace) -> dict[str, Any]:
-    """`offline.run` on Ray: the summary line of `mtopt-learn` (plus backend fields)."""
-    return _run(
-        args, args.updaters, args.ray_address, args.prefetch, None, keep_metrics=False
-    ).summary

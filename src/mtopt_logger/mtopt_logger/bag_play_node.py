@@ -24,14 +24,13 @@ import signal
 import sys
 import time
 
-import rclpy
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 
+from mtopt_bridge.node_main import run_node
 from mtopt_logger.bag_play import BagPlayer, NamespaceRemap, PlayMessage, resolve_bag_paths
 
 QUEUE_DEPTH = 100
@@ -216,18 +215,16 @@ def main(args: list[str] | None = None) -> int:
         progress_interval_s=options.progress_interval,
     )
     player.summary.failures.extend(failures)
-    # Our own handlers: a signal only asks the player to stop, so a summary is always printed.
-    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
-    previous = {
-        sig: signal.signal(sig, lambda *_: player.stop())
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        topic_types = player.scan()
-        node = BagPlayNode(topic_types)
+
+    def make_node() -> BagPlayNode:
+        nonlocal node
+        node = BagPlayNode(player.scan())
         for topic, reason in node.unresolved.items():
             say(f"not publishing {topic}: {reason}")
             player.excluded.add(topic)
+        return node
+
+    def play(node: BagPlayNode, _executor) -> int:
         rate = "as fast as possible" if options.rate == 0 else f"rate {options.rate:g}"
         say(
             f"playing {len(bags)} bag(s), {len(node.play_publishers)} topic(s), {rate}"
@@ -247,13 +244,21 @@ def main(args: list[str] | None = None) -> int:
         if not summary.interrupted:
             node.wait_for_acks()
         say(summary.describe())
+        return 1 if summary.failures or not bags else 0
+
+    # Our own handlers instead of rclpy's: a signal only asks the player to stop, so a summary
+    # is always printed.
+    previous = {
+        sig: signal.signal(sig, lambda *_: player.stop())
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        return run_node(
+            make_node, "mtopt-bag-play", args=argv, main_loop=play, ros_signal_handlers=False
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 1 if summary.failures or not bags else 0
 
 
 if __name__ == "__main__":

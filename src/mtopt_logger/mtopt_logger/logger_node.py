@@ -2,16 +2,19 @@
 
 Services (relative, so namespaced per cell):
   `logger/start`  (mtopt_interfaces/srv/StartEpisode): opens `<episode_dir>/<id>.part`.
-      Refused (ok=false) while another episode records (finish it, or finish with
-      discard=true to drop it), when the id exists, or when free disk is below
-      `min_free_disk_gb`. Before opening the bag it waits up to `publisher_wait_s` until every
-      recorded topic has a publisher matched to the logger's subscription (DDS discovery is
-      asymmetric; samples a publisher sends before the logger knows it are lost); topics still
-      without one are named in the response.
+      Refused (ok=false, `outcome` says why) while an episode records (ALREADY_RECORDING,
+      naming it in `recording_episode_id`; finish it, or finish with discard=true to drop it),
+      when the id is invalid or exists (BAD_REQUEST), when free disk is below
+      `min_free_disk_gb` (LOW_DISK), or when the bag cannot be created (WRITE_FAILED).
+      Before opening the bag it waits up to `publisher_wait_s` until every recorded topic
+      has a publisher matched to the logger's subscription (DDS discovery is asymmetric;
+      samples a publisher sends before the logger knows it are lost); topics still without
+      one are named in the response.
   `logger/finish` (mtopt_interfaces/srv/FinishEpisode): writes the request's EpisodeInfo as the
       last message on `episode_info`, closes the bag and renames it to `<id>`; `discard=true`
-      deletes it. An empty `info.episode_id` is filled in; a different id is refused (the bag
-      name and its record would disagree).
+      deletes it. An empty `info.episode_id` is filled in; a different id is refused
+      (BAD_REQUEST: the bag name and its record would disagree). NOT_RECORDING when no episode
+      records; WRITE_FAILED when recording or closing failed (the bag is then deleted).
 
 Recording: raw subscriptions (serialized CDR bytes stored as received), camera frames
 subsampled (see mtopt_logger.recorder). Bag timestamps are receive times on the node clock.
@@ -127,9 +130,12 @@ class LoggerNode(Node):
             path = self.recorder.start(request.episode_id)
         except RecorderError as exc:
             response.ok, response.message = False, str(exc)
+            response.outcome = getattr(StartEpisode.Response, exc.outcome.name)
+            response.recording_episode_id = self.recorder.episode_id or ""
             self.get_logger().warning(f"start refused: {exc}")
             return response
-        response.ok, response.bag_path = True, str(path)
+        response.ok, response.outcome = True, StartEpisode.Response.OK
+        response.bag_path, response.recording_episode_id = str(path), request.episode_id
         response.message = f"recording episode {request.episode_id} into {path}"
         if unmatched:
             response.message += f" (no publisher yet on {', '.join(unmatched)})"
@@ -149,7 +155,7 @@ class LoggerNode(Node):
             if not info.episode_id:
                 info.episode_id = running
             elif info.episode_id != running:
-                response.ok = False
+                response.ok, response.outcome = False, FinishEpisode.Response.BAD_REQUEST
                 response.message = (
                     f"info.episode_id {info.episode_id!r} is not the recording episode"
                     f" {running!r}; nothing changed"
@@ -162,9 +168,10 @@ class LoggerNode(Node):
             )
         except RecorderError as exc:
             response.ok, response.message = False, str(exc)
+            response.outcome = getattr(FinishEpisode.Response, exc.outcome.name)
             self.get_logger().warning(f"finish failed: {exc}")
             return response
-        response.ok = True
+        response.ok, response.outcome = True, FinishEpisode.Response.OK
         if finished.path is None:
             response.message = f"episode {finished.episode_id} discarded"
         else:

@@ -22,20 +22,42 @@ exclusive callback group); recording calls may come from any thread at any time.
 
 from __future__ import annotations
 
+import enum
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtopt_core.episode_bag import PART_SUFFIX, EpisodeBagWriter, make_typestore
+from mtopt_core.episode_bag import (
+    PART_SUFFIX,
+    EpisodeBagError,
+    EpisodeBagWriter,
+    make_typestore,
+)
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 EPISODE_INFO_TYPE = "mtopt_interfaces/msg/EpisodeInfo"
 BYTES_PER_GB = 1e9
 
 
+class Outcome(enum.Enum):
+    """Why a start or finish request was refused. The names are the outcome constants of
+    StartEpisode/FinishEpisode responses (the node sends the code of the same name)."""
+
+    ALREADY_RECORDING = enum.auto()  # start: another episode is still recording
+    NOT_RECORDING = enum.auto()  # finish: no episode is recording
+    BAD_REQUEST = enum.auto()  # start: the episode id is invalid or already used
+    WRITE_FAILED = enum.auto()  # the bag could not be created, written or closed
+    LOW_DISK = enum.auto()  # start: free disk below min_free_disk_gb
+
+
 class RecorderError(RuntimeError):
-    """A start or finish request cannot be honoured; the message says why (sent to the caller)."""
+    """A start or finish request cannot be honoured: `outcome` says which way, the message
+    says why (both are sent to the caller)."""
+
+    def __init__(self, outcome: Outcome, message: str):
+        super().__init__(message)
+        self.outcome = outcome
 
 
 def free_disk_gb(path: Path) -> float:
@@ -114,19 +136,27 @@ class EpisodeRecorder:
         with self._lock:
             if self._writer is not None:
                 raise RecorderError(
+                    Outcome.ALREADY_RECORDING,
                     f"episode {self._writer.episode_id!r} is still recording; finish it first"
-                    " (finish with discard=true drops it)"
+                    " (finish with discard=true drops it)",
                 )
             free = free_disk_gb(self.episode_dir)
             if free < self.min_free_disk_gb:
                 raise RecorderError(
+                    Outcome.LOW_DISK,
                     f"free disk {free:.2f} GB under {self.episode_dir} is below"
-                    f" min_free_disk_gb {self.min_free_disk_gb:.2f} GB; not recording"
+                    f" min_free_disk_gb {self.min_free_disk_gb:.2f} GB; not recording",
                 )
             try:
                 writer = EpisodeBagWriter(self.episode_dir, episode_id, typestore=self.typestore)
-            except (ValueError, OSError, RuntimeError) as exc:
-                raise RecorderError(f"cannot start episode {episode_id!r}: {exc}") from exc
+            except (ValueError, EpisodeBagError) as exc:  # invalid id, or the bag exists
+                raise RecorderError(
+                    Outcome.BAD_REQUEST, f"cannot start episode {episode_id!r}: {exc}"
+                ) from exc
+            except (OSError, RuntimeError) as exc:
+                raise RecorderError(
+                    Outcome.WRITE_FAILED, f"cannot start episode {episode_id!r}: {exc}"
+                ) from exc
             self._writer = writer
             self._cameras = {}
             self._counts = {}
@@ -172,7 +202,7 @@ class EpisodeRecorder:
         with self._lock:
             writer = self._writer
             if writer is None:
-                raise RecorderError("no episode is recording")
+                raise RecorderError(Outcome.NOT_RECORDING, "no episode is recording")
             if not discard and self._failure is None:
                 for topic, camera in self._cameras.items():
                     if not camera.latest_written and camera.latest_data is not None:
@@ -187,7 +217,8 @@ class EpisodeRecorder:
             writer.discard()
             if failure is not None:
                 raise RecorderError(
-                    f"recording episode {writer.episode_id!r} failed ({failure}); bag discarded"
+                    Outcome.WRITE_FAILED,
+                    f"recording episode {writer.episode_id!r} failed ({failure}); bag discarded",
                 )
             return FinishedEpisode(writer.episode_id, None, counts)
         try:
@@ -195,8 +226,9 @@ class EpisodeRecorder:
         except Exception as exc:
             writer.discard()
             raise RecorderError(
+                Outcome.WRITE_FAILED,
                 f"closing episode {writer.episode_id!r} failed ({type(exc).__name__}: {exc});"
-                " bag discarded"
+                " bag discarded",
             ) from exc
         return FinishedEpisode(writer.episode_id, path, counts)
 

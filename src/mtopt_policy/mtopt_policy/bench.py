@@ -1,11 +1,11 @@
 """Throughput of one simulated cell through ROS: `python -m mtopt_policy.bench [--episodes N]`.
 
-Runs `launch/sim_cell.launch.yaml` (one cell: MuJoCo in fast mode, 64 px images, arm
-controller, reset bin, policy, logger, collector; every node its own process, real DDS) on a
-private ROS domain, publishes freshly initialized Q-network weights (the `small` 64 px preset)
-so the policy runs its configured mix of scripted and CEM (epsilon-greedy) episodes, grades
-every episode with a freshly initialized success detector (sd_node), and measures from the
-nodes' own timing topics:
+Runs `mtopt-launch mtopt_bringup sim_cell.launch.yaml` (one cell: MuJoCo in fast mode, 64 px
+images, arm controller, reset bin, policy, logger, collector; every node its own process, real DDS)
+on a private ROS domain, publishes freshly initialized Q-network weights (the `small` 64 px preset)
+so the policy runs its configured mix of scripted and CEM (epsilon-greedy) episodes, grades every
+episode with a freshly initialized success detector (sd_node), and measures from the nodes' own
+timing topics:
 
 * episodes per hour per cell, over the steady state (first to last episode end) and including
   start-up;
@@ -35,8 +35,6 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 TARGET_EPISODES_PER_HOUR = 600.0
-REPO = Path(__file__).resolve().parents[3]
-LAUNCH = REPO / "launch" / "sim_cell.launch.yaml"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -61,11 +59,11 @@ def _phase_sum(timing: dict) -> float:
 
 def _write_weights(directory: Path):
     """A freshly initialized `small` Q-network checkpoint: (path, sha256, task names)."""
-    import torch  # noqa: PLC0415 - only the bench needs it in this process
+    import torch
 
-    from mtopt_core.checkpoint import save_checkpoint  # noqa: PLC0415
-    from mtopt_core.qnet import QNet, QNetConfig  # noqa: PLC0415
-    from mtopt_core.tasks import load_task_registry  # noqa: PLC0415
+    from mtopt_core.checkpoint import save_checkpoint
+    from mtopt_core.qnet import QNet, QNetConfig
+    from mtopt_core.tasks import load_task_registry
 
     names = load_task_registry().names
     torch.manual_seed(0)
@@ -76,10 +74,10 @@ def _write_weights(directory: Path):
 
 def _write_sd(directory: Path) -> Path:
     """A randomly initialized success detector (64 px): grading costs what a trained one does."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from mtopt_core.sd_model import SDModelConfig, SuccessDetector, save_checkpoint  # noqa: PLC0415
-    from mtopt_core.tasks import load_task_registry  # noqa: PLC0415
+    from mtopt_core.sd_model import SDModelConfig, SuccessDetector, save_checkpoint
+    from mtopt_core.tasks import load_task_registry
 
     torch.manual_seed(0)
     path = directory / "bench_sd.ckpt"
@@ -90,12 +88,12 @@ def _write_sd(directory: Path) -> Path:
 def run(episodes: int, use_weights: bool, use_sd: bool, timeout_s: float) -> dict:
     os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 101))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    import rclpy  # noqa: PLC0415
-    from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: PLC0415
-    from std_msgs.msg import String  # noqa: PLC0415
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import String
 
-    from mtopt_interfaces.msg import WeightsUpdate  # noqa: PLC0415
+    from mtopt_bridge.qos import WEIGHTS_QOS
+    from mtopt_interfaces.msg import WeightsUpdate
 
     tmp = Path(tempfile.mkdtemp(prefix="mtopt-policy-bench-"))
     rclpy.init()
@@ -118,12 +116,7 @@ def run(episodes: int, use_weights: bool, use_sd: bool, timeout_s: float) -> dic
     node.create_subscription(String, "policy/episode_timing", on_policy, 100)
     if use_weights:
         path, sha, names = _write_weights(tmp)
-        latched = QoSProfile(
-            depth=1,
-            reliability=ReliabilityPolicy.RELIABLE,
-            durability=DurabilityPolicy.TRANSIENT_LOCAL,
-        )
-        pub = node.create_publisher(WeightsUpdate, "policy/weights", latched)
+        pub = node.create_publisher(WeightsUpdate, "policy/weights", WEIGHTS_QOS)
         pub.publish(
             WeightsUpdate(
                 path=str(path), version=1, sha256=sha, model_preset="small", task_names=names
@@ -139,7 +132,8 @@ def run(episodes: int, use_weights: bool, use_sd: bool, timeout_s: float) -> dic
         str(Path(sys.executable).parent / "mtopt-launch"),
         "--log-dir",
         str(tmp / "log"),
-        str(LAUNCH),
+        "mtopt_bringup",
+        "sim_cell.launch.yaml",
         f"episodes:={episodes}",
         f"episode_dir:={episode_dir}",
         "seed:=1",

@@ -30,20 +30,21 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
-from mtopt_bridge.params import declare_config, describe_config
-from mtopt_core.tasks import load_task_registry
+from mtopt_bridge.node_main import run_node
+from mtopt_bridge.params import ConfigError, declare_config, describe_config, parameter_error
+from mtopt_bridge.qos import STATUS_QOS
+from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_interfaces.action import ResetBin, RunEpisode
 from mtopt_interfaces.msg import CollectorStatus, EpisodeInfo, GripperState, SimOracle
 from mtopt_interfaces.srv import FinishEpisode, GradeEpisode, StartEpisode
@@ -61,9 +62,6 @@ from mtopt_policy.config import CollectorConfig
 from mtopt_policy.inputs import LatestInput
 from mtopt_policy.ros_calls import CallError, GoalRun, call_service, sleep_while, wait_future
 
-STATUS_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 GRADE_FIELDS = ("overhead", "left_shoulder", "right_shoulder")  # GradeEpisode request order
 ORACLE_TYPES = ("mtopt_interfaces/msg/SimOracle", "mtopt_interfaces/msg/EpisodeInfo")
 
@@ -109,7 +107,8 @@ class CollectorNode(Node):
         self.config = declare_config(self, CollectorConfig)
         cfg = self.config
         self.get_logger().info(f"parameters: {describe_config(cfg)}")
-        self.registry = load_task_registry(cfg.tasks_file or None)
+        with parameter_error("tasks_file", TaskRegistryError):
+            self.registry = load_task_registry(cfg.tasks_file or None)
         self.names = tuple(self.registry.names)
         self._stop = threading.Event()
         group = ReentrantCallbackGroup()
@@ -155,7 +154,10 @@ class CollectorNode(Node):
         self.timing_pub = self.create_publisher(String, "collector/episode_timing", 20)
 
         seed = cfg.seed if cfg.seed >= 0 else int(np.random.SeedSequence().entropy % (2**31))
-        self.loop = CollectorLoop(cfg, self.registry, self, np.random.default_rng(seed))
+        try:
+            self.loop = CollectorLoop(cfg, self.registry, self, np.random.default_rng(seed))
+        except ValueError as exc:  # task weights, skills or held_task against the registry
+            raise ConfigError(str(exc)) from None
         self.create_timer(cfg.status_period_s, self._publish_periodic, callback_group=group)
         self.get_logger().info(
             f"cell {cfg.cell_id}: collecting "
@@ -293,13 +295,13 @@ class CollectorNode(Node):
         timeout = self.config.service_timeout_s
         for _ in range(2):
             response = self._call(self.start_client, request, timeout, "logger/start")
-            if response.ok:
+            if response.outcome == StartEpisode.Response.OK:
                 return
             message = response.message
-            if f"episode {episode_id!r} is still recording" in message:
-                return  # a retry after a lost reply: our episode is recording
-            if "is still recording" not in message:
+            if response.outcome != StartEpisode.Response.ALREADY_RECORDING:
                 raise CollectorError(f"logger/start refused: {message}")
+            if response.recording_episode_id == episode_id:
+                return  # a retry after a lost reply: our episode is recording
             # Another episode (of a previous collector run) is still open: drop it.
             self.get_logger().warning(f"logger/start: {message}; discarding it")
             discard = FinishEpisode.Request(discard=True)
@@ -319,9 +321,9 @@ class CollectorNode(Node):
             except CallError as exc:
                 lost_reply, problem = True, str(exc)
                 continue
-            if response.ok:
+            if response.outcome == FinishEpisode.Response.OK:
                 return response.bag_path
-            if lost_reply and "no episode is recording" in response.message:
+            if lost_reply and response.outcome == FinishEpisode.Response.NOT_RECORDING:
                 raise CollectorError(
                     "logger/finish: an earlier attempt got no reply and the logger now has no "
                     "recording episode; the bag may or may not be complete"
@@ -445,39 +447,26 @@ def _spin(executor) -> None:
         executor.spin()
 
 
-def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    executor = None
-    spinner = None
+def _collect(node: CollectorNode, executor) -> int:
+    """The collection loop, in the main thread; the executor spins in another. It only
+    delivers messages and completes futures, none of its callbacks block: one thread is
+    enough (and cheapest)."""
+    spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
+    spinner.start()
     try:
-        try:
-            node = CollectorNode()
-        except ValueError as exc:  # ConfigError, or task weights / skills against the registry
-            print(f"collector_node: invalid parameters: {exc}", file=sys.stderr)
-            return 2
-        # The loop runs in this thread; the executor only delivers messages and completes
-        # futures, none of its callbacks block: one thread is enough (and cheapest).
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        spinner = threading.Thread(target=_spin, args=(executor,), daemon=True)
-        spinner.start()
         if node.loop.run():
             node.finish()
             node.get_logger().info(f"{node.loop.status}; exiting")
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
     finally:
-        if node is not None:
-            node.stop()
-        if executor is not None:
-            executor.shutdown(timeout_sec=2.0)
-        if spinner is not None:
-            spinner.join(timeout=2.0)
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        node.stop()
+        executor.shutdown(timeout_sec=2.0)
+        spinner.join(timeout=2.0)
     return 0
+
+
+def main(args=None) -> int:
+    """Collect until `episodes` are logged (exit 0) or interrupted; 2 on invalid parameters."""
+    return run_node(CollectorNode, "collector_node", args=args, main_loop=_collect)
 
 
 if __name__ == "__main__":

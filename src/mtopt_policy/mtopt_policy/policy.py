@@ -7,8 +7,7 @@
   task's skill with probability `scripted_fraction`, else CEM over the current Q-network with
   epsilon-greedy exploration, or the random policy while no weights are loaded) and the start
   pose (uniformly above the right bin for lift-type skills, the left bin for place skills; the
-  seed's scripted policies, `mtopt_sim.scripted` with `aim="uniform"`, which needs only the bin
-  geometry).
+  seed's scripted policies, `mtopt_policy.scripted`, which need only the bin geometry).
 * `EpisodeRunner`: runs one episode through a `CellPort` (the ROS side: arm and gripper
   actions, fresh observations, step publishing): the pre-episode moves, then per step observe
   (aborting on stale inputs), decide, publish, execute; until terminate, the step limit, a
@@ -33,7 +32,13 @@ from mtopt_core.checkpoint import CheckpointError, qnet_from_checkpoint
 from mtopt_core.tasks import TaskRegistry
 from mtopt_policy.config import POLICY_KINDS, PolicyConfig
 from mtopt_policy.inputs import StaleInputError
-from mtopt_sim.scripted import ScriptedPick, ScriptedPlace, pick_config, place_config
+from mtopt_policy.scripted import (
+    BinGeometry,
+    ScriptedPick,
+    ScriptedPlace,
+    pick_config,
+    place_config,
+)
 
 MODE_DELTA = 0  # MoveEndEffector.Goal.MODE_DELTA
 MODE_ABSOLUTE = 1  # MoveEndEffector.Goal.MODE_ABSOLUTE
@@ -184,7 +189,7 @@ class RandomSource:
 
 
 class ScriptedSource:
-    """The seed's scripted pick or place (`mtopt_sim.scripted`), acting on the gripper height."""
+    """The scripted pick or place (`mtopt_policy.scripted`), acting on the gripper height."""
 
     def __init__(self, scripted: ScriptedPick | ScriptedPlace):
         self.scripted = scripted
@@ -225,33 +230,6 @@ class CemSource:
 
 
 # ------------------------------------------------------------------------------ planning
-class _Bins:
-    """The bin geometry in the shape `mtopt_sim.scripted` reads from a SceneConfig."""
-
-    def __init__(self, config: PolicyConfig):
-        self._center = {"right": config.right_bin_center, "left": config.left_bin_center}
-        self._half = {"right": config.right_bin_half, "left": config.left_bin_half}
-
-    def bin_center(self, which: str) -> np.ndarray:
-        return np.array(self._center[which], dtype=float)
-
-    def bin_half(self, which: str) -> np.ndarray:
-        return np.array(self._half[which], dtype=float)
-
-
-@dataclass
-class _CellGeometry:
-    scene_config: _Bins
-    floor_z: float
-
-
-@dataclass
-class _EnvView:
-    """What a scripted policy's `start_options(env)` reads with aim="uniform": bin geometry."""
-
-    cell: _CellGeometry
-
-
 @dataclass
 class EpisodePlan:
     """Everything decided before an episode starts."""
@@ -288,14 +266,13 @@ class EpisodePlanner:
         self.weights = weights
         self.rng = rng
         self.spec = ActionSpec(config.max_translation_m, config.max_yaw_rad)
-        self.view = _EnvView(_CellGeometry(_Bins(config), config.bin_floor_z))
+        self.bins = BinGeometry.from_policy_config(config)
         self.actions = RandomActions(rng, config.random_terminate_prob)
         noisy = config.scripted_noise
 
         def scripted(base, cls, start_noise: bool):
             cfg = dataclasses.replace(
                 base,
-                aim="uniform",
                 start_height=config.start_height,
                 margin=config.start_margin,
                 start_noise=base.start_noise if start_noise else 0.0,
@@ -356,7 +333,7 @@ class EpisodePlanner:
         else:
             starter = self.scripted[bin_]
             source = ScriptedSource(starter)
-        options = starter.start_options(self.view)  # resets a scripted policy's phase, too
+        options = starter.start_options(self.bins)  # resets a scripted policy's phase, too
         yaw = options.get("start_yaw")
         if yaw is None:  # the place script keeps any yaw: draw one like the pick does
             yaw = float(self.rng.uniform(-math.pi / 2, math.pi / 2))

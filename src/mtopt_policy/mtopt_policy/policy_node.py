@@ -34,15 +34,15 @@ import torch
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from mtopt_bridge.image import ImageConversionError, image_to_numpy, numpy_to_image
 from mtopt_bridge.node_main import run_node
-from mtopt_bridge.params import declare_config, describe_config
+from mtopt_bridge.params import declare_config, describe_config, parameter_error
+from mtopt_bridge.qos import SENSOR_QOS, WEIGHTS_QOS
 from mtopt_core.images import square_resize
-from mtopt_core.tasks import load_task_registry
+from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_interfaces.action import GripperCommand, MoveEndEffector, RunEpisode
 from mtopt_interfaces.msg import GripperState, PolicyStep, WeightsUpdate
 from mtopt_policy.config import PolicyConfig
@@ -58,10 +58,6 @@ from mtopt_policy.policy import (
     make_planner,
 )
 from mtopt_policy.ros_calls import CallError, run_goal
-
-WEIGHTS_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 
 
 def _yaw_of_quaternion(q) -> float:
@@ -186,7 +182,8 @@ class PolicyNode(Node):
         cfg = self.config
         self.get_logger().info(f"parameters: {describe_config(cfg)}")
         torch.set_num_threads(cfg.torch_threads)
-        self.registry = load_task_registry(cfg.tasks_file or None)
+        with parameter_error("tasks_file", TaskRegistryError):
+            self.registry = load_task_registry(cfg.tasks_file or None)
         self.planner = make_planner(cfg, self.registry)
         self.weights = self.planner.weights
         self._busy = threading.Lock()
@@ -201,14 +198,14 @@ class PolicyNode(Node):
             Image,
             f"camera/{cfg.policy_camera}/image_raw",
             self.camera.put,
-            qos_profile_sensor_data,
+            SENSOR_QOS,
             callback_group=inputs,
         )
         self.create_subscription(
             GripperState,
             "gripper/state",
             self.gripper_state.put,
-            qos_profile_sensor_data,
+            SENSOR_QOS,
             callback_group=inputs,
         )
         self.create_subscription(

@@ -19,17 +19,12 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import ConfigError, declare_config, describe_config
+from mtopt_bridge.qos import STATUS_QOS
 from mtopt_interfaces.msg import CollectorStatus
-
-STATUS_QOS = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 
 
 @dataclass(frozen=True)
@@ -107,27 +102,17 @@ class WaitCollectorsNode(Node):
                 return
 
 
+def _spin_until_decided(node: WaitCollectorsNode, executor) -> int:
+    while node.exit_code is None:
+        executor.spin_once(timeout_sec=0.2)
+    return node.exit_code
+
+
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    code = 0
-    try:
-        node = WaitCollectorsNode()
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while node.exit_code is None:
-            executor.spin_once(timeout_sec=0.2)
-        code = node.exit_code
-    except ConfigError as exc:
-        print(f"mtopt-wait-collectors: invalid parameters: {exc}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return code
+    """0 once every collector is done, 1 when one failed, 2 on invalid parameters."""
+    return run_node(
+        WaitCollectorsNode, "mtopt-wait-collectors", args=args, main_loop=_spin_until_decided
+    )
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ import threading
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
+from mtopt_bridge.qos import STATE_QOS
 from mtopt_interfaces.action import ResetBin
 from mtopt_interfaces.msg import BinMotorCommand, BinMotorState
 from mtopt_reset_bin.config import ResetBinConfig
@@ -27,7 +27,6 @@ from mtopt_reset_bin.reset import ResetOutcome, ResetSequence
 from mtopt_reset_bin.serial_motor import SerialBinMotor
 
 # State is read best-effort: that matches both reliable and best-effort publishers.
-_STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 
 
 class ResetBinNode(Node):
@@ -53,7 +52,7 @@ class ResetBinNode(Node):
                 BinMotorState,
                 "reset_bin/state",
                 lambda m: self.motor.on_state(m.angle, m.velocity, m.fault, m.fault_message),
-                _STATE_QOS,
+                STATE_QOS,
                 callback_group=MutuallyExclusiveCallbackGroup(),
             )
         else:

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from mtopt_bridge.image import numpy_to_image
-from mtopt_core.augment import AugmentConfig, augment_views
-from mtopt_core.sd_data import SDDataset, SDExample
 from mtopt_core.sd_model import SDModelConfig, SuccessDetector, save_checkpoint
 from mtopt_core.tasks import load_task_registry
+from mtopt_sd.augment import AugmentConfig, augment_views
 from mtopt_sd.grader import Grader
+from mtopt_sd.sd_data import SDDataset, SDExample
 from mtopt_sd.training import SDTrainer, TrainConfig
 
 

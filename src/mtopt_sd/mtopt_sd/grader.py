@@ -18,7 +18,7 @@ import torch
 from sensor_msgs.msg import Image
 
 from mtopt_bridge.image import ImageConversionError, image_to_numpy
-from mtopt_core.sd_model import CheckpointError, LoadedCheckpoint, load_checkpoint
+from mtopt_core.sd_model import LoadedCheckpoint, SDCheckpointError, load_checkpoint
 
 ACCEPTED_ENCODINGS = ("rgb8", "bgr8")
 
@@ -94,7 +94,7 @@ class Grader:
         self._key = key
         try:
             loaded = load_checkpoint(self.path, self.expected_tasks)
-        except CheckpointError as exc:
+        except SDCheckpointError as exc:
             return ReloadEvent(False, self.version, str(exc))
         self.current = loaded
         return ReloadEvent(True, self.version)

@@ -11,15 +11,14 @@ refused.
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
-import rclpy
 import torch
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
-from mtopt_core.sd_model import CheckpointError
+from mtopt_bridge.node_main import run_node
+from mtopt_bridge.params import ConfigError, declare_config, describe_config, parameter_error
+from mtopt_core.sd_model import SDCheckpointError
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_interfaces.srv import GradeEpisode
 from mtopt_sd.grader import Grader, GradeRequestError
@@ -46,11 +45,11 @@ class SDNodeConfig:
 
     def validate(self) -> None:
         if not self.checkpoint:
-            raise ValueError("parameter 'checkpoint' must be set to an SD checkpoint file")
+            raise ConfigError("parameter 'checkpoint' must be set to an SD checkpoint file")
         if not self.poll_period_s > 0.0:
-            raise ValueError(f"parameter 'poll_period_s' must be > 0, got {self.poll_period_s}")
+            raise ConfigError(f"parameter 'poll_period_s' must be > 0, got {self.poll_period_s}")
         if self.num_threads < 1:
-            raise ValueError(f"parameter 'num_threads' must be >= 1, got {self.num_threads}")
+            raise ConfigError(f"parameter 'num_threads' must be >= 1, got {self.num_threads}")
 
 
 class SDNode(Node):
@@ -58,41 +57,21 @@ class SDNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__("sd", **kwargs)
-        self.config = self._read_parameters()
+        self.config = declare_config(self, SDNodeConfig)
         torch.set_num_threads(self.config.num_threads)
         expected = None
         if self.config.check_tasks:
-            expected = load_task_registry(self.config.tasks_file or None).names
-        self.grader = Grader(self.config.checkpoint, expected)
+            with parameter_error("tasks_file", TaskRegistryError):
+                expected = load_task_registry(self.config.tasks_file or None).names
+        with parameter_error("checkpoint", SDCheckpointError):
+            self.grader = Grader(self.config.checkpoint, expected)
         self.service = self.create_service(GradeEpisode, "sd/grade", self._on_grade)
         self.timer = self.create_timer(self.config.poll_period_s, self._poll)
         self.get_logger().info(
-            f"parameters {asdict(self.config)}; model {self.grader.version}, "
+            f"parameters: {describe_config(self.config)}; model {self.grader.version}, "
             f"{self.grader.image_size}px, tasks {list(self.grader.task_names)}; "
             f"serving {self.service.srv_name}"
         )
-
-    def _read_parameters(self) -> SDNodeConfig:
-        """Declare every SDNodeConfig field as a parameter; coerce and validate the values."""
-        defaults = SDNodeConfig()
-        # Dynamic typing so `-p poll_period_s:=2` (an integer) is accepted for a float field.
-        descriptor = ParameterDescriptor(dynamic_typing=True)
-        values = {}
-        for f in fields(SDNodeConfig):
-            default = getattr(defaults, f.name)
-            value = self.declare_parameter(f.name, default, descriptor).value
-            kind = type(default)
-            try:
-                if kind is bool and not isinstance(value, bool):
-                    raise TypeError
-                values[f.name] = kind(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"parameter '{f.name}' must be a {kind.__name__}, got {value!r}"
-                ) from None
-        config = SDNodeConfig(**values)
-        config.validate()
-        return config
 
     def _on_grade(self, request, response):
         try:
@@ -124,21 +103,9 @@ class SDNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SDNode()
-        rclpy.spin(node)
-    except (CheckpointError, TaskRegistryError, ValueError) as exc:
-        print(f"sd_node: error: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Run the node until interrupted; exit code 2 when a parameter is invalid (also a
+    checkpoint or task registry that cannot be loaded)."""
+    return run_node(SDNode, "sd_node", args=args)
 
 
 if __name__ == "__main__":

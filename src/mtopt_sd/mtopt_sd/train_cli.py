@@ -23,8 +23,10 @@ from pathlib import Path
 import torch
 
 from mtopt_core.atomic_io import atomic_write_bytes
-from mtopt_core.augment import AugmentConfig
-from mtopt_core.sd_data import (
+from mtopt_core.sd_model import POOLINGS, VIEW_ENCODERS, SDModelConfig, save_checkpoint
+from mtopt_core.tasks import TaskRegistryError, load_task_registry
+from mtopt_sd.augment import AugmentConfig
+from mtopt_sd.sd_data import (
     SDDataError,
     SDDataset,
     load_example_videos,
@@ -33,8 +35,6 @@ from mtopt_core.sd_data import (
     table3_markdown,
     write_table3,
 )
-from mtopt_core.sd_model import POOLINGS, VIEW_ENCODERS, SDModelConfig, save_checkpoint
-from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_sd.training import SDTrainer, TrainConfig, summarize
 
 
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> dict:
         augment=AugmentConfig.none() if args.no_augment else parse_augment(args.augment),
     )
     logdir = args.logdir or args.out.parent / "runs" / args.out.name
-    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 (slow import)
+    from torch.utils.tensorboard import SummaryWriter  # slow import
 
     writer = SummaryWriter(str(logdir))
     try:

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mtopt_core.augment import AugmentConfig, augment_views
-from mtopt_core.sd_data import (
+from mtopt_core.sd_model import SDModelConfig, SuccessDetector
+from mtopt_sd.augment import AugmentConfig, augment_views
+from mtopt_sd.sd_data import (
     BalancedSampler,
     SDDataset,
     Table3Row,
@@ -25,7 +26,6 @@ from mtopt_core.sd_data import (
     mean_rate,
     table3,
 )
-from mtopt_core.sd_model import SDModelConfig, SuccessDetector
 
 LOSSES = {"balanced": balanced_bce_loss, "mean": masked_bce_loss}
 

@@ -8,7 +8,7 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import gymnasium as _gym  # noqa: E402
+import gymnasium as _gym
 
 ENV_ID = "mtopt_sim/MTOptCell-v0"
 

@@ -19,9 +19,7 @@ import os
 import sys
 import time
 
-os.environ.setdefault("MUJOCO_GL", "egl")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 EPISODE_STEPS = 10
 
@@ -78,8 +76,6 @@ def throughput(workers: int, episodes_per_worker: int, image_size: int) -> float
 
 def measure_physics(cell, sim_seconds: float) -> float:
     """Physics steps/s while the arm sweeps back and forth above the right bin."""
-    import mtopt_sim.cell as cell_mod  # noqa: F401 - MUJOCO_GL before mujoco
-
     q0 = cell.arm_qpos()
     q1 = q0 + np.array([0.3, 0.2, 0.0, -0.2, 0.0, 0.2, 0.3])
     steps = int(sim_seconds / cell.model.opt.timestep)

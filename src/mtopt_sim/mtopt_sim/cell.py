@@ -17,18 +17,15 @@ fork a process after rendering (use the multiprocessing 'spawn' start method).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import mujoco
+import numpy as np
 
-import mujoco  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mtopt_sim import objects as objects_mod  # noqa: E402
-from mtopt_sim import robot as robot_mod  # noqa: E402
-from mtopt_sim import scene as scene_mod  # noqa: E402
-from mtopt_sim.ik import DlsIk, IkConfig, IkResult, top_down_rotation, yaw_of  # noqa: E402
+from mtopt_sim import objects as objects_mod
+from mtopt_sim import robot as robot_mod
+from mtopt_sim import scene as scene_mod
+from mtopt_sim.ik import DlsIk, IkConfig, IkResult, top_down_rotation, yaw_of
 
 HIDDEN_GEOM_GROUP = 5  # parked objects are moved to this group; renderers hide it
 

@@ -1,7 +1,8 @@
 """Render the pictures of docs/sim/: the three camera views, the cell variations, and GIFs of a
 scripted pick, a scripted place and a bin reset.
 
-    python -m mtopt_sim.docs [--out docs/sim]     (also: scripts/render_sim_docs.py)
+    python -m mtopt_sim.docs [--out docs/sim]     (from the repository root; also
+    scripts/render_sim_docs.py)
 
 Deterministic (fixed seeds). Every file is kept under `MAX_BYTES` (GIFs use a small palette and
 are re-encoded smaller if needed).
@@ -15,14 +16,12 @@ import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from mtopt_sim.env import EnvConfig, MTOptCell  # noqa: E402
-from mtopt_sim.scene import CAMERA_NAMES  # noqa: E402
-from mtopt_sim.scripted import (  # noqa: E402
+from mtopt_sim.env import EnvConfig, MTOptCell
+from mtopt_sim.scene import CAMERA_NAMES
+from mtopt_sim.scripted import (
     ScriptedPick,
     ScriptedPlace,
     pick_config,
@@ -31,13 +30,6 @@ from mtopt_sim.scripted import (  # noqa: E402
 )
 
 MAX_BYTES = 300_000
-
-
-def _default_out() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "docs").is_dir() and (parent / "src").is_dir():
-            return parent / "docs" / "sim"
-    return Path("docs/sim")
 
 
 def _save_png(image: np.ndarray, path: Path) -> None:
@@ -167,9 +159,11 @@ def render_all(out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="output directory (docs/sim)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("docs/sim"), help="output directory (docs/sim)"
+    )
     args = parser.parse_args(argv)
-    for path in render_all(args.out or _default_out()):
+    for path in render_all(args.out):
         print(f"{path} {path.stat().st_size // 1024} KB")
     return 0
 

@@ -30,22 +30,19 @@ registry (`info["oracle_detail"]` says which objects it saw); never feed it to t
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-from gymnasium import spaces  # noqa: E402
-
-from mtopt_core import action as action_mod  # noqa: E402
-from mtopt_core.action import ActionSpec  # noqa: E402
-from mtopt_core.tasks import TaskRegistry, load_task_registry  # noqa: E402
-from mtopt_sim.cell import CellConfig, SimCell  # noqa: E402
-from mtopt_sim.oracle import OracleConfig, OracleResult, SuccessOracle  # noqa: E402
-from mtopt_sim.scene import CAMERA_NAMES  # noqa: E402
+from mtopt_core import action as action_mod
+from mtopt_core.action import ActionSpec
+from mtopt_core.tasks import TaskRegistry, load_task_registry
+from mtopt_sim.cell import CellConfig, SimCell
+from mtopt_sim.oracle import OracleConfig, OracleResult, SuccessOracle
+from mtopt_sim.scene import CAMERA_NAMES
 
 ENV_ID = "mtopt_sim/MTOptCell-v0"
 

@@ -1,17 +1,17 @@
-"""The seed's crude scripted policies (Appendix B) and the pick -> place collection sequence.
+"""The scripted pick/place with the simulator's privileged aims, and the pick -> place
+collection sequence.
 
-* `ScriptedPick`: start at a random point above the right bin, descend to the bottom of the
-  bin, close the gripper, lift (and terminate).
-* `ScriptedPlace`: start at a random point above the left bin (the plate), descend, open the
-  gripper to release the held object, retract (and terminate).
+The policies themselves (phases, noise, the uniform start draw over a bin) are
+`mtopt_policy.scripted`, what a real cell runs. Here they also read the simulated cell:
 
-Both emit the normalized 6-D MT-Opt action (`mtopt_core.action`) through `env.step`, exactly as
-a learned policy, with configurable Gaussian action noise. Their start point is chosen before
-the episode (the real cell's pre-episode move; `MTOptCell.reset(options={"start": ...})`).
-`aim="object"` / `aim="plate"` pick the start point from privileged simulator knowledge (a random
-object in the right bin that the open fingers can straddle without landing on a neighbour or a
-wall, `mtopt_sim.grasp`; a random point over the plate);
-`aim="uniform"` draws it uniformly over the bin, as the seed's policy did.
+* `ScriptedPick` with `aim="object"` starts above a random object in the right bin that the
+  open fingers can straddle without landing on a neighbour or a wall (`mtopt_sim.grasp`);
+* `ScriptedPlace` with `aim="plate"` starts above a random point over the plate;
+* `aim="uniform"` draws the start uniformly over the bin, as the seed's policy did.
+
+`start_options(env)` takes the gymnasium env (`MTOptCell`); its result goes to
+`env.reset(options=...)`. `pick_config` / `place_config` are the policy's with the privileged
+aims.
 
 `PickPlaceCollector` runs the seed's collection order: a pick episode, then (if something is
 held) a place episode, then a bin reset (hinge dump) when requested or on schedule.
@@ -26,190 +26,83 @@ from typing import Any
 
 import numpy as np
 
-from mtopt_core.action import ActionSpec
+from mtopt_policy import scripted as policy_scripted
+from mtopt_policy.scripted import BinGeometry, ScriptedConfig
+from mtopt_sim.cell import SimCell
 from mtopt_sim.env import MTOptCell
 from mtopt_sim.grasp import GraspPlanner
 
 
-@dataclass(frozen=True)
-class ScriptedConfig:
-    """Behaviour and noise of a scripted policy."""
-
-    #: Start point choice: pick "object" | "uniform"; place "plate" | "uniform".
-    aim: str = "object"
-    #: Std of the Gaussian noise added to every normalized translation and yaw component.
-    action_noise: float = 0.0
-    #: Std of the noise added to the start point's x and y [m].
-    start_noise: float = 0.0
-    #: Probability per step of flipping the gripper bit (pick: an early/late close).
-    gripper_flip_prob: float = 0.0
-    start_height: float = 0.20  # start TCP height above the bin floor [m]
-    #: Pick: TCP height above the floor to close at; place: height to open at [m].
-    target_height: float = 0.03
-    lift_steps: int = 3  # pick: steps up after closing; place: steps up after opening
-    max_descend_steps: int = 6
-    #: A descent step that moves less than this [m] counts as blocked (stop descending).
-    blocked_distance: float = 0.004
-    margin: float = 0.04  # keep uniform start points this far inside the bin walls [m]
-
-
 def pick_config(noisy: bool = True) -> ScriptedConfig:
-    """The scripted pick's configuration: with the default noise, or noise-free."""
-    if noisy:
-        return ScriptedConfig(aim="object", action_noise=0.5, start_noise=0.04)
-    return ScriptedConfig(aim="object")
+    """The scripted pick aimed at objects: with the default noise, or noise-free."""
+    return dataclasses.replace(policy_scripted.pick_config(noisy), aim="object")
 
 
 def place_config(noisy: bool = True) -> ScriptedConfig:
-    """The scripted place's configuration: with the default noise, or noise-free."""
-    base = ScriptedConfig(aim="plate", target_height=0.09, lift_steps=2)
-    if noisy:
-        return dataclasses.replace(base, action_noise=0.5, start_noise=0.04)
-    return base
+    """The scripted place aimed at the plate: with the default noise, or noise-free."""
+    return dataclasses.replace(policy_scripted.place_config(noisy), aim="plate")
 
 
-class _Scripted:
-    kind = "scripted"
-
-    @staticmethod
-    def default_config() -> ScriptedConfig:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def __init__(
-        self,
-        config: ScriptedConfig | None = None,
-        action_spec: ActionSpec | None = None,
-        rng: np.random.Generator | None = None,
-    ):
-        self.config = config or self.default_config()
-        self.spec = action_spec or ActionSpec()
-        self.rng = rng if rng is not None else np.random.default_rng()
-        self._phase = "done"
-
-    def _action(self, dz: float, close: bool, terminate: bool = False, dxy=(0.0, 0.0)):
-        cfg = self.config
-        a = self.spec.from_physical([dxy[0], dxy[1], dz], 0.0, close, terminate)
-        if cfg.action_noise > 0:
-            a[:4] += self.rng.normal(0.0, cfg.action_noise, 4).astype(np.float32)
-        if cfg.gripper_flip_prob > 0 and self.rng.random() < cfg.gripper_flip_prob:
-            a[4] = 1.0 - a[4]
-        return self.spec.clip(a)
-
-    def _noisy_xy(self, xy: np.ndarray) -> np.ndarray:
-        if self.config.start_noise > 0:
-            xy = xy + self.rng.normal(0.0, self.config.start_noise, 2)
-        return xy
-
-    def _descend_or_next(self, height: float) -> float | None:
-        """The next descent (negative dz [m]) or None when it is time to act."""
-        cfg = self.config
-        blocked = (
-            self._last_height is not None and self._last_height - height < cfg.blocked_distance
-        )
-        self._last_height = height
-        remaining = height - cfg.target_height
-        if blocked or remaining < 0.005 or self._descents >= cfg.max_descend_steps:
-            return None
-        self._descents += 1
-        return -min(remaining, self.spec.max_translation_m)
+def bin_geometry(cell: SimCell) -> BinGeometry:
+    """The simulated cell's bins, as the policy's uniform start draw reads them."""
+    scene = cell.scene_config
+    return BinGeometry(
+        right_center=tuple(scene.bin_center("right")),
+        right_half=tuple(scene.bin_half("right")),
+        left_center=tuple(scene.bin_center("left")),
+        left_half=tuple(scene.bin_half("left")),
+        floor_z=cell.floor_z,
+    )
 
 
-class ScriptedPick(_Scripted):
-    """Random start above the right bin, descend, close, lift."""
+class ScriptedPick(policy_scripted.ScriptedPick):
+    """The scripted pick; aim "object" (default) or "uniform"."""
 
-    kind = "scripted_pick"
     _planner: GraspPlanner | None = None
 
     @staticmethod
     def default_config() -> ScriptedConfig:
         return pick_config(noisy=True)
 
-    def start_options(self, env: MTOptCell) -> dict[str, Any]:
+    def start_options(self, env: MTOptCell) -> dict[str, Any]:  # type: ignore[override]
         """Reset options (start point and yaw) for the next pick episode."""
         cell = env.cell
         cfg = self.config
-        yaw = float(self.rng.uniform(-math.pi / 2, math.pi / 2))
-        if cfg.aim == "object":
-            if self._planner is None or self._planner.cell is not cell:
-                self._planner = GraspPlanner(cell)
-            grasp = self._planner.choose(self.rng)
-            if grasp is not None:
-                xy, yaw = grasp.xy, grasp.yaw
-            else:
-                xy = cell.scene_config.bin_center("right")
-        elif cfg.aim == "uniform":
-            half = cell.scene_config.bin_half("right") - cfg.margin
-            xy = cell.scene_config.bin_center("right") + self.rng.uniform(-half, half)
-        else:
+        if cfg.aim == "uniform":
+            return super().start_options(bin_geometry(cell))
+        if cfg.aim != "object":
             raise ValueError(f"pick aim must be 'object' or 'uniform', got {cfg.aim!r}")
-        xy = self._noisy_xy(np.asarray(xy, float))
-        self._phase = "descend"
-        self._descents = 0
-        self._last_height = None
-        self._lifted = 0
-        return {"start": [xy[0], xy[1], cell.floor_z + cfg.start_height], "start_yaw": yaw}
-
-    def act(self, obs: dict[str, Any]) -> np.ndarray:
-        height = float(obs["gripper_height"][0])
-        if self._phase == "descend":
-            dz = self._descend_or_next(height)
-            if dz is not None:
-                return self._action(dz, close=False)
-            self._phase = "lift"
-            return self._action(0.0, close=True)
-        if self._phase == "lift":
-            self._lifted += 1
-            last = self._lifted >= self.config.lift_steps
-            if last:
-                self._phase = "done"
-            return self._action(self.spec.max_translation_m, close=True, terminate=last)
-        raise RuntimeError("episode over: call start_options() before the next episode")
+        yaw = float(self.rng.uniform(-math.pi / 2, math.pi / 2))
+        if self._planner is None or self._planner.cell is not cell:
+            self._planner = GraspPlanner(cell)
+        grasp = self._planner.choose(self.rng)
+        if grasp is not None:
+            xy, yaw = grasp.xy, grasp.yaw
+        else:
+            xy = cell.scene_config.bin_center("right")
+        return self._begin(xy, cell.floor_z, yaw)
 
 
-class ScriptedPlace(_Scripted):
-    """Random start above the left bin, descend, open, retract."""
-
-    kind = "scripted_place"
+class ScriptedPlace(policy_scripted.ScriptedPlace):
+    """The scripted place; aim "plate" (default) or "uniform"."""
 
     @staticmethod
     def default_config() -> ScriptedConfig:
         return place_config(noisy=True)
 
-    def start_options(self, env: MTOptCell) -> dict[str, Any]:
+    def start_options(self, env: MTOptCell) -> dict[str, Any]:  # type: ignore[override]
+        """Reset options (start point; any yaw) for the next place episode."""
         cell = env.cell
         cfg = self.config
-        if cfg.aim == "plate":
-            origin, _ = cell.plate_frame()
-            radius = 0.6 * cell.scene_config.plate_radius * math.sqrt(self.rng.random())
-            angle = self.rng.uniform(0, 2 * math.pi)
-            xy = origin[:2] + radius * np.array([math.cos(angle), math.sin(angle)])
-        elif cfg.aim == "uniform":
-            half = cell.scene_config.bin_half("left") - cfg.margin
-            xy = cell.scene_config.bin_center("left") + self.rng.uniform(-half, half)
-        else:
+        if cfg.aim == "uniform":
+            return super().start_options(bin_geometry(cell))
+        if cfg.aim != "plate":
             raise ValueError(f"place aim must be 'plate' or 'uniform', got {cfg.aim!r}")
-        xy = self._noisy_xy(np.asarray(xy, float))
-        self._phase = "descend"
-        self._descents = 0
-        self._last_height = None
-        self._lifted = 0
-        return {"start": [xy[0], xy[1], cell.floor_z + cfg.start_height]}
-
-    def act(self, obs: dict[str, Any]) -> np.ndarray:
-        height = float(obs["gripper_height"][0])
-        if self._phase == "descend":
-            dz = self._descend_or_next(height)
-            if dz is not None:
-                return self._action(dz, close=True)
-            self._phase = "retract"
-            return self._action(0.0, close=False)
-        if self._phase == "retract":
-            self._lifted += 1
-            last = self._lifted >= self.config.lift_steps
-            if last:
-                self._phase = "done"
-            return self._action(self.spec.max_translation_m, close=False, terminate=last)
-        raise RuntimeError("episode over: call start_options() before the next episode")
+        origin, _ = cell.plate_frame()
+        radius = 0.6 * cell.scene_config.plate_radius * math.sqrt(self.rng.random())
+        angle = self.rng.uniform(0, 2 * math.pi)
+        xy = origin[:2] + radius * np.array([math.cos(angle), math.sin(angle)])
+        return self._begin(xy, cell.floor_z)
 
 
 @dataclass
@@ -224,7 +117,7 @@ class EpisodeRecord:
     held_after: bool  # the gripper reports an object (what a real cell knows)
 
 
-def run_episode(env: MTOptCell, policy: _Scripted, task: str) -> EpisodeRecord:
+def run_episode(env: MTOptCell, policy: ScriptedPick | ScriptedPlace, task: str) -> EpisodeRecord:
     """One episode of a scripted policy through env.reset / env.step."""
     options = policy.start_options(env)
     obs, _ = env.reset(options={**options, "task": task})

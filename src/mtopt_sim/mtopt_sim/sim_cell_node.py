@@ -25,38 +25,40 @@ executor's single thread; the logic lives in `SimCellRunner` / `SimCell`.
 from __future__ import annotations
 
 import math
-import os
 import sys
 from dataclasses import dataclass
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+from builtin_interfaces.msg import Time
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
 
-from builtin_interfaces.msg import Time  # noqa: E402
-from rclpy.clock import Clock, ClockType  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
-from rosgraph_msgs.msg import Clock as ClockMsg  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, JointState  # noqa: E402
-from std_srvs.srv import Trigger  # noqa: E402
-from trajectory_msgs.msg import JointTrajectory  # noqa: E402
-
-from mtopt_bridge.image import numpy_to_image  # noqa: E402
+from mtopt_bridge.image import numpy_to_image
 from mtopt_bridge.node_main import run_node
-from mtopt_bridge.params import ConfigError, declare_config, describe_config  # noqa: E402
-from mtopt_core.tasks import load_task_registry  # noqa: E402
+from mtopt_bridge.params import (
+    ConfigError,
+    declare_config,
+    describe_config,
+    parameter_error,
+)
+from mtopt_bridge.qos import IMAGE_PUBLISH_QOS
+from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_interfaces.msg import (
-    # noqa: E402
     BinMotorCommand,
     BinMotorState,
     GripperCommand,
     GripperState,
     SimOracle,
 )
-from mtopt_sim.cell import CellConfig, SimCell  # noqa: E402
-from mtopt_sim.oracle import SuccessOracle  # noqa: E402
-from mtopt_sim.robot import ROS_JOINT_NAMES  # noqa: E402
-from mtopt_sim.scene import CAMERA_NAMES  # noqa: E402
-from mtopt_sim.sim_runner import MODES, RunnerConfig, SimCellRunner  # noqa: E402
+from mtopt_sim.cell import CellConfig, SimCell
+from mtopt_sim.oracle import SuccessOracle
+from mtopt_sim.robot import ROS_JOINT_NAMES
+from mtopt_sim.scene import CAMERA_NAMES
+from mtopt_sim.sim_runner import MODES, RunnerConfig, SimCellRunner
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ class SimCellNode(Node):
         cfg = declare_config(self, SimCellNodeConfig)
         self.config = cfg
         self.get_logger().info(f"parameters: {describe_config(cfg)}")
-        self.registry = load_task_registry(cfg.tasks_file or None)
+        with parameter_error("tasks_file", TaskRegistryError):
+            self.registry = load_task_registry(cfg.tasks_file or None)
         self.oracle = SuccessOracle(self.registry)
         self.cell = SimCell(CellConfig(cell_id=cfg.cell_id), seed=cfg.seed)
         self.cell.respawn()
@@ -137,9 +140,8 @@ class SimCellNode(Node):
         self.runner = SimCellRunner(self.cell, runner_cfg, self)
         self._joint_index = {name: i for i, name in enumerate(cfg.joint_names)}
 
-        image_qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self._image_pubs = {
-            n: self.create_publisher(Image, f"camera/{n}/image_raw", image_qos)
+            n: self.create_publisher(Image, f"camera/{n}/image_raw", IMAGE_PUBLISH_QOS)
             for n in CAMERA_NAMES
         }
         self._info_pubs = {

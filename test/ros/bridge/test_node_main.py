@@ -43,3 +43,24 @@ def test_a_runtime_error_on_a_live_context_is_not_swallowed(monkeypatch):
     with pytest.raises(RuntimeError, match="real bug"):
         run_node(_ClosingNode, "probe")
     assert not rclpy.ok()  # shut down all the same
+
+
+def test_a_main_loop_gives_the_exit_code_and_close_still_runs():
+    def loop(node, executor):
+        assert node in executor.get_nodes()  # built and added before the loop runs
+        return 3
+
+    _ClosingNode.closed = 0
+    assert run_node(_ClosingNode, "probe", main_loop=loop) == 3
+    assert _ClosingNode.closed == 1
+    assert not rclpy.ok()
+
+
+def test_ctrl_c_in_a_main_loop_without_ros_signal_handlers_is_a_clean_exit():
+    def interrupted(node, executor):
+        raise KeyboardInterrupt  # what Python's own SIGINT handler raises
+
+    _ClosingNode.closed = 0
+    assert run_node(_ClosingNode, "probe", main_loop=interrupted, ros_signal_handlers=False) == 0
+    assert _ClosingNode.closed == 1
+    assert not rclpy.ok()

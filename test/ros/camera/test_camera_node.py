@@ -59,7 +59,7 @@ def start_camera(tmp_path):
 
     def start(*params: str):
         log_path = tmp_path / f"camera{len(started)}.log"
-        log = open(log_path, "w")  # noqa: SIM115 (closed below)
+        log = open(log_path, "w")  # noqa: SIM115 - closed below
         cmd = [str(CAMERA_NODE), "--ros-args", "-r", f"__ns:={NAMESPACE}"]
         cmd += ["--params-file", str(ROOT / "config" / "camera.yaml")]
         for param in params:

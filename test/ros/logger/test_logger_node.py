@@ -59,7 +59,7 @@ class LoggerProcess:
 
     def __init__(self, log_path: Path, *params: str):
         self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         args = ["--ros-args", "-r", f"__ns:={NAMESPACE}", "--params-file"]
         args += [str(ROOT / "config" / "logger.yaml")]
         for param in params:
@@ -226,15 +226,21 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
 
     refused = traffic.finish(_episode_info("nothing"))
     assert not refused.ok and "no episode is recording" in refused.message
+    assert refused.outcome == FinishEpisode.Response.NOT_RECORDING
 
     traffic.publish_for(0.3)  # before start: must not be recorded
     frames_before_start = traffic.frame
     time.sleep(DELIVERY_LAG_S)  # let them be handled (recording is by receive time)
     started = traffic.start("ep-a")
     assert started.ok, started.message
+    assert started.outcome == StartEpisode.Response.OK and started.recording_episode_id == "ep-a"
     assert started.bag_path == str(episodes / "ep-a.part") and Path(started.bag_path).is_dir()
     again = traffic.start("ep-b")  # safe behaviour: refuse, keep recording ep-a
     assert not again.ok and "'ep-a' is still recording" in again.message
+    assert again.outcome == StartEpisode.Response.ALREADY_RECORDING
+    assert again.recording_episode_id == "ep-a"  # what a caller decides on, not the message
+    wrong = traffic.finish(_episode_info("ep-b"))  # a record naming another episode
+    assert not wrong.ok and wrong.outcome == FinishEpisode.Response.BAD_REQUEST, wrong.message
 
     traffic.sent = dict.fromkeys(traffic.sent, 0)
     traffic.publish_for(1.5)
@@ -242,8 +248,12 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
     info = _episode_info("ep-a")
     finished = traffic.finish(info)
     assert finished.ok, finished.message + logger.log()
+    assert finished.outcome == FinishEpisode.Response.OK
     bag = episodes / "ep-a"
     assert finished.bag_path == str(bag)
+    reused = traffic.start("ep-a")  # its bag exists: the id cannot be recorded again
+    assert not reused.ok and reused.outcome == StartEpisode.Response.BAD_REQUEST, reused.message
+    assert reused.recording_episode_id == ""
     assert sorted(p.name for p in episodes.iterdir()) == ["ep-a"]  # no .part left
     assert list_episode_bags(episodes) == [bag]
     # Stopped (SIGINT) in the middle of the next episode: that partial episode is discarded.
@@ -379,6 +389,7 @@ def test_refuses_to_start_below_the_free_disk_threshold(ros_node, start_logger, 
     traffic.wait_for_logger(logger, recording=False)
     refused = traffic.start("ep1")
     assert not refused.ok and refused.bag_path == ""
+    assert refused.outcome == StartEpisode.Response.LOW_DISK
     pattern = r"free disk (\d+\.\d+) GB .* below min_free_disk_gb (\d+\.\d+) GB"
     match = re.search(pattern, refused.message)
     assert match, refused.message

@@ -50,7 +50,7 @@ class NodeProcess:
 
     def __init__(self, log_path: Path, *params: str):
         self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 (closed in stop())
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
         args = ["--ros-args", "-r", f"__ns:={NAMESPACE}"]
         for param in params:
             args += ["-p", param]
@@ -165,11 +165,13 @@ def test_grade_reject_and_hot_reload(tmp_path, client):
 
 
 def test_refuses_to_start_without_valid_checkpoint(tmp_path):
+    # Exit code 2 and one line, as every node reports invalid parameters (run_node).
     node = NodeProcess(tmp_path / "node.log", f"checkpoint:={tmp_path / 'nope.ckpt'}")
-    assert node.process.wait(timeout=60) == 1
+    assert node.process.wait(timeout=60) == 2
     node.stop()
     assert "nope.ckpt: file does not exist" in node.log()
+    assert "Traceback" not in node.log()
     node = NodeProcess(tmp_path / "node2.log")
-    assert node.process.wait(timeout=60) == 1
+    assert node.process.wait(timeout=60) == 2
     node.stop()
     assert "parameter 'checkpoint' must be set" in node.log()

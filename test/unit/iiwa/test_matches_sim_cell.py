@@ -7,12 +7,12 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import mujoco  # noqa: E402
+import mujoco
 
-from mtopt_iiwa.config import IiwaControllerConfig  # noqa: E402
-from mtopt_iiwa.kinematics import IiwaKinematics, yaw_of  # noqa: E402
-from mtopt_sim import cell, robot  # noqa: E402
-from mtopt_sim import ik as sim_ik  # noqa: E402
+from mtopt_iiwa.config import IiwaControllerConfig
+from mtopt_iiwa.kinematics import IiwaKinematics, yaw_of
+from mtopt_sim import cell, robot
+from mtopt_sim import ik as sim_ik
 
 CFG = IiwaControllerConfig().validate()
 

@@ -10,7 +10,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from mtopt_core.checkpoint import file_sha256, qnet_from_checkpoint, read_checkpoint
-from mtopt_learner.learner import Learner, LearnerConfig, LearnerConfigError, LearnError
+from mtopt_learner.config import LearnerConfig, LearnerConfigError
+from mtopt_learner.errors import LearnError
+from mtopt_learner.learner import Learner
 
 TINY = dict(net="tiny", batch_size=4, cem_population=6, cem_elites=2, cem_iterations=1,
             torch_threads=1, log_every=1)  # fmt: skip
@@ -164,3 +166,46 @@ def test_bad_settings_and_unusable_run_directories(tmp_path, write_bag, registry
     (ckpts / "qnet_7.ckpt").write_bytes(b"x")
     with pytest.raises(LearnError, match="no 'latest' pointer"):
         Learner(config(tmp_path), registry)
+
+
+def test_without_wait_for_data_unusable_bags_stop_the_run_with_mtopt_learns_message(
+    tmp_path, write_bag, registry, capsys
+):
+    """A finished bag directory whose bags all get skipped (ungraded bags, SD labels) stops the
+    learner with the message `mtopt-learn` prints for the same directory, instead of waiting
+    for data forever."""
+    from mtopt_learner.offline import main as mtopt_learn
+
+    bags = tmp_path / "bags"
+    write_bag(bags, "ep0", seed=0, graded=False)
+    write_bag(bags, "ep1", seed=1, graded=False)
+    assert mtopt_learn(["--bags", str(bags), "--out", str(tmp_path / "cli"), "--steps", "1"]) == 2
+    cli_message = (
+        capsys.readouterr().err.strip().splitlines()[-1].removeprefix("mtopt-learn: error: ")
+    )
+    assert cli_message.startswith(f"no usable episodes in {bags}: 2 skipped")
+
+    cfg = config(tmp_path, min_episodes=1, max_bags_per_poll=1, wait_for_data=False)
+    learner = Learner(cfg, registry, clock=FakeClock())
+    assert learner.tick() is None  # ep0 skipped; ep1 pending: not every bag seen yet
+    with pytest.raises(LearnError) as err:
+        learner.tick()
+    assert str(err.value) == cli_message.replace(str(bags), str(bags.resolve()))
+    learner.close()
+
+    # Waiting (the default) keeps polling: cells may still be writing bags.
+    waiting = Learner(config(tmp_path, out_dir=str(tmp_path / "run2"), min_episodes=1,
+                             max_bags_per_poll=0), registry, clock=FakeClock())  # fmt: skip
+    assert waiting.tick() is None and "waiting for data: 0/1" in waiting.status()
+    waiting.close()
+
+    # An empty directory, and fewer usable episodes than min_episodes, are refused too.
+    empty = Learner(config(tmp_path, bag_dir=str(tmp_path / "none"), out_dir=str(tmp_path / "r3"),
+                           wait_for_data=False), registry)  # fmt: skip
+    with pytest.raises(LearnError, match="no complete episode bags in"):
+        empty.tick()
+    write_bag(bags, "ep2", seed=2)
+    few = Learner(config(tmp_path, out_dir=str(tmp_path / "r4"), min_episodes=2,
+                         max_bags_per_poll=0, wait_for_data=False), registry)  # fmt: skip
+    with pytest.raises(LearnError, match="only 1 usable episodes .* min_episodes is 2"):
+        few.tick()

@@ -115,8 +115,7 @@ def test_ctrl_c_writes_the_steps_done_so_far(tmp_path, capsys, bags, monkeypatch
 
 
 def test_trainer_options_reach_the_trainer_config():
-    from mtopt_learner.learner import trainer_config_from_args
-    from mtopt_learner.offline import build_parser
+    from mtopt_learner.offline import build_parser, trainer_config_from_args
 
     argv = ["--bags", "b", "--out", "o", "--steps", "1", "--conservative-weight", "0.5", "--gamma"]
     argv.append("0.8")

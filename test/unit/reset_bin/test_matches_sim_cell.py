@@ -6,8 +6,8 @@ import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from mtopt_reset_bin.config import ResetBinConfig  # noqa: E402
-from mtopt_sim.cell import CellConfig  # noqa: E402
+from mtopt_reset_bin.config import ResetBinConfig
+from mtopt_sim.cell import CellConfig
 
 
 def test_defaults_match_the_sim_cell():

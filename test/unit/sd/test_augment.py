@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mtopt_core.augment import AugmentConfig, augment_views, random_affine, shadow_masks
+from mtopt_sd.augment import AugmentConfig, augment_views, random_affine, shadow_masks
 
 
 def batch(seed=0, b=6, v=3, size=32):

@@ -10,7 +10,7 @@ from sensor_msgs.msg import Image
 from mtopt_bridge.image import numpy_to_image
 from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.sd_model import (
-    CheckpointError,
+    SDCheckpointError,
     SDModelConfig,
     SuccessDetector,
     checkpoint_bytes,
@@ -119,9 +119,9 @@ def test_hot_reload_and_refusals(tmp_path):
 
 
 def test_initial_checkpoint_must_be_valid(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(SDCheckpointError, match="does not exist"):
         Grader(tmp_path / "missing.ckpt")
     path = tmp_path / "sd.ckpt"
     save_checkpoint(path, model(0), {"version": "a"})
-    with pytest.raises(CheckpointError, match="task registry mismatch"):
+    with pytest.raises(SDCheckpointError, match="task registry mismatch"):
         Grader(path, ("lift-any", "lift-red"))

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from mtopt_core.sd_data import (
+from mtopt_core.sd_model import CAMERAS
+from mtopt_core.tasks import load_task_registry, parse_task_registry
+from mtopt_sd.sd_data import (
     BalancedSampler,
     SDDataError,
     SDDataset,
@@ -24,8 +26,6 @@ from mtopt_core.sd_data import (
     table3_markdown,
     write_table3,
 )
-from mtopt_core.sd_model import CAMERAS
-from mtopt_core.tasks import load_task_registry, parse_task_registry
 
 LIFTS = ["lift-banana", "lift-bottle", "lift-sausage", "lift-milk", "lift-box", "lift-can"]
 LIFTS.append("lift-carrot")

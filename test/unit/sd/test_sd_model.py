@@ -9,7 +9,7 @@ import torch
 
 from mtopt_core.sd_model import (
     CHECKPOINT_MAGIC,
-    CheckpointError,
+    SDCheckpointError,
     SDModelConfig,
     SuccessDetector,
     checkpoint_bytes,
@@ -77,7 +77,7 @@ def test_checkpoint_round_trip_and_sidecar(tmp_path):
 
 
 def refusal(path, **kwargs):
-    with pytest.raises(CheckpointError) as info:
+    with pytest.raises(SDCheckpointError) as info:
         load_checkpoint(path, **kwargs)
     assert str(path) in str(info.value)
     return str(info.value)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtopt_core.augment import AugmentConfig
+from mtopt_sd.augment import AugmentConfig
 from mtopt_sd.train_cli import parse_augment
 
 

@@ -1,0 +1,191 @@
+"""What a demo run does (`DemoConfig`) and its command line (`python -m mtopt_demo`,
+`mtopt-demo`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtopt_demo.episodes import LIFT_TASK
+
+PROG = "mtopt-demo"
+# Defaults sized for about 11 minutes on 2 cores (docs/results/demo.md).
+DEFAULT_EPISODES = 40
+DEFAULT_EVAL_EPISODES = 24
+DEFAULT_STEPS = 600
+NETS = ("tiny", "compact", "small")
+
+
+class DemoError(RuntimeError):
+    """A bad combination of options, or a stage that failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """One demo run. `collect_only`: stage 1 only; `weights`: stage 3 only (plus a scripted
+    baseline stage 1 of `baseline_episodes` episodes when > 0)."""
+
+    #: Stage 1: episodes to collect (scripted/random mix, no weights).
+    episodes: int = DEFAULT_EPISODES
+    #: Stage 3: episodes with the learned policy.
+    eval_episodes: int = DEFAULT_EVAL_EPISODES
+    #: Stage 2: training steps.
+    steps: int = DEFAULT_STEPS
+    #: Stage 2: Q-network preset.
+    net: str = "compact"
+    batch_size: int = 32
+    #: torch threads for training.
+    threads: int = 1
+    #: Output directory; each run writes `<out>/<time>/`.
+    out: Path = Path("runs/demo")
+    #: Success-detector checkpoint that also grades the episodes ("" = oracle only).
+    sd_checkpoint: str = ""
+    #: Skip stage 2 (and stage 1 unless baseline_episodes): stage 3 acts with this checkpoint.
+    weights: Path | None = None
+    #: With `weights`: stage 1 collects this many episodes with the scripted policy alone.
+    baseline_episodes: int = 0
+    #: Lift episodes command LIFT_TASK only.
+    lift_only: bool = False
+    #: Stage 1 seed; stage 3 uses seed + 1.
+    seed: int = 0
+    #: Seconds a collect stage may take (0 = 60 per episode + 120).
+    stage_timeout: float = 0.0
+    #: Stage 1 only: collect and report what was collected and how it was graded.
+    collect_only: bool = False
+
+    def validate(self) -> DemoConfig:
+        """Return self, or raise DemoError naming the bad option."""
+        for name in ("episodes", "eval_episodes", "steps", "batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise DemoError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.baseline_episodes < 0:
+            raise DemoError("--baseline-episodes must be >= 0")
+        if self.net not in NETS:
+            raise DemoError(f"--net must be one of {', '.join(NETS)}, got {self.net!r}")
+        if self.stage_timeout < 0:
+            raise DemoError("--stage-timeout must be >= 0")
+        if self.baseline_episodes and self.weights is None:
+            raise DemoError(
+                "--baseline-episodes needs --weights (without it stage 1 is the baseline)"
+            )
+        if self.collect_only and self.weights is not None:
+            raise DemoError("--collect-only runs stage 1 alone; --weights is for stage 3")
+        return self
+
+    def stage_timeout_s(self, episodes: int) -> float:
+        """How long a collect stage of `episodes` episodes may take."""
+        return self.stage_timeout or 60.0 * episodes + 120.0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DemoConfig:
+        return cls(
+            episodes=args.episodes,
+            eval_episodes=args.eval_episodes,
+            steps=args.steps,
+            net=args.net,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            out=args.out,
+            sd_checkpoint=args.sd_checkpoint,
+            weights=args.weights,
+            baseline_episodes=args.baseline_episodes,
+            lift_only=args.lift_only,
+            seed=args.seed,
+            stage_timeout=args.stage_timeout,
+            collect_only=args.collect_only,
+        ).validate()
+
+
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_positive, _non_negative = _int_at_least(1), _int_at_least(0)
+
+
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="stage 1 alone: collect --episodes episodes and report what was collected and how"
+        " the SD and the oracle graded it (what `make demo-collect` runs)",
+    )
+    p.add_argument(
+        "--episodes",
+        type=_positive,
+        default=DEFAULT_EPISODES,
+        help=f"stage 1: episodes to collect (default {DEFAULT_EPISODES})",
+    )
+    p.add_argument(
+        "--eval-episodes",
+        type=_positive,
+        default=DEFAULT_EVAL_EPISODES,
+        help=f"stage 3: episodes with the learned policy (default {DEFAULT_EVAL_EPISODES})",
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive,
+        default=DEFAULT_STEPS,
+        help=f"stage 2: training steps (default {DEFAULT_STEPS})",
+    )
+    p.add_argument("--net", choices=NETS, default="compact", help="Q-network preset")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=1,
+        help="torch threads for training (default 1: on a busy 2-core machine 2 threads ran"
+        " 5x slower, spinning on each other)",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
+    p.add_argument(
+        "--sd-checkpoint",
+        default="",
+        help="success detector that also grades the episodes (training uses oracle labels)",
+    )
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="skip stage 2 (and stage 1 unless --baseline-episodes): stage 3 acts with this"
+        " Q-network checkpoint (e.g. the gym probe's qnet.ckpt)",
+    )
+    p.add_argument(
+        "--baseline-episodes",
+        type=_non_negative,
+        default=0,
+        metavar="N",
+        help="with --weights: stage 1 collects N episodes with the noisy scripted policy alone"
+        " (the baseline column; same seed as stage 3); default 0 = no stage 1",
+    )
+    p.add_argument(
+        "--lift-only",
+        action="store_true",
+        help=f"lift episodes command {LIFT_TASK} only (other lift tasks weigh 0; place tasks"
+        " still follow a successful lift): how the gym probe trains and evaluates",
+    )
+    p.add_argument("--seed", type=int, default=0, help="stage 1 seed; stage 3 uses seed + 1")
+    p.add_argument(
+        "--stage-timeout",
+        type=float,
+        default=0.0,
+        help="seconds a collect stage may take (default: 60 per episode + 120)",
+    )
+    return p

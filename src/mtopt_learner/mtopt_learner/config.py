@@ -1,0 +1,318 @@
+"""Settings of a learner run: `LearnerConfig` (the online learner and `learner_node`) and
+`OfflineConfig` (one `mtopt-learn` run), plus the option parsers both use."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mtopt_core.cem import CEMConfig
+from mtopt_core.replay import SAMPLERS
+from mtopt_core.trainer import TrainerConfig
+from mtopt_learner.checkpoints import KEEP_CHECKPOINTS
+from mtopt_learner.episode_decoder import LABEL_SOURCES
+from mtopt_learner.errors import LearnError
+from mtopt_learner.log_replay import LogReplayConfig
+from mtopt_learner.nets import NETS
+
+STATE_DIR = "logreplay"
+TENSORBOARD_DIR = "tensorboard"
+_STOCHASTIC = re.compile(r"^skill_stochastic(?::|\()\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)?$")
+
+
+def parse_impersonation(text: str) -> str:
+    """Impersonation option value -> the spec `make_impersonation` parses.
+
+    Accepts orig, all, skill, skill_stochastic:PS,PF and skill_stochastic(PS,PF); raises
+    argparse.ArgumentTypeError (so it works as an argparse `type=`).
+    """
+    text = text.strip()
+    if text in ("orig", "all", "skill"):
+        return text
+    m = _STOCHASTIC.match(text)
+    if m and text.count("(") == text.count(")"):
+        try:
+            ps, pf = float(m.group(1)), float(m.group(2))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: PS and PF of skill_stochastic:PS,PF must be numbers"
+            ) from None
+        for label, p in (("PS", ps), ("PF", pf)):
+            if not 0.0 <= p <= 1.0:
+                raise argparse.ArgumentTypeError(f"{text!r}: {label} must be in [0, 1], got {p:g}")
+        return f"skill_stochastic({ps:g}, {pf:g})"
+    raise argparse.ArgumentTypeError(
+        f"unknown impersonation {text!r}; expected orig, all, skill or skill_stochastic:PS,PF"
+    )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+# --- the online learner ------------------------------------------------------------------------
+
+
+class LearnerConfigError(ValueError):
+    """A LearnerConfig field has a bad value: `field` names it, `problem` says why."""
+
+    def __init__(self, field_name: str, problem: str):
+        self.field, self.problem = field_name, problem
+        super().__init__(f"LearnerConfig.{field_name} {problem}")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Learner settings (also the parameters of `learner_node`: ROS name = field name)."""
+
+    #: Directory the loggers write episode bags into (only complete bags are read; it may not
+    #: exist yet).
+    bag_dir: str = "episodes"
+    #: Run directory: checkpoints/, logreplay/ (ledger, quarantine), tensorboard/. Reusing it
+    #: resumes the run (latest checkpoint + ledger).
+    out_dir: str = "learner"
+    #: Task registry ("" = config/tasks.yaml or $MTOPT_TASKS_FILE): the one-hot task order.
+    tasks_file: str = ""
+    #: Impersonation function: orig, all, skill (the seed's default), skill_stochastic:PS,PF.
+    impersonation: str = "skill"
+    #: Replay sampling: rebalanced (MT-Opt) or uniform (ablation).
+    sampler: str = "rebalanced"
+    #: Labels: sd (EpisodeInfo SD probabilities) or oracle (simulator ground truth, sim only).
+    labels: str = "sd"
+    #: P(success) at or above which an SD probability counts as a success.
+    sd_threshold: float = 0.5
+    #: Replay memory budget [GB] (oldest episodes evicted beyond it).
+    replay_gb: float = 2.0
+    #: Seconds between scans of bag_dir for new bags.
+    poll_every_s: float = 10.0
+    #: At most this many new bags per scan (0 = all), so training is not stalled by a backlog.
+    max_bags_per_poll: int = 20
+    #: Training starts once the replay holds this many episodes.
+    min_episodes: int = 10
+    #: True: keep waiting while the replay holds fewer than min_episodes episodes (cells are
+    #: still writing bags). False: bag_dir is complete (offline learning); when the first full
+    #: scan leaves fewer than min_episodes usable episodes, stop with an error.
+    wait_for_data: bool = True
+    #: Training steps between checkpoints (each one is announced as new weights).
+    checkpoint_every: int = 1000
+    #: Checkpoints kept on disk (the newest ones).
+    keep_checkpoints: int = KEEP_CHECKPOINTS
+    #: Stop after this many steps in total, resumed ones included (0 = train forever).
+    max_steps: int = 0
+    #: Q-network preset of a new run: tiny, compact, small or paper (resumed runs keep theirs).
+    net: str = "small"
+    #: Observation side [px] the network takes (0 = the recorded policy images' size).
+    image_size: int = 0
+    #: Transitions per SGD step.
+    batch_size: int = TrainerConfig.batch_size
+    #: Adam learning rate and Bellman discount.
+    learning_rate: float = TrainerConfig.learning_rate
+    gamma: float = TrainerConfig.gamma
+    #: Weight of the penalty that pushes Q of random actions to 0 (TrainerConfig; 0 = off).
+    conservative_weight: float = TrainerConfig.conservative_weight
+    #: CEM of the Bellman targets' max over next actions (QT-Opt's 64 / 6 / 2).
+    cem_population: int = CEMConfig.population
+    cem_elites: int = CEMConfig.elites
+    cem_iterations: int = CEMConfig.iterations
+    #: Seeds sampling, CEM, relabelling draws and the initial weights.
+    seed: int = 0
+    #: Write TensorBoard scalars to out_dir/tensorboard.
+    tensorboard: bool = True
+    #: Training steps between TensorBoard writes.
+    log_every: int = 50
+    #: Seconds between status lines.
+    status_every_s: float = 30.0
+    #: torch CPU threads (0 = torch's default).
+    torch_threads: int = 0
+
+    def validate(self) -> LearnerConfig:
+        """Return self, or raise LearnerConfigError naming the first bad field."""
+        if not self.bag_dir.strip():
+            raise LearnerConfigError("bag_dir", "must not be empty")
+        if not self.out_dir.strip():
+            raise LearnerConfigError("out_dir", "must not be empty")
+        try:
+            parse_impersonation(self.impersonation)
+        except argparse.ArgumentTypeError as exc:
+            raise LearnerConfigError("impersonation", f"is bad: {exc}") from None
+        for name, allowed in (("sampler", SAMPLERS), ("labels", LABEL_SOURCES), ("net", NETS)):
+            if getattr(self, name) not in allowed:
+                raise LearnerConfigError(
+                    name, f"must be one of {sorted(allowed)}, got {getattr(self, name)!r}"
+                )
+        if not 0.0 <= self.sd_threshold <= 1.0:
+            raise LearnerConfigError("sd_threshold", f"must be in [0, 1], got {self.sd_threshold}")
+        for name in ("replay_gb", "poll_every_s", "status_every_s", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise LearnerConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise LearnerConfigError("gamma", f"must be in [0, 1], got {self.gamma}")
+        if not self.conservative_weight >= 0:
+            raise LearnerConfigError(
+                "conservative_weight", f"must be >= 0, got {self.conservative_weight}"
+            )
+        for name in (
+            "min_episodes",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "batch_size",
+            "cem_population",
+            "cem_elites",
+            "cem_iterations",
+            "log_every",
+        ):
+            if getattr(self, name) < 1:
+                raise LearnerConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.cem_elites > self.cem_population:
+            raise LearnerConfigError(
+                "cem_elites", f"({self.cem_elites}) must not exceed cem_population "
+                f"({self.cem_population})"
+            )  # fmt: skip
+        for name in ("max_bags_per_poll", "max_steps", "torch_threads"):
+            if getattr(self, name) < 0:
+                raise LearnerConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.image_size != 0 and self.image_size < 8:
+            raise LearnerConfigError("image_size", f"must be 0 or >= 8, got {self.image_size}")
+        return self
+
+    def trainer_config(self, log_dir: str | None) -> TrainerConfig:
+        """The Trainer's settings (no progress bar: a node logs status lines instead)."""
+        return TrainerConfig(
+            batch_size=self.batch_size,
+            gamma=self.gamma,
+            learning_rate=self.learning_rate,
+            cem=CEMConfig(self.cem_population, self.cem_elites, self.cem_iterations),
+            conservative_weight=self.conservative_weight,
+            seed=self.seed,
+            log_dir=log_dir,
+            log_every=self.log_every,
+            progress=False,
+        )
+
+
+# --- one offline run (mtopt-learn) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    """One `mtopt-learn` run: ingest every complete bag of `bags` once, train to `steps`.
+
+    Fields mirror the command-line options (`--batch-size` -> batch_size, `--lr` ->
+    learning_rate, `--threads` -> threads, `--no-progress` -> progress=False).
+    """
+
+    #: Directory of episode bags.
+    bags: Path
+    #: Run directory (checkpoints/, logreplay/).
+    out: Path
+    #: Total training steps, resumed ones included.
+    steps: int
+    #: Continue from OUT/checkpoints/latest (without it an OUT holding checkpoints is refused).
+    resume: bool = False
+    impersonation: str = "skill"
+    sampler: str = "rebalanced"
+    #: sd: EpisodeInfo SD probabilities; oracle: simulator ground truth (sim only).
+    labels: str = "sd"
+    checkpoint_every: int = 1000
+    batch_size: int = TrainerConfig.batch_size
+    seed: int = 0
+    learning_rate: float = TrainerConfig.learning_rate
+    gamma: float = TrainerConfig.gamma
+    conservative_weight: float = TrainerConfig.conservative_weight
+    #: Q-network preset of a new run (a resumed run keeps the checkpoint's architecture).
+    net: str = "small"
+    cem_population: int = CEMConfig.population
+    cem_elites: int = CEMConfig.elites
+    cem_iterations: int = CEMConfig.iterations
+    sd_threshold: float = 0.5
+    #: Replay memory budget [GB].
+    replay_gb: float = 2.0
+    #: Task registry (None: config/tasks.yaml or $MTOPT_TASKS_FILE).
+    tasks_file: str | None = None
+    #: TensorBoard directory (None: no TensorBoard).
+    log_dir: str | None = None
+    #: torch CPU threads (0: torch's default).
+    threads: int = 0
+    #: tqdm progress bar while training.
+    progress: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> OfflineConfig:
+        """From `mtopt-learn`'s parsed options (`mtopt_learner.offline.build_parser`)."""
+        return cls(
+            bags=Path(args.bags),
+            out=Path(args.out),
+            steps=args.steps,
+            resume=args.resume,
+            impersonation=args.impersonation,
+            sampler=args.sampler,
+            labels=args.labels,
+            checkpoint_every=args.checkpoint_every,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            learning_rate=args.lr,
+            gamma=args.gamma,
+            conservative_weight=args.conservative_weight,
+            net=args.net,
+            cem_population=args.cem_population,
+            cem_elites=args.cem_elites,
+            cem_iterations=args.cem_iterations,
+            sd_threshold=args.sd_threshold,
+            replay_gb=args.replay_gb,
+            tasks_file=args.tasks_file,
+            log_dir=args.log_dir,
+            threads=args.threads,
+            progress=not args.no_progress,
+        )
+
+    def validate(self) -> OfflineConfig:
+        """Return self, or raise LearnError naming the bad setting."""
+        if self.steps < 0:
+            raise LearnError(f"--steps must be >= 0, got {self.steps}")
+        if self.checkpoint_every < 1:
+            raise LearnError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        for name, allowed in (("sampler", SAMPLERS), ("labels", LABEL_SOURCES), ("net", NETS)):
+            if getattr(self, name) not in allowed:
+                raise LearnError(
+                    f"--{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}"
+                )
+        try:
+            parse_impersonation(self.impersonation)
+        except argparse.ArgumentTypeError as exc:
+            raise LearnError(f"--impersonation: {exc}") from None
+        return self
+
+    def trainer_config(self) -> TrainerConfig:
+        """The Trainer's settings (TrainerConfig raises ValueError for bad values)."""
+        return TrainerConfig(
+            batch_size=self.batch_size,
+            gamma=self.gamma,
+            learning_rate=self.learning_rate,
+            cem=CEMConfig(self.cem_population, self.cem_elites, self.cem_iterations),
+            conservative_weight=self.conservative_weight,
+            seed=self.seed,
+            log_dir=self.log_dir,
+            progress=self.progress,
+        )
+
+    def replay_config(self, bag_dir: Path, out_dir: Path) -> LogReplayConfig:
+        """LogReplay over `bag_dir` with its state under `out_dir`/logreplay."""
+        return LogReplayConfig(
+            bag_dir=bag_dir,
+            state_dir=out_dir / STATE_DIR,
+            labels_source=self.labels,
+            impersonation=parse_impersonation(self.impersonation),
+            seed=self.seed,
+            sampler=self.sampler,
+            memory_budget_bytes=int(self.replay_gb * 1e9),
+            sd_threshold=self.sd_threshold,
+        )

@@ -1,0 +1,59 @@
+"""Q-network presets (`NETS`) and choosing the network a run trains."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mtopt_core.checkpoint import read_checkpoint
+from mtopt_core.qnet import QNetConfig
+from mtopt_learner.errors import LearnError
+from mtopt_learner.log_replay import LogReplay
+
+NETS = {
+    "tiny": QNetConfig.tiny,
+    "compact": QNetConfig.compact,
+    "small": QNetConfig.small,
+    "paper": QNetConfig.paper,
+}
+
+
+def preset_name(qnet_config: QNetConfig) -> str:
+    """The NETS preset a network config is ('custom' when it matches none)."""
+    for name, make in NETS.items():
+        try:
+            if make(qnet_config.num_tasks, image_size=qnet_config.image_size) == qnet_config:
+                return name
+        except ValueError:
+            continue
+    return "custom"
+
+
+def preset_config(net: str, num_tasks: int, image_size: int) -> QNetConfig:
+    """The `net` preset for `num_tasks` tasks and `image_size` px observations."""
+    try:
+        return NETS[net](num_tasks, image_size=image_size)
+    except ValueError as exc:
+        raise LearnError(f"net {net} with {image_size} px observations: {exc}") from None
+
+
+def make_qnet_config(
+    resume_from: Path | None, net: str, num_tasks: int, image_size: int, source: str
+) -> QNetConfig:
+    """The network to train: the resumed checkpoint's (it must take `image_size` px images,
+    the size of the episodes in `source`), else the `net` preset."""
+    if resume_from is None:
+        return preset_config(net, num_tasks, image_size)
+    qnet_config = read_checkpoint(resume_from).qnet_config
+    if qnet_config.image_size != image_size:
+        raise LearnError(
+            f"{resume_from} takes {qnet_config.image_size} px images, the episodes in"
+            f" {source} have {image_size} px observations"
+        )
+    return qnet_config
+
+
+def replay_image_size(replay: LogReplay) -> int:
+    """Observation side [px] of the episodes in a (non-empty) replay buffer."""
+    return int(replay.buffer.sample(1, np.random.default_rng(0)).image.shape[1])

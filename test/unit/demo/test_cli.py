@@ -1,0 +1,75 @@
+"""`mtopt-demo` as a user runs it: `--help`, refused option combinations, and tiny real runs
+through the ROS sim cell (every node its own process): the whole loop (about 40 s) and
+`--collect-only` (about 15 s)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+DEMO = [sys.executable, "-m", "mtopt_demo"]
+
+
+def run(args: list[str], timeout_s: float, command: list[str] = DEMO):
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_help_names_every_stage_and_option():
+    done = run(["--help"], 60, [str(VENV_BIN / "mtopt-demo")])
+    assert done.returncode == 0, done.stderr
+    for text in ("1. Collect", "2. Learn", "3. Act", "4. Report", "--collect-only",
+                 "--weights", "--baseline-episodes", "--lift-only", "mtopt_bringup"):  # fmt: skip
+        assert text in done.stdout, text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--baseline-episodes", "3"], "--baseline-episodes needs --weights"),
+        (["--collect-only", "--weights", "w.ckpt"], "--collect-only runs stage 1 alone"),
+        (["--episodes", "0"], "argument --episodes: must be >= 1"),
+        (["--steps", "x"], "argument --steps: expected an integer"),
+        (["--net", "huge"], "argument --net: invalid choice"),
+    ],
+)
+def test_bad_options_exit_2_before_anything_is_written(tmp_path, args, message):
+    done = run([*args, "--out", str(tmp_path / "runs")], 60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_tiny_whole_loop(tmp_path):
+    """Collect 2 episodes, train 4 steps, act 3 episodes with the announced weights, report."""
+    args = ["--episodes", "2", "--steps", "4", "--eval-episodes", "3", "--net", "tiny",
+            "--batch-size", "8", "--out", str(tmp_path)]  # fmt: skip
+    done = run(args, 300)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    (run_dir,) = tmp_path.iterdir()
+    summary = (run_dir / "summary.md").read_text()
+    assert "| 1 collect |" in summary and "2 episodes: scripted/random" in summary
+    assert "| 2 learn |" in summary and "4 steps, net tiny" in summary
+    assert "with CEM on weights v4 |" in summary and "| 4 report |" in summary
+    assert "| stage 3 learned CEM |" in summary  # the learned column of the table
+    assert (run_dir / "demo.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run_dir / "learner" / "checkpoints" / "qnet_4.ckpt").is_file()
+    assert len(list((run_dir / "stage3_episodes").iterdir())) == 3
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_tiny_collect_only(tmp_path):
+    done = run(["--collect-only", "--episodes", "1", "--out", str(tmp_path)], 180)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    (run_dir,) = tmp_path.iterdir()
+    summary = (run_dir / "summary.md").read_text()
+    assert "1 episodes from one simulated cell" in summary
+    assert "| task | episodes | aborted | policies | SD success | oracle success |" in summary
+    assert "| **all** | 1 |" in summary
+    assert not (run_dir / "learner").exists()  # no training, no stage 3
+    assert not (run_dir / "stage3_episodes").exists()

@@ -1,0 +1,48 @@
+"""The experiments' command lines as a user runs them (separate processes, tiny budgets): each
+exits 0 and prints its one JSON result line (fixture `run_json_cli`); bad options exit 2 with a
+message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_evaluate_scripted(run_json_cli):
+    result = run_json_cli(
+        "mtopt_experiments.evaluate_scripted", "--episodes", "1", "--resets", "1"
+    )
+    assert {"cell_id", "seed", "pick_noise_off", "pick_default_noise",
+            "pick_uniform_start_noise_off", "place_noise_off", "place_default_noise",
+            "bin_resets", "wall_time_s"} <= set(result)  # fmt: skip
+    for key in ("pick_noise_off", "pick_default_noise", "place_noise_off"):
+        assert result[key]["episodes"] == 1 and 0.0 <= result[key]["rate"] <= 1.0
+    assert result["bin_resets"]["resets"] == 1
+
+    # The console script moved here with the module; it refuses a bad option with status 2.
+    refused = subprocess.run(
+        [str(VENV_BIN / "mtopt-sim-evaluate-scripted"), "--episodes", "-1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "must be >= 0" in refused.stderr
+
+
+def test_gym_probe(run_json_cli):
+    result = run_json_cli(
+        "mtopt_experiments.gym_probe", "--episodes", "2", "--steps", "2", "--batch-size", "8",
+        "--eval-episodes", "1", "--max-steps", "3", "--image-size", "32", "--eval-epsilon", "0",
+    )  # fmt: skip
+    assert {"round", "episodes", "collect_lift_rate", "final_loss", "train_s", "learned_lifts",
+            "scripted_lifts", "learned_outcomes", "scripted_outcomes", "only_learned",
+            "only_scripted", "mcnemar_p"} <= set(result)  # fmt: skip
+    assert result["round"] == 0 and result["episodes"] == 2
+    assert len(result["learned_outcomes"]) == len(result["scripted_outcomes"]) == 1
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "mtopt_experiments.gym_probe", "--epsilon", "2"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "epsilon must be in [0, 1]" in refused.stderr
