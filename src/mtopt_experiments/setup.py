@@ -15,13 +15,14 @@ setup(
     maintainer="MT-Opt maintainers",
     maintainer_email="mtopt-maintainers@example.com",
     description=(
-        "MT-Opt lab experiments in the simulator: the gym probe and the scripted policies'"
-        " measurement."
+        "MT-Opt lab experiments in the simulator: the paired evaluator of a Q-network"
+        " (mtopt-eval), the gym probe and the scripted policies' measurement."
     ),
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
             "mtopt-sim-evaluate-scripted = mtopt_experiments.evaluate_scripted:main",
+            "mtopt-eval = mtopt_experiments.evaluate:main",
         ]
     },
 )

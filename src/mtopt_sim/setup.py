@@ -22,6 +22,7 @@ setup(
             "sim_cell_node = mtopt_sim.sim_cell_node:main",
             "mtopt-sim-bench = mtopt_sim.bench:main",
             "mtopt-sd-examples = mtopt_sim.sd_examples:main",
+            "mtopt-sim-collect = mtopt_sim.bulk_collect:main",
         ]
     },
 )

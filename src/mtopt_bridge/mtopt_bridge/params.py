@@ -189,20 +189,60 @@ def params_file_sources(path: str) -> list[ParameterSource]:
         document = yaml.safe_load(Path(path).read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return []
-    sources: list[ParameterSource] = []
+    return [
+        ParameterSource(path, node_key, frozenset(_flatten_names(block, "")))
+        for node_key, block in _parameter_blocks(document)
+    ]
+
+
+def _parameter_blocks(document: Any) -> list[tuple[str, Any]]:
+    """(node key, `ros__parameters` value) of every block of a parameter file's document."""
+    blocks: list[tuple[str, Any]] = []
 
     def walk(mapping: Any, node_path: list[str]) -> None:
         if not isinstance(mapping, dict):
             return
         for key, value in mapping.items():
             if key == "ros__parameters" and node_path:
-                names = frozenset(_flatten_names(value, ""))
-                sources.append(ParameterSource(path, "/".join(node_path), names))
+                blocks.append(("/".join(node_path), value))
             else:
                 walk(value, [*node_path, str(key)])
 
     walk(document, [])
-    return sources
+    return blocks
+
+
+def config_from_params_files(
+    start: ConfigT, paths: Sequence[str | Path], node_fqn: str
+) -> ConfigT:
+    """The config node `node_fqn` (e.g. "/cell0/policy") gets from ROS 2 parameter files, for
+    programs that run a node's logic without a node: `start`'s values, then every matching
+    `ros__parameters` block of each file in order (later ones win, as repeated --params-file
+    arguments). The same typing, unknown-parameter and `validate()` rules as `declare_config`;
+    an unreadable file or an unknown parameter raises ConfigError naming the file."""
+    values = {f.name: getattr(start, f.name) for f in dataclasses.fields(start)}
+    defaults = dict(values)
+    for path in paths:
+        try:
+            document = yaml.safe_load(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read the parameter file ({exc})") from None
+        for node_key, block in _parameter_blocks(document):
+            if not node_key_matches(node_key, node_fqn) or not isinstance(block, dict):
+                continue
+            for name, value in block.items():
+                if name in ROS_OWN_PARAMETERS:
+                    continue
+                if name not in values:
+                    close = difflib.get_close_matches(name, list(values), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ConfigError(f"{path}: node {node_fqn}: unknown parameter {name!r}{hint}")
+                values[name] = _coerce(name, value, defaults[name])
+    config = type(start)(**values)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
 
 
 def _flatten_names(value: Any, prefix: str) -> Iterable[str]:

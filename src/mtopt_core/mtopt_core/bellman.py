@@ -6,6 +6,11 @@
 Q1 and Q2 are two lagged target networks (clipped double Q-learning as in QT-Opt: CEM runs on
 the first, the value is the minimum of both at the chosen action). Terminal transitions get r
 only. The loss is the cross-entropy between the sigmoid output and the target (both in [0, 1]).
+
+`done` marks the last transition of an episode. With `bootstrap_truncation`, the last
+transition of an episode cut by the step limit (`truncated`) is not terminal: its target is
+r + gamma * V(s') like any other (the time limit is not part of the task, so the value of the
+state it stopped in still counts); only a policy's own terminate ends the bootstrap.
 """
 
 from __future__ import annotations
@@ -29,13 +34,15 @@ class TorchBatch:
     action: torch.Tensor  # (B, 6)
     task: torch.Tensor  # (B,) int64
     reward: torch.Tensor  # (B,) float
-    done: torch.Tensor  # (B,) float 0/1
+    done: torch.Tensor  # (B,) float 0/1: the episode's last transition
     next_image: torch.Tensor
     next_gripper_closed: torch.Tensor
     next_height: torch.Tensor
     episode_success: torch.Tensor | None = None  # (B,) relabelled outcome of the episode
     object_detected: torch.Tensor | None = None  # (B,) float 0/1, the gripper's flag
     next_object_detected: torch.Tensor | None = None
+    truncated: torch.Tensor | None = None  # (B,) float 0/1: done by the step limit
+    step: torch.Tensor | None = None  # (B,) int64 step index of the observation (next: + 1)
 
 
 def next_state_values(
@@ -48,15 +55,18 @@ def next_state_values(
     cem: CEMConfig = DEFAULT_CEM,
     generator: torch.Generator | None = None,
     next_object_detected: torch.Tensor | None = None,
+    next_step: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """V(s', T) = min over the target networks of Q at the CEM argmax of `target1` (B,)."""
+    """V(s', T) = min over the target networks of Q at the CEM argmax of `target1` (B,).
+    `next_step`: step index of s' in its episode (for networks with a step input)."""
     with torch.no_grad():
         res = q_cem(
             target1, next_image, next_gripper_closed, next_height, task, cem, generator,
-            object_detected=next_object_detected,
+            object_detected=next_object_detected, step=next_step,
         )  # fmt: skip
         value = res.best_score
         if target2 is not None:
+            step_kw = {} if next_step is None else {"step": next_step}
             q2 = torch.sigmoid(
                 target2.head_logits(
                     target2.trunk(next_image),
@@ -65,6 +75,7 @@ def next_state_values(
                     next_height,
                     task,
                     next_object_detected,
+                    **step_kw,
                 )
             )
             value = torch.minimum(value, q2)
@@ -78,20 +89,28 @@ def bellman_targets(
     gamma: float,
     cem: CEMConfig = DEFAULT_CEM,
     generator: torch.Generator | None = None,
+    bootstrap_truncation: bool = False,
 ) -> torch.Tensor:
-    """Q targets (B,) in [0, 1] for a batch; CEM runs only for the non-terminal rows.
+    """Q targets (B,) in [0, 1] for a batch; CEM runs only for the non-terminal rows. With
+    `bootstrap_truncation`, rows done by the step limit (`batch.truncated`) bootstrap too.
 
     Targets are clamped to [0, 1] (the range of the sigmoid Q); with the seed's sparse 0/1
-    reward on terminal transitions and gamma <= 1 the clamp never changes a value.
+    reward on terminal transitions and gamma <= 1 the clamp never changes a value (a truncated
+    success row, r = 1 plus a bootstrap, is clamped to 1).
     """
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
     with torch.no_grad():
         reward = batch.reward.float()
         done = batch.done.float()
+        if bootstrap_truncation:
+            if batch.truncated is None:
+                raise ValueError("bootstrap_truncation needs the batch's truncated flags")
+            done = done * (1.0 - batch.truncated.float())
         value = torch.zeros_like(reward)
         live = torch.nonzero(done < 0.5).squeeze(1)
         if live.numel() > 0:
+            next_step = None if batch.step is None else batch.step[live] + 1
             value[live] = next_state_values(
                 target1,
                 target2,
@@ -102,6 +121,7 @@ def bellman_targets(
                 cem,
                 generator,
                 None if batch.next_object_detected is None else batch.next_object_detected[live],
+                next_step,
             )
         return torch.clamp(reward + gamma * (1.0 - done) * value, 0.0, 1.0)
 
@@ -113,9 +133,10 @@ def q_logits(
     for `batch.image` when the caller already has it."""
     if features is None:
         features = qfn.trunk(batch.image)
+    step_kw = {} if batch.step is None else {"step": batch.step}
     return qfn.head_logits(
         features, batch.action, batch.gripper_closed, batch.height, batch.task,
-        batch.object_detected,
+        batch.object_detected, **step_kw,
     )  # fmt: skip
 
 

@@ -161,9 +161,11 @@ def q_cem(
     generator: torch.Generator | None = None,
     broadcast_trunk: bool = True,
     object_detected: torch.Tensor | None = None,
+    step: torch.Tensor | None = None,
 ) -> CEMResult:
     """argmax_a Q(s, a, T) by CEM for a batch of B states; `best_score` is Q (in [0, 1]).
-    `object_detected` (B,) is the gripper's flag, for Q-functions with that input.
+    `object_detected` (B,) is the gripper's flag, for Q-functions with that input; `step` (B,)
+    the observations' step index in their episode, for Q-functions with a step input.
 
     With `broadcast_trunk` (the default) the image trunk runs once per state and its features
     are repeated over the population; False reruns the whole network per sample (the naive
@@ -176,13 +178,16 @@ def q_cem(
         height_n = height.repeat_interleave(n)
         task_n = task.repeat_interleave(n)
         detected_n = None if object_detected is None else object_detected.repeat_interleave(n)
+        # Only Q-functions with a step input are given one (test stand-ins have none).
+        step_kw = {} if step is None else {"step": step.repeat_interleave(n)}
         if broadcast_trunk:
             features_n = expand_features(qfn.trunk(images), n)
 
             def score(samples: torch.Tensor) -> torch.Tensor:
                 q = qfn.head_logits(
-                    features_n, samples.reshape(b * n, -1), grip_n, height_n, task_n, detected_n
-                )
+                    features_n, samples.reshape(b * n, -1), grip_n, height_n, task_n,
+                    detected_n, **step_kw,
+                )  # fmt: skip
                 return torch.sigmoid(q).reshape(b, n)
 
         else:
@@ -196,6 +201,7 @@ def q_cem(
                     height_n,
                     task_n,
                     detected_n,
+                    **step_kw,
                 )
                 return torch.sigmoid(q).reshape(b, n)
 
@@ -223,8 +229,11 @@ class CEMPolicy:
         height: Sequence[float] | np.ndarray,
         task: Sequence[int] | np.ndarray,
         object_detected: Sequence[bool] | np.ndarray | None = None,
+        step: Sequence[int] | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Batched greedy actions: images (B, H, W, 3) uint8 -> (actions (B, 6), Q (B,))."""
+        """Batched greedy actions: images (B, H, W, 3) uint8 -> (actions (B, 6), Q (B,)).
+        `step`: each observation's step index in its episode (used by nets with a step
+        input, which need it)."""
         images_t = torch.as_tensor(np.asarray(images, dtype=np.uint8), device=self.device)
         detected = None
         if object_detected is not None:
@@ -240,5 +249,8 @@ class CEMPolicy:
             self.config,
             self.generator,
             object_detected=detected,
-        )
+            step=None if step is None else torch.as_tensor(
+                np.asarray(step, dtype=np.int64), device=self.device
+            ),
+        )  # fmt: skip
         return res.best.cpu().numpy(), res.best_score.cpu().numpy()

@@ -4,7 +4,9 @@ An episode of T steps has T+1 observations and T actions: observation t is what 
 before action t, observation T is the final state (the one the success detector grades). A
 transition is an index t in [0, T): (obs t, action t, obs t+1). The last transition ends the
 episode (the policy chose TERMINATE or the step limit was reached) and is the only one that can
-carry reward: the seed's reward is sparse and given on the final state.
+carry reward: the seed's reward is sparse and given on the final state. Which of the two ended
+it is the last action's terminate bit (`terminated`): an episode whose last action did not
+terminate was cut by the step limit (truncated).
 
 An observation is what the sim env and the cell return: an RGB image (uint8, H x W x 3), whether
 the gripper is closed, the gripper height [m], and the gripper's object-detected flag (fingers
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mtopt_core.action import ACTION_DIM
+from mtopt_core.action import ACTION_DIM, TERMINATE
 
 
 @dataclass(eq=False)
@@ -97,6 +99,12 @@ class Episode:
     def num_steps(self) -> int:
         """Number of actions (= transitions) T."""
         return self.actions.shape[0]
+
+    @property
+    def terminated(self) -> bool:
+        """True when the policy ended the episode (its last action's terminate bit), False
+        when the step limit cut it (truncation)."""
+        return bool(self.actions[-1, TERMINATE] >= 0.5)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

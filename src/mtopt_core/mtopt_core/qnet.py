@@ -3,7 +3,8 @@
     image (uint8 H x W x 3)
       -> trunk: 7 conv layers (first strided, max-pools after the first and after the last)
       -> feature map F (C x h x w)
-    [action (6), gripper closed (1), gripper height (1), object detected (1), one-hot task (n)]
+    [action (6), gripper closed (1), gripper height (1), object detected (1),
+     steps remaining (1, optional), one-hot task (n)]
       -> FC layers -> vector of C, tiled over h x w and added to F
       -> 9 conv layers (max-pool after the 6th) -> flatten
       -> 2 FC layers -> logit -> sigmoid, Q in [0, 1]
@@ -20,6 +21,16 @@ Q is read from the head of its task.
 (`GripperState.object_detected`; most industrial grippers give it). It tells a held object from
 an empty closed gripper, which the 64 px policy image often cannot. Checkpoints written before
 the input existed load with `object_detected_input=False` and behave as they did.
+
+"Steps remaining" (`step_horizon` H > 0) is (H - t) / H, clipped to [0, 1], for the observation
+at step index t of its episode: with it, the step limit of an episode is part of the state, so
+a time-limit end is no longer an unobservable terminal. Off (H = 0) by default.
+
+With GroupNorm, the fused state vector is a per-channel constant over the feature map, and a
+GroupNorm right after it removes each group's mean of it, i.e. much of the action signal.
+`fuse_after_norm` adds the fused vector after the first head conv's normalization instead
+(conv -> GroupNorm -> + state -> ReLU), so it reaches the ReLU whole; the `compact` preset uses
+it. Checkpoints written before the option existed load with the original layout.
 """
 
 from __future__ import annotations
@@ -67,6 +78,10 @@ class QNetConfig:
         height_scale_m: gripper heights [m] are divided by this before entering the net.
         object_detected_input: the gripper's object-detected flag is a state input (see the
             module docstring); False reproduces the original [action, gripper, height, task].
+        step_horizon: H > 0 adds the state input "steps remaining" (H - t) / H for the
+            observation at step index t (set H to the episodes' step limit); 0 = no such input.
+        fuse_after_norm: with norm "group", add the fused state after the first head conv's
+            GroupNorm instead of before that conv (see the module docstring).
     """
 
     num_tasks: int
@@ -89,6 +104,8 @@ class QNetConfig:
     norm: str = "none"
     height_scale_m: float = 0.25
     object_detected_input: bool = True
+    step_horizon: int = 0
+    fuse_after_norm: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fuse_hidden", tuple(int(w) for w in self.fuse_hidden))
@@ -110,6 +127,12 @@ class QNetConfig:
             raise ValueError(f"QNetConfig.fuse_hidden widths must be >= 1: {self.fuse_hidden}")
         if self.norm not in NORMS:
             raise ValueError(f"QNetConfig.norm must be one of {NORMS}, got {self.norm!r}")
+        if not isinstance(self.step_horizon, int) or self.step_horizon < 0:
+            raise ValueError(
+                f"QNetConfig.step_horizon must be an integer >= 0, got {self.step_horizon!r}"
+            )
+        if self.fuse_after_norm and self.norm != "group":
+            raise ValueError("QNetConfig.fuse_after_norm needs norm 'group'")
         if not self.height_scale_m > 0:
             raise ValueError(f"QNetConfig.height_scale_m must be > 0, got {self.height_scale_m}")
         if self.head_output_size() < 1:
@@ -142,8 +165,9 @@ class QNetConfig:
     @classmethod
     def compact(cls, num_tasks: int, image_size: int = 64, **overrides: Any) -> QNetConfig:
         """`tiny` for 64 px policy images: a stride-2 first conv (4x fewer trunk pixels),
-        GroupNorm and the state skip; the network the gym probe and `make demo` train."""
-        base = dict(first_stride=2, norm="group", state_skip=True)
+        GroupNorm with the state fused after the first head norm, and the state skip; the
+        network the gym probe and `make demo` train."""
+        base = dict(first_stride=2, norm="group", state_skip=True, fuse_after_norm=True)
         base.update(overrides)
         return cls.tiny(num_tasks, image_size=image_size, **base)
 
@@ -175,8 +199,9 @@ class QNetConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"QNetConfig: unknown fields {sorted(unknown)}")
-        # Written before the object-detected input existed: the network has no such input.
-        data = {"object_detected_input": False, **data}
+        # Written before these options existed: the network has the original layout (no
+        # object-detected input, the state fused before the first head conv).
+        data = {"object_detected_input": False, "fuse_after_norm": False, **data}
         return cls(**data)
 
 
@@ -193,6 +218,7 @@ class QFunction(Protocol):
         height: torch.Tensor,
         task: torch.Tensor,
         object_detected: torch.Tensor | None = None,
+        step: torch.Tensor | None = None,
     ) -> torch.Tensor: ...
 
 
@@ -244,6 +270,7 @@ class QNet(nn.Module):
 
         fuse: list[nn.Module] = []
         width = ACTION_DIM + 2 + int(config.object_detected_input) + config.num_tasks
+        width += int(config.step_horizon > 0)
         for hidden in config.fuse_hidden:
             fuse += [nn.Linear(width, hidden), nn.ReLU(inplace=True)]
             width = hidden
@@ -256,6 +283,9 @@ class QNet(nn.Module):
             if i + 1 == config.head_pool_after and config.head_pool > 1:
                 head.append(nn.MaxPool2d(config.head_pool))
         self.head_convs = nn.Sequential(*head)
+        # Index of the head layer the fused state is added before: the first conv, or (with
+        # fuse_after_norm) the ReLU after the first conv's GroupNorm.
+        self._fuse_at = 2 if config.fuse_after_norm else 0
 
         flat = c * config.head_output_size() ** 2 + (c if config.state_skip else 0)
         if config.multi_head:
@@ -302,18 +332,28 @@ class QNet(nn.Module):
         height: torch.Tensor,
         task: torch.Tensor,
         object_detected: torch.Tensor | None = None,
+        step: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logit of Q for features (B, C, h, w), action (B, 6), gripper closed (B,),
-        height [m] (B,), task index (B,), object detected (B,) -> (B,). Q = sigmoid(logit).
-        `object_detected` None means "not reported" (all 0, as `Episode` stores it); nets
-        without that input ignore it."""
+        height [m] (B,), task index (B,), object detected (B,), step index in the episode
+        (B,) -> (B,). Q = sigmoid(logit). `object_detected` None means "not reported" (all 0,
+        as `Episode` stores it); nets without that input ignore it. `step` is required by nets
+        with a step input (`step_horizon` > 0) and ignored by the others."""
         b = features.shape[0]
         if object_detected is None:
             object_detected = torch.zeros(b, device=features.device)
+        horizon = self.config.step_horizon
+        if horizon > 0 and step is None:
+            raise ValueError(
+                f"this network takes the episode step index as an input (step_horizon "
+                f"{horizon}); pass step"
+            )
         checks = (
             ("gripper_closed", gripper_closed), ("height", height), ("task", task),
             ("object_detected", object_detected),
         )  # fmt: skip
+        if horizon > 0:
+            checks += (("step", step),)
         for name, t in checks:
             if t.shape != (b,):
                 raise ValueError(f"{name} must have shape ({b},), got {tuple(t.shape)}")
@@ -329,10 +369,18 @@ class QNet(nn.Module):
         ]
         if self.config.object_detected_input:
             parts.append(object_detected.float().unsqueeze(1))
+        if horizon > 0:
+            remaining = ((horizon - step.float()) / horizon).clamp(0.0, 1.0)
+            parts.append(remaining.unsqueeze(1))
         parts.append(F.one_hot(task, self.config.num_tasks).float())
         state = torch.cat(parts, dim=1)
         fused = self.fuse_layers(state)
-        x = self.head_convs(features + fused[:, :, None, None]).flatten(1)
+        x = features
+        for i, layer in enumerate(self.head_convs):
+            if i == self._fuse_at:
+                x = x + fused[:, :, None, None]
+            x = layer(x)
+        x = x.flatten(1)
         if self.config.state_skip:
             x = torch.cat([x, fused], dim=1)
         if self.shared_fc is not None:
@@ -344,20 +392,27 @@ class QNet(nn.Module):
         out = (torch.einsum("bnh,nho->bno", h, self.mh_w3) + self.mh_b3).squeeze(2)
         return out.gather(1, task.unsqueeze(1)).squeeze(1)
 
-    def head(self, features, action, gripper_closed, height, task, object_detected=None):
+    def head(
+        self, features, action, gripper_closed, height, task, object_detected=None, step=None
+    ):
         """Q in [0, 1] for precomputed features (see `head_logits`)."""
         return torch.sigmoid(
-            self.head_logits(features, action, gripper_closed, height, task, object_detected)
+            self.head_logits(features, action, gripper_closed, height, task, object_detected, step)
         )
 
-    def logits(self, images, action, gripper_closed, height, task, object_detected=None):
+    def logits(
+        self, images, action, gripper_closed, height, task, object_detected=None, step=None
+    ):
         return self.head_logits(
-            self.trunk(images), action, gripper_closed, height, task, object_detected
+            self.trunk(images), action, gripper_closed, height, task, object_detected, step
         )
 
-    def forward(self, images, action, gripper_closed, height, task, object_detected=None):
+    def forward(
+        self, images, action, gripper_closed, height, task, object_detected=None, step=None
+    ):
         """Q(s, a, T) in [0, 1] for a batch: images (B, H, W, 3) uint8, action (B, 6),
-        gripper_closed (B,), height [m] (B,), task index (B,), object detected (B,)."""
+        gripper_closed (B,), height [m] (B,), task index (B,), object detected (B,), step
+        index (B,, nets with a step input)."""
         return torch.sigmoid(
-            self.logits(images, action, gripper_closed, height, task, object_detected)
+            self.logits(images, action, gripper_closed, height, task, object_detected, step)
         )

@@ -4,7 +4,9 @@ Episodes are stored once (their uint8 images as one array per episode). Each rel
 of an episode (see `mtopt_core.impersonation`) is a reference in the buffer of its task and
 outcome: per task there is a success buffer and a failure buffer. A transition is an (episode,
 step) index; its reward is sparse: 1 on the final transition of an episode relabelled as a
-success, else 0, and the final transition is terminal.
+success, else 0, and the final transition is `done`. A batch also says which done rows were
+cut by the step limit (`truncated`: the episode's last action did not terminate) and each row's
+step index in its episode, for the trainer's truncation and step-input options.
 
 Memory is bounded by a byte budget: when adding an episode pushes the total over it, the oldest
 episodes (FIFO, in order of addition) are evicted from every buffer they are in.
@@ -81,6 +83,8 @@ class Batch:
     episode_success: np.ndarray  # (B,) float32: 1 if the row's relabelled episode succeeded
     object_detected: np.ndarray  # (B,) float32 0/1, the gripper's object-detected flag
     next_object_detected: np.ndarray
+    truncated: np.ndarray  # (B,) float32 0/1: done, and the episode ended by its step limit
+    step: np.ndarray  # (B,) int64 step index t of the observation in its episode
 
     def __len__(self) -> int:
         return int(self.task.shape[0])
@@ -306,6 +310,8 @@ class ReplayBuffer:
         task = np.empty(n, np.int64)
         reward = np.zeros(n, np.float32)
         done = np.zeros(n, np.float32)
+        truncated = np.zeros(n, np.float32)
+        step = np.empty(n, np.int64)
         success = np.zeros(n, np.float32)
         # Group rows by buffer so each buffer locates its transitions in one vectorized call.
         groups: dict[tuple[int, bool], list[int]] = {}
@@ -329,6 +335,8 @@ class ReplayBuffer:
                 success[row] = float(ref[1])
                 last = t == ep.num_steps - 1
                 done[row] = float(last)
+                truncated[row] = float(last and not ep.terminated)
+                step[row] = t
                 reward[row] = float(last and ref[1])
         return Batch(
             image=image,
@@ -344,4 +352,6 @@ class ReplayBuffer:
             episode_success=success,
             object_detected=detected,
             next_object_detected=next_detected,
+            truncated=truncated,
+            step=step,
         )

@@ -12,8 +12,26 @@ target networks:
 
 The value of the next state is min(target1, target2) at target1's CEM argmax (clipped double Q).
 
+Options (`TrainerConfig`; every default reproduces the original QT-Opt-style update):
+
+- `augment_shift_px` k > 0: DrQ random shift of the images of every sampled batch (pad k px,
+  random crop; s and s' shifted independently, per transition), done by the Bellman updater so
+  the targets see the shifted s' (Kostrikov et al. 2020; QT-Opt trained with random crops).
+- `conservative_weight` > 0 with `conservative_mode` "absolute" (Q of random actions pushed to
+  0) or "relative" (CQL(H): logsumexp of Q over random actions minus Q of the data action),
+  optionally annealed linearly to 0 over `conservative_anneal_steps`. The relative term acts
+  on Q = sigmoid(logit), not on the logits: against the cross-entropy's bounded gradient
+  (sigmoid(l) - target) a push of w on a data action's logit has no minimum when
+  target + w >= 1, so every success row's logit grows without bound (measured: the loss
+  reached -3e11 within 400 gridworld steps at w = 0.5). On Q the push fades as Q nears 0 or 1,
+  and the data actions' fixed points at 0 and 1 stay where the targets put them (w <= 1).
+- `bootstrap_truncation`: a transition that ended its episode by the step limit bootstraps
+  (done = terminated only; see `mtopt_core.bellman`).
+- `cem`: the CEM of the Bellman targets, set apart from the acting policy's CEM.
+
 TensorBoard scalars (when `log_dir` is set): train/loss (the conservative penalty included),
-train/conservative_penalty (when on), train/grad_norm, train/target_mean,
+train/conservative_penalty and train/conservative_weight (when on), train/grad_norm,
+train/target_mean,
 q/<task> (mean online Q over the batch's transitions of that task), replay/<task>/success and
 replay/<task>/failure (episodes), replay/bytes, replay/episodes.
 """
@@ -37,8 +55,11 @@ from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets, q_logi
 from mtopt_core.cem import DEFAULT_CEM, CEMConfig
 from mtopt_core.checkpoint import Checkpoint, CheckpointError, check_compatible, read_checkpoint
 from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
+from mtopt_core.images import random_shift
 from mtopt_core.qnet import QNet, expand_features
-from mtopt_core.replay import ReplayBuffer
+from mtopt_core.replay import Batch, ReplayBuffer
+
+CONSERVATIVE_MODES = ("absolute", "relative")
 
 
 @dataclass(frozen=True)
@@ -56,13 +77,24 @@ class TrainerConfig:
         grad_clip_norm: gradients are rescaled to at most this global L2 norm (0 = off).
         target_tau: Polyak rate at which target1 follows the online net each step.
         target2_period: steps between refreshes of target2 from target1.
-        cem: CEM settings for the max over next actions in the Bellman target.
-        conservative_weight: weight of a conservative penalty (0 = off): the cross-entropy of
-            Q(s, a) against 0 for `conservative_samples` uniformly random actions per batch
-            state, added to the Bellman loss. Offline data covers few of the actions CEM can
-            pick (e.g. terminate from the start pose); without it the network's guesses there
-            are often high, and CEM, which maximizes, finds them (cf. CQL, Kumar et al. 2020).
+        cem: CEM settings for the max over next actions in the Bellman target (the targets'
+            own CEM, independent of the acting policy's; default QT-Opt's 64 / 6 / 2).
+        conservative_weight: weight of a conservative penalty added to the Bellman loss (0 =
+            off). Offline data covers few of the actions CEM can pick (e.g. terminate from the
+            start pose); without a penalty the network's guesses there are often high, and
+            CEM, which maximizes, finds them (cf. CQL, Kumar et al. 2020).
+        conservative_mode: "absolute": the cross-entropy of Q(s, a) against 0 for
+            `conservative_samples` uniformly random actions per batch state (pushes those
+            down, data actions untouched); "relative": CQL(H) on Q (see the module
+            docstring), logsumexp_j Q(s, a_j) - log N - Q(s, a_data) over the N random
+            actions a_j (pushes them down and the data action up; 0 when all are equal).
         conservative_samples: random actions per state for the conservative penalty.
+        conservative_anneal_steps: if > 0, the penalty's weight falls linearly from
+            `conservative_weight` to 0 over this many steps (as on-policy data grows).
+        augment_shift_px: DrQ random shift of batch images by up to this many pixels (0 =
+            off): see the module docstring.
+        bootstrap_truncation: transitions ended by the step limit bootstrap (done =
+            terminated only); False treats every episode end as terminal.
         seed: seeds the replay sampling and CEM generators of this trainer.
         log_dir: TensorBoard directory (None = no logging).
         log_every: steps between TensorBoard writes.
@@ -81,7 +113,11 @@ class TrainerConfig:
     target2_period: int = 200
     cem: CEMConfig = field(default_factory=CEMConfig)
     conservative_weight: float = 0.0
+    conservative_mode: str = "absolute"
     conservative_samples: int = 4
+    conservative_anneal_steps: int = 0
+    augment_shift_px: int = 0
+    bootstrap_truncation: bool = False
     seed: int = 0
     log_dir: str | None = None
     log_every: int = 50
@@ -123,12 +159,27 @@ class TrainerConfig:
             raise ValueError(
                 f"TrainerConfig.conservative_samples must be >= 1, got {self.conservative_samples}"
             )
+        if self.conservative_mode not in CONSERVATIVE_MODES:
+            raise ValueError(
+                f"TrainerConfig.conservative_mode must be one of {CONSERVATIVE_MODES}, got "
+                f"{self.conservative_mode!r}"
+            )
+        if self.conservative_anneal_steps < 0:
+            raise ValueError(
+                "TrainerConfig.conservative_anneal_steps must be >= 0, got "
+                f"{self.conservative_anneal_steps}"
+            )
+        if self.augment_shift_px < 0:
+            raise ValueError(
+                f"TrainerConfig.augment_shift_px must be >= 0, got {self.augment_shift_px}"
+            )
         if self.log_every < 1:
             raise ValueError(f"TrainerConfig.log_every must be >= 1, got {self.log_every}")
 
 
 class BellmanUpdater:
-    """Samples transitions from the replay and labels them with Bellman targets."""
+    """Samples transitions from the replay, augments their images (`augment_shift_px`) and
+    labels them with Bellman targets."""
 
     def __init__(
         self,
@@ -139,21 +190,39 @@ class BellmanUpdater:
         cem: CEMConfig = DEFAULT_CEM,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        augment_shift_px: int = 0,
+        bootstrap_truncation: bool = False,
     ):
+        if augment_shift_px < 0:
+            raise ValueError(f"augment_shift_px must be >= 0, got {augment_shift_px}")
         self.replay = replay
         self.target1, self.target2 = target1, target2
         self.gamma, self.cem = gamma, cem
+        self.augment_shift_px = augment_shift_px
+        self.bootstrap_truncation = bootstrap_truncation
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
+        # Shifts draw from their own generator: switching augmentation on or off leaves the
+        # sampled transitions and CEM draws of a seed unchanged.
+        self.augment_rng = np.random.default_rng([seed, 1])
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
+    def augment(self, batch: Batch) -> Batch:
+        """The DrQ random shift of s and s', each image with its own offset (in place)."""
+        k = self.augment_shift_px
+        if k > 0:
+            batch.image = random_shift(batch.image, k, self.augment_rng)
+            batch.next_image = random_shift(batch.next_image, k, self.augment_rng)
+        return batch
+
     def next_batch(self, batch_size: int) -> tuple[TorchBatch, torch.Tensor]:
         """(batch, targets (B,)) for one training step."""
-        batch = self.replay.sample(batch_size, self.rng).to_torch(self.device)
+        batch = self.augment(self.replay.sample(batch_size, self.rng)).to_torch(self.device)
         targets = bellman_targets(
-            self.target1, self.target2, batch, self.gamma, self.cem, self.generator
-        )
+            self.target1, self.target2, batch, self.gamma, self.cem, self.generator,
+            self.bootstrap_truncation,
+        )  # fmt: skip
         return batch, targets
 
 
@@ -181,8 +250,9 @@ class Trainer:
         self.target2 = self._frozen_copy(qnet)
         self.replay = replay
         self.updater = BellmanUpdater(
-            replay, self.target1, self.target2, config.gamma, config.cem, config.seed, self.device
-        )
+            replay, self.target1, self.target2, config.gamma, config.cem, config.seed,
+            self.device, config.augment_shift_px, config.bootstrap_truncation,
+        )  # fmt: skip
         self.optimizer = torch.optim.Adam(
             self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
         )
@@ -220,9 +290,10 @@ class Trainer:
         logits = q_logits(self.qnet, batch, features)
         loss = bellman_loss(logits, targets)
         penalty = None
-        if cfg.conservative_weight > 0:
-            penalty = self._conservative_penalty(features, batch)
-            loss = loss + cfg.conservative_weight * penalty
+        weight = self.conservative_weight()
+        if weight > 0:
+            penalty = self._conservative_penalty(features, batch, logits)
+            loss = loss + weight * penalty
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step_count}")
         lr = self.learning_rate()
@@ -254,6 +325,7 @@ class Trainer:
             "grad_norm": grad_norm,
             "target_mean": float(targets.mean()),
             "conservative_penalty": None if penalty is None else float(penalty.detach()),
+            "conservative_weight": weight,
             "learning_rate": lr,
             "q_per_task": q_per_task,
         }
@@ -261,8 +333,19 @@ class Trainer:
             self._log(metrics)
         return metrics
 
-    def _conservative_penalty(self, features: torch.Tensor, batch: TorchBatch) -> torch.Tensor:
-        """Mean cross-entropy of Q(s, a_random) against 0 (see `conservative_weight`)."""
+    def conservative_weight(self) -> float:
+        """Weight of the conservative penalty at the next step (linear anneal if configured)."""
+        cfg = self.config
+        if cfg.conservative_anneal_steps == 0:
+            return cfg.conservative_weight
+        return cfg.conservative_weight * max(
+            0.0, 1.0 - self.step_count / cfg.conservative_anneal_steps
+        )
+
+    def _conservative_penalty(
+        self, features: torch.Tensor, batch: TorchBatch, data_logits: torch.Tensor
+    ) -> torch.Tensor:
+        """The penalty of `conservative_mode` for the batch (see `conservative_weight`)."""
         n = self.config.conservative_samples
         rows = features.shape[0] * n
         gen = self._penalty_generator
@@ -279,8 +362,13 @@ class Trainer:
         logits = self.qnet.head_logits(
             expand_features(features, n), actions, repeat(batch.gripper_closed),
             repeat(batch.height), repeat(batch.task), repeat(batch.object_detected),
+            repeat(batch.step),
         )  # fmt: skip
-        return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+        if self.config.conservative_mode == "absolute":
+            return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+        sampled = torch.sigmoid(logits).reshape(features.shape[0], n)
+        soft_max = torch.logsumexp(sampled, dim=1) - math.log(n)
+        return (soft_max - torch.sigmoid(data_logits)).mean()
 
     def learning_rate(self) -> float:
         """Learning rate of the next step (cosine decay if configured)."""
@@ -309,6 +397,7 @@ class Trainer:
         w.add_scalar("train/learning_rate", metrics["learning_rate"], s)
         if metrics["conservative_penalty"] is not None:
             w.add_scalar("train/conservative_penalty", metrics["conservative_penalty"], s)
+            w.add_scalar("train/conservative_weight", metrics["conservative_weight"], s)
         for name, q in metrics["q_per_task"].items():
             w.add_scalar(f"q/{name}", q, s)
         for name, sizes in self.replay.buffer_sizes().items():

@@ -10,10 +10,15 @@ pick (`aim="uniform"`, the policy node's), but episodes come straight from
 `mtopt_sim.env.MTOptCell` (no DDS, no bags), so a data/training variant is measured in minutes.
 Each round: collect (round 0: the scripted pick with probability `scripted_fraction`, else random;
 later rounds: the current greedy CEM policy with a random step with probability `epsilon`), train
-from scratch on everything collected, then evaluate the greedy policy and the noisy scripted pick
-from the same seeded starts and scenes. Labels are the oracle's. Prints progress to stderr and one
-JSON line per round to stdout; with `--out`, the rounds' lines (`rounds.jsonl`), the last network
-(`qnet.ckpt`, loadable by the policy node) and a plot (`probe.png`).
+on everything collected (from scratch, or with `--warm-start` on from the previous round's
+network, target networks and optimizer), then evaluate the greedy policy and the noisy scripted
+pick from the same seeded starts and scenes. The learning options of `TrainerConfig` (image
+augmentation, conservative penalty mode and anneal, truncation bootstrap), the step input, the
+network's fusion layout, both CEMs and the policy camera's region of interest are flags, so an
+ablation is one flag apart (`--help` lists them). Labels are the oracle's. Prints progress to
+stderr and one JSON line per round to stdout; with `--out`, the run's settings (`config.json`),
+the rounds' lines (`rounds.jsonl`), the last network (`qnet.ckpt`, loadable by the policy node)
+and a plot (`probe.png`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass
@@ -33,10 +37,12 @@ import torch
 from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.cem import CEMConfig, CEMPolicy
 from mtopt_core.episode import Episode
+from mtopt_core.images import FULL_FRAME, check_roi
 from mtopt_core.impersonation import make_impersonation
 from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.replay import ReplayBuffer, ReplayConfig
-from mtopt_core.trainer import Trainer, TrainerConfig
+from mtopt_core.trainer import CONSERVATIVE_MODES, Trainer, TrainerConfig
+from mtopt_experiments.stats import paired_comparison, wilson_interval
 
 TASK = "lift-any"
 
@@ -52,11 +58,26 @@ class ProbeConfig:
         rounds: on-policy rounds after round 0 (collect with CEM + epsilon, retrain, evaluate).
         round_episodes: episodes collected per on-policy round.
         epsilon: on-policy rounds: P(random action) per step.
-        steps: gradient steps per training (from scratch each round).
+        steps: gradient steps per round's training.
+        warm_start: round k trains on from round k-1's network, target networks and optimizer
+            state (the cosine learning-rate decay then spans all rounds' steps); False trains a
+            fresh network every round.
         batch_size: transitions per step.
         learning_rate: Adam learning rate.
         gamma: discount factor of the Bellman target.
-        conservative_weight: `TrainerConfig.conservative_weight` (Q of random actions -> 0).
+        conservative_weight: `TrainerConfig.conservative_weight` (0 = no penalty).
+        conservative_mode: `TrainerConfig.conservative_mode`: "absolute" (Q of random actions
+            -> 0) or "relative" (CQL(H) on Q).
+        conservative_anneal_steps: `TrainerConfig.conservative_anneal_steps` (0 = constant).
+        augment_shift_px: `TrainerConfig.augment_shift_px`, DrQ random shift (0 = off).
+        bootstrap_truncation: `TrainerConfig.bootstrap_truncation`: step-limit ends bootstrap.
+        step_input: the network also gets the steps remaining, (max_steps - t) / max_steps.
+        fuse_after_norm: the compact network adds the state after the first head GroupNorm
+            (`QNetConfig.fuse_after_norm`); False = the original layout.
+        target_cem_population, target_cem_elites, target_cem_iterations: the CEM of the
+            Bellman targets (`TrainerConfig.cem`).
+        policy_cem_population, policy_cem_elites, policy_cem_iterations: the CEM of the acting
+            policy (collection and evaluation; the policy node's defaults).
         eval_episodes: evaluation episodes per round and policy.
         eval_epsilon: also evaluate CEM with this P(random action) per step (the policy node's
             `epsilon`, how learned episodes run on a cell); 0 = greedy only.
@@ -65,6 +86,10 @@ class ProbeConfig:
             scenes with `--weights`).
         max_steps: episode step limit (the policy node's default).
         image_size: policy camera image side [px].
+        policy_roi: region of interest (x0, y0, x1, y1, fractions) of the policy camera frame
+            (`EnvConfig.policy_roi`; the full frame by default).
+        policy_frame_size: side of the camera frame the ROI is cut from [px]
+            (`EnvConfig.policy_frame_size`; 0 = image_size).
         respawn_every: a fresh scene every this many episodes.
         impersonation: `make_impersonation` spec.
         sampler: "rebalanced" or "uniform".
@@ -78,15 +103,30 @@ class ProbeConfig:
     round_episodes: int = 300
     epsilon: float = 0.3
     steps: int = 1500
+    warm_start: bool = False
     batch_size: int = 64
     learning_rate: float = 1e-3
     gamma: float = 0.9
     conservative_weight: float = 0.0
+    conservative_mode: str = "absolute"
+    conservative_anneal_steps: int = 0
+    augment_shift_px: int = 0
+    bootstrap_truncation: bool = False
+    step_input: bool = False
+    fuse_after_norm: bool = True
+    target_cem_population: int = 16
+    target_cem_elites: int = 2
+    target_cem_iterations: int = 2
+    policy_cem_population: int = CEMConfig.population
+    policy_cem_elites: int = CEMConfig.elites
+    policy_cem_iterations: int = CEMConfig.iterations
     eval_episodes: int = 60
     eval_epsilon: float = 0.1
     eval_scene_seed: int = 90_000
     max_steps: int = 12
     image_size: int = 64
+    policy_roi: tuple[float, ...] = FULL_FRAME
+    policy_frame_size: int = 0
     respawn_every: int = 10
     impersonation: str = "orig"
     sampler: str = "rebalanced"
@@ -102,10 +142,52 @@ class ProbeConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.conservative_weight < 0:
             raise ValueError(f"conservative_weight must be >= 0, got {self.conservative_weight}")
+        if self.conservative_mode not in CONSERVATIVE_MODES:
+            raise ValueError(
+                f"conservative_mode must be one of {list(CONSERVATIVE_MODES)}, got "
+                f"{self.conservative_mode!r}"
+            )
+        for name in ("conservative_anneal_steps", "augment_shift_px", "policy_frame_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        object.__setattr__(self, "policy_roi", check_roi(self.policy_roi, "policy_roi"))
+        self.target_cem(), self.policy_cem()  # CEMConfig names a bad value
         for name in ("scripted_fraction", "random_terminate_prob", "epsilon", "gamma",
                      "eval_epsilon"):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+    def target_cem(self) -> CEMConfig:
+        """The CEM of the Bellman targets."""
+        return CEMConfig(
+            self.target_cem_population, self.target_cem_elites, self.target_cem_iterations
+        )
+
+    def policy_cem(self) -> CEMConfig:
+        """The CEM of the acting policy (collection and evaluation)."""
+        return CEMConfig(
+            self.policy_cem_population, self.policy_cem_elites, self.policy_cem_iterations
+        )
+
+    def trainer_config(self) -> TrainerConfig:
+        """The Trainer's settings; with `warm_start` the learning rate decays over all rounds."""
+        rounds = self.rounds + 1 if self.warm_start else 1
+        return TrainerConfig(
+            batch_size=self.batch_size, learning_rate=self.learning_rate,
+            lr_decay_steps=self.steps * rounds, cem=self.target_cem(), seed=self.seed,
+            progress=False, gamma=self.gamma, conservative_weight=self.conservative_weight,
+            conservative_mode=self.conservative_mode,
+            conservative_anneal_steps=self.conservative_anneal_steps,
+            augment_shift_px=self.augment_shift_px,
+            bootstrap_truncation=self.bootstrap_truncation,
+        )  # fmt: skip
+
+    def qnet_config(self, num_tasks: int) -> QNetConfig:
+        """The compact network with this run's step input and fusion layout."""
+        return QNetConfig.compact(
+            num_tasks, image_size=self.image_size, fuse_after_norm=self.fuse_after_norm,
+            step_horizon=self.max_steps if self.step_input else 0,
+        )  # fmt: skip
 
 
 def scripted_pick(rng: np.random.Generator):
@@ -124,7 +206,10 @@ class Probe:
 
         self.config = config
         self.log = log
-        self.env = MTOptCell(EnvConfig(image_size=config.image_size, max_steps=config.max_steps))
+        self.env = MTOptCell(EnvConfig(
+            image_size=config.image_size, max_steps=config.max_steps,
+            policy_roi=config.policy_roi, policy_frame_size=config.policy_frame_size,
+        ))  # fmt: skip
         self.registry = self.env.registry
         self.task_index = self.registry.index(TASK)
         self.rng = np.random.default_rng(config.seed)  # scenes, starts, episode kinds
@@ -137,6 +222,9 @@ class Probe:
         self.episodes: list[Episode] = []
         self.net: QNet | None = None
         self.trainer: Trainer | None = None
+        self.replay: ReplayBuffer | None = None
+        self._in_replay = 0  # episodes already in `replay` (warm start adds the rest)
+        self._relabel_rng = np.random.default_rng(config.seed)
         self._count = 0
 
     def close(self) -> None:
@@ -167,11 +255,11 @@ class Probe:
             if kind == "scripted":
                 action = self.scripted.act(obs)
             elif kind == "random" or (epsilon > 0 and self.explore_rng.random() < epsilon):
-                action = self.random_actions.sample()
+                action = self.random_actions.sample(closed[-1], height[-1])
             else:
                 action, _ = policy.act(
                     obs["image"][None], [closed[-1]], [height[-1]], [self.task_index],
-                    [detected[-1]],
+                    [detected[-1]], [len(actions)],
                 )  # fmt: skip
                 action = action[0]
             actions.append(np.asarray(action, np.float32))
@@ -190,7 +278,9 @@ class Probe:
     def collect(self, n: int, round_index: int) -> float:
         """Collect n episodes for this round; returns their lift-any rate."""
         cfg = self.config
-        policy = None if round_index == 0 else CEMPolicy(self.net, seed=cfg.seed + round_index)
+        policy = None
+        if round_index > 0:
+            policy = CEMPolicy(self.net, cfg.policy_cem(), seed=cfg.seed + round_index)
         successes, start = 0, time.perf_counter()
         for i in range(n):
             if round_index == 0:
@@ -207,22 +297,24 @@ class Probe:
 
     # -- learning ---------------------------------------------------------------------------
     def train(self) -> dict:
-        """A fresh network trained on every episode collected so far."""
+        """Train on every episode collected so far: a fresh network, or (`warm_start`, after
+        the first round) the previous round's trainer with the new episodes added."""
         cfg = self.config
         names = self.registry.names
-        replay = ReplayBuffer(names, ReplayConfig(memory_budget_bytes=2 * 1024**3,
-                                                  sampler=cfg.sampler, seed=cfg.seed))  # fmt: skip
+        if not cfg.warm_start or self.trainer is None:
+            self.replay = ReplayBuffer(names, ReplayConfig(
+                memory_budget_bytes=2 * 1024**3, sampler=cfg.sampler, seed=cfg.seed,
+            ))  # fmt: skip
+            self._in_replay = 0
+            self._relabel_rng = np.random.default_rng(cfg.seed)
+            torch.manual_seed(cfg.seed)
+            net = QNet(cfg.qnet_config(len(names)))
+            self.trainer = Trainer(net, self.replay, cfg.trainer_config())
         impersonation = make_impersonation(cfg.impersonation, self.registry)
-        rng = np.random.default_rng(cfg.seed)
-        for episode in self.episodes:
-            replay.add_episode(episode, impersonation, rng)
-        torch.manual_seed(cfg.seed)
-        net = QNet(QNetConfig.compact(len(names), image_size=cfg.image_size))
-        trainer = Trainer(net, replay, TrainerConfig(
-            batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_decay_steps=cfg.steps,
-            cem=CEMConfig(population=16, elites=2, iterations=2), seed=cfg.seed, progress=False,
-            conservative_weight=cfg.conservative_weight, gamma=cfg.gamma,
-        ))  # fmt: skip
+        for episode in self.episodes[self._in_replay :]:
+            self.replay.add_episode(episode, impersonation, self._relabel_rng)
+        self._in_replay = len(self.episodes)
+        trainer, net = self.trainer, self.trainer.qnet
         start, losses = time.perf_counter(), []
         for step in range(cfg.steps):
             losses.append(float(trainer.step()["loss"]))
@@ -231,9 +323,10 @@ class Probe:
                          f"({time.perf_counter() - start:.0f} s)")  # fmt: skip
         trainer.close()
         net.eval()
-        self.net, self.trainer = net, trainer
+        self.net = net
         return {"final_loss": round(float(np.mean(losses[-50:])), 4),
-                "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+                "train_s": round(time.perf_counter() - start, 1),
+                "trainer_steps": trainer.step_count}  # fmt: skip
 
     def _seed(self, scene_seed: int, explore_seed: int) -> None:
         """Fresh generators for scenes/starts (scripted pick too) and for exploration."""
@@ -253,7 +346,9 @@ class Probe:
                         "eval_scene_seed": cfg.eval_scene_seed}  # fmt: skip
         for key, kind, epsilon in runs:
             self._seed(10_000 + cfg.seed, 20_000 + cfg.seed)  # same starts for every run
-            policy = CEMPolicy(self.net, seed=cfg.seed) if kind == "cem" else None
+            policy = None
+            if kind == "cem":
+                policy = CEMPolicy(self.net, cfg.policy_cem(), seed=cfg.seed)
             scene_seeds = range(cfg.eval_scene_seed, cfg.eval_scene_seed + cfg.eval_episodes)
             outcomes = "".join(
                 str(int(self.run_episode(kind, policy, epsilon, scene_seed=seed)[1]))
@@ -271,29 +366,6 @@ class Probe:
                  f"noisy scripted {result['scripted_lifts']}/{n} "
                  f"(paired McNemar p = {result['mcnemar_p']:.3g})")  # fmt: skip
         return result
-
-
-def paired_comparison(learned: str, scripted: str) -> dict:
-    """Per-episode pairing of two outcome strings on the same scenes: episodes only one policy
-    lifted, and the exact two-sided McNemar p-value (binomial test on those discordant pairs)."""
-    if len(learned) != len(scripted):
-        raise ValueError(f"outcome strings differ in length: {len(learned)} vs {len(scripted)}")
-    only_learned = sum(a == "1" and b == "0" for a, b in zip(learned, scripted, strict=True))
-    only_scripted = sum(a == "0" and b == "1" for a, b in zip(learned, scripted, strict=True))
-    n, k = only_learned + only_scripted, min(only_learned, only_scripted)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
-    return {"only_learned": only_learned, "only_scripted": only_scripted,
-            "mcnemar_p": round(min(1.0, 2 * tail), 4)}  # fmt: skip
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a success rate."""
-    if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def plot_rounds(results: list[dict], path: Path) -> Path:
@@ -350,6 +422,10 @@ def plot_rounds(results: list[dict], path: Path) -> Path:
 def run(config: ProbeConfig, out: Path | None = None, log=print) -> list[dict]:
     probe = Probe(config, log)
     results = []
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        settings = json.dumps(dataclasses.asdict(config), indent=1) + "\n"
+        atomic_write_bytes(out / "config.json", settings.encode())
     try:
         for round_index in range(config.rounds + 1):
             n = config.episodes if round_index == 0 else config.round_episodes
@@ -393,8 +469,19 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     for field in dataclasses.fields(ProbeConfig):
         flag = "--" + field.name.replace("_", "-")
-        p.add_argument(flag, type=type(field.default), default=field.default)
-    p.add_argument("--out", type=Path, default=None, help="write rounds.jsonl here")
+        if isinstance(field.default, bool):  # --warm-start / --no-warm-start
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        elif isinstance(field.default, tuple):
+            p.add_argument(flag, type=float, nargs=len(field.default), default=field.default,
+                           metavar=("X0", "Y0", "X1", "Y1"))  # fmt: skip
+        elif field.name == "conservative_mode":
+            p.add_argument(flag, choices=CONSERVATIVE_MODES, default=field.default)
+        else:
+            p.add_argument(flag, type=type(field.default), default=field.default)
+    p.add_argument(
+        "--out", type=Path, default=None,
+        help="write config.json, rounds.jsonl, qnet.ckpt and probe.png here",
+    )  # fmt: skip
     p.add_argument(
         "--weights",
         type=Path,
@@ -410,6 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ProbeConfig)}
+    values["policy_roi"] = tuple(values["policy_roi"])
     try:
         config = ProbeConfig(**values)
         log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mtopt_core.cem import CEMConfig
+from mtopt_core.images import FULL_FRAME, check_roi
 from mtopt_core.replay import SAMPLERS
-from mtopt_core.trainer import TrainerConfig
+from mtopt_core.trainer import CONSERVATIVE_MODES, TrainerConfig
 from mtopt_learner.checkpoints import KEEP_CHECKPOINTS
 from mtopt_learner.episode_decoder import LABEL_SOURCES
 from mtopt_learner.errors import LearnError
@@ -46,6 +47,27 @@ def parse_impersonation(text: str) -> str:
     raise argparse.ArgumentTypeError(
         f"unknown impersonation {text!r}; expected orig, all, skill or skill_stochastic:PS,PF"
     )
+
+
+def check_learning_options(config, error) -> None:
+    """The learning options LearnerConfig and OfflineConfig share; `error(field, problem)`
+    builds the exception to raise."""
+    if not config.conservative_weight >= 0:
+        raise error("conservative_weight", f"must be >= 0, got {config.conservative_weight}")
+    if config.conservative_mode not in CONSERVATIVE_MODES:
+        raise error(
+            "conservative_mode",
+            f"must be one of {list(CONSERVATIVE_MODES)}, got {config.conservative_mode!r}",
+        )
+    for name in ("conservative_anneal_steps", "augment_shift_px"):
+        if getattr(config, name) < 0:
+            raise error(name, f"must be >= 0, got {getattr(config, name)}")
+    if config.step_horizon < 1:
+        raise error("step_horizon", f"must be >= 1, got {config.step_horizon}")
+    try:
+        check_roi(config.policy_roi, "policy_roi")
+    except ValueError as exc:
+        raise error("policy_roi", str(exc).removeprefix("policy_roi ")) from None
 
 
 def positive_int(text: str) -> int:
@@ -117,9 +139,27 @@ class LearnerConfig:
     #: Adam learning rate and Bellman discount.
     learning_rate: float = TrainerConfig.learning_rate
     gamma: float = TrainerConfig.gamma
-    #: Weight of the penalty that pushes Q of random actions to 0 (TrainerConfig; 0 = off).
+    #: Weight of the conservative penalty on Q of random actions (TrainerConfig; 0 = off).
     conservative_weight: float = TrainerConfig.conservative_weight
-    #: CEM of the Bellman targets' max over next actions (QT-Opt's 64 / 6 / 2).
+    #: absolute: Q of random actions pushed to 0; relative: CQL(H) on Q (random
+    #: actions down, the data action up).
+    conservative_mode: str = TrainerConfig.conservative_mode
+    #: The penalty's weight falls linearly to 0 over this many steps (0 = constant).
+    conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
+    #: DrQ random shift of the training images by up to this many pixels (0 = off).
+    augment_shift_px: int = TrainerConfig.augment_shift_px
+    #: Episode ends by the step limit bootstrap (done = terminated only); False: terminal.
+    bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
+    #: A new network also gets the steps remaining, (step_horizon - t) / step_horizon, as a
+    #: state input (resumed runs keep their network's setting).
+    step_input: bool = False
+    #: The cells' episode step limit (the policy's max_steps), the horizon of step_input.
+    step_horizon: int = 12
+    #: Region of interest (x0, y0, x1, y1, fractions of the frame) the policy crops its camera
+    #: frames to (the policy node's policy_roi): the bags' final frames are cropped alike.
+    policy_roi: tuple[float, ...] = FULL_FRAME
+    #: CEM of the Bellman targets' max over next actions (QT-Opt's 64 / 6 / 2), separate from
+    #: the policy node's CEM (config/policy.yaml cem_*).
     cem_population: int = CEMConfig.population
     cem_elites: int = CEMConfig.elites
     cem_iterations: int = CEMConfig.iterations
@@ -156,10 +196,7 @@ class LearnerConfig:
                 raise LearnerConfigError(name, f"must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.gamma <= 1.0:
             raise LearnerConfigError("gamma", f"must be in [0, 1], got {self.gamma}")
-        if not self.conservative_weight >= 0:
-            raise LearnerConfigError(
-                "conservative_weight", f"must be >= 0, got {self.conservative_weight}"
-            )
+        check_learning_options(self, LearnerConfigError)
         for name in (
             "min_episodes",
             "checkpoint_every",
@@ -192,11 +229,19 @@ class LearnerConfig:
             learning_rate=self.learning_rate,
             cem=CEMConfig(self.cem_population, self.cem_elites, self.cem_iterations),
             conservative_weight=self.conservative_weight,
+            conservative_mode=self.conservative_mode,
+            conservative_anneal_steps=self.conservative_anneal_steps,
+            augment_shift_px=self.augment_shift_px,
+            bootstrap_truncation=self.bootstrap_truncation,
             seed=self.seed,
             log_dir=log_dir,
             log_every=self.log_every,
             progress=False,
         )
+
+    def qnet_step_horizon(self) -> int:
+        """`QNetConfig.step_horizon` of a new network (0 = no step input)."""
+        return self.step_horizon if self.step_input else 0
 
 
 # --- one offline run (mtopt-learn) ---------------------------------------------------------------
@@ -228,6 +273,15 @@ class OfflineConfig:
     learning_rate: float = TrainerConfig.learning_rate
     gamma: float = TrainerConfig.gamma
     conservative_weight: float = TrainerConfig.conservative_weight
+    conservative_mode: str = TrainerConfig.conservative_mode
+    conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
+    augment_shift_px: int = TrainerConfig.augment_shift_px
+    bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
+    #: A new network gets the steps remaining of horizon `step_horizon` as an input.
+    step_input: bool = False
+    step_horizon: int = 12
+    #: The policy's region of interest of the camera frame (the final frames are cropped so).
+    policy_roi: tuple[float, ...] = FULL_FRAME
     #: Q-network preset of a new run (a resumed run keeps the checkpoint's architecture).
     net: str = "small"
     cem_population: int = CEMConfig.population
@@ -262,6 +316,13 @@ class OfflineConfig:
             learning_rate=args.lr,
             gamma=args.gamma,
             conservative_weight=args.conservative_weight,
+            conservative_mode=args.conservative_mode,
+            conservative_anneal_steps=args.conservative_anneal_steps,
+            augment_shift_px=args.augment_shift_px,
+            bootstrap_truncation=args.bootstrap_truncation,
+            step_input=args.step_input,
+            step_horizon=args.step_horizon,
+            policy_roi=tuple(args.policy_roi),
             net=args.net,
             cem_population=args.cem_population,
             cem_elites=args.cem_elites,
@@ -289,6 +350,9 @@ class OfflineConfig:
             parse_impersonation(self.impersonation)
         except argparse.ArgumentTypeError as exc:
             raise LearnError(f"--impersonation: {exc}") from None
+        check_learning_options(
+            self, lambda name, problem: LearnError(f"--{name.replace('_', '-')} {problem}")
+        )
         return self
 
     def trainer_config(self) -> TrainerConfig:
@@ -299,10 +363,18 @@ class OfflineConfig:
             learning_rate=self.learning_rate,
             cem=CEMConfig(self.cem_population, self.cem_elites, self.cem_iterations),
             conservative_weight=self.conservative_weight,
+            conservative_mode=self.conservative_mode,
+            conservative_anneal_steps=self.conservative_anneal_steps,
+            augment_shift_px=self.augment_shift_px,
+            bootstrap_truncation=self.bootstrap_truncation,
             seed=self.seed,
             log_dir=self.log_dir,
             progress=self.progress,
         )
+
+    def qnet_step_horizon(self) -> int:
+        """`QNetConfig.step_horizon` of a new network (0 = no step input)."""
+        return self.step_horizon if self.step_input else 0
 
     def replay_config(self, bag_dir: Path, out_dir: Path) -> LogReplayConfig:
         """LogReplay over `bag_dir` with its state under `out_dir`/logreplay."""
@@ -315,4 +387,5 @@ class OfflineConfig:
             sampler=self.sampler,
             memory_budget_bytes=int(self.replay_gb * 1e9),
             sd_threshold=self.sd_threshold,
+            policy_roi=self.policy_roi,
         )

@@ -17,8 +17,9 @@ e.g. `/cell0`) holds:
 Observation t (t < T) is `policy/observation` number t with the gripper state of `policy/step`
 t: exactly the Q-function's input when action t was chosen. The final observation T has no
 PolicyStep; it is built from the *last* frame of the policy camera topic (`overhead`) recorded
-after the last step, centre-cropped and resized to the observation size exactly as the policy
-node does (`square_resize`), with the closed flag and height of the last `gripper/state`
+after the last step, cropped to the policy's region of interest and resized to the observation
+size exactly as the policy node does (`policy_image` with `policy_roi`), with the closed flag
+and height of the last `gripper/state`
 message. The collector records that frame after the episode ended, the arm moved to the
 grading pose and the scene settled: it is the final state the success detector graded (the
 three cameras' last frames are what `sd/grade` saw), which is what `Episode` defines as
@@ -56,7 +57,7 @@ import numpy as np
 
 from mtopt_core.episode import Episode
 from mtopt_core.episode_bag import BagMessage, EpisodeBagError, read_bag_messages
-from mtopt_core.images import square_resize
+from mtopt_core.images import FULL_FRAME, check_roi, policy_image, square_resize
 from mtopt_core.impersonation import labels_from_probabilities
 from mtopt_core.sd_model import CAMERAS
 from mtopt_core.tasks import TaskRegistry
@@ -223,6 +224,7 @@ def episode_from_bag(
     cameras: Sequence[str] = CAMERAS,
     sd_threshold: float = 0.5,
     image_size: int | None = None,
+    policy_roi: Sequence[float] = FULL_FRAME,
 ) -> DecodedEpisode:
     """Decode one episode bag (see the module docstring).
 
@@ -235,6 +237,8 @@ def episode_from_bag(
         sd_threshold: P(success) at or above which a task counts as a success.
         image_size: side of the observations [px]; None keeps the size of the recorded
             `policy/observation` images (the policy's `image_size`).
+        policy_roi: the policy's region of interest of the camera frame (x0, y0, x1, y1,
+            fractions), applied to the final frame as the policy node applies it.
 
     Raises EpisodeBagError for a bag that cannot be decoded, GradingError when the grade
     callable fails.
@@ -247,11 +251,12 @@ def episode_from_bag(
             f"labels_source must be one of {LABEL_SOURCES} or a grade callable, got "
             f"{labels_source!r}"
         )
+    check_roi(policy_roi, "policy_roi")  # a bad setting is no problem of the bag
     collected = _collect(path)  # EpisodeBagError for unreadable / truncated bags
     try:
         return _decode(
             path, registry, collected, labels_source, policy_camera, cameras, sd_threshold,
-            image_size,
+            image_size, policy_roi,
         )  # fmt: skip
     except (EpisodeBagError, GradingError):
         raise
@@ -269,6 +274,7 @@ def _decode(
     cameras: Sequence[str],
     sd_threshold: float,
     image_size: int | None,
+    policy_roi: Sequence[float] = FULL_FRAME,
 ) -> DecodedEpisode:
     if not collected.infos:
         raise EpisodeBagError(path, "no EpisodeInfo record (episode_info topic)")
@@ -347,7 +353,7 @@ def _decode(
     if final_frame is None or final_frame.timestamp_ns <= last_step_ns:
         raise EpisodeBagError(path, f"no {camera_topic} frame recorded after the last step")
     final_rgb = image_to_rgb(final_frame.message, camera_topic)
-    images.append(square_resize(final_rgb, size))
+    images.append(policy_image(final_rgb, size, policy_roi))
     gripper_topic = f"{ns}/gripper/state"
     final_gripper = collected.last_by_topic.get(gripper_topic)
     if final_gripper is None:

@@ -139,6 +139,7 @@ class Learner:
                 memory_budget_bytes=int(cfg.replay_gb * 1e9),
                 sd_threshold=cfg.sd_threshold,
                 image_size=image_size,
+                policy_roi=cfg.policy_roi,
                 tasks_file=cfg.tasks_file or None,
                 max_bags_per_poll=cfg.max_bags_per_poll,
             ),
@@ -346,8 +347,9 @@ class Learner:
         cfg = self.config
         if qnet_config is None:
             qnet_config = preset_config(
-                cfg.net, len(self.registry), replay_image_size(self.replay)
-            )
+                cfg.net, len(self.registry), replay_image_size(self.replay),
+                cfg.qnet_step_horizon(),
+            )  # fmt: skip
         torch.manual_seed(cfg.seed)  # the initial weights of a new run
         self.trainer = Trainer(
             QNet(qnet_config),

@@ -54,6 +54,7 @@ import numpy as np
 
 from mtopt_core.atomic_io import fsync_dir
 from mtopt_core.episode_bag import EpisodeBagError, list_episode_bags
+from mtopt_core.images import FULL_FRAME, check_roi
 from mtopt_core.impersonation import Impersonation, make_impersonation
 from mtopt_core.replay import (
     EPISODE_OVERHEAD_BYTES,
@@ -96,6 +97,9 @@ class LogReplayConfig:
         sd_threshold: P(success) at or above which an SD / grade probability is a success.
         image_size: observation side [px]; None keeps the recorded policy image size.
         policy_camera: camera whose last frame is the final observation.
+        policy_roi: region of interest (x0, y0, x1, y1, fractions) of that camera's frame the
+            policy crops its image from (the policy node's `policy_roi`); the final frame is
+            cropped the same way.
         cameras: cameras whose last frames a grade callable gets.
         tasks_file: task registry file (None: `config/tasks.yaml` / $MTOPT_TASKS_FILE).
         quarantine_dir: where corrupt bags go (None: `<state_dir>/quarantine`).
@@ -113,6 +117,7 @@ class LogReplayConfig:
     sd_threshold: float = 0.5
     image_size: int | None = None
     policy_camera: str = "overhead"
+    policy_roi: tuple[float, ...] = FULL_FRAME
     cameras: tuple[str, ...] = CAMERAS
     tasks_file: str | None = None
     quarantine_dir: str | os.PathLike | None = None
@@ -143,6 +148,7 @@ class LogReplayConfig:
             raise ValueError(
                 f"LogReplayConfig.max_bags_per_poll must be >= 0, got {self.max_bags_per_poll}"
             )
+        check_roi(self.policy_roi, "LogReplayConfig.policy_roi")
         return self
 
 
@@ -438,6 +444,7 @@ class LogReplay:
             self.registry,
             cfg.labels_source,
             policy_camera=cfg.policy_camera,
+            policy_roi=cfg.policy_roi,
             cameras=cfg.cameras,
             sd_threshold=cfg.sd_threshold,
             image_size=cfg.image_size,

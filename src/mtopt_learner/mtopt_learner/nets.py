@@ -20,31 +20,39 @@ NETS = {
 
 
 def preset_name(qnet_config: QNetConfig) -> str:
-    """The NETS preset a network config is ('custom' when it matches none)."""
+    """The NETS preset a network config is ('custom' when it matches none); a step input
+    (`step_horizon`) does not change the name."""
+    c = qnet_config
     for name, make in NETS.items():
         try:
-            if make(qnet_config.num_tasks, image_size=qnet_config.image_size) == qnet_config:
+            if make(c.num_tasks, image_size=c.image_size, step_horizon=c.step_horizon) == c:
                 return name
         except ValueError:
             continue
     return "custom"
 
 
-def preset_config(net: str, num_tasks: int, image_size: int) -> QNetConfig:
-    """The `net` preset for `num_tasks` tasks and `image_size` px observations."""
+def preset_config(net: str, num_tasks: int, image_size: int, step_horizon: int = 0) -> QNetConfig:
+    """The `net` preset for `num_tasks` tasks and `image_size` px observations, with a step
+    input of horizon `step_horizon` (0 = none; `QNetConfig.step_horizon`)."""
     try:
-        return NETS[net](num_tasks, image_size=image_size)
+        return NETS[net](num_tasks, image_size=image_size, step_horizon=step_horizon)
     except ValueError as exc:
         raise LearnError(f"net {net} with {image_size} px observations: {exc}") from None
 
 
 def make_qnet_config(
-    resume_from: Path | None, net: str, num_tasks: int, image_size: int, source: str
+    resume_from: Path | None,
+    net: str,
+    num_tasks: int,
+    image_size: int,
+    source: str,
+    step_horizon: int = 0,
 ) -> QNetConfig:
     """The network to train: the resumed checkpoint's (it must take `image_size` px images,
-    the size of the episodes in `source`), else the `net` preset."""
+    the size of the episodes in `source`), else the `net` preset (with `step_horizon`)."""
     if resume_from is None:
-        return preset_config(net, num_tasks, image_size)
+        return preset_config(net, num_tasks, image_size, step_horizon)
     qnet_config = read_checkpoint(resume_from).qnet_config
     if qnet_config.image_size != image_size:
         raise LearnError(

@@ -38,10 +38,11 @@ import torch
 from mtopt_core.cem import CEMConfig
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_core.episode_bag import list_episode_bags
+from mtopt_core.images import FULL_FRAME
 from mtopt_core.qnet import QNet
 from mtopt_core.replay import SAMPLERS
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
-from mtopt_core.trainer import Trainer, TrainerConfig
+from mtopt_core.trainer import CONSERVATIVE_MODES, Trainer, TrainerConfig
 from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_point
 from mtopt_learner.config import OfflineConfig, parse_impersonation, positive_int
 from mtopt_learner.episode_decoder import LABEL_SOURCES
@@ -88,6 +89,53 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W",
         help="weight of the penalty pushing Q of random actions to 0 (0 = off; see"
         " TrainerConfig.conservative_weight)",
+    )
+    p.add_argument(
+        "--conservative-mode",
+        choices=CONSERVATIVE_MODES,
+        default=TrainerConfig.conservative_mode,
+        help="absolute: Q of random actions pushed to 0; relative: CQL(H) on Q"
+        " (random actions down, the data action up)",
+    )
+    p.add_argument(
+        "--conservative-anneal-steps",
+        type=int,
+        default=TrainerConfig.conservative_anneal_steps,
+        metavar="N",
+        help="the penalty's weight falls linearly to 0 over N steps (0 = constant)",
+    )
+    p.add_argument(
+        "--augment-shift-px",
+        type=int,
+        default=TrainerConfig.augment_shift_px,
+        metavar="K",
+        help="DrQ random shift of the training images by up to K px (0 = off)",
+    )
+    p.add_argument(
+        "--bootstrap-truncation",
+        action="store_true",
+        help="episodes ended by the step limit bootstrap (done = terminated only)",
+    )
+    p.add_argument(
+        "--step-input",
+        action="store_true",
+        help="a new network also gets the steps remaining (see --step-horizon) as an input",
+    )
+    p.add_argument(
+        "--step-horizon",
+        type=positive_int,
+        default=OfflineConfig.step_horizon,
+        metavar="N",
+        help="the episodes' step limit (the policy's max_steps), for --step-input",
+    )
+    p.add_argument(
+        "--policy-roi",
+        type=float,
+        nargs=4,
+        default=list(FULL_FRAME),
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help="the policy's region of interest of the camera frame (fractions; the policy"
+        " node's policy_roi): final frames are cropped alike (default: the whole frame)",
     )
     p.add_argument(
         "--net",
@@ -147,7 +195,9 @@ def train(config: OfflineConfig) -> dict[str, Any]:
         )
     image_size = replay_image_size(replay)
 
-    qnet_config = make_qnet_config(resume_from, config.net, len(registry), image_size, str(bags))
+    qnet_config = make_qnet_config(
+        resume_from, config.net, len(registry), image_size, str(bags), config.qnet_step_horizon()
+    )
     torch.manual_seed(config.seed)  # the initial weights (the Ray path seeds the same way)
     trainer = Trainer(QNet(qnet_config), replay.buffer, config.trainer_config(), registry.names)
     writer = CheckpointWriter(out / CHECKPOINT_DIR)

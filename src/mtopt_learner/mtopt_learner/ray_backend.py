@@ -157,14 +157,17 @@ class BellmanUpdaterActor:
         cem: CEMConfig,
         seed: int,
         threads: int = 0,
+        augment_shift_px: int = 0,
+        bootstrap_truncation: bool = False,
     ):
         if threads > 0:
             torch.set_num_threads(threads)
         config = QNetConfig.from_dict(qnet_config)
         self.target1, self.target2 = _frozen(QNet(config)), _frozen(QNet(config))
         self.updater = BellmanUpdater(
-            RemoteReplay(replay), self.target1, self.target2, gamma, cem, seed
-        )
+            RemoteReplay(replay), self.target1, self.target2, gamma, cem, seed,
+            augment_shift_px=augment_shift_px, bootstrap_truncation=bootstrap_truncation,
+        )  # fmt: skip
         self.version = -1
 
     def set_targets(
@@ -335,8 +338,9 @@ def train_ray(
                 )
             )
         qnet_config = make_qnet_config(
-            resume_from, config.net, len(registry), stats["image_size"], str(bags)
-        )
+            resume_from, config.net, len(registry), stats["image_size"], str(bags),
+            config.qnet_step_horizon(),
+        )  # fmt: skip
         torch.manual_seed(config.seed)  # the initial weights, which the updaters receive
         trainer_config = config.trainer_config()
         view = ReplayView(registry.names, stats)
@@ -359,6 +363,8 @@ def train_ray(
                 trainer_config.cem,
                 updater_seed(config.seed, i),
                 config.threads,
+                trainer_config.augment_shift_px,
+                trainer_config.bootstrap_truncation,
             )
             for i in range(num_updaters if remaining else 0)
         ]

@@ -12,7 +12,8 @@ images, log everything, decide between another task and a workspace reset.
   deferred while an object is held (the place episode comes first).
 * `CollectorStats`: per-task counts and success rates for `collector/status`.
 * `CollectorLoop`: the loop itself, over a `CollectorPort` (the ROS side), including the pause
-  while bin resets fail.
+  while bin resets fail. After each episode it does the episode protocol's end
+  (`mtopt_policy.protocol`): the present move, the settle time, then grading.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from mtopt_core.tasks import TaskRegistry
 from mtopt_policy.config import CollectorConfig
+from mtopt_policy.protocol import EpisodeProtocol
 
 
 class CollectorError(RuntimeError):
@@ -323,6 +325,7 @@ class CollectorLoop:
         if config.held_task not in registry:
             raise ValueError(f"held_task {config.held_task!r} is not a registry task")
         self.port = port
+        self.protocol = EpisodeProtocol.from_configs(collector=config)
         self.sequencer = TaskSequencer(
             registry, config.lift_skill, config.place_skill, config.parsed_task_weights(), rng
         )
@@ -391,7 +394,7 @@ class CollectorLoop:
             result = EpisodeResult(aborted=True, reason=str(exc))
         end_wall = self.wall()
         t = phases.add("run_episode", t)
-        if cfg.present_before_grading:
+        if self.protocol.present_before_grading:
             try:
                 port.present()
             except CollectorError as exc:
@@ -403,8 +406,8 @@ class CollectorLoop:
                         f"where the arm is ({self._warned_present} such episodes so far)",
                     )
             t = phases.add("present", t)
-        if cfg.final_settle_s > 0:
-            port.sleep(cfg.final_settle_s)
+        if self.protocol.settle_s > 0:
+            port.sleep(self.protocol.settle_s)
         after = self.monotonic()
         t = phases.add("settle", t)
         grade = None

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, fields
 
 from mtopt_bridge.params import ConfigError
+from mtopt_core.images import FULL_FRAME, check_roi
 
 POLICY_KINDS = ("cem", "scripted_pick", "scripted_place", "random")
 
@@ -35,6 +36,11 @@ class PolicyConfig:
     policy_camera: str = "overhead"
     #: Side of the square image the Q-network gets [px]; camera frames are resized to it.
     image_size: int = 64
+    #: Region of interest of the camera frame the image is cut from: [x0, y0, x1, y1] as
+    #: fractions of the frame's width and height (mtopt_core.images.policy_image); the ROI
+    #: is then centre-cropped to a square and resized to image_size. [0, 0, 1, 1] = the
+    #: whole frame. The learner must be given the same value (its policy_roi).
+    policy_roi: tuple[float, ...] = FULL_FRAME
     #: Step limit of an episode whose goal says max_steps = 0.
     max_steps: int = 12
     #: Each step waits up to this long for an image and a gripper state newer than the end of
@@ -47,6 +53,15 @@ class PolicyConfig:
     scripted_fraction: float = 0.5
     #: Random actions (random policy, epsilon exploration): probability of the terminate bit.
     random_terminate_prob: float = 0.1
+    #: Random actions keep the gripper's state; a closed gripper opens with this probability
+    #: per step (a random open mostly drops what a close caught).
+    random_gripper_toggle_prob: float = 0.1
+    #: An open gripper closes only at or below this height above the bin floor [m], where the
+    #: pads (about 2.5 cm either side of the grasp point) reach the centre of most resting
+    #: objects (docs/results/episode_protocol.md); mid-air closes catch nothing...
+    random_close_below_m: float = 0.06
+    #: ... and there it closes with this probability per step.
+    random_close_prob: float = 0.5
     #: Seeds episode mixing, exploration, scripted noise and start poses (-1 = from the OS).
     seed: int = -1
     #: Scripted policies add the seed's action and start noise (False: noise-free scripts).
@@ -109,9 +124,19 @@ class PolicyConfig:
             )
         if not 8 <= self.image_size <= 1024:
             raise ConfigError(f"parameter image_size must be in 8..1024, got {self.image_size}")
+        try:
+            check_roi(self.policy_roi, "parameter policy_roi")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.max_steps < 1:
             raise ConfigError(f"parameter max_steps must be >= 1, got {self.max_steps}")
-        for name in ("epsilon", "scripted_fraction", "random_terminate_prob"):
+        for name in (
+            "epsilon",
+            "scripted_fraction",
+            "random_terminate_prob",
+            "random_gripper_toggle_prob",
+            "random_close_prob",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"parameter {name} must be in [0, 1], got {getattr(self, name)}")
         for name in (
@@ -135,6 +160,7 @@ class PolicyConfig:
             "safe_height",
             "gripper_closed_position",
             "step_subscriber_wait_s",
+            "random_close_below_m",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"parameter {name} must be >= 0, got {getattr(self, name)}")

@@ -9,9 +9,10 @@
   pose (uniformly above the right bin for lift-type skills, the left bin for place skills; the
   seed's scripted policies, `mtopt_policy.scripted`, which need only the bin geometry).
 * `EpisodeRunner`: runs one episode through a `CellPort` (the ROS side: arm and gripper
-  actions, fresh observations, step publishing): the pre-episode moves, then per step observe
+  actions, fresh observations, step publishing) as the episode protocol says
+  (`mtopt_policy.protocol`, shared with the gym env): the start moves, then per step observe
   (aborting on stale inputs), decide, publish, execute; until terminate, the step limit, a
-  fault or a cancel.
+  fault or a cancel. The present move and grading are the collector's.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from mtopt_core.checkpoint import CheckpointError, qnet_from_checkpoint
 from mtopt_core.tasks import TaskRegistry
 from mtopt_policy.config import POLICY_KINDS, PolicyConfig
 from mtopt_policy.inputs import StaleInputError
+from mtopt_policy.protocol import ABORTED, TERMINATED, EpisodeProtocol
 from mtopt_policy.scripted import (
     BinGeometry,
     ScriptedPick,
@@ -162,16 +164,54 @@ class ActionSource(Protocol):
 
 
 class RandomActions:
-    """Uniform random normalized actions (the random policy and epsilon exploration)."""
+    """Random normalized actions (the random policy and epsilon exploration).
 
-    def __init__(self, rng: np.random.Generator, terminate_prob: float):
+    Translation and yaw are uniform in [-1, 1]; the terminate bit is set with probability
+    `terminate_prob`. The gripper bit keeps the gripper's current state, except that a closed
+    gripper opens with probability `gripper_toggle_prob` per step, and an open one closes with
+    probability `close_prob` per step, but only at or below `close_below_m` above the bin floor:
+    where a close can catch something. (A fresh coin per step would close mid-air in most random
+    episodes and drop what a close caught half the time.)
+    """
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        terminate_prob: float,
+        gripper_toggle_prob: float = PolicyConfig.random_gripper_toggle_prob,
+        close_below_m: float = PolicyConfig.random_close_below_m,
+        close_prob: float = PolicyConfig.random_close_prob,
+    ):
+        for name, p in (("terminate_prob", terminate_prob), ("close_prob", close_prob),
+                        ("gripper_toggle_prob", gripper_toggle_prob)):  # fmt: skip
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
         self.rng = rng
         self.terminate_prob = terminate_prob
+        self.gripper_toggle_prob = gripper_toggle_prob
+        self.close_below_m = close_below_m
+        self.close_prob = close_prob
 
-    def sample(self) -> np.ndarray:
+    @classmethod
+    def from_config(cls, rng: np.random.Generator, config: PolicyConfig) -> RandomActions:
+        return cls(
+            rng,
+            config.random_terminate_prob,
+            config.random_gripper_toggle_prob,
+            config.random_close_below_m,
+            config.random_close_prob,
+        )
+
+    def sample(self, gripper_closed: bool, height: float) -> np.ndarray:
+        """A random action for a gripper in this state at `height` above the bin floor [m]."""
         a = np.empty(ACTION_DIM, dtype=np.float32)
         a[:4] = self.rng.uniform(-1.0, 1.0, 4)
-        a[GRIPPER] = float(self.rng.random() < 0.5)
+        u = self.rng.random()  # one draw per step whatever the state: reproducible streams
+        if gripper_closed:
+            closed = u >= self.gripper_toggle_prob
+        else:
+            closed = height <= self.close_below_m and u < self.close_prob
+        a[GRIPPER] = float(closed)
         a[TERMINATE] = float(self.rng.random() < self.terminate_prob)
         return a
 
@@ -185,7 +225,7 @@ class RandomSource:
         self.actions = actions
 
     def act(self, obs: Observation) -> Decision:
-        return Decision(self.actions.sample(), math.nan, True)
+        return Decision(self.actions.sample(obs.gripper_closed, obs.height), math.nan, True)
 
 
 class ScriptedSource:
@@ -218,13 +258,15 @@ class CemSource:
         self.epsilon = epsilon
         self.actions = actions
         self.rng = rng
+        self.step = 0  # step index of the next observation (a source lives for one episode)
 
     def act(self, obs: Observation) -> Decision:
+        step, self.step = self.step, self.step + 1
         if self.rng.random() < self.epsilon:
-            return Decision(self.actions.sample(), math.nan, True)
+            return Decision(self.actions.sample(obs.gripper_closed, obs.height), math.nan, True)
         actions, q = self.policy.act(
             obs.image[None], [obs.gripper_closed], [obs.height], [self.task_index],
-            [obs.object_detected],
+            [obs.object_detected], [step],
         )  # fmt: skip
         return Decision(actions[0].astype(np.float32), float(q[0]), False)
 
@@ -266,8 +308,9 @@ class EpisodePlanner:
         self.weights = weights
         self.rng = rng
         self.spec = ActionSpec(config.max_translation_m, config.max_yaw_rad)
+        self.protocol = EpisodeProtocol.from_configs(config)
         self.bins = BinGeometry.from_policy_config(config)
-        self.actions = RandomActions(rng, config.random_terminate_prob)
+        self.actions = RandomActions.from_config(rng, config)
         noisy = config.scripted_noise
 
         def scripted(base, cls, start_noise: bool):
@@ -291,7 +334,8 @@ class EpisodePlanner:
 
     def start_bin(self, task: str) -> str:
         """'left' for tasks of a place skill, else 'right'."""
-        return "left" if self.registry.skill_of(task) in self.config.place_skills else "right"
+        lift = self.protocol.opens_gripper_first(self.registry.skill_of(task))
+        return "right" if lift else "left"
 
     def plan(
         self, episode_id: str, task: str, max_steps: int = 0, requested_kind: str = ""
@@ -345,7 +389,7 @@ class EpisodePlanner:
             start_bin=bin_,
             start_position=np.asarray(options["start"], dtype=float),
             start_yaw=float(yaw),
-            open_gripper_first=bin_ == "right",
+            open_gripper_first=self.protocol.opens_gripper_first(self.registry.skill_of(task)),
             weights_version=weights.version if weights is not None else -1,
             weights_sha256=weights.sha256 if weights is not None else "",
             epsilon=self.config.epsilon if kind == "cem" else 1.0,
@@ -406,6 +450,8 @@ class EpisodeOutcome:
     terminated: bool = False
     aborted: bool = False
     reason: str = ""
+    #: `mtopt_policy.protocol`: "terminated", "truncated" or "aborted" ("" = not ended).
+    ending: str = ""
     timing: dict[str, float] = field(default_factory=dict)
     #: How many step moves ended with each outcome name (REACHED, CLAMPED, BLOCKED, ...).
     move_outcomes: dict[str, int] = field(default_factory=dict)
@@ -435,6 +481,7 @@ class EpisodeRunner:
         self.port = port
         self.config = config
         self.spec = ActionSpec(config.max_translation_m, config.max_yaw_rad)
+        self.protocol = EpisodeProtocol.from_configs(config)
         self.clock = clock
 
     def run(self, plan: EpisodePlan) -> EpisodeOutcome:
@@ -459,8 +506,9 @@ class EpisodeRunner:
                 outcome.steps = step + 1
                 terminate = self._execute(decision.action, obs, timer, outcome)
                 after = self.clock()
-                if terminate:
-                    outcome.terminated = True
+                outcome.ending = self.protocol.ending(step + 1, terminate, plan.max_steps)
+                if outcome.ending:
+                    outcome.terminated = outcome.ending == TERMINATED
                     break
         except StaleInputError as exc:
             return self._abort(outcome, exc.reason)
@@ -470,7 +518,7 @@ class EpisodeRunner:
 
     @staticmethod
     def _abort(outcome: EpisodeOutcome, reason: str) -> EpisodeOutcome:
-        outcome.aborted, outcome.reason = True, reason
+        outcome.aborted, outcome.reason, outcome.ending = True, reason, ABORTED
         return outcome
 
     def _check(self, what: str, result: MoveResult) -> MoveResult:
@@ -479,18 +527,17 @@ class EpisodeRunner:
         return result
 
     def _start(self, plan: EpisodePlan) -> None:
-        """Pre-episode: open the gripper for lift-type episodes, rise to the safe height if
-        low (a straight line out of a bin could hit a wall), then an absolute move to the start
-        pose."""
+        """The protocol's start (`mtopt_policy.protocol`): open the gripper for lift-type
+        episodes, rise to the safe height if low, then an absolute move to the start pose."""
         cfg = self.config
         self.port.wait_first_inputs(cfg.server_timeout_s)
         obs = self.port.observe(self.clock() - cfg.max_staleness_s)
         if plan.open_gripper_first and obs.gripper_closed:
             self.port.gripper(close=False)
-        rise = max(0.0, cfg.safe_height - obs.height)
+        rise = self.protocol.rise(obs.height)
         speed = cfg.start_speed_mps
         probe = None
-        if rise > 0.005 or speed > 0:
+        if rise > 0 or speed > 0:
             # With a start speed, a zero rise still runs (briefly): its result says where the
             # gripper is, which times the start move.
             rise_time = max(rise / speed, 0.05) if speed > 0 else 0.0
@@ -513,10 +560,7 @@ class EpisodeRunner:
         """Send one action: arm (delta) then gripper if its bit changed. Returns terminate."""
         cfg = self.config
         translation, yaw, close, terminate = self.spec.to_physical(action)
-        if (
-            float(np.linalg.norm(translation)) >= cfg.min_translation_m
-            or abs(yaw) >= cfg.min_yaw_rad
-        ):
+        if self.protocol.moves_arm(translation, yaw):
             t = self.clock()
             result = self.port.move(MODE_DELTA, translation, yaw, cfg.step_duration_s)
             name = result.outcome_name

@@ -12,7 +12,8 @@ Subscribes:
                                       refused updates are logged with the reason.
 Publishes:
   `policy/step`          mtopt_interfaces/PolicyStep, one per step
-  `policy/observation`   sensor_msgs/Image, the exact image each step acted on (resized)
+  `policy/observation`   sensor_msgs/Image, the exact image each step acted on (the
+                         `policy_roi` crop of the camera frame, resized to `image_size`)
   `policy/episode_timing` std_msgs/String, JSON: where an episode's time went (diagnostics)
 Calls:
   action `iiwa/move_ee` (MoveEndEffector), action `gripper/gripper_cmd` (GripperCommand).
@@ -41,7 +42,7 @@ from mtopt_bridge.image import ImageConversionError, image_to_numpy, numpy_to_im
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config, parameter_error
 from mtopt_bridge.qos import SENSOR_QOS, WEIGHTS_QOS
-from mtopt_core.images import square_resize
+from mtopt_core.images import FULL_FRAME, policy_image, roi_is_square, roi_pixels
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_interfaces.action import GripperCommand, MoveEndEffector, RunEpisode
 from mtopt_interfaces.msg import GripperState, PolicyStep, WeightsUpdate
@@ -65,6 +66,24 @@ def _yaw_of_quaternion(q) -> float:
     r01 = 2 * (q.x * q.y - q.z * q.w)
     r11 = 1 - 2 * (q.x * q.x + q.z * q.z)
     return math.atan2(-r01, r11)
+
+
+def policy_step_msg(
+    plan: EpisodePlan, step: int, decision: Decision, obs: Observation
+) -> PolicyStep:
+    """The `policy/step` record of one step (header stamp left to the caller)."""
+    return PolicyStep(
+        episode_id=plan.episode_id,
+        step=step,
+        task=plan.task,
+        action=[float(v) for v in decision.action],
+        q_value=float(decision.q_value),
+        exploratory=bool(decision.exploratory),
+        policy_kind=plan.kind,
+        gripper_closed=obs.gripper_closed,
+        gripper_height=float(obs.height),
+        object_detected=bool(obs.object_detected),
+    )
 
 
 class _RosCellPort:
@@ -138,8 +157,10 @@ class _RosCellPort:
             frame = image_to_numpy(image_msg, "rgb8")
         except ImageConversionError as exc:
             raise PortError(f"camera {self.config.policy_camera}: bad image: {exc}") from None
-        image = square_resize(frame, self.config.image_size)
-        if image.shape == frame.shape and image_msg.encoding == "rgb8":
+        self.node.check_roi_shape(frame.shape)
+        roi = tuple(self.config.policy_roi)
+        image = policy_image(frame, self.config.image_size, roi)
+        if roi == FULL_FRAME and image.shape == frame.shape and image_msg.encoding == "rgb8":
             acted_on = image_msg  # the camera frame itself
         else:
             acted_on = numpy_to_image(image, "rgb8", header=image_msg.header)
@@ -150,18 +171,7 @@ class _RosCellPort:
 
     def publish_step(self, plan: EpisodePlan, step: int, decision: Decision, obs: Observation):
         node = self.node
-        msg = PolicyStep(
-            episode_id=plan.episode_id,
-            step=step,
-            task=plan.task,
-            action=[float(v) for v in decision.action],
-            q_value=float(decision.q_value),
-            exploratory=bool(decision.exploratory),
-            policy_kind=plan.kind,
-            gripper_closed=obs.gripper_closed,
-            gripper_height=float(obs.height),
-            object_detected=bool(obs.object_detected),
-        )
+        msg = policy_step_msg(plan, step, decision, obs)
         msg.header.stamp = node.get_clock().now().to_msg()
         node.observation_pub.publish(obs.image_msg)
         node.step_pub.publish(msg)
@@ -189,6 +199,7 @@ class PolicyNode(Node):
         self._busy = threading.Lock()
         self._stop = threading.Event()
         self._warned_no_step_subscriber = False
+        self._checked_frame_shape: tuple[int, ...] | None = None
 
         inputs = ReentrantCallbackGroup()
         clients = ReentrantCallbackGroup()
@@ -235,9 +246,24 @@ class PolicyNode(Node):
         )
         self.get_logger().info(
             f"ready: {len(self.registry)} tasks, policy camera {cfg.policy_camera} at "
-            f"{cfg.image_size} px; no learned weights yet (scripted/random until "
-            "policy/weights delivers)"
+            f"{cfg.image_size} px (region of interest {list(cfg.policy_roi)}); no learned "
+            "weights yet (scripted/random until policy/weights delivers)"
         )
+
+    def check_roi_shape(self, shape: tuple[int, ...]) -> None:
+        """Warn once per frame size when `policy_roi` is not square in pixels: the image then
+        keeps only the ROI's centre square (pixels stay square)."""
+        if shape == self._checked_frame_shape:
+            return
+        self._checked_frame_shape = shape
+        roi = self.config.policy_roi
+        if not roi_is_square(shape, roi):
+            left, top, right, bottom = roi_pixels(shape, roi)
+            self.get_logger().warning(
+                f"policy_roi {list(roi)} is {right - left}x{bottom - top} px of the "
+                f"{shape[1]}x{shape[0]} {self.config.policy_camera} frame: only its centre "
+                "square reaches the policy"
+            )
 
     def alive(self) -> bool:
         """False once the node is shutting down (episodes end at once)."""

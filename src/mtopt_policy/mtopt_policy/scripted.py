@@ -6,11 +6,18 @@
   gripper to release the held object, retract (and terminate).
 
 Both emit the normalized 6-D MT-Opt action (`mtopt_core.action`), exactly as a learned policy,
-with configurable Gaussian action noise, and act on the gripper height alone. Their start point
-is chosen before the episode (the cell's pre-episode move): `start_options(bins)` draws it
-uniformly over the bin (`aim="uniform"`, as the seed's policy did) from a `BinGeometry`. This
-is what a real cell's policy runs; the simulator's privileged aims ("object": a graspable
-object, "plate": a point over the plate) are subclasses in `mtopt_sim.scripted`.
+with configurable Gaussian action noise, and act on the gripper height alone. Noise moves the
+gripper but never makes it act away from its target height: the gripper acts (pick: closes,
+place: opens) on reaching `target_height`, or within `act_window` above it when a descent was
+blocked (contact: a commanded descent of at least twice `blocked_distance` moved less than
+`blocked_distance`) or the descents ran out. Blocked higher up, the fingertips rest on
+something (a bin wall, an object's top) that closing could not catch: the policy keeps
+descending, and ends the episode without acting when its descents run out there.
+Their start point is chosen before the episode (the cell's pre-episode move):
+`start_options(bins)` draws it uniformly over the bin (`aim="uniform"`, as the seed's policy
+did) from a `BinGeometry`. This is what a real cell's policy runs; the simulator's privileged
+aims ("object": a graspable object, "plate": a point over the plate) are subclasses in
+`mtopt_sim.scripted`.
 """
 
 from __future__ import annotations
@@ -83,14 +90,18 @@ class ScriptedConfig:
     action_noise: float = 0.0
     #: Std of the noise added to the start point's x and y [m].
     start_noise: float = 0.0
-    #: Probability per step of flipping the gripper bit (pick: an early/late close).
+    #: Probability per step of flipping the gripper bit (pick: an early/late close); only
+    #: within `act_window` above `target_height`.
     gripper_flip_prob: float = 0.0
     start_height: float = 0.20  # start TCP height above the bin floor [m]
     #: Pick: TCP height above the floor to close at; place: height to open at [m].
     target_height: float = 0.03
+    #: The gripper acts only this close above `target_height` [m] (see the module docstring).
+    act_window: float = 0.03
     lift_steps: int = 3  # pick: steps up after closing; place: steps up after opening
     max_descend_steps: int = 6
-    #: A descent step that moves less than this [m] counts as blocked (stop descending).
+    #: A descent step commanded to go down at least twice this but moving less than this [m]
+    #: counts as blocked (contact: stop descending and act).
     blocked_distance: float = 0.004
     margin: float = 0.04  # keep uniform start points this far inside the bin walls [m]
 
@@ -135,9 +146,15 @@ class ScriptedPolicy:
         a = self.spec.from_physical([dxy[0], dxy[1], dz], 0.0, close, terminate)
         if cfg.action_noise > 0:
             a[:4] += self.rng.normal(0.0, cfg.action_noise, 4).astype(np.float32)
-        if cfg.gripper_flip_prob > 0 and self.rng.random() < cfg.gripper_flip_prob:
+        flip = cfg.gripper_flip_prob > 0 and self.rng.random() < cfg.gripper_flip_prob
+        if flip and self._in_act_window():
             a[4] = 1.0 - a[4]
-        return self.spec.clip(a)
+        a = self.spec.clip(a)
+        self._last_dz = float(a[2]) * self.spec.max_translation_m  # commanded, noise included
+        return a
+
+    def _in_act_window(self) -> bool:
+        return self._height <= self.config.target_height + self.config.act_window
 
     def _uniform_xy(self, bins: BinGeometry, which: str) -> np.ndarray:
         half = bins.half(which) - self.config.margin
@@ -151,24 +168,37 @@ class ScriptedPolicy:
         self._phase = "descend"
         self._descents = 0
         self._last_height = None
+        self._last_dz = 0.0
+        self._height = math.inf  # gripper height of the current step
         self._lifted = 0
         options: dict[str, Any] = {"start": [xy[0], xy[1], floor_z + self.config.start_height]}
         if yaw is not None:
             options["start_yaw"] = yaw
         return options
 
-    def _descend_or_next(self, height: float) -> float | None:
-        """The next descent (negative dz [m]) or None when it is time to act."""
+    def _descend_or_next(self, height: float) -> float | str:
+        """The next descent (negative dz [m]), "act" when it is time to act, or "give_up" when
+        the descents ran out above the act window."""
         cfg = self.config
         blocked = (
-            self._last_height is not None and self._last_height - height < cfg.blocked_distance
+            self._last_height is not None
+            and self._last_dz <= -2 * cfg.blocked_distance
+            and self._last_height - height < cfg.blocked_distance
         )
         self._last_height = height
         remaining = height - cfg.target_height
-        if blocked or remaining < 0.005 or self._descents >= cfg.max_descend_steps:
-            return None
+        in_window = remaining <= cfg.act_window
+        if remaining < 0.005 or (blocked and in_window):
+            return "act"
+        if self._descents >= cfg.max_descend_steps:
+            return "act" if in_window else "give_up"
         self._descents += 1
         return -min(remaining, self.spec.max_translation_m)
+
+    def _give_up(self, close: bool) -> np.ndarray:
+        """End the episode without acting (the gripper keeps its state)."""
+        self._phase = "done"
+        return self._action(0.0, close=close, terminate=True)
 
     def _rise(self, close: bool) -> np.ndarray:
         """One step up after the gripper acted; the last one terminates."""
@@ -199,10 +229,12 @@ class ScriptedPick(ScriptedPolicy):
         return self._begin(self._uniform_xy(bins, "right"), bins.floor_z, yaw)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        height = float(obs["gripper_height"][0])
+        height = self._height = float(obs["gripper_height"][0])
         if self._phase == "descend":
             dz = self._descend_or_next(height)
-            if dz is not None:
+            if dz == "give_up":
+                return self._give_up(close=False)
+            if dz != "act":
                 return self._action(dz, close=False)
             self._phase = "lift"
             return self._action(0.0, close=True)
@@ -230,10 +262,12 @@ class ScriptedPlace(ScriptedPolicy):
         return self._begin(self._uniform_xy(bins, "left"), bins.floor_z)
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
-        height = float(obs["gripper_height"][0])
+        height = self._height = float(obs["gripper_height"][0])
         if self._phase == "descend":
             dz = self._descend_or_next(height)
-            if dz is not None:
+            if dz == "give_up":
+                return self._give_up(close=True)
+            if dz != "act":
                 return self._action(dz, close=True)
             self._phase = "retract"
             return self._action(0.0, close=False)

@@ -1,8 +1,9 @@
-"""Render the pictures of docs/sim/: the three camera views, the cell variations, and GIFs of a
-scripted pick, a scripted place and a bin reset.
+"""Render the pictures of docs/sim/: the three camera views, the cell variations, GIFs of a
+scripted pick, a scripted place and a bin reset, and the policy camera's region-of-interest view.
 
     python -m mtopt_sim.docs [--out docs/sim]     (from the repository root; also
     scripts/render_sim_docs.py)
+    python -m mtopt_sim.docs --policy-views-only  (only the policy camera pictures)
 
 Deterministic (fixed seeds). Every file is kept under `MAX_BYTES` (GIFs use a small palette and
 are re-encoded smaller if needed).
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mtopt_core.images import policy_image, roi_pixels
+from mtopt_sim.camera_roi import bin_roi
 from mtopt_sim.env import EnvConfig, MTOptCell
 from mtopt_sim.scene import CAMERA_NAMES
 from mtopt_sim.scripted import (
@@ -72,6 +75,29 @@ class _Recorder:
 
     def __call__(self, cell) -> None:
         self.frames.append(cell.render(self.camera, self.width, self.height))
+
+
+def render_policy_views(out: Path, frame_size: int = 128, image_size: int = 64) -> list[Path]:
+    """The policy camera's right-bin region of interest (`mtopt_sim.camera_roi.bin_roi`): the
+    frame with the ROI outlined (`policy_roi_frame.png`) and the 64 px image cut from it
+    (`policy_camera_roi_64px.png`, scaled up 4x like `policy_camera_64px.png`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = MTOptCell(EnvConfig())
+    env.reset(seed=3)
+    cell = env.cell
+    roi = bin_roi(cell, "right", env.config.policy_camera)
+    frame = cell.render(env.config.policy_camera, frame_size, frame_size)
+    env.close()
+    small = policy_image(frame, image_size, roi)
+    outlined = np.kron(frame, np.ones((2, 2, 1), dtype=np.uint8))
+    left, top, right, bottom = (2 * v for v in roi_pixels(frame.shape, roi))
+    green = np.array([40, 220, 40], dtype=np.uint8)
+    outlined[top : top + 2, left:right] = outlined[bottom - 2 : bottom, left:right] = green
+    outlined[top:bottom, left : left + 2] = outlined[top:bottom, right - 2 : right] = green
+    written = [out / "policy_roi_frame.png", out / "policy_camera_roi_64px.png"]
+    _save_png(outlined, written[0])
+    _save_png(np.kron(small, np.ones((4, 4, 1), dtype=np.uint8)), written[1])
+    return written
 
 
 def render_all(out: Path) -> list[Path]:
@@ -151,6 +177,7 @@ def render_all(out: Path) -> list[Path]:
     path = out / "cells_0_to_6.png"
     _save_png(grid, path)
     written.append(path)
+    written += render_policy_views(out)
     for p in written:
         if p.stat().st_size > MAX_BYTES:
             raise RuntimeError(f"{p} is {p.stat().st_size} bytes (> {MAX_BYTES})")
@@ -162,8 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=Path("docs/sim"), help="output directory (docs/sim)"
     )
+    parser.add_argument(
+        "--policy-views-only",
+        action="store_true",
+        help="only the policy camera's region-of-interest pictures",
+    )
     args = parser.parse_args(argv)
-    for path in render_all(args.out):
+    render = render_policy_views if args.policy_views_only else render_all
+    for path in render(args.out):
         print(f"{path} {path.stat().st_size // 1024} KB")
     return 0
 

@@ -14,7 +14,9 @@ The policies themselves (phases, noise, the uniform start draw over a bin) are
 aims.
 
 `PickPlaceCollector` runs the seed's collection order: a pick episode, then (if something is
-held) a place episode, then a bin reset (hinge dump) when requested or on schedule.
+held) a place episode, then a bin reset (hinge dump) when requested or on schedule. Episodes
+follow the env's episode protocol (`mtopt_policy.protocol`): a pick opens the gripper first, a
+place starts holding what the pick lifted, and both are graded at the present pose.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ class EpisodeRecord:
     terminated: bool
     oracle: dict[str, bool]
     held_after: bool  # the gripper reports an object (what a real cell knows)
+    ending: str = ""  # "terminated" or "truncated" (`info["ending"]`)
 
 
 def run_episode(env: MTOptCell, policy: ScriptedPick | ScriptedPlace, task: str) -> EpisodeRecord:
@@ -134,6 +137,7 @@ def run_episode(env: MTOptCell, policy: ScriptedPick | ScriptedPlace, task: str)
         terminated=terminated,
         oracle=info["oracle"],
         held_after=env.cell.gripper_status().object_detected,
+        ending=info["ending"],
     )
 
 
@@ -198,8 +202,6 @@ class PickPlaceCollector:
             stats.places += 1
             stats.place_successes += records[1].oracle[cfg.place_task]
             self._places_since_reset += 1
-        elif env.cell.gripper_closed:
-            env.cell.actuate_gripper(close=False)
         if cfg.reset_every_places and self._places_since_reset >= cfg.reset_every_places:
             self._reset()
         stats.records.extend(records)

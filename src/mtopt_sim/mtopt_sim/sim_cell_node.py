@@ -114,6 +114,39 @@ def _stamp(t: float) -> Time:
     return Time(sec=sec, nanosec=min(999_999_999, int(round((t - sec) * 1e9))))
 
 
+def joint_state_msg(cell: SimCell, joint_names, stamp: float) -> JointState:
+    """`iiwa/joint_states` of the cell now (joints A1..A7 named `joint_names`)."""
+    msg = JointState()
+    msg.header.stamp = _stamp(stamp)
+    msg.name = list(joint_names)
+    msg.position = cell.arm_qpos().tolist()
+    msg.velocity = cell.arm_qvel().tolist()
+    msg.effort = cell.arm_effort().tolist()
+    return msg
+
+
+def gripper_state_msg(cell: SimCell, stamp: float) -> GripperState:
+    """`gripper/state` of the cell now."""
+    status = cell.gripper_status()
+    msg = GripperState(
+        position=status.opening,
+        effort=status.effort,
+        closed=status.closed,
+        object_detected=status.object_detected,
+        height=cell.gripper_height(),
+    )
+    msg.header.stamp = _stamp(stamp)
+    return msg
+
+
+def camera_image_msg(image, camera: str, stamp: float) -> Image:
+    """`camera/<camera>/image_raw` of a rendered RGB frame."""
+    msg = numpy_to_image(image, "rgb8")
+    msg.header.stamp = _stamp(stamp)
+    msg.header.frame_id = f"{camera}_optical_frame"
+    return msg
+
+
 class SimCellNode(Node):
     """ROS glue around `SimCellRunner` (see the module docstring)."""
 
@@ -185,35 +218,18 @@ class SimCellNode(Node):
 
     def on_joint_state(self, stamp: float) -> None:
         cell = self.cell
-        msg = JointState()
-        msg.header.stamp = _stamp(stamp)
-        msg.name = list(self.config.joint_names)
-        msg.position = cell.arm_qpos().tolist()
-        msg.velocity = cell.arm_qvel().tolist()
-        msg.effort = cell.arm_effort().tolist()
+        msg = joint_state_msg(cell, self.config.joint_names, stamp)
         self._joint_pub.publish(msg)
-        status = cell.gripper_status()
-        gripper = GripperState(
-            position=status.opening,
-            effort=status.effort,
-            closed=status.closed,
-            object_detected=status.object_detected,
-            height=cell.gripper_height(),
-        )
-        gripper.header.stamp = msg.header.stamp
-        self._gripper_pub.publish(gripper)
+        self._gripper_pub.publish(gripper_state_msg(cell, stamp))
         motor = BinMotorState(angle=cell.hinge_angle(), velocity=cell.hinge_velocity())
         motor.header.stamp = msg.header.stamp
         self._bin_pub.publish(motor)
 
     def on_camera(self, stamp: float, name: str, image) -> None:
-        header_stamp = _stamp(stamp)
-        msg = numpy_to_image(image, "rgb8")
-        msg.header.stamp = header_stamp
-        msg.header.frame_id = f"{name}_optical_frame"
+        msg = camera_image_msg(image, name, stamp)
         self._image_pubs[name].publish(msg)
         info = self._camera_info[name]
-        info.header.stamp = header_stamp
+        info.header.stamp = msg.header.stamp
         self._info_pubs[name].publish(info)
 
     def on_oracle(self, stamp: float) -> None:

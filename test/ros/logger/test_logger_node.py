@@ -65,21 +65,30 @@ class LoggerProcess:
         for param in params:
             args += ["-p", param]
         self.process = subprocess.Popen(
-            [str(LOGGER), *args], stdout=self._log, stderr=subprocess.STDOUT
+            [str(LOGGER), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
         )
 
     def log(self) -> str:
         return self.log_path.read_text()
 
     def stop(self, sig=signal.SIGINT) -> int:
-        """Send `sig` and wait; SIGKILL after 10 s. Returns the exit code."""
+        """Send `sig` and wait; after 10 s SIGABRT (stack dump), then SIGKILL. Returns the exit
+        code."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                # faulthandler (PYTHONFAULTHANDLER) writes every thread's stack to the log.
+                self.process.send_signal(signal.SIGABRT)
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
         self._log.close()
         return self.process.returncode
 
@@ -373,7 +382,7 @@ def test_start_names_topics_that_have_no_publisher(ros_node, start_logger, tmp_p
         response = future.result() if future.done() else None
     if not response.ok:  # an earlier, unanswered try started it
         assert "'ep1' is still recording" in response.message, response.message
-    assert logger.stop() == 0
+    assert logger.stop() == 0, logger.log()
     log = logger.log()
     assert "recording episode ep1" in log, log
     (warning,) = [line for line in log.splitlines() if "no publisher on" in line]

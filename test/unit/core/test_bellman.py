@@ -5,6 +5,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -138,3 +139,22 @@ def test_loss_is_cross_entropy_on_sigmoid_output():
     p = torch.sigmoid(logits)
     expected = -(targets * p.log() + (1 - targets) * (1 - p).log()).mean()
     torch.testing.assert_close(bellman_loss(logits, targets), expected)
+
+
+def test_truncated_transitions_bootstrap_only_when_asked():
+    q = ConstQ(lambda a: torch.full((a.shape[0],), 0.7))
+    # rows: terminated failure, truncated failure, truncated success, mid-episode
+    batch = _batch([0.0, 0.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0])
+    batch.truncated = torch.tensor([0.0, 1.0, 1.0, 0.0])
+    # default: every episode end is terminal (reward only)
+    torch.testing.assert_close(
+        bellman_targets(q, q, batch, 0.5), torch.tensor([0.0, 0.0, 1.0, 0.35])
+    )
+    # bootstrap_truncation: a step-limit end gets r + gamma * V(s'), clamped to [0, 1]
+    torch.testing.assert_close(
+        bellman_targets(q, q, batch, 0.5, bootstrap_truncation=True),
+        torch.tensor([0.0, 0.35, 1.0, 0.35]),
+    )
+    batch.truncated = None
+    with pytest.raises(ValueError, match="truncated"):
+        bellman_targets(q, q, batch, 0.5, bootstrap_truncation=True)

@@ -164,3 +164,101 @@ def test_object_detected_is_an_input_and_old_configs_load_without_it():
             old_net(images, action, grip, height, task, detected),
             old_net(images, action, grip, height, task, 1 - detected),
         )
+
+
+def test_step_input_is_the_steps_remaining_and_required():
+    cfg = QNetConfig.tiny(4, step_horizon=10)
+    net = QNet(cfg).eval()
+    plain = QNet(QNetConfig.tiny(4))
+    assert net.fuse_layers[0].in_features == plain.fuse_layers[0].in_features + 1
+    images, action, grip, height, task = _inputs(cfg, 4)
+    with torch.no_grad():
+        early = net(images, action, grip, height, task, None, torch.zeros(4))
+        late = net(images, action, grip, height, task, None, torch.full((4,), 9))
+        assert not torch.allclose(early, late)
+        # (H - t) / H is clipped to [0, 1]: past the horizon every step looks like the last
+        torch.testing.assert_close(
+            net(images, action, grip, height, task, None, torch.full((4,), 10)),
+            net(images, action, grip, height, task, None, torch.full((4,), 15)),
+        )
+    with pytest.raises(ValueError, match="step"):
+        net(images, action, grip, height, task)
+    with pytest.raises(ValueError, match="step"):
+        QNetConfig.tiny(4, step_horizon=-1)
+    # a net without the input ignores a step
+    with torch.no_grad():
+        torch.testing.assert_close(
+            plain(images, action, grip, height, task, None, torch.zeros(4)),
+            plain(images, action, grip, height, task),
+        )
+    assert QNetConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def _first_head_block_preactivation(net, images, action, grip, height, task):
+    """The input of the first head ReLU (where the fused state ends up in either layout)."""
+    acts = {}
+    relu = [m for m in net.head_convs if isinstance(m, nn.ReLU)][0]
+
+    def keep(_module, inputs) -> None:  # returns None: the ReLU still gets its own input
+        acts["x"] = inputs[0].clone()
+
+    hook = relu.register_forward_pre_hook(keep)
+    with torch.no_grad():
+        net(images, action, grip, height, task)
+    hook.remove()
+    return acts["x"]
+
+
+def test_compact_fuses_the_state_after_the_first_head_groupnorm():
+    """GroupNorm right after the additive fusion removes each channel group's mean of the fused
+    (spatially constant) state vector; the compact preset adds it after that norm instead."""
+    new = QNetConfig.compact(4, image_size=32)
+    assert new.fuse_after_norm and new.norm == "group"
+    old = QNetConfig.compact(4, image_size=32, fuse_after_norm=False)
+    images, _, grip, height, task = _inputs(new, 1)
+    images, grip, height, task = (x.expand(16, *x.shape[1:]) for x in (images, grip, height, task))
+    actions = torch.rand(16, 6, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    group_means = {}
+    for name, cfg in (("old", old), ("new", new)):
+        torch.manual_seed(0)
+        net = QNet(cfg).eval()
+        x = _first_head_block_preactivation(net, images, actions, grip, height, task)
+        b, c = x.shape[:2]
+        group_means[name] = x.reshape(b, 8, c // 8, -1).mean(dim=(2, 3))  # GroupNorm's groups
+    # Old layout: whatever the action, every group's mean is exactly the norm's bias (0).
+    assert group_means["old"].abs().max() < 1e-5
+    # New layout: the group means carry the action (they differ between actions).
+    assert group_means["new"].std(dim=0).mean() > 1e-3
+    with pytest.raises(ValueError, match="fuse_after_norm"):
+        QNetConfig.tiny(4, fuse_after_norm=True)  # needs norm "group"
+
+
+@pytest.mark.parametrize("state_skip", [True, False])
+def test_compact_q_is_sensitive_to_the_action_at_init(state_skip):
+    """The spread of Q over actions for one state is a sizeable fraction of its spread over
+    states, even through the head convs alone (state_skip off)."""
+    cfg = QNetConfig.compact(12, image_size=64, state_skip=state_skip)
+    ratios = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = QNet(cfg).eval()
+        images = torch.randint(0, 256, (8, 64, 64, 3), dtype=torch.uint8)
+        n = 32
+        features = expand_features(net.trunk(images), n)
+        action = torch.rand(8 * n, 6) * 2 - 1
+        action[:, 4:] = (action[:, 4:] > 0).float()
+        zeros = torch.zeros(8 * n)
+        with torch.no_grad():
+            logits = net.head_logits(features, action, zeros, zeros + 0.1, zeros.long()).reshape(
+                8, n
+            )
+        ratios.append(float(logits.std(dim=1).mean() / logits.mean(dim=1).std()))
+    assert min(ratios) > 0.05, ratios
+
+
+def test_old_checkpoint_configs_keep_the_original_fusion():
+    cfg = QNetConfig.compact(4, image_size=32)
+    saved = cfg.to_dict()
+    del saved["fuse_after_norm"]
+    assert not QNetConfig.from_dict(saved).fuse_after_norm
+    assert QNetConfig.from_dict(cfg.to_dict()) == cfg

@@ -166,3 +166,22 @@ def test_object_detected_defaults_to_false_and_is_validated():
     with pytest.raises(ValueError, match="object_detected must have shape"):
         Episode(ep.images, ep.gripper_closed, ep.height, ep.actions, "a",
                 object_detected=np.zeros(3, bool))  # fmt: skip
+
+
+def test_batches_carry_step_index_and_truncation():
+    buf = ReplayBuffer(TASKS)
+    ended_by_limit = episode(3, 1)  # no terminate bit: cut by the step limit
+    terminated = episode(3, 2)
+    terminated.actions[-1, 5] = 1.0
+    assert not ended_by_limit.terminated and terminated.terminated
+    buf.add(ended_by_limit, [Relabel("a", True, True)])
+    buf.add(terminated, [Relabel("a", False, True)])
+    batch = buf.sample(400, np.random.default_rng(0))
+    ident, t = batch.image[:, 0, 0, 0] // 10, batch.image[:, 0, 0, 0] % 10
+    np.testing.assert_array_equal(batch.step, t)  # observation t of its episode
+    last = t == 2
+    np.testing.assert_array_equal(batch.done, last.astype(np.float32))
+    np.testing.assert_array_equal(batch.truncated, (last & (ident == 1)).astype(np.float32))
+    assert batch.truncated.sum() > 0 and (batch.done - batch.truncated).sum() > 0
+    tb = batch.to_torch()
+    assert tb.step.dtype == torch.int64 and tb.truncated.shape == (400,)

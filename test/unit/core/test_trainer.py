@@ -4,15 +4,18 @@ TensorBoard scalars, checkpoint resume."""
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mtopt_core.cem import CEMConfig
+from mtopt_core.bellman import q_logits
+from mtopt_core.cem import CEMConfig, CEMPolicy
+from mtopt_core.episode import Episode
 from mtopt_core.gridworld import GridWorld, GridWorldConfig, collect_episode
-from mtopt_core.impersonation import AllImpersonation
+from mtopt_core.impersonation import AllImpersonation, Relabel
 from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.replay import ReplayBuffer
 from mtopt_core.tasks import parse_task_registry
-from mtopt_core.trainer import Trainer, TrainerConfig
+from mtopt_core.trainer import BellmanUpdater, Trainer, TrainerConfig
 
 NAMES = ("reach-red", "reach-green", "reach-blue", "reach-yellow")
 
@@ -147,3 +150,163 @@ def test_conservative_config_validation():
         TrainerConfig(conservative_weight=-0.1)
     with pytest.raises(ValueError, match="conservative_samples"):
         TrainerConfig(conservative_samples=0)
+
+
+def mean_q_of_data_actions(tr, replay):
+    batch = replay.sample(256, np.random.default_rng(5)).to_torch()
+    tr.qnet.eval()
+    with torch.no_grad():
+        return float(torch.sigmoid(q_logits(tr.qnet, batch)).mean())
+
+
+def test_relative_penalty_pushes_data_actions_up_and_random_ones_down(replay):
+    results = {}
+    for name, kw in (
+        ("plain", {}),
+        ("absolute", dict(conservative_weight=1.0)),
+        ("relative", dict(conservative_weight=1.0, conservative_mode="relative")),
+    ):
+        torch.manual_seed(0)
+        tr = make_trainer(replay, seed=1, **kw)
+        for _ in range(60):
+            metrics = tr.step()
+        assert np.isfinite(metrics["loss"])
+        results[name] = (mean_q_of_data_actions(tr, replay), mean_q_of_random_actions(tr, replay))
+    gap = {name: data - rand for name, (data, rand) in results.items()}
+    # relative (CQL(H)): the data actions rise above the random ones
+    assert gap["relative"] > gap["plain"] + 0.05, results
+    # absolute: everything goes down, the data actions with the random ones
+    assert results["absolute"][0] < results["plain"][0] - 0.1, results
+    assert results["relative"][0] > results["absolute"][0] + 0.2, results
+
+
+def test_relative_penalty_stays_bounded(replay):
+    """On the logits, CQL(H)'s push on the data actions has no minimum against the bounded
+    cross-entropy gradient (success rows' logits grow forever); on Q it settles."""
+    torch.manual_seed(0)
+    tr = make_trainer(replay, seed=1, conservative_weight=1.0, conservative_mode="relative")
+    for _ in range(300):
+        metrics = tr.step()
+    assert -1.0 < metrics["conservative_penalty"] <= 1.0 and abs(metrics["loss"]) < 2.0
+    batch = replay.sample(64, np.random.default_rng(1)).to_torch()
+    with torch.no_grad():
+        assert q_logits(tr.qnet.eval(), batch).abs().max() < 20
+
+
+def test_penalty_values_on_a_constant_q(replay):
+    """Q(s, a) = sigmoid(2) for every action: the relative penalty (logsumexp over random
+    actions - log N - data action's logit) is 0, the absolute one softplus(2)."""
+    batch = replay.sample(8, np.random.default_rng(0)).to_torch()
+    for mode, expected in (("relative", 0.0), ("absolute", float(F.softplus(torch.tensor(2.0))))):
+        tr = make_trainer(replay, conservative_weight=1.0, conservative_mode=mode)
+        last = tr.qnet.shared_fc[-1]
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.fill_(2.0)
+        features = tr.qnet.trunk(batch.image)
+        penalty = tr._conservative_penalty(features, batch, q_logits(tr.qnet, batch, features))
+        assert float(penalty.detach()) == pytest.approx(expected, abs=1e-5)
+
+
+def test_conservative_weight_anneals_linearly_to_zero(replay):
+    tr = make_trainer(replay, conservative_weight=0.8, conservative_anneal_steps=4)
+    weights, penalties = [], []
+    for _ in range(6):
+        weights.append(tr.conservative_weight())
+        penalties.append(tr.step()["conservative_penalty"])
+    assert weights == pytest.approx([0.8, 0.6, 0.4, 0.2, 0.0, 0.0])
+    assert all(p is not None for p in penalties[:4]) and penalties[4:] == [None, None]
+    assert make_trainer(replay, conservative_weight=0.8).conservative_weight() == 0.8
+
+
+def test_learning_option_validation():
+    with pytest.raises(ValueError, match="conservative_mode"):
+        TrainerConfig(conservative_mode="soft")
+    with pytest.raises(ValueError, match="conservative_anneal_steps"):
+        TrainerConfig(conservative_anneal_steps=-1)
+    with pytest.raises(ValueError, match="augment_shift_px"):
+        TrainerConfig(augment_shift_px=-2)
+
+
+def noise_replay(size=12, episodes=6, steps=3):
+    """Episodes of random-noise images (a shifted image identifies its offset), the first
+    half ended by the step limit, the others by terminate."""
+    rng = np.random.default_rng(0)
+    buf = ReplayBuffer(NAMES)
+    for i in range(episodes):
+        actions = rng.uniform(-1, 1, (steps, 6)).astype(np.float32)
+        actions[:, 4:] = 0.0
+        actions[-1, 5] = float(i >= episodes // 2)
+        ep = Episode(
+            images=rng.integers(0, 256, (steps + 1, size, size, 3), dtype=np.uint8),
+            gripper_closed=np.zeros(steps + 1, bool), height=np.full(steps + 1, 0.1),
+            actions=actions, task=NAMES[i % 4], labels={}, episode_id=str(i),
+        )  # fmt: skip
+        buf.add(ep, [Relabel(NAMES[i % 4], False, True)])
+    return buf
+
+
+def shift_of(shifted, original, pad):
+    padded = np.pad(original, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    h, w = original.shape[:2]
+    hits = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
+            if np.array_equal(padded[dy : dy + h, dx : dx + w], shifted)]  # fmt: skip
+    assert len(hits) == 1
+    return hits[0]
+
+
+def test_drq_shift_of_s_and_next_s_independently_per_transition():
+    buf = noise_replay()
+    net = QNet(QNetConfig.tiny(4, image_size=12))
+    plain = BellmanUpdater(buf, net, net, 0.9, CEMConfig(8, 2, 1), seed=3)
+    shifted = BellmanUpdater(buf, net, net, 0.9, CEMConfig(8, 2, 1), seed=3, augment_shift_px=2)
+    a, _ = plain.next_batch(32)
+    b, _ = shifted.next_batch(32)
+    # the same transitions are sampled (augmentation draws from its own generator)
+    torch.testing.assert_close(a.action, b.action)
+    offsets = [
+        (shift_of(b.image[r].numpy(), a.image[r].numpy(), 2),
+         shift_of(b.next_image[r].numpy(), a.next_image[r].numpy(), 2))
+        for r in range(32)
+    ]  # fmt: skip
+    assert len({s for s, _ in offsets}) > 8  # per transition
+    assert sum(s != n for s, n in offsets) > 16  # s and s' shifted independently
+    tr = Trainer(net, buf, TrainerConfig(batch_size=8, cem=CEMConfig(8, 2, 1), progress=False,
+                                         augment_shift_px=2))  # fmt: skip
+    assert tr.updater.augment_shift_px == 2 and np.isfinite(tr.step()["loss"])
+
+
+def test_truncation_bootstrap_reaches_the_targets():
+    buf = noise_replay()
+    torch.manual_seed(0)
+    net = QNet(QNetConfig.tiny(4, image_size=12))
+    cem = CEMConfig(8, 2, 1)
+    targets = {}
+    for flag in (False, True):
+        up = BellmanUpdater(buf, net, net, 0.9, cem, seed=3, bootstrap_truncation=flag)
+        batch, t = up.next_batch(64)
+        targets[flag] = (batch, t)
+    batch, off = targets[False]
+    _, on = targets[True]
+    truncated = batch.truncated > 0.5
+    terminated = (batch.done > 0.5) & ~truncated
+    assert truncated.any() and terminated.any()
+    assert torch.all(off[truncated] == 0)  # failures that ended: reward only
+    assert torch.all(on[truncated] > 0.1)  # bootstrapped from V(s') (about 0.9 * 0.5 at init)
+    assert torch.all(on[terminated] == 0)  # a terminate still ends the bootstrap
+    # the other rows keep their targets (up to CEM draws: more rows now share the generator)
+    torch.testing.assert_close(on[~truncated], off[~truncated], atol=0.01, rtol=0)
+
+
+def test_step_input_network_trains_and_acts_with_the_step():
+    buf = noise_replay()
+    net = QNet(QNetConfig.tiny(4, image_size=12, step_horizon=3))
+    tr = Trainer(net, buf, TrainerConfig(batch_size=8, cem=CEMConfig(8, 2, 1), progress=False,
+                                         conservative_weight=0.5))  # fmt: skip
+    assert np.isfinite(tr.step()["loss"])
+    policy = CEMPolicy(net.eval(), CEMConfig(8, 2, 1))
+    image = np.zeros((1, 12, 12, 3), np.uint8)
+    _, q0 = policy.act(image, [False], [0.1], [0], step=[0])
+    assert 0.0 <= q0[0] <= 1.0
+    with pytest.raises(ValueError, match="step"):
+        policy.act(image, [False], [0.1], [0])

@@ -1,5 +1,6 @@
 """The gym probe at a tiny budget: real MuJoCo episodes, real training, greedy evaluation."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -37,6 +38,8 @@ def test_probe_rounds_collect_train_and_evaluate(tmp_path, capsys):
     net, _ = qnet_from_checkpoint(tmp_path / "out" / "qnet.ckpt")
     assert isinstance(net, QNet) and net.config.image_size == 32
     assert (tmp_path / "out" / "probe.png").stat().st_size > 1000
+    settings = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert settings == json.loads(json.dumps(dataclasses.asdict(config)))
 
     # --weights: the saved network alone, on another evaluation set (no collection, no training).
     capsys.readouterr()
@@ -56,27 +59,82 @@ def test_probe_rounds_collect_train_and_evaluate(tmp_path, capsys):
     assert "broken.ckpt" in capsys.readouterr().err
 
 
-def test_wilson_interval_brackets_the_rate():
-    lo, hi = gym_probe.wilson_interval(20, 100)
-    assert lo < 0.2 < hi and hi - lo < 0.17
-    assert gym_probe.wilson_interval(0, 50)[0] == 0.0
-    assert gym_probe.wilson_interval(0, 0) == (0.0, 1.0)
-
-
 def test_probe_config_names_the_bad_field():
     with pytest.raises(ValueError, match="epsilon must be in"):
         gym_probe.ProbeConfig(epsilon=1.5)
     assert gym_probe.main(["--steps", "0"]) == 2
 
 
-def test_paired_comparison_counts_discordant_episodes_and_tests_them():
-    result = gym_probe.paired_comparison("1100101", "1011000")
-    assert (result["only_learned"], result["only_scripted"]) == (3, 2)
-    assert result["mcnemar_p"] == 1.0  # 3 vs 2 of 5 discordant pairs: no evidence either way
-    # 50 vs 34 discordant pairs (the README's first 200-scene set): p = 0.10
-    learned, scripted = "1" * 50 + "0" * 34 + "1" * 10, "0" * 50 + "1" * 34 + "1" * 10
-    assert gym_probe.paired_comparison(learned, scripted)["mcnemar_p"] == pytest.approx(0.1011)
-    assert gym_probe.paired_comparison(scripted, learned)["mcnemar_p"] == pytest.approx(0.1011)
-    assert gym_probe.paired_comparison("", "")["mcnemar_p"] == 1.0
-    with pytest.raises(ValueError, match="differ in length"):
-        gym_probe.paired_comparison("10", "1")
+def test_warm_start_continues_the_previous_rounds_network_and_optimizer():
+    torch.set_num_threads(1)
+    config = gym_probe.ProbeConfig(
+        episodes=3, round_episodes=2, steps=3, batch_size=8, eval_episodes=1, max_steps=3,
+        image_size=32, warm_start=True, rounds=1, augment_shift_px=2,
+        conservative_weight=0.5, conservative_mode="relative", conservative_anneal_steps=10,
+        bootstrap_truncation=True, step_input=True, target_cem_population=8,
+        target_cem_elites=2, target_cem_iterations=1, policy_cem_population=8,
+        policy_cem_elites=2, policy_cem_iterations=1,
+    )  # fmt: skip
+    probe = gym_probe.Probe(config, log=lambda _m: None)
+    try:
+        probe.collect(3, 0)
+        first = probe.train()
+        trainer = probe.trainer
+        weights = {k: v.clone() for k, v in trainer.qnet.state_dict().items()}
+        assert first["trainer_steps"] == 3
+        assert trainer.config.lr_decay_steps == 6  # one cosine over both rounds
+        assert trainer.qnet.config.step_horizon == 3 and trainer.config.augment_shift_px == 2
+        probe.collect(2, 1)
+        assert probe.episodes[-1].num_steps <= 3
+        second = probe.train()
+        # the same trainer went on: its step count, optimizer state and replay continue
+        assert probe.trainer is trainer and second["trainer_steps"] == 6
+        adam_steps = [float(s["step"]) for s in trainer.optimizer.state.values()]
+        assert adam_steps and set(adam_steps) == {6.0}
+        assert trainer.replay.num_episodes == 5
+        assert any(not torch.equal(weights[k], v) for k, v in trainer.qnet.state_dict().items())
+    finally:
+        probe.close()
+
+    # without warm start every round starts over: a fresh trainer, 3 steps
+    cold = gym_probe.Probe(dataclasses.replace(config, warm_start=False), log=lambda _m: None)
+    try:
+        cold.collect(3, 0)
+        cold.train()
+        first_trainer = cold.trainer
+        assert first_trainer.config.lr_decay_steps == 3
+        cold.collect(2, 1)
+        assert cold.train()["trainer_steps"] == 3 and cold.trainer is not first_trainer
+        assert cold.trainer.replay.num_episodes == 5
+    finally:
+        cold.close()
+
+
+def test_learning_flags_parse_into_the_probe_config(tmp_path):
+    args = gym_probe.build_parser().parse_args([
+        "--warm-start", "--augment-shift-px", "4", "--conservative-mode", "relative",
+        "--conservative-anneal-steps", "500", "--bootstrap-truncation", "--step-input",
+        "--no-fuse-after-norm", "--target-cem-population", "32", "--policy-cem-elites", "4",
+        "--policy-roi", "0.026", "0.143", "0.56", "0.677", "--policy-frame-size", "128",
+    ])  # fmt: skip
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(gym_probe.ProbeConfig)}
+    values["policy_roi"] = tuple(values["policy_roi"])
+    config = gym_probe.ProbeConfig(**values)
+    assert config.warm_start and config.bootstrap_truncation and config.step_input
+    assert not config.fuse_after_norm and config.policy_roi == (0.026, 0.143, 0.56, 0.677)
+    trainer = config.trainer_config()
+    assert trainer.augment_shift_px == 4 and trainer.conservative_mode == "relative"
+    assert trainer.conservative_anneal_steps == 500 and trainer.cem.population == 32
+    assert config.policy_cem().elites == 4 and config.policy_frame_size == 128
+    net = config.qnet_config(12)
+    assert net.step_horizon == config.max_steps and not net.fuse_after_norm
+    default = gym_probe.ProbeConfig()
+    assert not default.warm_start and default.augment_shift_px == 0
+    assert default.target_cem() == gym_probe.CEMConfig(16, 2, 2)  # the probe's targets' CEM
+    assert default.policy_cem() == gym_probe.CEMConfig()  # the policy node's 64 / 6 / 2
+    with pytest.raises(ValueError, match="policy_roi"):
+        gym_probe.ProbeConfig(policy_roi=(0.5, 0.5, 0.4, 1.0))
+    with pytest.raises(ValueError, match="conservative_mode"):
+        gym_probe.ProbeConfig(conservative_mode="soft")
+    with pytest.raises(ValueError, match="elites"):
+        gym_probe.ProbeConfig(policy_cem_elites=100)

@@ -1,0 +1,563 @@
+"""`mtopt-sim-collect`: bulk simulated collection into the same episode bags the ROS logger writes.
+
+    mtopt-sim-collect --episodes 2000 --workers 2 --out /data/eps
+    mtopt-sim-collect --episodes 4000 --workers 2 --out /data/eps --weights run1/qnet.ckpt \\
+        --epsilon 0.2 --scripted-fraction 0.3
+    mtopt-sim-collect --episodes 100000 --workers 64 --out /shared/eps --ray-address auto
+
+W workers, each one simulated cell (`/cell<k>`, k = --first-cell + worker index) running the
+cell's own collector and policy logic in-process (`mtopt_sim.bulk_cell`): task choice with
+pick -> place sequencing, bin resets and respawns, the planner's scripted / random / CEM mix
+with epsilon on the loaded weights, the present move and oracle grade (and the success
+detector's, with --sd-checkpoint). Every episode is one rosbag2 MCAP bag under --out with the
+logger's topics, message types and EpisodeInfo (`mtopt_sim.bag_writer`), named like the
+logger's bags (`cell<k>_<UTC start>_<tag>_<counter>`), written as `<id>.part` and renamed when
+complete.
+
+Workers are `spawn` processes (a fork after a GL context exists would share it), or Ray actors
+with --ray-address (`local`: a private local instance; `auto` / `HOST:PORT`: a running cluster,
+whose nodes must all reach --out, e.g. a shared file system).
+
+Resumable: --episodes is the total wanted in --out. A rerun counts the complete bags already
+there and collects only the rest (nothing when the total is reached); `.part` leftovers of the
+cells it runs are removed first. The seeds of a worker derive from (--seed, its cell, the
+complete bags of that cell already in --out), so a resumed run continues with new scenes and
+never repeats episodes already collected, and the same command on the same directory state
+collects the same episodes (up to timestamps and ids).
+
+Configuration: the policy and collector node parameters (`mtopt_policy.config.PolicyConfig`,
+`CollectorConfig`) at their defaults with the simulated cell's collector overrides
+(config/sim_cell.yaml: oracle labels, oracle sequencing, respawn below 5 objects), then
+--params-file files (ROS 2 parameter files such as config/policy.yaml; blocks matching
+`/cell<k>/policy` and `/cell<k>/collector` apply), then the flags.
+
+Progress (tqdm) and warnings go to stderr; the summary is ONE JSON line on stdout. Exit status
+2 for invalid arguments (unknown task, refused weights, bad parameter file), 1 when collection
+failed (a worker error says which cell and why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue
+import re
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtopt_bridge.params import ConfigError, config_from_params_files
+from mtopt_core.episode_bag import PART_SUFFIX, list_episode_bags
+from mtopt_core.tasks import TaskRegistry, TaskRegistryError, load_task_registry
+from mtopt_policy.config import CollectorConfig, PolicyConfig
+from mtopt_sim.bulk_cell import (
+    CAMERA_FRAMES,
+    BulkCollectError,
+    WorkerSpec,
+    sim_collector_config,
+)
+
+PROG = "mtopt-sim-collect"
+log = logging.getLogger("mtopt_sim.bulk")
+BAG_CELL = re.compile(r"^cell(\d+)_")
+
+
+class CollectUsageError(ValueError):
+    """Invalid arguments: the message says which and why (exit status 2)."""
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """One bulk collection (the command line's options)."""
+
+    episodes: int  # total complete bags wanted in `out`
+    out: Path
+    workers: int = 2
+    seed: int = 0
+    weights: str = ""
+    weights_sha256: str = ""
+    epsilon: float | None = None  # None: the policy default
+    scripted_fraction: float | None = None
+    tasks: tuple[str, ...] = ()  # "task" or "task=weight"; () = every task, weight 1
+    max_steps: int = 0  # 0: the policy default
+    camera_size: int = 64
+    camera_frames: str = "step"
+    sd_checkpoint: str = ""
+    params_files: tuple[str, ...] = ()
+    first_cell: int = 0
+    ray_address: str = ""  # "" = spawn processes
+    min_free_disk_gb: float = 1.0
+    progress: bool = True
+
+
+@dataclass
+class CollectResult:
+    """What a collection did: the JSON summary and when each cell's episodes arrived."""
+
+    summary: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    #: cell -> arrival times of its episodes [s since the collection started]
+    arrivals: dict[int, list[float]] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------- planning
+def existing_bags(out: Path) -> Counter:
+    """Complete bags in `out` per cell (from the logger's naming, `cell<k>_...`)."""
+    counts: Counter = Counter()
+    for bag in list_episode_bags(out):
+        match = BAG_CELL.match(bag.name)
+        counts[int(match.group(1)) if match else -1] += 1
+    return counts
+
+
+def assign_episodes(target: int, existing: Counter, cells: Sequence[int]) -> list[int]:
+    """Episodes each of `cells` collects so that `out` ends with `target` bags: what is
+    missing goes one by one to the cell with the fewest bags so far (balanced cells)."""
+    missing = max(0, target - sum(existing.values()))
+    totals = {c: existing.get(c, 0) for c in cells}
+    assigned = dict.fromkeys(cells, 0)
+    for _ in range(missing):
+        cell = min(cells, key=lambda c: (totals[c], c))
+        totals[cell] += 1
+        assigned[cell] += 1
+    return [assigned[c] for c in cells]
+
+
+def remove_stale_parts(out: Path, cells: Sequence[int]) -> list[Path]:
+    """Delete `cell<k>_*.part` bags of these cells (left by a killed run); returns them."""
+    if not out.is_dir():
+        return []
+    wanted = set(cells)
+    removed = []
+    for part in sorted(out.glob(f"cell*{PART_SUFFIX}")):
+        match = BAG_CELL.match(part.name)
+        if part.is_dir() and match and int(match.group(1)) in wanted:
+            shutil.rmtree(part, ignore_errors=True)
+            removed.append(part)
+    return removed
+
+
+def task_weights(
+    registry: TaskRegistry, tasks: Sequence[str], lift_skill: str, place_skill: str
+) -> tuple:
+    """CollectorConfig.task_weights for `--tasks`: the listed tasks (weight 1 or `=w`), every
+    other task 0; when no task of the place skill is listed they all keep weight 1 (a lift
+    that holds something is followed by a place episode: pick -> place sequencing). At least
+    one task of the lift skill must have a positive weight (every other episode is one)."""
+    if not tasks:
+        return ()
+    weights = dict.fromkeys(registry.names, 0.0)
+    for item in tasks:
+        name, sep, value = item.partition("=")
+        if name not in registry:
+            raise CollectUsageError(
+                f"--tasks: unknown task {name!r}; tasks: {list(registry.names)}"
+            )
+        try:
+            weights[name] = float(value) if sep else 1.0
+        except ValueError:
+            raise CollectUsageError(f"--tasks: {item!r} is not TASK or TASK=WEIGHT") from None
+        if weights[name] < 0:
+            raise CollectUsageError(f"--tasks: weight of {name} must be >= 0, got {weights[name]}")
+    if not any(weights[t] > 0 for t in registry.tasks_of_skill(lift_skill)):
+        raise CollectUsageError(
+            f"--tasks: no task of skill {lift_skill} with a weight > 0 (a place episode only "
+            "follows a lift that holds something)"
+        )
+    place = registry.tasks_of_skill(place_skill)
+    if not any(weights[t] > 0 for t in place):
+        weights.update(dict.fromkeys(place, 1.0))
+    return tuple(f"{name}={w:g}" for name, w in weights.items())
+
+
+def node_configs(cfg: CollectConfig, cell: int) -> tuple[PolicyConfig, CollectorConfig]:
+    """The policy and collector node parameters of cell `cell` (see the module docstring)."""
+    files = list(cfg.params_files)
+    policy = config_from_params_files(PolicyConfig(), files, f"/cell{cell}/policy")
+    overrides: dict[str, Any] = {}
+    if cfg.epsilon is not None:
+        overrides["epsilon"] = cfg.epsilon
+    if cfg.scripted_fraction is not None:
+        overrides["scripted_fraction"] = cfg.scripted_fraction
+    if cfg.max_steps:
+        overrides["max_steps"] = cfg.max_steps
+    policy = dataclasses.replace(policy, **overrides).validate()
+    collector = config_from_params_files(sim_collector_config(), files, f"/cell{cell}/collector")
+    if cfg.max_steps:
+        collector = dataclasses.replace(collector, max_steps=0)  # the policy's, set above
+    return policy, collector
+
+
+def worker_specs(
+    cfg: CollectConfig, registry: TaskRegistry, existing: Counter
+) -> list[tuple[WorkerSpec, int]]:
+    """(spec, episodes to collect) of every worker; validates the configuration."""
+    if cfg.episodes < 0:
+        raise CollectUsageError(f"--episodes must be >= 0, got {cfg.episodes}")
+    if cfg.workers < 1:
+        raise CollectUsageError(f"--workers must be >= 1, got {cfg.workers}")
+    if cfg.seed < 0 or cfg.first_cell < 0:
+        raise CollectUsageError("--seed and --first-cell must be >= 0")
+    cells = [cfg.first_cell + k for k in range(cfg.workers)]
+    quotas = assign_episodes(cfg.episodes, existing, cells)
+    specs = []
+    for cell, quota in zip(cells, quotas, strict=True):
+        try:
+            policy, collector = node_configs(cfg, cell)
+            weights = task_weights(
+                registry, cfg.tasks, collector.lift_skill, collector.place_skill
+            )
+            if weights:
+                collector = dataclasses.replace(collector, task_weights=weights).validate()
+            spec = WorkerSpec(
+                cell_id=cell,
+                out_dir=str(cfg.out),
+                seed_entropy=(cfg.seed, cell, existing.get(cell, 0)),
+                policy=policy,
+                collector=collector,
+                camera_size=cfg.camera_size,
+                camera_frames=cfg.camera_frames,
+                weights=cfg.weights,
+                weights_sha256=cfg.weights_sha256,
+                sd_checkpoint=cfg.sd_checkpoint,
+                min_free_disk_gb=cfg.min_free_disk_gb,
+            )
+        except (ConfigError, ValueError) as exc:
+            raise CollectUsageError(str(exc)) from None
+        specs.append((spec, quota))
+    return specs
+
+
+def check_models(spec: WorkerSpec, registry: TaskRegistry) -> None:
+    """Refuse bad --weights / --sd-checkpoint before any worker starts (CollectUsageError)."""
+    if spec.weights:
+        from mtopt_policy.policy import WeightsRefused, make_planner
+        from mtopt_sim.bulk_cell import WeightsFile
+
+        try:
+            WeightsFile(spec.weights, spec.weights_sha256).poll(
+                make_planner(spec.policy, registry).weights
+            )
+        except WeightsRefused as exc:
+            raise CollectUsageError(f"--weights {spec.weights} refused: {exc.reason}") from None
+    if spec.sd_checkpoint:
+        from mtopt_core.sd_model import SDCheckpointError
+        from mtopt_sd.grader import Grader
+
+        try:
+            grader = Grader(spec.sd_checkpoint, registry.names)
+        except SDCheckpointError as exc:
+            raise CollectUsageError(f"--sd-checkpoint: {exc}") from None
+        if grader.image_size != spec.camera_size:
+            raise CollectUsageError(
+                f"--sd-checkpoint takes {grader.image_size} px images; give --camera-size "
+                f"{grader.image_size} (the camera frames it grades)"
+            )
+
+
+# ------------------------------------------------------------------------------- running
+def _process_main(spec: WorkerSpec, episodes: int, messages, log_level: int, parent: int):
+    """A spawn worker: collect `episodes`, reporting each one (and the end) on `messages`;
+    stops between episodes when its parent process is gone (killed)."""
+    from mtopt_sim.bulk_cell import BulkWorker
+
+    logging.basicConfig(level=log_level, format="%(message)s")
+    try:
+        worker = BulkWorker(spec)
+        try:
+            for _ in range(episodes):
+                if os.getppid() != parent:
+                    return
+                for record in worker.collect(1):
+                    messages.put(("episode", spec.cell_id, record))
+        finally:
+            worker.close()
+    except KeyboardInterrupt:
+        return
+    except BulkCollectError as exc:
+        messages.put(("error", spec.cell_id, str(exc)))
+        return
+    except Exception:
+        messages.put(("error", spec.cell_id, traceback.format_exc()))
+        return
+    messages.put(("done", spec.cell_id, None))
+
+
+def _run_processes(jobs, on_record: Callable[[int, dict], None]) -> None:
+    ctx = mp.get_context("spawn")
+    messages = ctx.Queue()
+    procs = {
+        spec.cell_id: ctx.Process(
+            target=_process_main,
+            args=(spec, n, messages, log.getEffectiveLevel(), os.getpid()),
+            name=f"cell{spec.cell_id}",
+        )
+        for spec, n in jobs
+    }
+    for proc in procs.values():
+        proc.start()
+    running = set(procs)
+    try:
+        while running:
+            try:
+                kind, cell, payload = messages.get(timeout=1.0)
+            except queue.Empty:
+                kind, cell, payload = "", -1, None
+            if not kind:  # nothing for a second: is every worker still alive?
+                for cell in running:
+                    code = procs[cell].exitcode
+                    if code is not None:
+                        raise BulkCollectError(f"worker of cell {cell} exited with status {code}")
+                continue
+            if kind == "episode":
+                on_record(cell, payload)
+            elif kind == "done":
+                running.discard(cell)
+            else:
+                raise BulkCollectError(f"worker of cell {cell} failed: {payload}")
+    finally:
+        for proc in procs.values():
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs.values():
+            proc.join(timeout=10)
+
+
+def _run_ray(jobs, address: str, on_record: Callable[[int, dict], None]) -> None:
+    import ray
+
+    from mtopt_sim.bulk_cell import BulkWorker
+
+    started = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # never phone home
+        kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False)
+        if address == "local":
+            ray.init(address="local", num_cpus=len(jobs), **kwargs)
+        else:
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise CollectUsageError(
+                    f"--ray-address {address}: cannot connect: {exc}"
+                ) from None
+        started = True
+    actor_class = ray.remote(num_cpus=1)(BulkWorker)
+    actors = {spec.cell_id: actor_class.remote(spec) for spec, _ in jobs}
+    left = {spec.cell_id: n for spec, n in jobs}
+    pending = {actors[cell].collect.remote(1): cell for cell in actors}
+    try:
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            cell = pending.pop(ready)
+            try:
+                records = ray.get(ready)
+            except ray.exceptions.RayError as exc:
+                raise BulkCollectError(f"worker of cell {cell} failed: {exc}") from None
+            for record in records:
+                on_record(cell, record)
+            left[cell] -= len(records)
+            if left[cell] > 0:
+                pending[actors[cell].collect.remote(1)] = cell
+        ray.get([actor.close.remote() for actor in actors.values()])
+    finally:
+        for actor in actors.values():
+            ray.kill(actor)
+        if started:
+            ray.shutdown()
+
+
+def collect(cfg: CollectConfig, registry: TaskRegistry | None = None) -> CollectResult:
+    """Run a bulk collection (see the module docstring). Raises CollectUsageError for invalid
+    arguments and BulkCollectError when a worker fails."""
+    from tqdm import tqdm
+
+    if cfg.camera_frames not in CAMERA_FRAMES:
+        raise CollectUsageError(f"--camera-frames must be one of {CAMERA_FRAMES}")
+    try:
+        registry = registry or load_task_registry(
+            config_from_params_files(PolicyConfig(), list(cfg.params_files), "/cell0/policy")
+            .tasks_file or None
+        )  # fmt: skip
+    except (ConfigError, TaskRegistryError) as exc:
+        raise CollectUsageError(str(exc)) from None
+    out = Path(cfg.out)
+    cells = [cfg.first_cell + k for k in range(cfg.workers)]
+    stale = remove_stale_parts(out, cells)
+    existing = existing_bags(out)
+    jobs = worker_specs(cfg, registry, existing)
+    if jobs:
+        check_models(jobs[0][0], registry)
+    jobs = [(spec, n) for spec, n in jobs if n > 0]
+    before = sum(existing.values())
+    result = CollectResult(summary={})
+    started = time.monotonic()
+    bar = tqdm(
+        total=max(cfg.episodes, before), initial=before, desc=PROG, unit="ep",
+        disable=not cfg.progress, file=sys.stderr, dynamic_ncols=True,
+    )  # fmt: skip
+    kinds, successes = Counter(), Counter()
+
+    def on_record(cell: int, record: dict) -> None:
+        result.records.append(record)
+        result.arrivals.setdefault(cell, []).append(time.monotonic() - started)
+        kind = record["policy_kind"]
+        kinds[kind] += 1
+        successes[kind] += bool(record["success"])
+        bar.update(1)
+        text = ", ".join(f"{k} {successes[k]}/{kinds[k]}" for k in sorted(kinds))
+        bar.set_postfix_str(f"successes: {text}", refresh=False)
+
+    try:
+        if jobs and cfg.ray_address:
+            _run_ray(jobs, cfg.ray_address, on_record)
+        elif jobs:
+            _run_processes(jobs, on_record)
+    finally:
+        bar.close()
+        remove_stale_parts(out, cells)  # of workers that were stopped mid-episode
+    wall = time.monotonic() - started
+    result.summary = summarize(cfg, result.records, before, len(stale), wall)
+    return result
+
+
+def summarize(cfg: CollectConfig, records, before: int, stale: int, wall: float) -> dict:
+    """The JSON summary line."""
+    by_task: dict[str, dict[str, int]] = defaultdict(lambda: {"episodes": 0, "successes": 0})
+    for r in records:
+        by_task[r["task"]]["episodes"] += 1
+        by_task[r["task"]]["successes"] += bool(r["success"])
+    kinds = Counter(r["policy_kind"] for r in records)
+    return {
+        "command": PROG,
+        "out": str(cfg.out),
+        "episodes_wanted": cfg.episodes,
+        "existing_before": before,
+        "collected": len(records),
+        "total": before + len(records),
+        "workers": cfg.workers,
+        "backend": "ray" if cfg.ray_address else "processes",
+        "wall_s": round(wall, 2),
+        "episodes_per_hour": round(len(records) / wall * 3600, 1) if records else 0.0,
+        "episodes_by_kind": dict(sorted(kinds.items())),
+        "successes_by_kind": {
+            k: sum(bool(r["success"]) for r in records if r["policy_kind"] == k)
+            for k in sorted(kinds)
+        },
+        "by_task": {t: by_task[t] for t in sorted(by_task)},
+        "aborted": sum(bool(r["aborted"]) for r in records),
+        "stale_parts_removed": stale,
+    }
+
+
+# ------------------------------------------------------------------------------- the CLI
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--episodes", type=int, required=True, help="total bags wanted in --out")
+    p.add_argument("--out", type=Path, required=True, help="directory of the episode bags")
+    p.add_argument("--workers", type=int, default=2, help="simulated cells (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    p.add_argument("--weights", default="", help="Q-network checkpoint for CEM episodes")
+    p.add_argument(
+        "--weights-sha256", default="", help="expected sha256 (default: the .sha256 sidecar)"
+    )
+    p.add_argument("--epsilon", type=_probability, help="CEM: P(random action) per step")
+    p.add_argument(
+        "--scripted-fraction", type=_probability, help="P(scripted episode); else CEM / random"
+    )
+    p.add_argument(
+        "--tasks", nargs="+", default=(), metavar="TASK[=W]", help="commanded tasks (weights)"
+    )
+    p.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: policy's)")
+    p.add_argument("--camera-size", type=int, default=64, help="camera frame side [px]")
+    p.add_argument(
+        "--camera-frames", choices=CAMERA_FRAMES, default="step",
+        help="camera frames written: every policy step + final, or final only",
+    )  # fmt: skip
+    p.add_argument("--sd-checkpoint", default="", help="success detector grading each episode")
+    p.add_argument(
+        "--params-file", action="append", default=[], dest="params_files", metavar="FILE",
+        help="ROS 2 parameter file for the policy/collector nodes (repeatable)",
+    )  # fmt: skip
+    p.add_argument("--first-cell", type=int, default=0, help="cell id of the first worker")
+    p.add_argument(
+        "--ray-address", default="", help="run workers as Ray actors: local | auto | HOST:PORT"
+    )
+    p.add_argument("--min-free-disk-gb", type=float, default=1.0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="log every episode")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> CollectConfig:
+    return CollectConfig(
+        episodes=args.episodes,
+        out=args.out,
+        workers=args.workers,
+        seed=args.seed,
+        weights=args.weights,
+        weights_sha256=args.weights_sha256,
+        epsilon=args.epsilon,
+        scripted_fraction=args.scripted_fraction,
+        tasks=tuple(args.tasks),
+        max_steps=args.max_steps,
+        camera_size=args.camera_size,
+        camera_frames=args.camera_frames,
+        sd_checkpoint=args.sd_checkpoint,
+        params_files=tuple(args.params_files),
+        first_cell=args.first_cell,
+        ray_address=args.ray_address,
+        min_free_disk_gb=args.min_free_disk_gb,
+        progress=not args.no_progress,
+    )
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt  # `kill` stops like Ctrl-C: workers stopped, partial bags removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result = collect(config_from_args(args))
+    except CollectUsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except BulkCollectError as exc:
+        print(f"{PROG}: collection failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; rerun the same command to continue", file=sys.stderr)
+        return 130
+    print(json.dumps(result.summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

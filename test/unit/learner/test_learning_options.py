@@ -1,0 +1,126 @@
+"""The learning options (augmentation, conservative mode and anneal, truncation bootstrap, step
+input, policy region of interest, the targets' CEM) from LearnerConfig, config/learner.yaml and
+mtopt-learn's flags to the Trainer, the network and the episode decoder."""
+
+from dataclasses import fields
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtopt_bridge.params import config_from_params_files
+from mtopt_core.images import policy_image
+from mtopt_core.trainer import TrainerConfig
+from mtopt_learner.config import LearnerConfig, LearnerConfigError, OfflineConfig
+from mtopt_learner.episode_decoder import episode_from_bag
+from mtopt_learner.errors import LearnError
+from mtopt_learner.learner import Learner
+from mtopt_learner.nets import preset_config, preset_name
+from mtopt_learner.offline import build_parser
+
+CONFIG = Path(__file__).resolve().parents[3] / "config"
+OPTIONS = dict(
+    conservative_weight=0.5, conservative_mode="relative", conservative_anneal_steps=100,
+    augment_shift_px=4, bootstrap_truncation=True,
+)  # fmt: skip
+ROI = (0.25, 0.0, 0.75, 1.0)
+
+
+def test_learner_yaml_keeps_the_trainer_defaults_and_lists_every_new_option():
+    cfg = config_from_params_files(LearnerConfig(), [CONFIG / "learner.yaml"], "/learner")
+    trainer = cfg.trainer_config(None)
+    default = TrainerConfig()
+    for name in ("conservative_weight", "conservative_mode", "conservative_anneal_steps",
+                 "augment_shift_px", "bootstrap_truncation"):  # fmt: skip
+        assert getattr(trainer, name) == getattr(default, name)
+    assert cfg.qnet_step_horizon() == 0 and cfg.policy_roi == (0.0, 0.0, 1.0, 1.0)
+    text = (CONFIG / "learner.yaml").read_text()
+    for name in (*OPTIONS, "step_input", "step_horizon", "policy_roi", "cem_population"):
+        assert f"    {name}:" in text
+    assert {f.name for f in fields(LearnerConfig)} >= set(OPTIONS)
+
+
+def test_learner_config_options_reach_the_trainer_and_the_network():
+    cfg = LearnerConfig(**OPTIONS, step_input=True, step_horizon=9, policy_roi=ROI,
+                        cem_population=16, cem_elites=2, cem_iterations=1).validate()  # fmt: skip
+    trainer = cfg.trainer_config(None)
+    for name, value in OPTIONS.items():
+        assert getattr(trainer, name) == value
+    assert (trainer.cem.population, trainer.cem.elites, trainer.cem.iterations) == (16, 2, 1)
+    assert cfg.qnet_step_horizon() == 9
+    assert LearnerConfig(step_horizon=9).qnet_step_horizon() == 0  # step_input off
+    net = preset_config("compact", 12, 64, cfg.qnet_step_horizon())
+    assert net.step_horizon == 9 and preset_name(net) == "compact"
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("conservative_mode", "soft", "must be one of"),
+        ("conservative_anneal_steps", -1, "must be >= 0"),
+        ("augment_shift_px", -3, "must be >= 0"),
+        ("step_horizon", 0, "must be >= 1"),
+        ("policy_roi", (0.5, 0.0, 0.2, 1.0), "0 <= x0 < x1 <= 1"),
+        ("policy_roi", (0.0, 0.0, 1.0), "4 finite numbers"),
+    ],
+)
+def test_bad_learning_options_name_their_field(field, value, message):
+    with pytest.raises(LearnerConfigError, match=message) as err:
+        LearnerConfig(**{field: value}).validate()
+    assert err.value.field == field
+    with pytest.raises(LearnError, match="--" + field.replace("_", "-")):
+        OfflineConfig(bags=Path("b"), out=Path("o"), steps=1, **{field: value}).validate()
+
+
+def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
+    argv = ["--bags", "b", "--out", "o", "--steps", "1", "--conservative-weight", "0.5",
+            "--conservative-mode", "relative", "--conservative-anneal-steps", "100",
+            "--augment-shift-px", "4", "--bootstrap-truncation", "--step-input",
+            "--step-horizon", "9", "--policy-roi", "0.25", "0", "0.75", "1"]  # fmt: skip
+    cfg = OfflineConfig.from_args(build_parser().parse_args(argv)).validate()
+    trainer = cfg.trainer_config()
+    for name, value in OPTIONS.items():
+        assert getattr(trainer, name) == value
+    assert cfg.qnet_step_horizon() == 9
+    assert cfg.replay_config(Path("b"), Path("o")).policy_roi == ROI
+    default = OfflineConfig.from_args(build_parser().parse_args(argv[:6])).validate()
+    assert default.trainer_config() == TrainerConfig(
+        batch_size=default.batch_size, progress=True, log_dir=None
+    )
+    assert default.qnet_step_horizon() == 0 and default.policy_roi == (0.0, 0.0, 1.0, 1.0)
+
+
+def test_decoder_crops_the_final_frame_with_the_policys_roi(tmp_path, write_bag, registry):
+    written = write_bag(tmp_path, "ep1", steps=2)
+    final = written.final_frames["overhead"]
+    ep = episode_from_bag(written.path, registry, policy_roi=ROI).episode
+    np.testing.assert_array_equal(ep.images[-1], policy_image(final, 16, ROI))
+    full = episode_from_bag(written.path, registry).episode
+    assert not np.array_equal(ep.images[-1], full.images[-1])
+    # the recorded observations are already the policy's crops: unchanged
+    np.testing.assert_array_equal(ep.images[:-1], full.images[:-1])
+    # a bad setting is an error of the caller, not of the bag
+    with pytest.raises(ValueError, match="policy_roi"):
+        episode_from_bag(written.path, registry, policy_roi=(0.0, 0.0, 2.0, 1.0))
+
+
+def test_learner_trains_a_step_input_network_on_roi_cropped_episodes(
+    tmp_path, write_bag, registry
+):
+    for i in range(2):
+        written = write_bag(tmp_path / "bags", f"ep{i}", steps=3, seed=i)
+    cfg = LearnerConfig(
+        bag_dir=str(tmp_path / "bags"), out_dir=str(tmp_path / "run"), net="tiny", batch_size=4,
+        cem_population=6, cem_elites=2, cem_iterations=1, min_episodes=2, torch_threads=1,
+        tensorboard=False, max_steps=2, checkpoint_every=2, step_input=True, step_horizon=3,
+        policy_roi=ROI, **OPTIONS,
+    )  # fmt: skip
+    learner = Learner(cfg, registry)
+    while not learner.done:
+        learner.tick()
+    learner.close()
+    assert learner.step == 2 and learner.trainer.qnet.config.step_horizon == 3
+    assert learner.trainer.config.augment_shift_px == 4
+    stored = [e.episode for e in learner.replay.buffer._episodes.values()]
+    final = written.final_frames["overhead"]
+    assert any(np.array_equal(ep.images[-1], policy_image(final, 16, ROI)) for ep in stored)
