@@ -223,25 +223,11 @@ class LearnerConfig:
 
     def trainer_config(self, log_dir: str | None) -> TrainerConfig:
         """The Trainer's settings (no progress bar: a node logs status lines instead)."""
-        return TrainerConfig(
-            batch_size=self.batch_size,
-            gamma=self.gamma,
-            learning_rate=self.learning_rate,
-            cem=CEMConfig(self.cem_population, self.cem_elites, self.cem_iterations),
-            conservative_weight=self.conservative_weight,
-            conservative_mode=self.conservative_mode,
-            conservative_anneal_steps=self.conservative_anneal_steps,
-            augment_shift_px=self.augment_shift_px,
-            bootstrap_truncation=self.bootstrap_truncation,
-            seed=self.seed,
-            log_dir=log_dir,
-            log_every=self.log_every,
-            progress=False,
-        )
+        return _trainer_config(self, log_dir=log_dir, log_every=self.log_every, progress=False)
 
     def qnet_step_horizon(self) -> int:
         """`QNetConfig.step_horizon` of a new network (0 = no step input)."""
-        return self.step_horizon if self.step_input else 0
+        return _qnet_step_horizon(self)
 
 
 # --- one offline run (mtopt-learn) ---------------------------------------------------------------
@@ -357,24 +343,11 @@ class OfflineConfig:
 
     def trainer_config(self) -> TrainerConfig:
         """The Trainer's settings (TrainerConfig raises ValueError for bad values)."""
-        return TrainerConfig(
-            batch_size=self.batch_size,
-            gamma=self.gamma,
-            learning_rate=self.learning_rate,
-            cem=CEMConfig(self.cem_population, self.cem_elites, self.cem_iterations),
-            conservative_weight=self.conservative_weight,
-            conservative_mode=self.conservative_mode,
-            conservative_anneal_steps=self.conservative_anneal_steps,
-            augment_shift_px=self.augment_shift_px,
-            bootstrap_truncation=self.bootstrap_truncation,
-            seed=self.seed,
-            log_dir=self.log_dir,
-            progress=self.progress,
-        )
+        return _trainer_config(self, log_dir=self.log_dir, progress=self.progress)
 
     def qnet_step_horizon(self) -> int:
         """`QNetConfig.step_horizon` of a new network (0 = no step input)."""
-        return self.step_horizon if self.step_input else 0
+        return _qnet_step_horizon(self)
 
     def replay_config(self, bag_dir: Path, out_dir: Path) -> LogReplayConfig:
         """LogReplay over `bag_dir` with its state under `out_dir`/logreplay."""
@@ -389,3 +362,24 @@ class OfflineConfig:
             sd_threshold=self.sd_threshold,
             policy_roi=self.policy_roi,
         )
+
+
+def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> TrainerConfig:
+    """The TrainerConfig of the training fields LearnerConfig and OfflineConfig share."""
+    return TrainerConfig(
+        batch_size=settings.batch_size,
+        gamma=settings.gamma,
+        learning_rate=settings.learning_rate,
+        cem=CEMConfig(settings.cem_population, settings.cem_elites, settings.cem_iterations),
+        conservative_weight=settings.conservative_weight,
+        conservative_mode=settings.conservative_mode,
+        conservative_anneal_steps=settings.conservative_anneal_steps,
+        augment_shift_px=settings.augment_shift_px,
+        bootstrap_truncation=settings.bootstrap_truncation,
+        seed=settings.seed,
+        **overrides,
+    )
+
+
+def _qnet_step_horizon(settings: LearnerConfig | OfflineConfig) -> int:
+    return settings.step_horizon if settings.step_input else 0
