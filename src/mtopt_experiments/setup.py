@@ -23,6 +23,7 @@ setup(
         "console_scripts": [
             "mtopt-sim-evaluate-scripted = mtopt_experiments.evaluate_scripted:main",
             "mtopt-eval = mtopt_experiments.evaluate:main",
+            "mtopt-train-sim = mtopt_experiments.train_sim:main",
         ]
     },
 )

@@ -167,7 +167,7 @@ def test_bad_inputs_are_rejected(env):
     with pytest.raises(ValueError, match="start"):
         env.reset(options={"start": [0.5, 0.0]})
     with pytest.raises(ValueError, match="policy_camera"):
-        EnvConfig(policy_camera="wrist")
+        EnvConfig(policy_camera="elbow")
 
 
 def test_sd_cameras_and_cell_variation():
@@ -182,3 +182,19 @@ def test_sd_cameras_and_cell_variation():
         assert img.shape == (64, 64, 3) and img.dtype == np.uint8
         diff = np.abs(img.astype(int) - images[4][name].astype(int)).mean()
         assert diff > 5.0, f"{name}: cells 0 and 4 look the same (mean diff {diff:.1f})"
+
+
+def test_the_wrist_camera_sees_the_fingers_close():
+    """The wrist camera rides on the gripper: closing the fingers changes its view (they are
+    in it) while the overhead camera, far away, barely changes."""
+    env = MTOptCell(EnvConfig(policy_camera="wrist", image_size=64))
+    try:
+        env.respawn(3)
+        env.reset(options={"start": [0.56, -0.155, 0.21], "task": "lift-any"})
+        before = {c: env.cell.render(c, 64, 64).astype(int) for c in ("wrist", "overhead")}
+        env.cell.actuate_gripper(True)
+        after = {c: env.cell.render(c, 64, 64).astype(int) for c in ("wrist", "overhead")}
+        change = {c: np.abs(after[c] - before[c]).mean() for c in before}
+        assert change["wrist"] > 5 * max(change["overhead"], 0.1), change
+    finally:
+        env.close()

@@ -260,11 +260,7 @@ class Trainer:
         # Random actions of the conservative penalty; seeded apart from the updater's CEM.
         self._penalty_generator = torch.Generator(device=self.device)
         self._penalty_generator.manual_seed(config.seed + 1)
-        self._writer = None
-        if config.log_dir:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=config.log_dir)
+        self._writer = None  # TensorBoard, opened at the first log (again after close())
 
     @staticmethod
     def _frozen_copy(module: nn.Module) -> nn.Module:
@@ -329,7 +325,7 @@ class Trainer:
             "learning_rate": lr,
             "q_per_task": q_per_task,
         }
-        if self._writer is not None and self.step_count % cfg.log_every == 0:
+        if cfg.log_dir and self.step_count % cfg.log_every == 0:
             self._log(metrics)
         return metrics
 
@@ -390,6 +386,10 @@ class Trainer:
                 self.target2.load_state_dict(self.target1.state_dict())
 
     def _log(self, metrics: dict[str, Any]) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=self.config.log_dir)
         w, s = self._writer, self.step_count
         w.add_scalar("train/loss", metrics["loss"], s)
         w.add_scalar("train/grad_norm", metrics["grad_norm"], s)

@@ -68,6 +68,8 @@ def check_learning_options(config, error) -> None:
         check_roi(config.policy_roi, "policy_roi")
     except ValueError as exc:
         raise error("policy_roi", str(exc).removeprefix("policy_roi ")) from None
+    if not config.policy_camera:
+        raise error("policy_camera", "must name a camera")
 
 
 def positive_int(text: str) -> int:
@@ -155,6 +157,9 @@ class LearnerConfig:
     step_input: bool = False
     #: The cells' episode step limit (the policy's max_steps), the horizon of step_input.
     step_horizon: int = 12
+    #: The camera the policy acts on (the policy node's policy_camera): its last frame in a
+    #: bag is the episode's final observation.
+    policy_camera: str = "overhead"
     #: Region of interest (x0, y0, x1, y1, fractions of the frame) the policy crops its camera
     #: frames to (the policy node's policy_roi): the bags' final frames are cropped alike.
     policy_roi: tuple[float, ...] = FULL_FRAME
@@ -266,6 +271,8 @@ class OfflineConfig:
     #: A new network gets the steps remaining of horizon `step_horizon` as an input.
     step_input: bool = False
     step_horizon: int = 12
+    #: The policy's camera (its last frame in a bag is the final observation).
+    policy_camera: str = "overhead"
     #: The policy's region of interest of the camera frame (the final frames are cropped so).
     policy_roi: tuple[float, ...] = FULL_FRAME
     #: Q-network preset of a new run (a resumed run keeps the checkpoint's architecture).
@@ -308,6 +315,7 @@ class OfflineConfig:
             bootstrap_truncation=args.bootstrap_truncation,
             step_input=args.step_input,
             step_horizon=args.step_horizon,
+            policy_camera=args.policy_camera,
             policy_roi=tuple(args.policy_roi),
             net=args.net,
             cem_population=args.cem_population,
@@ -360,6 +368,7 @@ class OfflineConfig:
             sampler=self.sampler,
             memory_budget_bytes=int(self.replay_gb * 1e9),
             sd_threshold=self.sd_threshold,
+            policy_camera=self.policy_camera,
             policy_roi=self.policy_roi,
         )
 

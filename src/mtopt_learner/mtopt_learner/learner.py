@@ -139,6 +139,7 @@ class Learner:
                 memory_budget_bytes=int(cfg.replay_gb * 1e9),
                 sd_threshold=cfg.sd_threshold,
                 image_size=image_size,
+                policy_camera=cfg.policy_camera,
                 policy_roi=cfg.policy_roi,
                 tasks_file=cfg.tasks_file or None,
                 max_bags_per_poll=cfg.max_bags_per_poll,

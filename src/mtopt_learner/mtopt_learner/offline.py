@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the episodes' step limit (the policy's max_steps), for --step-input",
     )
     p.add_argument(
+        "--policy-camera",
+        default=OfflineConfig.policy_camera,
+        help="the policy node's policy_camera: its last frame in a bag is the final observation"
+        " (default: %(default)s)",
+    )
+    p.add_argument(
         "--policy-roi",
         type=float,
         nargs=4,
@@ -171,67 +177,110 @@ def check_bag_dir(bags: Path) -> None:
         raise LearnError(no_bags_message(bags))
 
 
+class OfflineSession:
+    """The state of an offline run: LogReplay over the bag directory, the Trainer and the
+    checkpoint writer, set up (and resumed) from an `OfflineConfig`.
+
+    `train()` below runs one session to `config.steps`; a closed loop
+    (`mtopt_experiments.train_sim`) keeps one session across rounds, calling `ingest()` after
+    each collection and `train_to()` with a growing step target, so the replay and the
+    optimizer stay warm. Raises LearnError, CheckpointError, TaskRegistryError or ValueError
+    with a message for the user.
+    """
+
+    def __init__(self, config: OfflineConfig):
+        self.started = time.perf_counter()
+        self.config = config.validate()
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        self.bags, self.out = Path(config.bags), Path(config.out)
+        check_bag_dir(self.bags)
+        resume_from = resume_point(self.out, config.resume)
+
+        registry = load_task_registry(config.tasks_file)
+        self.replay = LogReplay(config.replay_config(self.bags, self.out), registry)
+        self.report = self.ingest()
+        if self.replay.buffer.num_episodes == 0:
+            raise LearnError(
+                no_usable_episodes_message(
+                    self.bags, self.replay.skipped_total, self.replay.quarantined_total,
+                    config.labels,
+                )
+            )  # fmt: skip
+        image_size = replay_image_size(self.replay)
+        qnet_config = make_qnet_config(
+            resume_from, config.net, len(registry), image_size, str(self.bags),
+            config.qnet_step_horizon(),
+        )  # fmt: skip
+        torch.manual_seed(config.seed)  # the initial weights (the Ray path seeds the same way)
+        self.trainer = Trainer(
+            QNet(qnet_config), self.replay.buffer, config.trainer_config(), registry.names
+        )
+        self.writer = CheckpointWriter(self.out / CHECKPOINT_DIR)
+        if resume_from is not None:
+            step = self.writer.resume(self.trainer, resume_from)
+            print(f"resumed {resume_from} at step {step}", file=sys.stderr)
+        self.first_step = self.trainer.step_count
+        self.metrics: dict[str, Any] = {}
+
+    def ingest(self):
+        """Ingest the bags not seen yet (all of them at first); prints a one-line summary."""
+        report = self.replay.poll()
+        print(
+            describe_ingest(report, self.replay.bag_dir, self.replay.ledger.path), file=sys.stderr
+        )
+        return report
+
+    def train_to(self, steps: int) -> str | None:
+        """Train until the step counter reaches `steps` (checkpoints every checkpoint_every
+        steps and at the end, also on an exception such as Ctrl-C); returns the newest
+        checkpoint's path."""
+        remaining = max(0, steps - self.trainer.step_count)
+        if remaining == 0:
+            print(f"step {self.trainer.step_count} already reaches {steps}", file=sys.stderr)
+
+        def on_step(metrics: dict[str, Any]) -> None:
+            if self.trainer.step_count % self.config.checkpoint_every == 0:
+                self.writer.save(self.trainer)
+
+        with self.writer.final_save(self.trainer):
+            if remaining:
+                self.metrics = self.trainer.train(remaining, on_step)
+        return str(self.writer.last_path) if self.writer.last_path else None
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary `mtopt-learn` prints."""
+        replay, trainer, writer = self.replay, self.trainer, self.writer
+        return {
+            "steps": trainer.step_count,
+            "steps_this_run": trainer.step_count - self.first_step,
+            "episodes_ingested": replay.ingested_total,
+            "episodes_new": len(self.report.ingested),
+            "episodes_restored": self.report.restored,
+            "episodes_skipped": replay.skipped_total,
+            "episodes_quarantined": replay.quarantined_total,
+            "replay_episodes": replay.buffer.num_episodes,
+            "replay_transitions": replay.buffer.num_transitions,
+            "final_loss": self.metrics.get("loss"),
+            "checkpoint": str(writer.last_path) if writer.last_path else None,
+            "sha256": writer.last_sha256,
+            "seconds": round(time.perf_counter() - self.started, 3),
+        }
+
+    def close(self) -> None:
+        self.trainer.close()
+
+
 def train(config: OfflineConfig) -> dict[str, Any]:
     """Ingest, train, checkpoint (single process); returns the summary (see the module
     docstring). Raises LearnError, CheckpointError, TaskRegistryError or ValueError with a
     message for the user."""
-    started = time.perf_counter()
-    config.validate()
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
-    bags, out = Path(config.bags), Path(config.out)
-    check_bag_dir(bags)
-    resume_from = resume_point(out, config.resume)
-
-    registry = load_task_registry(config.tasks_file)
-    replay = LogReplay(config.replay_config(bags, out), registry)
-    report = replay.poll()
-    print(describe_ingest(report, replay.bag_dir, replay.ledger.path), file=sys.stderr)
-    if replay.buffer.num_episodes == 0:
-        raise LearnError(
-            no_usable_episodes_message(
-                bags, replay.skipped_total, replay.quarantined_total, config.labels
-            )
-        )
-    image_size = replay_image_size(replay)
-
-    qnet_config = make_qnet_config(
-        resume_from, config.net, len(registry), image_size, str(bags), config.qnet_step_horizon()
-    )
-    torch.manual_seed(config.seed)  # the initial weights (the Ray path seeds the same way)
-    trainer = Trainer(QNet(qnet_config), replay.buffer, config.trainer_config(), registry.names)
-    writer = CheckpointWriter(out / CHECKPOINT_DIR)
-    if resume_from is not None:
-        step = writer.resume(trainer, resume_from)
-        print(f"resumed {resume_from} at step {step}", file=sys.stderr)
-    first_step = trainer.step_count
-    remaining = max(0, config.steps - first_step)
-    if remaining == 0:
-        print(f"step {first_step} already reaches --steps {config.steps}", file=sys.stderr)
-
-    def on_step(metrics: dict[str, Any]) -> None:
-        if trainer.step_count % config.checkpoint_every == 0:
-            writer.save(trainer)
-
-    metrics: dict[str, Any] = {}
-    with writer.final_save(trainer):
-        if remaining:
-            metrics = trainer.train(remaining, on_step)
-    return {
-        "steps": trainer.step_count,
-        "steps_this_run": trainer.step_count - first_step,
-        "episodes_ingested": replay.ingested_total,
-        "episodes_new": len(report.ingested),
-        "episodes_restored": report.restored,
-        "episodes_skipped": replay.skipped_total,
-        "episodes_quarantined": replay.quarantined_total,
-        "replay_episodes": replay.buffer.num_episodes,
-        "replay_transitions": replay.buffer.num_transitions,
-        "final_loss": metrics.get("loss"),
-        "checkpoint": str(writer.last_path) if writer.last_path else None,
-        "sha256": writer.last_sha256,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    session = OfflineSession(config)
+    try:
+        session.train_to(config.steps)
+        return session.summary()
+    finally:
+        session.close()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -58,9 +58,13 @@ class CellBagWriter:
         episode_dir: Path | str,
         cell_id: int,
         min_free_disk_gb: float = LoggerConfig.min_free_disk_gb,
+        camera_names: tuple[str, ...] = LoggerConfig.camera_names,
     ):
         self.namespace = f"/cell{int(cell_id)}"
-        self.topics = recorded_topics()
+        # The logger's camera_names (a cell whose policy looks through another camera, e.g.
+        # the wrist camera, records that one too).
+        self.cameras = tuple(camera_names)
+        self.topics = recorded_topics(LoggerConfig(camera_names=self.cameras))
         self.recorder = EpisodeRecorder(episode_dir, LoggerConfig.camera_rate_hz, min_free_disk_gb)
         self._last_ns = 0
 

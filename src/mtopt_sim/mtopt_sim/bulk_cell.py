@@ -240,7 +240,10 @@ class InProcessCell:
             episodes=0,  # `target` decides when to stop
             grade=self.grader is not None,
         ).validate()
-        self.bag = CellBagWriter(spec.out_dir, spec.cell_id, spec.min_free_disk_gb)
+        cameras = tuple(collector_cfg.camera_names)
+        if spec.policy.policy_camera not in cameras:
+            cameras += (spec.policy.policy_camera,)
+        self.bag = CellBagWriter(spec.out_dir, spec.cell_id, spec.min_free_disk_gb, cameras)
         self.loop = CollectorLoop(
             collector_cfg, self.registry, self, np.random.default_rng(collector_seed)
         )
@@ -383,8 +386,9 @@ class InProcessCell:
         bag.write("policy/step", msg)
 
     def _render_cameras(self) -> dict[str, np.ndarray]:
-        size = self.spec.camera_size
-        return self.cell.render_cameras(size, tuple(self.loop.config.camera_names))
+        """The logger's cameras, and the policy camera when it is another (e.g. the wrist
+        camera): the learner reads the episode's final observation from its topic."""
+        return self.cell.render_cameras(self.spec.camera_size, self.bag.cameras)
 
     def _final_frames(self) -> dict[str, Any]:
         """The cameras' frames of the current (final) state, rendered once per episode: the

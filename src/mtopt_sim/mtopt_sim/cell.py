@@ -712,8 +712,10 @@ class SimCell:
     def render(self, camera: str, width: int, height: int | None = None) -> np.ndarray:
         """RGB image (height, width, 3) uint8 from a named camera."""
         height = width if height is None else height
-        if camera not in scene_mod.CAMERA_NAMES:
-            raise ValueError(f"unknown camera {camera!r}; cameras: {scene_mod.CAMERA_NAMES}")
+        if camera not in scene_mod.POLICY_CAMERA_NAMES:
+            raise ValueError(
+                f"unknown camera {camera!r}; cameras: {scene_mod.POLICY_CAMERA_NAMES}"
+            )
         vis = self.model.vis.global_
         if not (1 <= width <= vis.offwidth and 1 <= height <= vis.offheight):
             raise ValueError(
@@ -724,6 +726,8 @@ class SimCell:
         if renderer is None:
             renderer = mujoco.Renderer(self.model, height, width)
             self._renderers[key] = renderer
+        if camera == robot_mod.WRIST_CAMERA:  # part of the attached robot model
+            camera = scene_mod.ROBOT_PREFIX + camera
         renderer.update_scene(self.data, camera=camera, scene_option=self._scene_option)
         return renderer.render()
 

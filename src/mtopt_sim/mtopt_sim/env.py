@@ -60,7 +60,7 @@ from mtopt_core.tasks import TaskRegistry, load_task_registry
 from mtopt_policy.protocol import TERMINATED, TRUNCATED, EpisodeProtocol
 from mtopt_sim.cell import CellConfig, SimCell
 from mtopt_sim.oracle import OracleConfig, OracleResult, SuccessOracle
-from mtopt_sim.scene import CAMERA_NAMES
+from mtopt_sim.scene import POLICY_CAMERA_NAMES
 
 ENV_ID = "mtopt_sim/MTOptCell-v0"
 #: The defaults of the episode protocol (the policy and collector nodes' parameters).
@@ -73,7 +73,7 @@ class EnvConfig:
 
     cell: CellConfig = field(default_factory=CellConfig)
     image_size: int = 64  # policy camera image side [px]
-    policy_camera: str = "overhead"  # one of the three cell cameras
+    policy_camera: str = "overhead"  # a cell camera or the gripper's "wrist" camera
     #: Region of interest of the policy camera's frame: (x0, y0, x1, y1) in fractions of its
     #: width and height (the policy node's `policy_roi`); the full frame by default.
     policy_roi: tuple[float, ...] = FULL_FRAME
@@ -111,9 +111,9 @@ class EnvConfig:
             raise ValueError(
                 f"policy_frame_size must be 0 or in 8..640, got {self.policy_frame_size}"
             )
-        if self.policy_camera not in CAMERA_NAMES:
+        if self.policy_camera not in POLICY_CAMERA_NAMES:
             raise ValueError(
-                f"policy_camera must be one of {CAMERA_NAMES}, got {self.policy_camera!r}"
+                f"policy_camera must be one of {POLICY_CAMERA_NAMES}, got {self.policy_camera!r}"
             )
         if self.present_q is not None and (
             len(self.present_q) != 7 or not np.all(np.isfinite(self.present_q))

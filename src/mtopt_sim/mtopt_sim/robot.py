@@ -16,6 +16,7 @@ yaw 0 puts the finger-closing axis along world y.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ FINGER_ACTUATOR_NAMES = ("act_finger_left", "act_finger_right")
 #: Geoms that count as "gripper fingers" for grasp detection.
 FINGER_GEOM_NAMES = ("finger_left", "finger_left_pad", "finger_right", "finger_right_pad")
 TCP_SITE = "tcp"
+#: The wrist camera on the gripper (a policy camera option; not one of the cell's cameras).
+WRIST_CAMERA = "wrist"
 
 #: Flange position on lbr_iiwa_link_7 (z, m), from the iiwa14 datasheet (126 mm from the A6
 #: axis; link_7's origin is 81 mm from it).
@@ -95,6 +98,12 @@ class RobotConfig:
     pad_friction: tuple[float, float, float] = (1.6, 0.02, 0.0005)
     arm_rgba: tuple[float, ...] = (0.93, 0.48, 0.10, 1.0)  # KUKA orange
     base_rgba: tuple[float, ...] = (0.25, 0.25, 0.27, 1.0)
+    #: Wrist camera on the palm, in the gripper frame (z along the tool axis, the fingers
+    #: closing along y): position [m], tilt of its view from the tool axis toward it [rad]
+    #: and vertical field of view [deg]. It sees the fingertips and what lies below them.
+    wrist_camera_pos: tuple[float, float, float] = (-0.055, 0.0, 0.03)
+    wrist_camera_tilt: float = 0.40
+    wrist_camera_fovy: float = 70.0
     gripper_rgba: tuple[float, ...] = (0.15, 0.15, 0.17, 1.0)
     pad_rgba: tuple[float, ...] = (0.05, 0.05, 0.05, 1.0)
 
@@ -207,6 +216,13 @@ def _add_gripper(spec: mujoco.MjSpec, config: RobotConfig) -> None:
     spec.add_exclude(bodyname1="lbr_iiwa_link_0", bodyname2="lbr_iiwa_link_1")
     # The pads touch when closed on nothing; that is not a contact worth simulating.
     spec.add_exclude(bodyname1="finger_left", bodyname2="finger_right")
+    # MuJoCo cameras look along their -z; image up is their +y (toward the tool axis here).
+    sin, cos = math.sin(config.wrist_camera_tilt), math.cos(config.wrist_camera_tilt)
+    camera = base.add_camera(
+        name=WRIST_CAMERA, pos=list(config.wrist_camera_pos), fovy=config.wrist_camera_fovy
+    )
+    camera.alt.type = mujoco.mjtOrientation.mjORIENTATION_XYAXES
+    camera.alt.xyaxes = [0.0, 1.0, 0.0, cos, 0.0, -sin]
     base.add_site(
         name=TCP_SITE,
         pos=[0, 0, TCP_FROM_FLANGE],

@@ -29,9 +29,11 @@ import mujoco
 import numpy as np
 
 from mtopt_sim import objects as objects_mod
-from mtopt_sim.robot import RobotConfig, build_robot_spec
+from mtopt_sim.robot import WRIST_CAMERA, RobotConfig, build_robot_spec
 
 CAMERA_NAMES = ("overhead", "left_shoulder", "right_shoulder")
+#: Every camera a policy may look through: the cell's and the gripper's wrist camera.
+POLICY_CAMERA_NAMES = (*CAMERA_NAMES, WRIST_CAMERA)
 ROBOT_PREFIX = "robot/"
 HINGE_JOINT = "left_bin_hinge"
 HINGE_ACTUATOR = "left_bin_motor"

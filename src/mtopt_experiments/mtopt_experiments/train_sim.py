@@ -1,0 +1,575 @@
+"""`mtopt-train-sim`: closed-loop multi-task QT-Opt on simulated cells, in rounds of
+collect -> learn -> evaluate, with a learning curve.
+
+    mtopt-train-sim --out runs/lift --tasks lift-any --episodes 12000 --rounds 8
+    mtopt-train-sim --out runs/lift --tasks lift-any --episodes 12000 --rounds 8   # resumes
+
+* **round 0** collects `--initial-episodes` with the cells' mix before any weights exist
+  (noisy scripted and random episodes, `mtopt-sim-collect`), then trains `--initial-steps`;
+* **round r >= 1** collects (episodes - initial-episodes) / rounds more with CEM on round
+  r - 1's network (`--epsilon` per step, `--scripted-fraction` of the episodes scripted),
+  ingests them into the same replay (LogReplay over the growing bag directory) and trains
+  `--steps-per-round` more steps, warm: same network, target networks and optimizer;
+* **every round** ends with the paired evaluator (`mtopt-eval`) on the same fixed scenes
+  (`--eval-seed`, never training scenes): the round's network against the noisy scripted
+  policy, judged by the oracle.
+
+Everything lives in OUT: `bags/` (episode bags), `learn/` (checkpoints, replay ledger),
+`rounds/rNN/` (the round's `qnet.ckpt` + `.sha256`, `eval/` report, `round.json`),
+`curve.csv` + `curve.png` (success vs episodes collected, per task, with 95 % Wilson
+intervals), `tensorboard/` (training scalars, `eval/<task>/*` per round), `config.json`.
+
+Resumable: every stage is idempotent (collection tops the bag count up, training continues
+from the newest checkpoint to the round's step target, a round with `round.json` is done), so
+the same command after a kill goes on where it stopped; a larger --rounds/--episodes extends a
+finished run. Other settings must match config.json (a mismatch is refused, naming the keys).
+Wall time (`elapsed_s` in round.json and the curve) counts the time of every invocation.
+
+Learner settings: the defaults below are the configuration measured in
+docs/results/learning.md; `--learn KEY=VALUE` sets any `mtopt_learner.config.OfflineConfig`
+field (e.g. `--learn net=small --learn batch_size=128`). Policy node parameters
+(`--policy-param`, as mtopt-eval's) apply to collection and evaluation alike; `policy_roi` is
+also given to the learner.
+
+Progress (stage lines, the collector's and trainer's bars) goes to stderr; the summary is ONE
+JSON line on stdout. Exit status 2 for a bad option or a refused resume, 1 when a stage failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtopt_core.atomic_io import atomic_write_bytes
+from mtopt_experiments.evaluate import EvalConfig, evaluate, parse_policy_params
+from mtopt_experiments.stats import wilson_interval
+from mtopt_learner.config import OfflineConfig
+
+PROG = "mtopt-train-sim"
+#: The simulated overhead camera's right bin (python -m mtopt_sim.camera_roi).
+SIM_RIGHT_BIN_ROI = (0.026, 0.143, 0.56, 0.677)
+#: Learner settings of the closed loop unless --learn overrides them (OfflineConfig fields).
+DEFAULT_LEARN: dict[str, Any] = {
+    "labels": "oracle",
+    "net": "compact",
+    "batch_size": 64,
+    "learning_rate": 1e-3,
+    "conservative_weight": 1.0,
+    "augment_shift_px": 0,
+    "cem_population": 16,
+    "cem_elites": 2,
+    "cem_iterations": 2,
+    "checkpoint_every": 1000,
+    "replay_gb": 6.0,
+}
+#: Per-task fields of the evaluation in the summary line.
+SUMMARY_KEYS = ("episodes", "learned", "learned_rate", "scripted", "scripted_rate", "mcnemar_p")
+#: Settings a resumed run may change (everything else must match config.json).
+EXTENSIBLE = ("episodes", "rounds", "workers", "progress")
+
+
+class TrainSimError(ValueError):
+    """A bad option or a refused resume (exit status 2); the message says which and why."""
+
+
+@dataclass(frozen=True)
+class TrainSimConfig:
+    """One closed-loop run (the command line's options; see the module docstring)."""
+
+    out: Path
+    tasks: tuple[str, ...] = ("lift-any",)
+    #: Total episodes collected by the end of the last round.
+    episodes: int = 12000
+    rounds: int = 8
+    initial_episodes: int = 3000
+    initial_steps: int = 3000
+    steps_per_round: int = 3000
+    epsilon: float = 0.2
+    scripted_fraction: float = 0.2
+    workers: int = 2
+    camera_size: int = 128
+    eval_episodes: int = 100
+    eval_seed: int = 1000
+    seed: int = 0
+    #: Policy node parameters for collection and evaluation ((name, value), ...).
+    policy_params: tuple[tuple[str, Any], ...] = (("policy_roi", list(SIM_RIGHT_BIN_ROI)),)
+    #: OfflineConfig fields over DEFAULT_LEARN ((name, value), ...).
+    learn: tuple[tuple[str, Any], ...] = ()
+    #: torch threads while training (0: torch's default).
+    threads: int = 2
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rounds < 0:
+            raise TrainSimError(f"--rounds must be >= 0, got {self.rounds}")
+        if not 1 <= self.initial_episodes <= self.episodes:
+            raise TrainSimError(
+                f"--initial-episodes must be in 1..--episodes ({self.episodes}), got "
+                f"{self.initial_episodes}"
+            )
+        if self.rounds and self.episodes_per_round < 1:
+            raise TrainSimError(
+                f"--episodes {self.episodes} leaves no episodes for {self.rounds} rounds after "
+                f"--initial-episodes {self.initial_episodes}"
+            )
+        for name in ("initial_steps", "steps_per_round", "eval_episodes", "workers"):
+            if getattr(self, name) < 1:
+                raise TrainSimError(f"--{name.replace('_', '-')} must be >= 1")
+        for name in ("epsilon", "scripted_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
+        if not self.tasks:
+            raise TrainSimError("--tasks: give at least one task")
+
+    @property
+    def episodes_per_round(self) -> int:
+        return (self.episodes - self.initial_episodes) // self.rounds if self.rounds else 0
+
+    def episodes_after(self, round_index: int) -> int:
+        """Episodes in bags/ once round `round_index` has collected."""
+        if round_index == self.rounds:
+            return self.episodes  # the last round takes the remainder
+        return self.initial_episodes + round_index * self.episodes_per_round
+
+    def steps_after(self, round_index: int) -> int:
+        return self.initial_steps + round_index * self.steps_per_round
+
+    @property
+    def policy_roi(self) -> tuple[float, ...] | None:
+        for name, value in self.policy_params:
+            if name == "policy_roi":
+                return tuple(float(v) for v in value)
+        return None
+
+    @property
+    def policy_camera(self) -> str | None:
+        return next((str(v) for name, v in self.policy_params if name == "policy_camera"), None)
+
+    def offline_config(self, resume: bool) -> OfflineConfig:
+        """The learner's settings: DEFAULT_LEARN, then --learn, then the loop's own paths."""
+        fields = {f.name: f for f in dataclasses.fields(OfflineConfig)}
+        values = dict(DEFAULT_LEARN)
+        for name, value in self.learn:
+            if name not in fields or name in ("bags", "out", "steps", "resume"):
+                settable = sorted(set(fields) - {"bags", "out", "steps", "resume"})
+                raise TrainSimError(f"--learn {name}: not a learner setting; known: {settable}")
+            values[name] = _coerce(name, value, values.get(name, fields[name].default))
+        if self.policy_roi is not None:
+            values["policy_roi"] = self.policy_roi
+        if self.policy_camera is not None:
+            values["policy_camera"] = self.policy_camera
+        values.update(
+            bags=self.out / "bags", out=self.out / "learn", steps=self.steps_after(self.rounds),
+            resume=resume, log_dir=str(self.out / "tensorboard"), threads=self.threads,
+            progress=self.progress,
+        )  # fmt: skip
+        return OfflineConfig(**values)
+
+    def identity(self) -> dict[str, Any]:
+        """config.json: what a resumed run must agree on."""
+        data = dataclasses.asdict(self)
+        data["out"] = str(self.out)
+        data["tasks"] = list(self.tasks)
+        data["policy_params"] = [[k, v] for k, v in self.policy_params]
+        data["learn"] = [[k, v] for k, v in self.learn]
+        return data
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """A --learn value (parsed YAML) as the type of the setting's default ("1e-3" -> 0.001)."""
+    if isinstance(default, bool) or default is None or isinstance(value, type(default)):
+        return value
+    try:
+        if isinstance(default, tuple):
+            return tuple(float(v) for v in value)
+        return type(default)(value)
+    except (TypeError, ValueError):
+        raise TrainSimError(
+            f"--learn {name}={value!r}: must be of type {type(default).__name__}"
+        ) from None
+
+
+@dataclass
+class RoundRecord:
+    """round.json: what one round did and measured."""
+
+    round: int
+    episodes: int  # bags in bags/ after this round's collection
+    steps: int  # learner steps after this round's training
+    checkpoint: str
+    sha256: str
+    collected: dict[str, Any]
+    eval: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0  # wall time of the run up to the end of this round
+
+
+# --------------------------------------------------------------------------------- stages
+class ClosedLoop:
+    """Runs (or resumes) the rounds of one TrainSimConfig."""
+
+    def __init__(self, config: TrainSimConfig, log: Callable[[str], None] | None = None):
+        self.config = config
+        self.out = Path(config.out)
+        self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.session = None  # mtopt_learner.offline.OfflineSession once bags exist
+        self.tensorboard = None
+
+    # -- setup ----------------------------------------------------------------------------
+    def check_config(self) -> None:
+        """Write config.json, or refuse a resume whose settings differ from it; refuse bad
+        learner settings before any work."""
+        self.config.offline_config(resume=False).validate()
+        path = self.out / "config.json"
+        mine = self.config.identity()
+        if path.exists():
+            theirs = json.loads(path.read_text())
+            differ = sorted(
+                k for k in set(mine) | set(theirs)
+                if k not in EXTENSIBLE and json.dumps(mine.get(k)) != json.dumps(theirs.get(k))
+            )  # fmt: skip
+            if differ:
+                raise TrainSimError(
+                    f"{path} was written with other settings ({', '.join(differ)}): resume with"
+                    " the same options (only " + ", ".join(EXTENSIBLE) + " may change) or "
+                    "choose another --out"
+                )
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, (json.dumps(mine, indent=1) + "\n").encode())
+        params = {"/**/policy": {"ros__parameters": dict(self.config.policy_params)}}
+        atomic_write_bytes(self.params_file, yaml.safe_dump(params).encode())
+
+    @property
+    def params_file(self) -> Path:
+        return self.out / "policy_params.yaml"
+
+    def round_dir(self, round_index: int) -> Path:
+        return self.out / "rounds" / f"r{round_index:02d}"
+
+    def done_rounds(self) -> list[RoundRecord]:
+        records = []
+        for r in range(self.config.rounds + 1):
+            path = self.round_dir(r) / "round.json"
+            if not path.exists():
+                break
+            records.append(RoundRecord(**json.loads(path.read_text())))
+        return records
+
+    # -- the stages -----------------------------------------------------------------------
+    def collect(self, round_index: int) -> dict[str, Any]:
+        from mtopt_sim.bulk_collect import CollectConfig, collect
+
+        cfg = self.config
+        weights = ""
+        if round_index > 0:
+            weights = str(self.round_dir(round_index - 1) / "qnet.ckpt")
+        target = cfg.episodes_after(round_index)
+        self.log(
+            f"{PROG}: round {round_index}/{cfg.rounds}: collect up to {target} episodes "
+            + (f"(CEM on r{round_index - 1:02d}, epsilon {cfg.epsilon}, scripted fraction "
+               f"{cfg.scripted_fraction})" if weights else "(scripted and random, no weights)")
+        )  # fmt: skip
+        result = collect(
+            CollectConfig(
+                episodes=target, out=self.out / "bags", workers=cfg.workers, seed=cfg.seed,
+                weights=weights,
+                epsilon=cfg.epsilon if weights else None,
+                scripted_fraction=cfg.scripted_fraction if weights else None,
+                tasks=cfg.tasks, camera_size=cfg.camera_size,
+                params_files=(str(self.params_file),), progress=cfg.progress,
+            )
+        )  # fmt: skip
+        return result.summary
+
+    def learn(self, round_index: int) -> tuple[str, str]:
+        """Ingest new bags and train to the round's step target; (checkpoint, sha256) of the
+        round's network, copied to rounds/rNN/qnet.ckpt."""
+        from mtopt_learner.checkpoints import latest_checkpoint
+        from mtopt_learner.offline import OfflineSession
+
+        cfg = self.config
+        if self.session is None:
+            resume = latest_checkpoint(self.out / "learn") is not None
+            self.session = OfflineSession(cfg.offline_config(resume))
+        else:
+            self.session.ingest()
+        steps = cfg.steps_after(round_index)
+        self.log(f"{PROG}: round {round_index}/{cfg.rounds}: train to step {steps}")
+        source = self.session.train_to(steps)
+        if source is None:  # a resumed session already at the target wrote nothing new
+            source = str(latest_checkpoint(self.out / "learn"))
+        return self.keep_checkpoint(Path(source), self.round_dir(round_index))
+
+    @staticmethod
+    def keep_checkpoint(source: Path, round_dir: Path) -> tuple[str, str]:
+        round_dir.mkdir(parents=True, exist_ok=True)
+        target = round_dir / "qnet.ckpt"
+        sidecar = source.with_name(source.name + ".sha256")
+        sha256 = sidecar.read_text().split()[0]
+        for src, dst in ((source, target), (sidecar, target.with_name("qnet.ckpt.sha256"))):
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        return str(target), sha256
+
+    def evaluate(self, round_index: int, checkpoint: str) -> dict[str, Any]:
+        cfg = self.config
+        self.log(
+            f"{PROG}: round {round_index}/{cfg.rounds}: evaluate on {cfg.eval_episodes} paired "
+            f"scenes per task (seed {cfg.eval_seed})"
+        )
+        config = EvalConfig(
+            checkpoint=checkpoint, tasks=cfg.tasks, episodes_per_task=cfg.eval_episodes,
+            seed=cfg.eval_seed, workers=cfg.workers, camera_size=cfg.camera_size,
+            policy_params=cfg.policy_params,
+        )  # fmt: skip
+        quiet = lambda message: None  # noqa: E731  (the stage line above says enough)
+        return evaluate(config, self.round_dir(round_index) / "eval", quiet)
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        self.check_config()
+        records = self.done_rounds()
+        if records:
+            self.log(f"{PROG}: {len(records)} rounds done in {self.out}; resuming")
+        elapsed = records[-1].elapsed_s if records else 0.0
+        try:
+            for r in range(len(records), cfg.rounds + 1):
+                started = time.monotonic()
+                seconds = {}
+                collected = self.collect(r)
+                seconds["collect"] = time.monotonic() - started
+                checkpoint, sha256 = self.learn(r)
+                seconds["learn"] = time.monotonic() - started - seconds["collect"]
+                result = self.evaluate(r, checkpoint)
+                seconds["eval"] = result["wall_time_s"]
+                elapsed += time.monotonic() - started
+                record = RoundRecord(
+                    round=r, episodes=collected["total"], steps=cfg.steps_after(r),
+                    checkpoint=checkpoint, sha256=sha256, collected=collected, eval=result,
+                    seconds={k: round(v, 1) for k, v in seconds.items()},
+                    elapsed_s=round(elapsed, 1),
+                )  # fmt: skip
+                atomic_write_bytes(
+                    self.round_dir(r) / "round.json",
+                    (json.dumps(dataclasses.asdict(record)) + "\n").encode(),
+                )
+                records.append(record)
+                self.write_curve(records)
+                self.log_round(record)
+        finally:
+            if self.session is not None:
+                self.session.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        return self.summary(records)
+
+    def log_round(self, record: RoundRecord) -> None:
+        parts = []
+        for task, e in record.eval["tasks"].items():
+            parts.append(
+                f"{task} learned {e['learned']}/{e['episodes']} vs scripted {e['scripted']}/"
+                f"{e['episodes']} (p = {e['mcnemar_p']:.3g})"
+            )
+        self.log(
+            f"{PROG}: round {record.round} done: {record.episodes} episodes, step "
+            f"{record.steps}, {record.elapsed_s / 60:.1f} min so far; " + "; ".join(parts)
+        )
+        if self.tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tensorboard = SummaryWriter(str(self.out / "tensorboard" / "eval"))
+        for task, e in record.eval["tasks"].items():
+            for policy in ("learned", "scripted"):
+                self.tensorboard.add_scalar(
+                    f"eval/{task}/{policy}", e[f"{policy}_rate"], record.episodes
+                )
+        self.tensorboard.flush()
+
+    # -- outputs --------------------------------------------------------------------------
+    def write_curve(self, records: Sequence[RoundRecord]) -> None:
+        rows = curve_rows(records)
+        atomic_write_bytes(self.out / "curve.csv", _csv_bytes(rows))
+        plot_curve(rows, self.out / "curve.png", self.config.eval_episodes)
+
+    def summary(self, records: Sequence[RoundRecord]) -> dict[str, Any]:
+        last = records[-1]
+        return {
+            "command": PROG,
+            "out": str(self.out),
+            "rounds": last.round,
+            "episodes": last.episodes,
+            "steps": last.steps,
+            "checkpoint": last.checkpoint,
+            "sha256": last.sha256,
+            "elapsed_s": last.elapsed_s,
+            "tasks": {
+                task: {k: e[k] for k in SUMMARY_KEYS} for task, e in last.eval["tasks"].items()
+            },
+            "curve": str(self.out / "curve.csv"),
+        }
+
+
+# ---------------------------------------------------------------------------- the curve
+CURVE_HEADER = (
+    "round", "episodes", "steps", "elapsed_s", "task", "eval_episodes", "learned",
+    "learned_rate", "learned_ci_low", "learned_ci_high", "scripted", "scripted_rate",
+    "mcnemar_p", "collected_cem", "collected_cem_successes",
+)  # fmt: skip
+
+
+def curve_rows(records: Sequence[RoundRecord]) -> list[dict[str, Any]]:
+    """One row per round and task: evaluation success vs episodes collected."""
+    rows = []
+    for rec in records:
+        kinds = rec.collected.get("episodes_by_kind", {})
+        wins = rec.collected.get("successes_by_kind", {})
+        for task, e in rec.eval["tasks"].items():
+            low, high = wilson_interval(e["learned"], e["episodes"])
+            rows.append({
+                "round": rec.round, "episodes": rec.episodes, "steps": rec.steps,
+                "elapsed_s": rec.elapsed_s, "task": task, "eval_episodes": e["episodes"],
+                "learned": e["learned"], "learned_rate": e["learned_rate"],
+                "learned_ci_low": round(low, 4), "learned_ci_high": round(high, 4),
+                "scripted": e["scripted"], "scripted_rate": e["scripted_rate"],
+                "mcnemar_p": e["mcnemar_p"], "collected_cem": kinds.get("cem", 0),
+                "collected_cem_successes": wins.get("cem", 0),
+            })  # fmt: skip
+    return rows
+
+
+def _csv_bytes(rows: Sequence[dict[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CURVE_HEADER, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def plot_curve(rows: Sequence[dict[str, Any]], path: Path, eval_episodes: int) -> Path:
+    """curve.png: per task, learned success (95 % Wilson band) and the scripted baseline on
+    the same scenes, against episodes collected."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
+    colors = plt.get_cmap("tab10")
+    for i, task in enumerate(tasks):
+        mine = [r for r in rows if r["task"] == task]
+        x = [r["episodes"] for r in mine]
+        ax.plot(x, [r["learned_rate"] for r in mine], "o-", color=colors(i), label=task)
+        ax.fill_between(
+            x, [r["learned_ci_low"] for r in mine], [r["learned_ci_high"] for r in mine],
+            color=colors(i), alpha=0.15,
+        )  # fmt: skip
+        ax.plot(x, [r["scripted_rate"] for r in mine], "--", color=colors(i), alpha=0.6,
+                label=f"{task}: noisy scripted, same scenes")  # fmt: skip
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("episodes collected")
+    ax.set_ylabel("success (sim oracle)")
+    ax.set_title(f"closed loop: greedy CEM policy, {eval_episodes} paired scenes per point")
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
+
+
+# ------------------------------------------------------------------------------- the CLI
+def build_parser() -> argparse.ArgumentParser:
+    d = TrainSimConfig
+    p = argparse.ArgumentParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--tasks", nargs="+", default=list(d.tasks), metavar="TASK")
+    p.add_argument("--episodes", type=int, default=d.episodes, help="total episodes collected")
+    p.add_argument("--rounds", type=int, default=d.rounds, help="on-policy rounds after round 0")
+    p.add_argument("--initial-episodes", type=int, default=d.initial_episodes)
+    p.add_argument("--initial-steps", type=int, default=d.initial_steps)
+    p.add_argument("--steps-per-round", type=int, default=d.steps_per_round)
+    p.add_argument("--epsilon", type=float, default=d.epsilon, help="CEM: P(random action)")
+    p.add_argument("--scripted-fraction", type=float, default=d.scripted_fraction)
+    p.add_argument("--workers", type=int, default=d.workers, help="simulator processes")
+    p.add_argument("--camera-size", type=int, default=d.camera_size, help="camera frame [px]")
+    p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="per task")
+    p.add_argument("--eval-seed", type=int, default=d.eval_seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="collection seed")
+    p.add_argument(
+        "--policy-param", action="append", default=None, metavar="NAME=VALUE",
+        help="policy node parameter for collection and evaluation (default: policy_roi="
+        f"{list(SIM_RIGHT_BIN_ROI)}); repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--learn", action="append", default=[], metavar="KEY=VALUE",
+        help="learner setting (OfflineConfig field) over the defaults; repeatable",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads for training")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
+    try:
+        policy_params = (
+            TrainSimConfig.policy_params
+            if args.policy_param is None
+            else parse_policy_params(args.policy_param)
+        )
+        learn = parse_policy_params(args.learn)  # the same NAME=YAML syntax
+    except ValueError as exc:
+        raise TrainSimError(str(exc).replace("--policy-param", "--policy-param/--learn")) from None
+    return TrainSimConfig(
+        out=args.out, tasks=tuple(args.tasks), episodes=args.episodes, rounds=args.rounds,
+        initial_episodes=args.initial_episodes, initial_steps=args.initial_steps,
+        steps_per_round=args.steps_per_round, epsilon=args.epsilon,
+        scripted_fraction=args.scripted_fraction, workers=args.workers,
+        camera_size=args.camera_size, eval_episodes=args.eval_episodes,
+        eval_seed=args.eval_seed, seed=args.seed, policy_params=policy_params, learn=learn,
+        threads=args.threads, progress=not args.no_progress,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mtopt_core.checkpoint import CheckpointError
+    from mtopt_core.tasks import TaskRegistryError
+    from mtopt_learner.errors import LearnError
+    from mtopt_policy.policy import WeightsRefused
+    from mtopt_sim.bulk_cell import BulkCollectError
+    from mtopt_sim.bulk_collect import CollectUsageError
+
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        summary = ClosedLoop(config).run()
+    except (BulkCollectError, CheckpointError, WeightsRefused, RuntimeError) as exc:
+        print(f"{PROG}: failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except (CollectUsageError, LearnError, TaskRegistryError, ValueError) as exc:
+        # TrainSimError and bad learner values (TrainerConfig) are ValueErrors too
+        print(f"{PROG}: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

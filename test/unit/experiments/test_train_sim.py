@@ -1,0 +1,112 @@
+"""`mtopt-train-sim`: the closed loop at a tiny budget (real MuJoCo collection into bags, real
+training, the paired evaluator), its resume and extension, and its refusals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtopt_experiments import train_sim
+
+VENV_BIN = Path(sys.executable).parent
+TINY = [
+    "--tasks", "lift-any", "--initial-episodes", "4", "--initial-steps", "3",
+    "--steps-per-round", "2", "--eval-episodes", "2", "--workers", "1", "--camera-size", "64",
+    "--policy-param", "policy_camera=wrist", "--learn", "net=tiny", "--learn", "batch_size=8",
+    "--learn", "cem_population=4", "--learn", "cem_elites=1", "--learn", "cem_iterations=1",
+    "--learn", "learning_rate=1e-3", "--no-progress",
+]  # fmt: skip
+
+
+def run(out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_BIN / "mtopt-train-sim"), "--out", str(out), *TINY, *args],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def json_line(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout
+    return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def one_round(tmp_path_factory):
+    out = tmp_path_factory.mktemp("loop") / "run"
+    return out, json_line(run(out, "--episodes", "6", "--rounds", "1"))
+
+
+def test_rounds_collect_learn_and_evaluate(one_round):
+    out, summary = one_round
+    assert summary["rounds"] == 1 and summary["episodes"] == 6 and summary["steps"] == 5
+    assert set(summary["tasks"]) == {"lift-any"}
+    assert summary["tasks"]["lift-any"]["episodes"] == 2
+    bags = [p for p in (out / "bags").iterdir() if not p.name.endswith(".part")]
+    assert len(bags) == 6
+    for r, (episodes, steps) in enumerate(((4, 3), (6, 5))):
+        record = json.loads((out / "rounds" / f"r{r:02d}" / "round.json").read_text())
+        assert (record["episodes"], record["steps"]) == (episodes, steps)
+        assert (out / "rounds" / f"r{r:02d}" / "qnet.ckpt").is_file()
+        assert (out / "rounds" / f"r{r:02d}" / "eval" / "results.md").is_file()
+        assert record["collected"]["collected"] == episodes - (4 if r else 0)
+    # round 1 acted with round 0's network (CEM episodes unless scripted)
+    kinds = json.loads((out / "rounds" / "r01" / "round.json").read_text())["collected"]
+    assert set(kinds["episodes_by_kind"]) <= {"cem", "scripted_pick", "scripted_place"}
+    with open(out / "curve.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["round"], r["episodes"], r["task"]) for r in rows] == [
+        ("0", "4", "lift-any"),
+        ("1", "6", "lift-any"),
+    ]
+    assert (out / "curve.png").stat().st_size > 0
+    assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_a_rerun_resumes_and_more_rounds_extend(one_round):
+    out, first = one_round
+    again = json_line(run(out, "--episodes", "6", "--rounds", "1"))
+    assert again["sha256"] == first["sha256"]  # nothing redone
+    extended = json_line(run(out, "--episodes", "8", "--rounds", "2"))
+    assert extended["rounds"] == 2 and extended["episodes"] == 8 and extended["steps"] == 7
+    assert extended["sha256"] != first["sha256"]
+
+
+def test_a_resume_with_other_settings_is_refused(one_round):
+    out, _ = one_round
+    proc = run(out, "--episodes", "6", "--rounds", "1", "--eval-seed", "5")
+    assert proc.returncode == 2
+    assert "eval_seed" in proc.stderr and "config.json" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--episodes", "3", "--rounds", "1"], "--initial-episodes must be in 1..--episodes"),
+        (["--episodes", "4", "--rounds", "1"], "leaves no episodes for 1 rounds"),
+        (["--episodes", "6", "--rounds", "1", "--learn", "no_such=1"], "--learn no_such: not a"),
+        (["--episodes", "6", "--rounds", "1", "--learn", "batch_size=x"], "must be of type int"),
+    ],
+)
+def test_bad_options_exit_2_with_a_message(tmp_path, args, message):
+    proc = run(tmp_path / "run", *args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run" / "bags").exists()  # refused before any work
+
+
+def test_round_budget_gives_the_last_round_the_remainder(tmp_path):
+    config = train_sim.TrainSimConfig(
+        out=tmp_path, episodes=1000, rounds=3, initial_episodes=100, initial_steps=10,
+        steps_per_round=5,
+    )  # fmt: skip
+    assert [config.episodes_after(r) for r in range(4)] == [100, 400, 700, 1000]
+    assert [config.steps_after(r) for r in range(4)] == [10, 15, 20, 25]
+    learn = config.offline_config(resume=False)
+    assert learn.policy_roi == train_sim.SIM_RIGHT_BIN_ROI and learn.steps == 25
+    assert learn.bags == tmp_path / "bags" and learn.labels == "oracle"
