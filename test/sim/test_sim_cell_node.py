@@ -37,7 +37,7 @@ HOME = [0.0, -0.186, 0.0, -1.856, 0.0, 1.472, 0.0]
 
 
 def _start_node(
-    namespace: str, mode: str, camera_rate: float, joint_rate: float = 100.0
+    namespace: str, mode: str, camera_rate: float, joint_rate: float = 100.0, *extra: str
 ) -> subprocess.Popen:
     cmd = [
         sys.executable,
@@ -58,6 +58,7 @@ def _start_node(
         "camera_height:=64",
         "-p",
         f"clock_topic:={namespace}/clock",
+        *extra,
     ]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ)
@@ -78,10 +79,10 @@ def _stop(proc: subprocess.Popen) -> str:
 class _Client:
     """Subscribes to everything the node publishes; records arrival wall times."""
 
-    def __init__(self, namespace: str):
+    def __init__(self, namespace: str, cameras=CAMERAS):
         self.node = rclpy.create_node("sim_cell_test_client", namespace=namespace)
         self.lock = threading.Lock()
-        self.images: dict[str, list[float]] = {c: [] for c in CAMERAS}
+        self.images: dict[str, list[float]] = {c: [] for c in cameras}
         self.image_msgs: dict[str, Image] = {}
         self.infos: dict[str, CameraInfo] = {}
         self.joint_states: list[JointState] = []
@@ -89,7 +90,7 @@ class _Client:
         self.bin: BinMotorState | None = None
         self.clock: list[float] = []
         self.oracle: SimOracle | None = None
-        for cam in CAMERAS:
+        for cam in cameras:
             self.node.create_subscription(
                 Image, f"camera/{cam}/image_raw", lambda m, c=cam: self._on_image(c, m), 10
             )
@@ -261,6 +262,31 @@ def test_fast_mode_runs_ahead_of_the_wall_clock_while_moving(ros):
         # realtime node can never do that (its sim time follows the wall clock).
         assert sim_elapsed >= 5.5
         assert sim_elapsed > wall_elapsed, (sim_elapsed, wall_elapsed)
+    finally:
+        client.close()
+        output = _stop(proc)
+    assert proc.returncode == 0, output
+
+
+def test_parameter_cameras_adds_the_wrist_camera(ros):
+    """cameras:=[overhead, wrist]: the gripper's wrist camera is published (with its
+    camera_info) for a policy that looks through it; cameras not listed are not."""
+    ns = f"/simwrist{os.getpid()}"
+    cameras = ("overhead", "wrist", "left_shoulder")
+    proc = _start_node(ns, "fast", 20.0, 100.0, "-p", "cameras:=[overhead, wrist]")
+    client = _Client(ns, cameras)
+    try:
+        assert client.spin_until(
+            lambda: (
+                client.images["overhead"] and client.images["wrist"] and client.infos.get("wrist")
+            ),
+            timeout=60.0,
+        ), f"no wrist frames; output:\n{_stop(proc)}"
+        client.spin_for(1.0)
+        img = client.image_msgs["wrist"]
+        assert (img.encoding, img.width, img.height) == ("rgb8", 64, 64)
+        assert client.infos["wrist"].header.frame_id == "wrist_optical_frame"
+        assert not client.images["left_shoulder"]
     finally:
         client.close()
         output = _stop(proc)

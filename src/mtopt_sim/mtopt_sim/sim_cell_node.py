@@ -1,8 +1,8 @@
 """`sim_cell_node`: the ROS face of the simulated cell, speaking what real cell drivers speak.
 
 Publishes (relative names, so a namespace like /cell0 applies; stamps are sim time):
-  camera/<name>/image_raw    sensor_msgs/Image rgb8, <name> in overhead, left_shoulder,
-  camera/<name>/camera_info  sensor_msgs/CameraInfo                        right_shoulder
+  camera/<name>/image_raw    sensor_msgs/Image rgb8, <name> in parameter cameras (overhead,
+  camera/<name>/camera_info  sensor_msgs/CameraInfo  left_shoulder, right_shoulder; wrist)
   iiwa/joint_states          sensor_msgs/JointState, joints joint_a1..joint_a7 (iiwa_ros2 names)
   gripper/state              mtopt_interfaces/GripperState
   reset_bin/state            mtopt_interfaces/BinMotorState
@@ -57,7 +57,7 @@ from mtopt_interfaces.msg import (
 from mtopt_sim.cell import CellConfig, SimCell
 from mtopt_sim.oracle import SuccessOracle
 from mtopt_sim.robot import ROS_JOINT_NAMES
-from mtopt_sim.scene import CAMERA_NAMES
+from mtopt_sim.scene import CAMERA_NAMES, POLICY_CAMERA_NAMES, ROBOT_PREFIX
 from mtopt_sim.sim_runner import MODES, RunnerConfig, SimCellRunner
 
 
@@ -69,6 +69,9 @@ class SimCellNodeConfig:
     seed: int = 0  # seeds the first object set
     mode: str = "realtime"  # "realtime" | "fast" (as fast as possible while moving)
     camera_rate_hz: float = 10.0  # per camera, in sim time
+    #: Cameras published: the cell's three and optionally the gripper's "wrist" camera (for a
+    #: policy with policy_camera "wrist").
+    cameras: tuple[str, ...] = CAMERA_NAMES
     camera_width: int = 128
     camera_height: int = 128
     joint_state_rate_hz: float = 100.0  # joint, gripper and bin-motor state
@@ -98,6 +101,12 @@ class SimCellNodeConfig:
                 raise ConfigError(f"parameter {name} must be > 0, got {getattr(self, name)}")
         if self.oracle_rate_hz < 0:
             raise ConfigError(f"parameter oracle_rate_hz must be >= 0, got {self.oracle_rate_hz}")
+        unknown = set(self.cameras) - set(POLICY_CAMERA_NAMES)
+        if unknown or not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ConfigError(
+                f"parameter cameras must list distinct cameras of {list(POLICY_CAMERA_NAMES)}, "
+                f"got {list(self.cameras)}"
+            )
         for name in ("camera_width", "camera_height"):
             if not 8 <= getattr(self, name) <= 640:
                 raise ConfigError(f"parameter {name} must be in 8..640, got {getattr(self, name)}")
@@ -163,6 +172,7 @@ class SimCellNode(Node):
         runner_cfg = RunnerConfig(
             mode=cfg.mode,
             camera_rate_hz=cfg.camera_rate_hz,
+            cameras=tuple(cfg.cameras),
             camera_width=cfg.camera_width,
             camera_height=cfg.camera_height,
             joint_state_rate_hz=cfg.joint_state_rate_hz,
@@ -175,13 +185,13 @@ class SimCellNode(Node):
 
         self._image_pubs = {
             n: self.create_publisher(Image, f"camera/{n}/image_raw", IMAGE_PUBLISH_QOS)
-            for n in CAMERA_NAMES
+            for n in cfg.cameras
         }
         self._info_pubs = {
             n: self.create_publisher(CameraInfo, f"camera/{n}/camera_info", 10)
-            for n in CAMERA_NAMES
+            for n in cfg.cameras
         }
-        self._camera_info = {n: self._make_camera_info(n) for n in CAMERA_NAMES}
+        self._camera_info = {n: self._make_camera_info(n) for n in cfg.cameras}
         self._joint_pub = self.create_publisher(JointState, "iiwa/joint_states", 10)
         self._gripper_pub = self.create_publisher(GripperState, "gripper/state", 10)
         self._bin_pub = self.create_publisher(BinMotorState, "reset_bin/state", 10)
@@ -249,7 +259,8 @@ class SimCellNode(Node):
     def _make_camera_info(self, name: str) -> CameraInfo:
         cfg = self.config
         width, height = cfg.camera_width, cfg.camera_height
-        fovy = math.radians(float(self.cell.model.cam_fovy[self.cell.model.camera(name).id]))
+        model_name = name if name in CAMERA_NAMES else ROBOT_PREFIX + name  # wrist: on the robot
+        fovy = math.radians(float(self.cell.model.cam_fovy[self.cell.model.camera(model_name).id]))
         f = 0.5 * height / math.tan(fovy / 2)
         cx, cy = (width - 1) / 2, (height - 1) / 2
         info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from mtopt_sim.cell import SimCell
-from mtopt_sim.scene import CAMERA_NAMES
+from mtopt_sim.scene import CAMERA_NAMES, POLICY_CAMERA_NAMES
 
 MODES = ("realtime", "fast")
 
@@ -57,9 +57,9 @@ class RunnerConfig:
             raise ValueError(
                 f"camera size must be within 8..640, got {self.camera_width}x{self.camera_height}"
             )
-        unknown = set(self.cameras) - set(CAMERA_NAMES)
+        unknown = set(self.cameras) - set(POLICY_CAMERA_NAMES)
         if unknown or not self.cameras:
-            raise ValueError(f"cameras must be a non-empty subset of {CAMERA_NAMES}")
+            raise ValueError(f"cameras must be a non-empty subset of {POLICY_CAMERA_NAMES}")
         for name in ("settle_time", "fast_chunk_wall", "max_lag"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
