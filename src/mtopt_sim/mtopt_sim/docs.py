@@ -97,7 +97,23 @@ def render_policy_views(out: Path, frame_size: int = 128, image_size: int = 64) 
     written = [out / "policy_roi_frame.png", out / "policy_camera_roi_64px.png"]
     _save_png(outlined, written[0])
     _save_png(np.kron(small, np.ones((4, 4, 1), dtype=np.uint8)), written[1])
+    written.append(render_wrist_descent(out / "policy_camera_wrist_64px.png", image_size))
     return written
+
+
+def render_wrist_descent(path: Path, image_size: int = 64) -> Path:
+    """The wrist camera's 64 px policy images (scaled up 4x) while the gripper descends from
+    the start height by three full steps and closes, above the middle of the right bin."""
+    env = MTOptCell(EnvConfig(policy_camera="wrist", image_size=image_size))
+    obs, _ = env.reset(seed=5, options={"start": [0.56, -0.155, 0.21], "task": "lift-any"})
+    images = [obs["image"]]
+    for action in ([0, 0, -1, 0, 0, 0],) * 3 + ([0, 0, 0, 0, 1, 0],):
+        obs, *_ = env.step(np.array(action, np.float32))
+        images.append(obs["image"])
+    env.close()
+    strip = np.concatenate([np.kron(i, np.ones((4, 4, 1), dtype=np.uint8)) for i in images], 1)
+    _save_png(strip, path)
+    return path
 
 
 def render_all(out: Path) -> list[Path]:
