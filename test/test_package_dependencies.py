@@ -8,7 +8,8 @@ Levels (a package may import only packages of a lower level):
     3 runtime: mtopt_launch, mtopt_iiwa, mtopt_camera, mtopt_reset_bin, mtopt_logger,
       mtopt_policy, mtopt_sd, mtopt_learner (they do not import each other)
     4 mtopt_sim
-    5 top: mtopt_bringup, mtopt_demo, mtopt_experiments (they do not import each other)
+    5 top: mtopt_bringup, mtopt_demo (they do not import each other)
+    6 mtopt_experiments (lab tools; `mtopt-eval --ros` drives the demo's ROS stages)
 
 Every .py file of every src/<pkg> with a package.xml is parsed with `ast`, so imports inside
 functions count as much as module-level ones. Checked per package: (a) no import of a package
@@ -41,7 +42,7 @@ RUNTIME_PACKAGES = (
     "mtopt_launch", "mtopt_iiwa", "mtopt_camera", "mtopt_reset_bin", "mtopt_logger",
     "mtopt_policy", "mtopt_sd", "mtopt_learner",
 )  # fmt: skip
-TOP_PACKAGES = ("mtopt_bringup", "mtopt_demo", "mtopt_experiments")
+TOP_PACKAGES = ("mtopt_bringup", "mtopt_demo")
 LEVELS = {
     "mtopt_interfaces": 0,
     "mtopt_core": 1,
@@ -49,6 +50,7 @@ LEVELS = {
     **dict.fromkeys(RUNTIME_PACKAGES, RUNTIME),
     "mtopt_sim": SIM,
     **dict.fromkeys(TOP_PACKAGES, 5),
+    "mtopt_experiments": 6,
 }
 #: Modules only the simulator and the top level may load.
 SIM_MODULES = ("mujoco", "pybullet", "gymnasium")
@@ -207,7 +209,7 @@ def test_checker_finds_upward_lazy_undeclared_and_simulator_imports(tmp_path):
     (extra,) = problems_of(packages["mtopt_extra"], packages)
     assert extra.startswith("mtopt_extra: package not in the dependency level table")
     (demo,) = problems_of(packages["mtopt_demo"], packages)  # bringup's files are fine
-    assert demo.startswith("mtopt_demo/package.xml: declares mtopt_experiments (level 5)")
+    assert demo.startswith("mtopt_demo/package.xml: declares mtopt_experiments (level 6)")
     assert problems_of(packages["mtopt_sim"], packages) == []  # the simulator may load MuJoCo
     assert problems_of(packages["mtopt_core"], packages) == []
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ SIM_CELL_LAUNCH = Path("launch") / "sim_cell.launch.yaml"
 CONFIG_DIR = Path("config")
 POLICY_CONFIG = CONFIG_DIR / "policy.yaml"
 COLLECTOR_CONFIG = CONFIG_DIR / "collector.yaml"
+LOGGER_CONFIG = CONFIG_DIR / "logger.yaml"
+SIM_CELL_CONFIG = CONFIG_DIR / "sim_cell.yaml"
 FASTDDS_PROFILE = CONFIG_DIR / "fastdds.xml"
 
 
@@ -59,22 +61,40 @@ def stage_config(
     name: str,
     scripted_fraction: float | None = None,
     task_weights: Sequence[str] = (),
+    policy_params: Mapping[str, Any] | None = None,
 ) -> Path:
     """A copy of mtopt_bringup's config/ for one stage (`run_dir/config_<name>`): policy.yaml's
-    `scripted_fraction` and collector.yaml's `task_weights` replaced when given."""
+    `scripted_fraction` and collector.yaml's `task_weights` replaced when given, and policy
+    parameters `policy_params` (keys of policy.yaml). A `policy_camera` that is not one of the
+    cell's three cameras (the sim's `wrist`) is also published by the sim cell and recorded by
+    the logger."""
     source = bringup_file(CONFIG_DIR)
     target = Path(run_dir) / f"config_{name}"
     shutil.copytree(source, target)
-    edits = []
+    edits: list[tuple[str, str, str, Any, bool]] = []  # file, node, key, value, may add key
     if scripted_fraction is not None:
-        edits.append((POLICY_CONFIG.name, "/**/policy", "scripted_fraction", scripted_fraction))
+        edits.append(
+            (POLICY_CONFIG.name, "/**/policy", "scripted_fraction", scripted_fraction, False)
+        )
     if task_weights:
-        edits.append((COLLECTOR_CONFIG.name, "/**/collector", "task_weights", list(task_weights)))
-    for file_name, node, key, value in edits:
+        edits.append(
+            (COLLECTOR_CONFIG.name, "/**/collector", "task_weights", list(task_weights), False)
+        )
+    for key, value in (policy_params or {}).items():
+        edits.append((POLICY_CONFIG.name, "/**/policy", key, value, False))
+    camera = (policy_params or {}).get("policy_camera")
+    if camera is not None:
+        logger = yaml.safe_load((target / LOGGER_CONFIG.name).read_text())
+        cameras = list(logger["/**/logger"]["ros__parameters"]["camera_names"])
+        if camera not in cameras:
+            cameras.append(camera)
+            edits.append((LOGGER_CONFIG.name, "/**/logger", "camera_names", cameras, False))
+            edits.append((SIM_CELL_CONFIG.name, "/**/sim_cell", "cameras", cameras, True))
+    for file_name, node, key, value, may_add in edits:
         path = target / file_name
         data = yaml.safe_load(path.read_text())
         params = data[node]["ros__parameters"]
-        if key not in params:
+        if key not in params and not may_add:
             raise BringupError(f"{path}: no parameter {key} under {node} to override")
         params[key] = value
         path.write_text(yaml.safe_dump(data, sort_keys=False))

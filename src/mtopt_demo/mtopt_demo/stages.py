@@ -69,9 +69,11 @@ def collect(
     launch_args: Sequence[str],
     timeout_s: float,
     say: Progress,
+    until: Callable[[list[Any]], bool] | None = None,
 ) -> tuple[list[Any], float]:
-    """Run the sim cell until `episodes` bags are in `run_dir/stage<N>_episodes`; returns their
-    EpisodeInfos and the seconds it took. Node output goes to `run_dir/logs/`."""
+    """Run the sim cell until `episodes` bags are in `run_dir/stage<N>_episodes` (or, with
+    `until`, until it says the EpisodeInfos so far are enough: the cell is then stopped);
+    returns their EpisodeInfos and the seconds it took. Node output goes to `run_dir/logs/`."""
     episode_dir = run_dir / f"stage{stage}_episodes"
     log_path = run_dir / "logs" / f"stage{stage}_launch.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,6 +105,9 @@ def collect(
                         f"({len(reader.poll())} logged); stopped the cell. See {log_path}"
                     )
                 infos = reader.poll()
+                if until is not None and until(infos):
+                    _stop(proc)
+                    break
                 changed = len(infos) != last_count and now - last_line >= 5.0
                 if changed or now - last_line >= PROGRESS_EVERY_S:
                     counts = _counts(infos, stage)
@@ -115,13 +120,13 @@ def collect(
     infos = reader.poll()
     for problem in reader.problems.values():
         say(f"stage {stage}: unreadable bag: {problem}")
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not (until is not None and until(infos)):
         tail = "".join(log_path.read_text(errors="replace").splitlines(True)[-25:])
         raise DemoError(
             f"stage {stage}: the sim cell launch exited with status {proc.returncode} after "
             f"{seconds:.0f} s ({len(infos)} episodes logged). Last lines of {log_path}:\n{tail}"
         )
-    if len(infos) < episodes:
+    if len(infos) < episodes and not (until is not None and until(infos)):
         raise DemoError(
             f"stage {stage}: {len(infos)} readable episodes of {episodes} in {episode_dir}"
         )

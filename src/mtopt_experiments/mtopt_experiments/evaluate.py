@@ -531,7 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ros",
         action="store_true",
-        help="evaluate through the ROS sim-cell graph (not implemented)",
+        help="through the ROS graph of --workers simulated cells (lift-type tasks; the learned"
+        " policy only; see mtopt_experiments.evaluate_ros)",
+    )
+    p.add_argument(
+        "--compare",
+        default="",
+        metavar="RESULT_JSON",
+        help="--ros: an in-process result.json to compare each task's rate with",
     )
     return p
 
@@ -558,12 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
         return 2
 
-    if args.ros:
-        return fail(
-            "--ros is not implemented: the evaluation runs in-process in the gym env only "
-            '(through the ROS graph, `make demo DEMO_ARGS="--weights CKPT"` acts with a '
-            "checkpoint)"
-        )
+    if args.compare and not args.ros:
+        return fail("--compare goes with --ros")
     try:
         config = EvalConfig(
             checkpoint=args.checkpoint,
@@ -582,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     out = args.out or Path("runs/eval") / time.strftime("%Y%m%d-%H%M%S")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.ros:
+        return _main_ros(config, out, log, args.compare, fail)
     try:
         result = evaluate(config, out, log)
     except (CheckpointError, WeightsRefused) as exc:
@@ -593,6 +598,26 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ValueError as exc:  # bad option values (tasks, policy parameters)
         return fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _main_ros(config: EvalConfig, out: Path, log, compare: str, fail) -> int:
+    from mtopt_demo.bringup import BringupError
+    from mtopt_demo.config import DemoError
+    from mtopt_experiments.evaluate_ros import evaluate_ros
+
+    try:
+        result = evaluate_ros(config, out, log, compare)
+    except CheckpointError as exc:
+        return fail(f"checkpoint {config.checkpoint} refused: {exc}")
+    except (ValueError, OSError) as exc:  # bad options, an unreadable --compare file
+        return fail(str(exc))
+    except (DemoError, BringupError) as exc:
+        print(f"{PROG}: --ros failed: {exc}", file=sys.stderr, flush=True)
+        return 1
     except KeyboardInterrupt:
         return 130
     print(json.dumps(result), flush=True)

@@ -148,7 +148,11 @@ def test_refused_checkpoints_and_options_exit_2(tmp_path, registry, capsys):
     assert evaluate.main([str(good), "--policy-param", "image_size=64"]) == 2
     assert "32 px images" in capsys.readouterr().err  # the policy node's own refusal
     assert evaluate.main([str(good), "--ros"]) == 2
-    assert "--ros is not implemented" in capsys.readouterr().err
+    assert "--ros needs --tasks" in capsys.readouterr().err
+    assert evaluate.main([str(good), "--ros", "--tasks", "place-any"]) == 2
+    assert "lift-type tasks only, not 'place-any'" in capsys.readouterr().err
+    assert evaluate.main([str(good), "--compare", "r.json"]) == 2
+    assert "--compare goes with --ros" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing ran
 
 
@@ -216,3 +220,29 @@ def test_summary_pairs_scenes_and_tests_the_discordant_ones():
     assert (mean["episodes"], mean["only_learned"], mean["only_scripted"]) == (12, 6, 2)
     with pytest.raises(ValueError, match="lack one policy"):
         eval_report.summarize(rows[:-1], ["lift-any", "place-any"])
+
+
+@pytest.mark.ros
+def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry):
+    """--ros: the sim cell's nodes (real DDS) act with the announced checkpoint on lift-any
+    until 2 CEM episodes on those weights are logged; compared with an in-process result."""
+    ckpt = write_qnet(tmp_path / "qnet.ckpt", registry.names)
+    reference = {"tasks": {"lift-any": {"learned": 1, "episodes": 4, "learned_rate": 0.25,
+                                        "learned_ci": [0.05, 0.7]}}}  # fmt: skip
+    (tmp_path / "ref.json").write_text(json.dumps(reference))
+    out = tmp_path / "ros"
+    proc = subprocess.run(
+        [str(VENV_BIN / "mtopt-eval"), str(ckpt), "--ros", "--tasks", "lift-any",
+         "--episodes-per-task", "2", "--policy-param", "image_size=32", "--out", str(out),
+         "--compare", str(tmp_path / "ref.json")],
+        capture_output=True, text=True, timeout=400,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    entry = result["tasks"]["lift-any"]
+    assert result["ros"] is True and entry["episodes"] == 2 and 0 <= entry["learned"] <= 2
+    assert entry["in_process"]["learned_ci"] == [0.05, 0.7]
+    assert isinstance(entry["in_process"]["ros_rate_in_interval"], bool)
+    rows = read_csv(out / "episodes.csv")
+    assert len(rows) == 2 and {r["policy_kind"] for r in rows} == {"cem"}
+    assert {r["task"] for r in rows} == {"lift-any"}

@@ -1,0 +1,171 @@
+"""`mtopt-eval --ros`: the learned policy's success measured through the ROS graph of the
+simulated cell, to check the in-process figure.
+
+    mtopt-eval CKPT --ros --tasks lift-any --episodes-per-task 100 --workers 2 \\
+        --policy-param policy_camera=wrist --camera-size 64 --compare runs/eval/x/result.json
+
+mtopt_bringup's `sim_cell.launch.yaml` (`--workers` cells, every node its own process, real
+DDS) runs with a copy of the cell's parameter files: `scripted_fraction` 0, the policy's
+`epsilon` = `--epsilon` (0: greedy), the `--policy-param` values, and the collector commanding
+only the evaluated task among the lift tasks (place tasks keep their weights, so a held object
+is placed after a successful lift, as on a cell). This process announces the checkpoint as a
+WeightsUpdate on `/policy/weights` (what the learner node does); the policy verifies and loads
+it. An episode counts when its EpisodeInfo says it ran the task with CEM on these weights;
+the cells stop once every task has `--episodes-per-task` of them. Judge: the simulator's
+oracle labels in EpisodeInfo (and the SD's, when `--sd-checkpoint` is given, through the
+cell's sd_node).
+
+Lift-type tasks only (a place task needs the held object a lift leaves; through ROS that is
+the collector's sequencing, not a controlled scene). Scenes are the cells' own seeded
+respawns, not the in-process evaluator's, so the two figures agree statistically:
+`--compare RESULT_JSON` (an in-process `mtopt-eval` result) reports per task whether the ROS
+rate lies in the in-process 95 % Wilson interval and the two-proportion test's p.
+
+Output in --out: `result.json` (the stdout line), `episodes.csv`, the run directory of the
+cells (bags, parameter files, node logs).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from mtopt_core.atomic_io import atomic_write_bytes
+from mtopt_core.tasks import load_task_registry
+from mtopt_experiments.stats import wilson_interval
+from mtopt_policy.config import CollectorConfig
+
+WEIGHTS_TOPIC = "/policy/weights"
+#: Sim-cell seconds allowed per episode before the run is given up.
+SECONDS_PER_EPISODE = 30.0
+
+
+def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p of the pooled two-proportion z test (1.0 when undefined)."""
+    if not (n1 and n2):
+        return 1.0
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = abs(k1 / n1 - k2 / n2) / se
+    return math.erfc(z / math.sqrt(2))
+
+
+def _names(tasks) -> list[str]:
+    return [t if isinstance(t, str) else t.name for t in tasks]
+
+
+def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, Any]:
+    """Run the evaluation through ROS (see the module docstring); returns the result.
+    Raises ValueError for a bad option, DemoError / BringupError when the cells fail."""
+    from mtopt_demo.bringup import ros_environment, stage_config
+    from mtopt_demo.config import DemoError
+    from mtopt_demo.episodes import oracle_success
+    from mtopt_demo.stages import Progress, WeightsAnnouncer, collect
+
+    registry = load_task_registry()
+    tasks = list(config.tasks) or []
+    if not tasks:
+        raise ValueError("--ros needs --tasks (lift-type tasks)")
+    lift_tasks = _names(registry.tasks_of_skill(CollectorConfig.lift_skill))
+    for task in tasks:
+        if task not in registry:
+            raise ValueError(f"unknown task {task!r}; known: {list(registry.names)}")
+        if task not in lift_tasks:
+            raise ValueError(f"--ros evaluates lift-type tasks only, not {task!r}")
+    if not 1 <= config.workers <= 4:
+        raise ValueError("--ros runs 1..4 cells (--workers)")
+    reference = json.loads(Path(compare).read_text()) if compare else None
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = Progress()
+    ros_environment(say)
+    announcer = WeightsAnnouncer(WEIGHTS_TOPIC, Path(config.checkpoint))
+    policy_params = {k: v for k, v in config.policy_params}
+    policy_params["epsilon"] = float(config.epsilon)
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    per_task: dict[str, dict[str, Any]] = {}
+    with announcer as weights:
+        log(f"mtopt-eval --ros: weights version {weights.version} on {WEIGHTS_TOPIC}")
+        for index, task in enumerate(tasks):
+            weights_list = [f"{t}={1 if t == task else 0}" for t in lift_tasks]
+            cell_config = stage_config(out, f"ros_{task}", 0.0, weights_list, policy_params)
+            n = config.episodes_per_task
+
+            def mine(infos, task=task):
+                return [
+                    i for i in infos if i.task == task and i.policy_kind == "cem"
+                    and int(i.weights_version) == weights.version
+                ]  # fmt: skip
+
+            args = [
+                f"cells:={config.workers}", f"seed:={config.seed + index}",
+                f"config_dir:={cell_config}", f"weights_topic:={WEIGHTS_TOPIC}",
+                f"camera_size:={config.camera_size or 64}",
+            ]  # fmt: skip
+            if config.sd_checkpoint:
+                args.append(f"sd_checkpoint:={config.sd_checkpoint}")
+            # Each collector may log up to twice the episodes (place episodes in between); the
+            # cells are stopped as soon as the task has its episodes.
+            per_cell = 2 * n // config.workers + 2
+            infos, seconds = collect(
+                10 + index, out, per_cell, args, SECONDS_PER_EPISODE * 2 * n + 120.0, say,
+                until=lambda infos, n=n, mine=mine: len(mine(infos)) >= n,
+            )  # fmt: skip
+            counted = sorted(
+                mine(infos), key=lambda i: (i.start_time.sec, i.start_time.nanosec)
+            )[:n]
+            if len(counted) < n:
+                raise DemoError(
+                    f"{task}: {len(counted)} of {n} episodes with the weights in {seconds:.0f} s"
+                )
+            successes = [bool(oracle_success(i)) for i in counted]
+            for info, success in zip(counted, successes, strict=True):
+                rows.append({
+                    "task": task, "episode_id": str(info.episode_id), "steps": int(info.steps),
+                    "success": success, "policy_kind": str(info.policy_kind),
+                })  # fmt: skip
+            k = sum(successes)
+            low, high = wilson_interval(k, n)
+            entry: dict[str, Any] = {
+                "episodes": n, "learned": k, "learned_rate": round(k / n, 4),
+                "learned_ci": [round(low, 4), round(high, 4)],
+                "episodes_logged": len(infos), "seconds": round(seconds, 1),
+            }  # fmt: skip
+            if reference and task in reference.get("tasks", {}):
+                ref = reference["tasks"][task]
+                lo, hi = ref["learned_ci"]
+                entry["in_process"] = {
+                    "learned": ref["learned"], "episodes": ref["episodes"],
+                    "learned_rate": ref["learned_rate"], "learned_ci": [lo, hi],
+                    "ros_rate_in_interval": lo <= k / n <= hi,
+                    "two_proportion_p": round(
+                        two_proportion_p(k, n, ref["learned"], ref["episodes"]), 4
+                    ),
+                }  # fmt: skip
+            per_task[task] = entry
+            log(f"mtopt-eval --ros: {task}: {k}/{n} lifted through ROS in {seconds:.0f} s")
+    result = {
+        "checkpoint": str(config.checkpoint), "sha256": announcer.sha256, "ros": True,
+        "seed": config.seed, "episodes_per_task": config.episodes_per_task,
+        "epsilon": config.epsilon, "cells": config.workers, "tasks": per_task,
+        "compare": compare or None, "out": str(out),
+        "wall_time_s": round(time.monotonic() - started, 1),
+    }  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.DictWriter(
+        buffer, ["task", "episode_id", "steps", "success", "policy_kind"], lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "episodes.csv", buffer.getvalue().encode())
+    atomic_write_bytes(out / "result.json", (json.dumps(result) + "\n").encode())
+    return result
