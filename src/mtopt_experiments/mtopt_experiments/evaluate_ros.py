@@ -120,9 +120,9 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
                 10 + index, out, per_cell, args, SECONDS_PER_EPISODE * 2 * n + 120.0, say,
                 until=lambda infos, n=n, mine=mine: len(mine(infos)) >= n,
             )  # fmt: skip
-            counted = sorted(
-                mine(infos), key=lambda i: (i.start_time.sec, i.start_time.nanosec)
-            )[:n]
+            counted = sorted(mine(infos), key=lambda i: (i.start_time.sec, i.start_time.nanosec))[
+                :n
+            ]
             if len(counted) < n:
                 raise DemoError(
                     f"{task}: {len(counted)} of {n} episodes with the weights in {seconds:.0f} s"

@@ -61,16 +61,9 @@ PROG = "mtopt-train-sim"
 #: The simulated overhead camera's right bin (python -m mtopt_sim.camera_roi).
 SIM_RIGHT_BIN_ROI = (0.026, 0.143, 0.56, 0.677)
 #: Learner settings of the closed loop unless --learn overrides them (OfflineConfig fields).
+#: (The training values are the learner's own defaults, `mtopt_learner.config.DEFAULT_*`.)
 DEFAULT_LEARN: dict[str, Any] = {
     "labels": "oracle",
-    "net": "compact",
-    "batch_size": 64,
-    "learning_rate": 1e-3,
-    "conservative_weight": 1.0,
-    "augment_shift_px": 0,
-    "cem_population": 16,
-    "cem_elites": 2,
-    "cem_iterations": 2,
     "checkpoint_every": 1000,
     "replay_gb": 6.0,
 }

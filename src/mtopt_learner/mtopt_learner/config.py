@@ -23,6 +23,17 @@ TENSORBOARD_DIR = "tensorboard"
 _STOCHASTIC = re.compile(r"^skill_stochastic(?::|\()\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)?$")
 
 
+#: The learning settings measured to work at a usable speed on 2 CPU cores
+#: (docs/results/learning.md): the defaults of the learner node, mtopt-learn and
+#: mtopt-train-sim. QT-Opt's own (small/paper net, batch 256+, CEM 64/6/2 targets) learned
+#: nothing measurable at this data scale and ran at 0.4 steps/s here.
+DEFAULT_NET = "compact"
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_LEARNING_RATE = 1e-3
+DEFAULT_CONSERVATIVE_WEIGHT = 1.0
+DEFAULT_TARGET_CEM = CEMConfig(population=16, elites=2, iterations=2)
+
+
 def parse_impersonation(text: str) -> str:
     """Impersonation option value -> the spec `make_impersonation` parses.
 
@@ -133,16 +144,16 @@ class LearnerConfig:
     #: Stop after this many steps in total, resumed ones included (0 = train forever).
     max_steps: int = 0
     #: Q-network preset of a new run: tiny, compact, small or paper (resumed runs keep theirs).
-    net: str = "small"
+    net: str = DEFAULT_NET
     #: Observation side [px] the network takes (0 = the recorded policy images' size).
     image_size: int = 0
     #: Transitions per SGD step.
-    batch_size: int = TrainerConfig.batch_size
+    batch_size: int = DEFAULT_BATCH_SIZE
     #: Adam learning rate and Bellman discount.
-    learning_rate: float = TrainerConfig.learning_rate
+    learning_rate: float = DEFAULT_LEARNING_RATE
     gamma: float = TrainerConfig.gamma
     #: Weight of the conservative penalty on Q of random actions (TrainerConfig; 0 = off).
-    conservative_weight: float = TrainerConfig.conservative_weight
+    conservative_weight: float = DEFAULT_CONSERVATIVE_WEIGHT
     #: absolute: Q of random actions pushed to 0; relative: CQL(H) on Q (random
     #: actions down, the data action up).
     conservative_mode: str = TrainerConfig.conservative_mode
@@ -165,9 +176,9 @@ class LearnerConfig:
     policy_roi: tuple[float, ...] = FULL_FRAME
     #: CEM of the Bellman targets' max over next actions (QT-Opt's 64 / 6 / 2), separate from
     #: the policy node's CEM (config/policy.yaml cem_*).
-    cem_population: int = CEMConfig.population
-    cem_elites: int = CEMConfig.elites
-    cem_iterations: int = CEMConfig.iterations
+    cem_population: int = DEFAULT_TARGET_CEM.population
+    cem_elites: int = DEFAULT_TARGET_CEM.elites
+    cem_iterations: int = DEFAULT_TARGET_CEM.iterations
     #: Seeds sampling, CEM, relabelling draws and the initial weights.
     seed: int = 0
     #: Write TensorBoard scalars to out_dir/tensorboard.
@@ -259,11 +270,11 @@ class OfflineConfig:
     #: sd: EpisodeInfo SD probabilities; oracle: simulator ground truth (sim only).
     labels: str = "sd"
     checkpoint_every: int = 1000
-    batch_size: int = TrainerConfig.batch_size
+    batch_size: int = DEFAULT_BATCH_SIZE
     seed: int = 0
-    learning_rate: float = TrainerConfig.learning_rate
+    learning_rate: float = DEFAULT_LEARNING_RATE
     gamma: float = TrainerConfig.gamma
-    conservative_weight: float = TrainerConfig.conservative_weight
+    conservative_weight: float = DEFAULT_CONSERVATIVE_WEIGHT
     conservative_mode: str = TrainerConfig.conservative_mode
     conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
     augment_shift_px: int = TrainerConfig.augment_shift_px
@@ -276,10 +287,10 @@ class OfflineConfig:
     #: The policy's region of interest of the camera frame (the final frames are cropped so).
     policy_roi: tuple[float, ...] = FULL_FRAME
     #: Q-network preset of a new run (a resumed run keeps the checkpoint's architecture).
-    net: str = "small"
-    cem_population: int = CEMConfig.population
-    cem_elites: int = CEMConfig.elites
-    cem_iterations: int = CEMConfig.iterations
+    net: str = DEFAULT_NET
+    cem_population: int = DEFAULT_TARGET_CEM.population
+    cem_elites: int = DEFAULT_TARGET_CEM.elites
+    cem_iterations: int = DEFAULT_TARGET_CEM.iterations
     sd_threshold: float = 0.5
     #: Replay memory budget [GB].
     replay_gb: float = 2.0

@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 
-from mtopt_core.cem import CEMConfig
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_core.episode_bag import list_episode_bags
 from mtopt_core.images import FULL_FRAME
@@ -78,14 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/latest")
     p.add_argument("--checkpoint-every", type=positive_int, default=1000, metavar="K")
-    p.add_argument("--batch-size", type=positive_int, default=TrainerConfig.batch_size)
+    p.add_argument("--batch-size", type=positive_int, default=OfflineConfig.batch_size)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=TrainerConfig.learning_rate)
+    p.add_argument("--lr", type=float, default=OfflineConfig.learning_rate)
     p.add_argument("--gamma", type=float, default=TrainerConfig.gamma)
     p.add_argument(
         "--conservative-weight",
         type=float,
-        default=TrainerConfig.conservative_weight,
+        default=OfflineConfig.conservative_weight,
         metavar="W",
         help="weight of the penalty pushing Q of random actions to 0 (0 = off; see"
         " TrainerConfig.conservative_weight)",
@@ -146,13 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--net",
         choices=sorted(NETS),
-        default="small",
+        default=OfflineConfig.net,
         help="Q-network preset for a new run (the observation size comes from the data;"
         " --resume uses the checkpoint's architecture)",
     )
-    p.add_argument("--cem-population", type=positive_int, default=CEMConfig.population)
-    p.add_argument("--cem-elites", type=positive_int, default=CEMConfig.elites)
-    p.add_argument("--cem-iterations", type=positive_int, default=CEMConfig.iterations)
+    p.add_argument("--cem-population", type=positive_int, default=OfflineConfig.cem_population)
+    p.add_argument("--cem-elites", type=positive_int, default=OfflineConfig.cem_elites)
+    p.add_argument("--cem-iterations", type=positive_int, default=OfflineConfig.cem_iterations)
     p.add_argument(
         "--sd-threshold", type=float, default=0.5, help="P(success) that counts as success"
     )

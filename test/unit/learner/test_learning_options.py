@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mtopt_bridge.params import config_from_params_files
+from mtopt_core.cem import CEMConfig
 from mtopt_core.images import policy_image
 from mtopt_core.trainer import TrainerConfig
 from mtopt_learner.config import LearnerConfig, LearnerConfigError, OfflineConfig
@@ -26,13 +27,19 @@ OPTIONS = dict(
 ROI = (0.25, 0.0, 0.75, 1.0)
 
 
-def test_learner_yaml_keeps_the_trainer_defaults_and_lists_every_new_option():
+def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
+    """config/learner.yaml, LearnerConfig and mtopt-learn share the measured defaults."""
     cfg = config_from_params_files(LearnerConfig(), [CONFIG / "learner.yaml"], "/learner")
+    offline = OfflineConfig.from_args(build_parser().parse_args(["--bags", "b", "--out", "o",
+                                                                 "--steps", "1"]))  # fmt: skip
+    names = ("net", "batch_size", "learning_rate", "conservative_weight", "cem_population",
+             "cem_elites", "cem_iterations", "conservative_mode", "conservative_anneal_steps",
+             "augment_shift_px", "bootstrap_truncation")  # fmt: skip
+    for name in names:
+        assert getattr(cfg, name) == getattr(LearnerConfig(), name) == getattr(offline, name)
+    assert (cfg.net, cfg.batch_size, cfg.conservative_weight) == ("compact", 64, 1.0)
     trainer = cfg.trainer_config(None)
-    default = TrainerConfig()
-    for name in ("conservative_weight", "conservative_mode", "conservative_anneal_steps",
-                 "augment_shift_px", "bootstrap_truncation"):  # fmt: skip
-        assert getattr(trainer, name) == getattr(default, name)
+    assert trainer.conservative_mode == TrainerConfig().conservative_mode
     assert cfg.qnet_step_horizon() == 0 and cfg.policy_roi == (0.0, 0.0, 1.0, 1.0)
     text = (CONFIG / "learner.yaml").read_text()
     for name in (*OPTIONS, "step_input", "step_horizon", "policy_roi", "cem_population"):
@@ -85,8 +92,9 @@ def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
     assert cfg.replay_config(Path("b"), Path("o")).policy_roi == ROI
     default = OfflineConfig.from_args(build_parser().parse_args(argv[:6])).validate()
     assert default.trainer_config() == TrainerConfig(
-        batch_size=default.batch_size, progress=True, log_dir=None
-    )
+        batch_size=64, learning_rate=1e-3, conservative_weight=1.0,
+        cem=CEMConfig(population=16, elites=2, iterations=2), progress=True, log_dir=None,
+    )  # fmt: skip
     assert default.qnet_step_horizon() == 0 and default.policy_roi == (0.0, 0.0, 1.0, 1.0)
 
 

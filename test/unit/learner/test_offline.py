@@ -122,7 +122,7 @@ def test_trainer_options_reach_the_trainer_config():
     cfg = trainer_config_from_args(build_parser().parse_args(argv))
     assert cfg.conservative_weight == 0.5 and cfg.gamma == 0.8
     default = trainer_config_from_args(build_parser().parse_args(argv[:6]))
-    assert default.conservative_weight == 0.0
+    assert default.conservative_weight == 1.0  # the measured default (config.DEFAULT_*)
     with pytest.raises(ValueError, match="conservative_weight"):
         trainer_config_from_args(build_parser().parse_args([*argv[:6], "--conservative-weight",
                                                             "-1"]))  # fmt: skip
