@@ -186,7 +186,7 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return value
     try:
         if isinstance(default, tuple):
-            return tuple(float(v) for v in value)
+            return tuple(float(v) if isinstance(v, int | float) else v for v in value)
         return type(default)(value)
     except (TypeError, ValueError):
         raise TrainSimError(

@@ -16,7 +16,7 @@ from mtopt_learner.checkpoints import KEEP_CHECKPOINTS
 from mtopt_learner.episode_decoder import LABEL_SOURCES
 from mtopt_learner.errors import LearnError
 from mtopt_learner.log_replay import LogReplayConfig
-from mtopt_learner.nets import NETS
+from mtopt_learner.nets import NETS, parse_net_options
 
 STATE_DIR = "logreplay"
 TENSORBOARD_DIR = "tensorboard"
@@ -288,6 +288,8 @@ class OfflineConfig:
     policy_roi: tuple[float, ...] = FULL_FRAME
     #: Q-network preset of a new run (a resumed run keeps the checkpoint's architecture).
     net: str = DEFAULT_NET
+    #: QNetConfig overrides of the preset for a new run, "KEY=VALUE" (e.g. "state_skip=false").
+    net_options: tuple[str, ...] = ()
     cem_population: int = DEFAULT_TARGET_CEM.population
     cem_elites: int = DEFAULT_TARGET_CEM.elites
     cem_iterations: int = DEFAULT_TARGET_CEM.iterations
@@ -329,6 +331,7 @@ class OfflineConfig:
             policy_camera=args.policy_camera,
             policy_roi=tuple(args.policy_roi),
             net=args.net,
+            net_options=tuple(args.net_option),
             cem_population=args.cem_population,
             cem_elites=args.cem_elites,
             cem_iterations=args.cem_iterations,
@@ -355,6 +358,7 @@ class OfflineConfig:
             parse_impersonation(self.impersonation)
         except argparse.ArgumentTypeError as exc:
             raise LearnError(f"--impersonation: {exc}") from None
+        parse_net_options(self.net_options)  # raises LearnError naming a bad option
         check_learning_options(
             self, lambda name, problem: LearnError(f"--{name.replace('_', '-')} {problem}")
         )

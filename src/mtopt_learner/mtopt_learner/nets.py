@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.qnet import QNetConfig
@@ -32,12 +35,35 @@ def preset_name(qnet_config: QNetConfig) -> str:
     return "custom"
 
 
-def preset_config(net: str, num_tasks: int, image_size: int, step_horizon: int = 0) -> QNetConfig:
+def parse_net_options(items) -> dict[str, Any]:
+    """`KEY=VALUE` QNetConfig overrides (VALUE in YAML: 32, false, [64]) -> {key: value}."""
+    known = {f.name for f in fields(QNetConfig)} - {"num_tasks", "image_size", "step_horizon"}
+    options = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or key not in known:
+            raise LearnError(
+                f"net option {item!r}: not KEY=VALUE with KEY one of the QNetConfig fields "
+                f"{sorted(known)}"
+            )
+        value = yaml.safe_load(text)
+        options[key] = tuple(value) if isinstance(value, list) else value
+    return options
+
+
+def preset_config(
+    net: str, num_tasks: int, image_size: int, step_horizon: int = 0, options=()
+) -> QNetConfig:
     """The `net` preset for `num_tasks` tasks and `image_size` px observations, with a step
-    input of horizon `step_horizon` (0 = none; `QNetConfig.step_horizon`)."""
+    input of horizon `step_horizon` (0 = none; `QNetConfig.step_horizon`) and the
+    `KEY=VALUE` overrides `options` (`parse_net_options`)."""
     try:
-        return NETS[net](num_tasks, image_size=image_size, step_horizon=step_horizon)
-    except ValueError as exc:
+        return NETS[net](
+            num_tasks, image_size=image_size, step_horizon=step_horizon,
+            **parse_net_options(options),
+        )  # fmt: skip
+    except (TypeError, ValueError) as exc:
         raise LearnError(f"net {net} with {image_size} px observations: {exc}") from None
 
 
@@ -48,11 +74,13 @@ def make_qnet_config(
     image_size: int,
     source: str,
     step_horizon: int = 0,
+    options=(),
 ) -> QNetConfig:
     """The network to train: the resumed checkpoint's (it must take `image_size` px images,
-    the size of the episodes in `source`), else the `net` preset (with `step_horizon`)."""
+    the size of the episodes in `source`), else the `net` preset (with `step_horizon` and the
+    overrides `options`)."""
     if resume_from is None:
-        return preset_config(net, num_tasks, image_size, step_horizon)
+        return preset_config(net, num_tasks, image_size, step_horizon, options)
     qnet_config = read_checkpoint(resume_from).qnet_config
     if qnet_config.image_size != image_size:
         raise LearnError(

@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Q-network preset for a new run (the observation size comes from the data;"
         " --resume uses the checkpoint's architecture)",
     )
+    p.add_argument(
+        "--net-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a QNetConfig field of the --net preset for a new run (e.g."
+        " state_skip=false, channels=32); repeatable",
+    )
     p.add_argument("--cem-population", type=positive_int, default=OfflineConfig.cem_population)
     p.add_argument("--cem-elites", type=positive_int, default=OfflineConfig.cem_elites)
     p.add_argument("--cem-iterations", type=positive_int, default=OfflineConfig.cem_iterations)
@@ -209,7 +217,7 @@ class OfflineSession:
         image_size = replay_image_size(self.replay)
         qnet_config = make_qnet_config(
             resume_from, config.net, len(registry), image_size, str(self.bags),
-            config.qnet_step_horizon(),
+            config.qnet_step_horizon(), config.net_options,
         )  # fmt: skip
         torch.manual_seed(config.seed)  # the initial weights (the Ray path seeds the same way)
         self.trainer = Trainer(

@@ -132,3 +132,19 @@ def test_learner_trains_a_step_input_network_on_roi_cropped_episodes(
     stored = [e.episode for e in learner.replay.buffer._episodes.values()]
     final = written.final_frames["overhead"]
     assert any(np.array_equal(ep.images[-1], policy_image(final, 16, ROI)) for ep in stored)
+
+
+def test_net_options_override_the_preset_and_bad_ones_are_refused():
+    from mtopt_learner.nets import make_qnet_config
+
+    argv = ["--bags", "b", "--out", "o", "--steps", "1", "--net-option", "state_skip=false",
+            "--net-option", "channels=24", "--net-option", "fuse_hidden=[48]"]  # fmt: skip
+    cfg = OfflineConfig.from_args(build_parser().parse_args(argv)).validate()
+    net = make_qnet_config(None, cfg.net, 12, 64, "b", 0, cfg.net_options)
+    assert (net.state_skip, net.channels, net.fuse_hidden) == (False, 24, (48,))
+    assert net.first_stride == preset_config("compact", 12, 64).first_stride  # the rest: preset
+    for bad in ("chanels=24", "channels", "image_size=32"):
+        with pytest.raises(LearnError, match="net option"):
+            OfflineConfig(bags=Path("b"), out=Path("o"), steps=1, net_options=(bad,)).validate()
+    with pytest.raises(LearnError, match="net compact"):
+        make_qnet_config(None, "compact", 12, 64, "b", 0, ("norm=batch",))
