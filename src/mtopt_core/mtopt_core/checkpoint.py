@@ -23,6 +23,7 @@ import hashlib
 import io
 import math
 import os
+import stat
 import struct
 import time
 from collections.abc import Mapping, Sequence
@@ -114,17 +115,40 @@ def save_checkpoint(
     return digest
 
 
-def read_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None) -> Checkpoint:
-    """Read and verify a checkpoint file (integrity, hashes, finiteness)."""
+#: Largest checkpoint file read (the `paper` net with its training state is far smaller); a
+#: larger file is refused before it is read into memory.
+MAX_CHECKPOINT_BYTES = 512 * 1024**2
+
+
+def read_checkpoint(
+    path: str | os.PathLike,
+    expected_sha256: str | None = None,
+    max_bytes: int = MAX_CHECKPOINT_BYTES,
+) -> Checkpoint:
+    """Read and verify a checkpoint file (integrity, hashes, finiteness). Only a regular file
+    of at most `max_bytes` is opened (a FIFO or device would block or never end)."""
     try:
-        data = Path(path).read_bytes()
+        info = os.stat(path)
     except OSError as exc:
         raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise CheckpointError(path, "not a regular file")
+    if info.st_size > max_bytes:
+        raise CheckpointError(
+            path, f"{info.st_size} bytes, larger than the limit of {max_bytes} bytes"
+        )
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)  # a file grown since the stat is still bounded
+    except OSError as exc:
+        raise CheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
+    if len(data) > max_bytes:
+        raise CheckpointError(path, f"larger than the limit of {max_bytes} bytes")
     if len(data) < HEADER.size:
         raise CheckpointError(path, f"truncated: {len(data)} bytes, shorter than the header")
     magic, length, payload_hash = HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise CheckpointError(path, f"not an MT-Opt checkpoint (magic {magic!r})")
+        raise CheckpointError(path, "not an MT-Opt checkpoint (wrong magic)")  # no file bytes
     payload = data[HEADER.size :]
     if len(payload) != length:
         kind = "truncated" if len(payload) < length else "has trailing bytes"
@@ -237,9 +261,10 @@ def qnet_from_checkpoint(
     path: str | os.PathLike,
     task_names: Sequence[str] | None = None,
     expected_sha256: str | None = None,
+    max_bytes: int = MAX_CHECKPOINT_BYTES,
 ) -> tuple[QNet, Checkpoint]:
     """Build a QNet from a checkpoint's own config (task list checked if given)."""
-    ckpt = read_checkpoint(path, expected_sha256)
+    ckpt = read_checkpoint(path, expected_sha256, max_bytes)
     qnet = QNet(ckpt.qnet_config)
     check_compatible(ckpt, qnet, ckpt.qnet_config, task_names or ckpt.task_names)
     qnet.load_state_dict(ckpt.state_dict, strict=True)

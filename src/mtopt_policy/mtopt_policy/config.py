@@ -72,6 +72,8 @@ class PolicyConfig:
     cem_iterations: int = 2
     #: torch CPU threads for inference.
     torch_threads: int = 1
+    #: Largest weights file loaded [MB]; a larger one is refused before it is read.
+    max_weights_mb: float = 64.0
     #: Skills whose episodes start above the left bin and whose scripted policy is the place;
     #: every other skill starts above the right bin with the scripted pick.
     place_skills: tuple[str, ...] = ("object_manipulation",)
@@ -168,6 +170,10 @@ class PolicyConfig:
             raise ConfigError(
                 "parameter gripper_open_position must be above gripper_closed_position, got "
                 f"{self.gripper_open_position} <= {self.gripper_closed_position}"
+            )
+        if not (math.isfinite(self.max_weights_mb) and self.max_weights_mb > 0):
+            raise ConfigError(
+                f"parameter max_weights_mb must be a number > 0, got {self.max_weights_mb}"
             )
         for name in ("cem_population", "cem_elites", "cem_iterations", "torch_threads"):
             if getattr(self, name) < 1:

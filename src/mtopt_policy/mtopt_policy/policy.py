@@ -71,8 +71,16 @@ class LoadedWeights:
 class WeightsSlot:
     """Current and pending Q-network weights (thread-safe; swapped only between episodes)."""
 
-    def __init__(self, task_names: Sequence[str], image_size: int, cem: CEMConfig, seed: int):
+    def __init__(
+        self,
+        task_names: Sequence[str],
+        image_size: int,
+        cem: CEMConfig,
+        seed: int,
+        max_bytes: int = 64 * 1024**2,
+    ):
         self.task_names = tuple(task_names)
+        self.max_bytes = int(max_bytes)
         self.image_size = image_size
         self.cem = cem
         self.seed = seed
@@ -106,7 +114,9 @@ class WeightsSlot:
                 f"{list(self.task_names)}"
             )
         try:
-            qnet, ckpt = qnet_from_checkpoint(path, self.task_names, expected_sha256=sha256)
+            qnet, ckpt = qnet_from_checkpoint(
+                path, self.task_names, expected_sha256=sha256, max_bytes=self.max_bytes
+            )
         except CheckpointError as exc:
             raise WeightsRefused(exc.reason) from None
         if ckpt.qnet_config.image_size != self.image_size:
@@ -583,5 +593,7 @@ def make_planner(config: PolicyConfig, registry: TaskRegistry) -> EpisodePlanner
     """A planner with its weights slot, seeded from `config.seed` (-1: from the OS)."""
     seed = config.seed if config.seed >= 0 else int(np.random.SeedSequence().entropy % (2**31))
     cem = CEMConfig(config.cem_population, config.cem_elites, config.cem_iterations)
-    weights = WeightsSlot(registry.names, config.image_size, cem, seed)
+    weights = WeightsSlot(
+        registry.names, config.image_size, cem, seed, int(config.max_weights_mb * 1024**2)
+    )
     return EpisodePlanner(config, registry, weights, np.random.default_rng(seed))

@@ -224,6 +224,11 @@ def test_weights_refused_keep_the_old_ones(registry, checkpoints, tmp_path):
         slot.offer(str(other), 1, checkpoints.good(other, registry.names, 1, seed=2))
     with pytest.raises(WeightsRefused, match="cannot read"):
         slot.offer(str(tmp_path / "missing.ckpt"), 9, "ab" * 32)
+    # parameter max_weights_mb: a larger file is refused before it is read
+    tight, _ = _planner(registry, max_weights_mb=0.001)
+    big = tmp_path / "big.ckpt"
+    with pytest.raises(WeightsRefused, match="larger than the limit of 1048 bytes"):
+        tight.weights.offer(str(big), 10, checkpoints.good(big, registry.names, 10))
     plan = planner.plan("e", "lift-any")
     assert (plan.weights_version, plan.weights_sha256) == (1, sha1)
 

@@ -158,3 +158,40 @@ def test_trainer_keeps_weights_when_a_checkpoint_is_refused(saved, tmp_path):
     assert ckpt.step == 42 and trainer.step_count == 42
     assert_same(trainer.qnet, snapshot(saved[0]))
     assert_same(trainer.target1, snapshot(saved[0]))
+
+
+def test_only_bounded_regular_files_are_read_and_errors_do_not_echo_content(saved, tmp_path):
+    """A FIFO (which would block the reader), a directory and an over-size file are refused
+    before any byte is read; a wrong-magic file's bytes are not echoed in the message."""
+    import os
+    import threading
+
+    from mtopt_core.checkpoint import read_checkpoint
+
+    _, path, _ = saved
+    fifo = tmp_path / "weights.fifo"
+    os.mkfifo(fifo)
+    result = {}
+
+    def read_fifo():
+        try:
+            read_checkpoint(fifo)
+        except CheckpointError as exc:
+            result["error"] = str(exc)
+
+    reader = threading.Thread(target=read_fifo, daemon=True)
+    reader.start()
+    reader.join(timeout=5.0)
+    assert not reader.is_alive(), "reading a FIFO blocked"
+    assert "not a regular file" in result["error"]
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        read_checkpoint(tmp_path)
+    size = path.stat().st_size
+    with pytest.raises(CheckpointError, match=f"{size} bytes, larger than the limit of 100"):
+        read_checkpoint(path, max_bytes=100)
+    secret = tmp_path / "secret.ckpt"
+    secret.write_bytes(b"password=hunter2" + b"\0" * 64)
+    with pytest.raises(CheckpointError) as err:
+        read_checkpoint(secret)
+    assert "wrong magic" in str(err.value) and "hunter2" not in str(err.value)
+    assert "passwor" not in str(err.value)
