@@ -78,6 +78,9 @@ class IiwaControllerConfig:
     gripper_settle_window: float = 0.25
     gripper_settle_threshold: float = 0.0005
     gripper_timeout: float = 3.0
+    #: Largest grip force passed on to gripper/command [N] (the MuJoCo cell's finger limit:
+    #: 60); larger requests are clamped to it, negative ones to 0 (= the gripper's default).
+    gripper_max_effort: float = 60.0
 
     def validate(self) -> IiwaControllerConfig:
         """Check every field; raise ConfigError naming the first bad parameter."""

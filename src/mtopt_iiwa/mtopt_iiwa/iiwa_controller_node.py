@@ -426,11 +426,13 @@ class IiwaControllerNode(Node):
 
     def _run_gripper(self, goal_handle, preempted: threading.Event):
         cfg = self.config
-        target = float(np.clip(goal_handle.request.command.position, 0.0, cfg.gripper_max_opening))
+        requested = float(goal_handle.request.command.position)
+        target = float(np.clip(requested, 0.0, cfg.gripper_max_opening))
+        # An unsafe force never reaches the gripper: clamped to the configured limit.
+        max_effort = goal_handle.request.command.max_effort
+        max_effort = float(np.clip(max_effort, 0.0, cfg.gripper_max_effort))
         _, _, seq = self._gripper.get()
-        command = GripperCommand(
-            position=target, max_effort=goal_handle.request.command.max_effort
-        )
+        command = GripperCommand(position=target, max_effort=max_effort)
         start = time.monotonic()
         self._gripper_pub.publish(command)
         monitor = GripperMonitor(cfg, target, start, cfg.gripper_timeout)
@@ -476,8 +478,11 @@ class IiwaControllerNode(Node):
             goal_handle.succeed()
         else:
             goal_handle.abort()
-        self.get_logger().info(f"gripper_cmd: {status.outcome.value} ({status.message})")
-        return self._gripper_result(position, effort, reached, stalled)
+        clamped = abs(target - requested) > cfg.gripper_tolerance
+        note = f"; opening {requested} clamped to {target}" if clamped else ""
+        self.get_logger().info(f"gripper_cmd: {status.outcome.value} ({status.message}{note})")
+        # The clamped opening was reached, not the requested one.
+        return self._gripper_result(position, effort, reached and not clamped, stalled)
 
 
 def main(args=None) -> int:

@@ -54,6 +54,7 @@ class FakeRobot(Node):
         self.finger = 0.10
         self.finger_target = 0.10
         self.object_width = None  # fingers stop here when closing on it
+        self.efforts: list[float] = []  # max_effort of every gripper/command received
         self.joint_pub = self.create_publisher(JointState, "iiwa/joint_states", 10)
         self.gripper_pub = self.create_publisher(GripperState, "gripper/state", 10)
         self.create_subscription(JointTrajectory, "iiwa/joint_trajectory", self._on_traj, 10)
@@ -82,6 +83,7 @@ class FakeRobot(Node):
     def _on_gripper(self, msg: GripperCommand):
         with self.lock:
             self.finger_target = msg.position
+            self.efforts.append(msg.max_effort)
 
     def _tick(self):
         now = time.monotonic()
@@ -282,9 +284,9 @@ def test_new_goal_preempts_the_running_one(graph, robot):
     assert abs(yaw_of(rotation) + 0.3) < 0.02
 
 
-def _grip(client, position):
+def _grip(client, position, effort=20.0):
     goal = GripperCommandAction.Goal()
-    goal.command.position, goal.command.max_effort = position, 20.0
+    goal.command.position, goal.command.max_effort = position, effort
     handle = _send_goal(client, goal)
     assert handle.accepted
     return _wait(handle.get_result_async(), CFG.gripper_timeout + 4)
@@ -303,6 +305,21 @@ def test_gripper_closes_on_an_object_and_opens(graph, robot):
     assert abs(response.result.position - 0.10) < CFG.gripper_tolerance
     response = _grip(gripper, 0.0)  # nothing in between: closes fully
     assert response.result.reached_goal and response.result.position < CFG.gripper_tolerance
+
+
+def test_gripper_clamps_force_and_opening_and_says_so(graph, robot):
+    """A huge force never reaches gripper/command (clamped to gripper_max_effort); an opening
+    beyond the gripper's is clamped and the result does not claim the request was reached."""
+    _, _, gripper, *_ = graph
+    robot.object_width = None
+    robot.efforts.clear()
+    response = _grip(gripper, 0.5, effort=1e300)
+    assert response.status == GoalStatus.STATUS_SUCCEEDED
+    assert abs(response.result.position - CFG.gripper_max_opening) < CFG.gripper_tolerance
+    assert not response.result.reached_goal  # 0.5 m was asked, 0.10 m reached
+    assert robot.efforts and max(robot.efforts) == CFG.gripper_max_effort
+    response = _grip(gripper, 0.0, effort=-5.0)
+    assert response.result.reached_goal and robot.efforts[-1] == 0.0
 
 
 def test_go_home_moves_the_arm_to_the_home_posture(graph, robot):
