@@ -309,12 +309,13 @@ class ClosedLoop:
     def keep_checkpoint(source: Path, round_dir: Path) -> tuple[str, str]:
         round_dir.mkdir(parents=True, exist_ok=True)
         target = round_dir / "qnet.ckpt"
-        sidecar = source.with_name(source.name + ".sha256")
-        sha256 = sidecar.read_text().split()[0]
-        for src, dst in ((source, target), (sidecar, target.with_name("qnet.ckpt.sha256"))):
-            tmp = dst.with_name(dst.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
+        sha256 = source.with_name(source.name + ".sha256").read_text().split()[0]
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+        atomic_write_bytes(
+            target.with_name("qnet.ckpt.sha256"), f"{sha256}  {target.name}\n".encode()
+        )
         return str(target), sha256
 
     def evaluate(self, round_index: int, checkpoint: str) -> dict[str, Any]:

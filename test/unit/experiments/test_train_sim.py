@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mtopt_core.checkpoint import read_checkpoint
 from mtopt_experiments import train_sim
 
 VENV_BIN = Path(sys.executable).parent
@@ -53,7 +54,9 @@ def test_rounds_collect_learn_and_evaluate(one_round):
     for r, (episodes, steps) in enumerate(((4, 3), (6, 5))):
         record = json.loads((out / "rounds" / f"r{r:02d}" / "round.json").read_text())
         assert (record["episodes"], record["steps"]) == (episodes, steps)
-        assert (out / "rounds" / f"r{r:02d}" / "qnet.ckpt").is_file()
+        ckpt = out / "rounds" / f"r{r:02d}" / "qnet.ckpt"
+        assert read_checkpoint(ckpt).file_sha256 == record["sha256"]  # sidecar agrees
+        assert ckpt.with_name("qnet.ckpt.sha256").read_text().split()[1] == "qnet.ckpt"
         assert (out / "rounds" / f"r{r:02d}" / "eval" / "results.md").is_file()
         assert record["collected"]["collected"] == episodes - (4 if r else 0)
     # round 1 acted with round 0's network (CEM episodes unless scripted)
