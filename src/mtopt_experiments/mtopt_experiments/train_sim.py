@@ -43,6 +43,7 @@ import dataclasses
 import io
 import json
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -539,6 +540,10 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
     )  # fmt: skip
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from mtopt_core.checkpoint import CheckpointError
     from mtopt_core.tasks import TaskRegistryError
@@ -548,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     from mtopt_sim.bulk_collect import CollectUsageError
 
     args = build_parser().parse_args(argv)
+    # `kill` stops like Ctrl-C (a background job started by a script ignores SIGINT): the
+    # stage in progress ends cleanly and the same command resumes.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         config = config_from_args(args)
         summary = ClosedLoop(config).run()

@@ -113,3 +113,28 @@ def test_round_budget_gives_the_last_round_the_remainder(tmp_path):
     learn = config.offline_config(resume=False)
     assert learn.policy_roi == train_sim.SIM_RIGHT_BIN_ROI and learn.steps == 25
     assert learn.bags == tmp_path / "bags" and learn.labels == "oracle"
+
+
+def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
+    """`kill` during collection: exit 130 with a resume hint, no partial bag left; the same
+    command then finishes the run."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = ["--episodes", "14", "--rounds", "1", "--initial-episodes", "10"]
+    command = [str(VENV_BIN / "mtopt-train-sim"), "--out", str(out), *TINY, *args]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        bags = out / "bags"
+        if bags.is_dir() and any(not p.name.endswith(".part") for p in bags.iterdir()):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun the same command to resume" in err
+    assert not list((out / "bags").glob("*.part"))
+    summary = json_line(run(out, *args))
+    assert summary["episodes"] == 14 and summary["rounds"] == 1
