@@ -37,16 +37,23 @@ CEM_POPULATION, CEM_ELITES, CEM_ITERATIONS = 16, 3, 1
 class Progress:
     """Progress lines with the time since the demo started."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, prefix: str = "demo", stream=None
+    ):
         self.clock = clock
         self.started = clock()
+        self.prefix = prefix
+        self.stream = stream  # None: stdout (the demo's report); a CLI with a JSON line: stderr
 
     def elapsed(self) -> float:
         return self.clock() - self.started
 
     def __call__(self, message: str) -> None:
         minutes, seconds = divmod(int(self.elapsed()), 60)
-        print(f"[demo {minutes:02d}:{seconds:02d}] {message}", flush=True)
+        print(
+            f"[{self.prefix} {minutes:02d}:{seconds:02d}] {message}",
+            file=self.stream or sys.stdout, flush=True,
+        )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ collect

@@ -31,6 +31,7 @@ import csv
 import io
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,7 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    say = Progress()
+    say = Progress(prefix="mtopt-eval --ros", stream=sys.stderr)
     ros_environment(say)
     announcer = WeightsAnnouncer(WEIGHTS_TOPIC, Path(config.checkpoint))
     policy_params = {k: v for k, v in config.policy_params}
@@ -117,7 +118,7 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
             # cells are stopped as soon as the task has its episodes.
             per_cell = 2 * n // config.workers + 2
             infos, seconds = collect(
-                10 + index, out, per_cell, args, SECONDS_PER_EPISODE * 2 * n + 120.0, say,
+                index + 1, out, per_cell, args, SECONDS_PER_EPISODE * 2 * n + 120.0, say,
                 until=lambda infos, n=n, mine=mine: len(mine(infos)) >= n,
             )  # fmt: skip
             counted = sorted(mine(infos), key=lambda i: (i.start_time.sec, i.start_time.nanosec))[

@@ -238,7 +238,9 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stdout  # progress goes to stderr
+    result = json.loads(lines[0])
     entry = result["tasks"]["lift-any"]
     assert result["ros"] is True and entry["episodes"] == 2 and 0 <= entry["learned"] <= 2
     assert entry["in_process"]["learned_ci"] == [0.05, 0.7]
