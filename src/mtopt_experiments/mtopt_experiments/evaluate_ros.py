@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from mtopt_core.atomic_io import atomic_write_bytes
+from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.tasks import load_task_registry
 from mtopt_experiments.stats import wilson_interval
 from mtopt_policy.config import CollectorConfig
@@ -91,6 +92,9 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
     announcer = WeightsAnnouncer(WEIGHTS_TOPIC, Path(config.checkpoint))
     policy_params = {k: v for k, v in config.policy_params}
     policy_params["epsilon"] = float(config.epsilon)
+    # The policy feeds the network images of its own size (as the in-process evaluation).
+    image_size = read_checkpoint(config.checkpoint).qnet_config.image_size
+    policy_params.setdefault("image_size", image_size)
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     per_task: dict[str, dict[str, Any]] = {}

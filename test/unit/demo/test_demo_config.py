@@ -47,6 +47,24 @@ def test_stage_config_overrides_the_two_parameters_and_copies_the_rest(tmp_path)
     assert REGISTRY.skill_of(sequencer.next_task()) == "object_manipulation"
 
 
+def test_stage_config_policy_parameters_and_a_wrist_policy_camera(tmp_path):
+    """Policy parameters reach policy.yaml; a policy camera outside the cell's three is also
+    published by the sim cell and recorded by the logger; an unknown key is refused."""
+    from mtopt_demo.bringup import BringupError
+
+    target = stage_config(tmp_path, "w", None, (), {"policy_camera": "wrist", "epsilon": 0.0})
+    policy = _params(target / "policy.yaml", "/**/policy")
+    assert (policy["policy_camera"], policy["epsilon"]) == ("wrist", 0.0)
+    cameras = ["overhead", "left_shoulder", "right_shoulder", "wrist"]
+    assert _params(target / "logger.yaml", "/**/logger")["camera_names"] == cameras
+    assert _params(target / "sim_cell.yaml", "/**/sim_cell")["cameras"] == cameras
+    same = stage_config(tmp_path, "o", None, (), {"policy_camera": "overhead"})
+    source = bringup_file(POLICY_CONFIG).parent
+    assert (same / "logger.yaml").read_bytes() == (source / "logger.yaml").read_bytes()
+    with pytest.raises(BringupError, match="no parameter no_such under /\\*\\*/policy"):
+        stage_config(tmp_path, "bad", None, (), {"no_such": 1})
+
+
 def test_stage_config_without_overrides_is_a_plain_copy(tmp_path):
     target = stage_config(tmp_path, "collect")
     source = bringup_file(POLICY_CONFIG).parent

@@ -233,7 +233,7 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
     out = tmp_path / "ros"
     proc = subprocess.run(
         [str(VENV_BIN / "mtopt-eval"), str(ckpt), "--ros", "--tasks", "lift-any",
-         "--episodes-per-task", "2", "--policy-param", "image_size=32", "--out", str(out),
+         "--episodes-per-task", "2", "--out", str(out),  # image size: the checkpoint's
          "--compare", str(tmp_path / "ref.json")],
         capture_output=True, text=True, timeout=400,
     )  # fmt: skip
