@@ -66,7 +66,9 @@ def test_home_posture_is_top_down_and_clear_of_the_tilting_bin():
 @pytest.mark.parametrize("cell_id", [0, 1, 6])
 def test_cell_compiles_and_steps_without_warnings(cell_id):
     model = scene.build_scene_spec(cell_id).compile()
-    assert model.ncam == 3 and {model.camera(i).name for i in range(3)} == set(scene.CAMERA_NAMES)
+    # the cell's three cameras and the gripper's wrist camera (on the attached robot)
+    names = {model.camera(i).name for i in range(model.ncam)}
+    assert names == {*scene.CAMERA_NAMES, scene.ROBOT_PREFIX + "wrist"}
     assert all(model.light_castshadow == 0)  # shadows off (render cost)
     data = _step_from_home(model, "robot/home", 1.0)
     assert _warnings(data) == {}

@@ -110,5 +110,9 @@ def test_camera_roi_cli_and_policy_view_pictures(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["policy_camera_roi_64px.png", "policy_roi_frame.png"]
+    assert names == [
+        "policy_camera_roi_64px.png",
+        "policy_camera_wrist_64px.png",
+        "policy_roi_frame.png",
+    ]
     assert all(0 < p.stat().st_size <= MAX_BYTES for p in tmp_path.iterdir())

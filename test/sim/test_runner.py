@@ -98,4 +98,4 @@ def test_bad_runner_config_is_rejected(cell):
     with pytest.raises(ValueError, match="camera_rate_hz"):
         SimCellRunner(cell, RunnerConfig(camera_rate_hz=0.0), Recorder())
     with pytest.raises(ValueError, match="cameras"):
-        SimCellRunner(cell, RunnerConfig(cameras=("wrist",)), Recorder())
+        SimCellRunner(cell, RunnerConfig(cameras=("elbow",)), Recorder())
