@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -39,24 +38,12 @@ from typing import Any
 from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.tasks import load_task_registry
-from mtopt_experiments.stats import wilson_interval
+from mtopt_experiments.stats import two_proportion_p, wilson_interval
 from mtopt_policy.config import CollectorConfig
 
 WEIGHTS_TOPIC = "/policy/weights"
 #: Sim-cell seconds allowed per episode before the run is given up.
 SECONDS_PER_EPISODE = 30.0
-
-
-def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float:
-    """Two-sided p of the pooled two-proportion z test (1.0 when undefined)."""
-    if not (n1 and n2):
-        return 1.0
-    pooled = (k1 + k2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return 1.0
-    z = abs(k1 / n1 - k2 / n2) / se
-    return math.erfc(z / math.sqrt(2))
 
 
 def _names(tasks) -> list[str]:
@@ -72,7 +59,7 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
     from mtopt_demo.stages import Progress, WeightsAnnouncer, collect
 
     registry = load_task_registry()
-    tasks = list(config.tasks) or []
+    tasks = list(config.tasks)
     if not tasks:
         raise ValueError("--ros needs --tasks (lift-type tasks)")
     lift_tasks = _names(registry.tasks_of_skill(CollectorConfig.lift_skill))

@@ -6,6 +6,8 @@
   policies are equally good", each discordant pair (only one policy succeeded on that scene)
   is a fair coin, so the p-value is a two-sided binomial test on those pairs.
 * `paired_comparison`: both of the above's inputs from two per-episode outcome strings.
+* `two_proportion_p`: the pooled two-proportion z test of two unpaired rates (e.g. the ROS
+  and the in-process evaluation, which run on different scenes).
 """
 
 from __future__ import annotations
@@ -49,3 +51,15 @@ def paired_comparison(learned: str, scripted: str) -> dict:
         "only_scripted": only_scripted,
         "mcnemar_p": round(mcnemar_exact_p(only_learned, only_scripted), 4),
     }
+
+
+def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Two-sided p of the pooled two-proportion z test (1.0 when undefined)."""
+    if not (n1 and n2):
+        return 1.0
+    pooled = (k1 + k2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return 1.0
+    z = abs(k1 / n1 - k2 / n2) / se
+    return math.erfc(z / math.sqrt(2))
