@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import re
 import sys
+import typing
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -77,7 +78,10 @@ def declare_config(node: Node, config_cls: type[ConfigT]) -> ConfigT:
         raw[field.name] = node.declare_parameter(field.name, declared, descriptor).value
         defaults[field.name] = default
     check_no_unknown_parameters(node, list(raw))
-    values = {name: _coerce(name, value, defaults[name]) for name, value in raw.items()}
+    hints = _tuple_item_types(config_cls)
+    values = {
+        name: _coerce(name, value, defaults[name], hints.get(name)) for name, value in raw.items()
+    }
     config = config_cls(**values)
     validate = getattr(config, "validate", None)
     if validate is not None:
@@ -222,6 +226,7 @@ def config_from_params_files(
     an unreadable file or an unknown parameter raises ConfigError naming the file."""
     values = {f.name: getattr(start, f.name) for f in dataclasses.fields(start)}
     defaults = dict(values)
+    hints = _tuple_item_types(type(start))
     for path in paths:
         try:
             document = yaml.safe_load(Path(path).read_text())
@@ -237,7 +242,7 @@ def config_from_params_files(
                     close = difflib.get_close_matches(name, list(values), n=1)
                     hint = f" (did you mean {close[0]!r}?)" if close else ""
                     raise ConfigError(f"{path}: node {node_fqn}: unknown parameter {name!r}{hint}")
-                values[name] = _coerce(name, value, defaults[name])
+                values[name] = _coerce(name, value, defaults[name], hints.get(name))
     config = type(start)(**values)
     validate = getattr(config, "validate", None)
     if validate is not None:
@@ -291,16 +296,34 @@ def check_no_unknown_parameters(
 # -- types -----------------------------------------------------------------------------------
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
+def _tuple_item_types(config_cls: type) -> dict[str, type]:
+    """Item type of each `tuple[X, ...]` field (an empty default says nothing about it)."""
+    try:
+        hints = typing.get_type_hints(config_cls)
+    except Exception:  # unresolvable annotations: fall back to the defaults' item types
+        return {}
+    out = {}
+    for name, hint in hints.items():
+        args = typing.get_args(hint)
+        if typing.get_origin(hint) is tuple and args and isinstance(args[0], type):
+            out[name] = args[0]
+    return out
+
+
+def _coerce(name: str, value: Any, default: Any, item_hint: type | None = None) -> Any:
     expected = type(default)
     if isinstance(default, tuple):
         if value is None:  # an empty list given on the command line arrives untyped
             return ()
-        item_type = type(default[0]) if default else None
+        item_type = type(default[0]) if default else item_hint
         if isinstance(value, list | tuple):
             if item_type is float:  # [1, 2.5] arrives as mixed ints and floats
                 value = [float(v) if type(v) is int else v for v in value]
-            if item_type is None or all(type(v) is item_type for v in value):
+            if item_type is None:  # unknown item type: one ROS scalar type throughout
+                kinds = {type(v) for v in value}
+                if len(kinds) <= 1 and kinds <= {str, int, float, bool}:
+                    return tuple(value)
+            elif all(type(v) is item_type for v in value):
                 return tuple(value)
         raise ConfigError(f"parameter {name} must be a list like {list(default)}, got {value!r}")
     if expected is float and type(value) is int:

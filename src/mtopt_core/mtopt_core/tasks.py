@@ -194,7 +194,7 @@ def parse_task_registry(data: Any, source: Path | str = "<memory>") -> TaskRegis
             raise fail(f"{key}.name", f"duplicate task {name!r}")
         seen.add(name)
         skill = entry.get("skill")
-        if skill not in skills:
+        if not isinstance(skill, str) or skill not in skills:
             raise fail(
                 f"{key}.skill",
                 f"unknown skill {skill!r} for task {name!r}; known skills: {', '.join(skills)}",
@@ -227,7 +227,7 @@ def _expand_rule(rule: Any, key: str, known: set[str], fail) -> Iterable[Implica
         if not isinstance(names, list) or len(names) < minimum:
             raise fail(subkey, f"must list at least {minimum} task name(s)")
         for name in names:
-            if name not in known:
+            if not isinstance(name, str) or name not in known:
                 raise fail(subkey, f"rule names missing task {name!r}")
         if len(set(names)) != len(names):
             raise fail(subkey, "lists a task twice")
@@ -243,7 +243,10 @@ def _expand_rule(rule: Any, key: str, known: set[str], fail) -> Iterable[Implica
     if kind == "generalizes":
         if not isinstance(body, dict) or set(body) != {"general", "specific"}:
             raise fail(f"{key}.generalizes", "needs exactly the keys 'general' and 'specific'")
-        (general,) = check_names(body["general"], f"{key}.generalizes.general", 1)
+        general_names = check_names(body["general"], f"{key}.generalizes.general", 1)
+        if len(general_names) != 1:
+            raise fail(f"{key}.generalizes.general", "must name exactly one task")
+        (general,) = general_names
         specific = check_names(body["specific"], f"{key}.generalizes.specific", 1)
         if general in specific:
             raise fail(f"{key}.generalizes", f"{general!r} cannot generalize itself")
