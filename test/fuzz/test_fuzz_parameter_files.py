@@ -73,7 +73,7 @@ def _read(tmp: Path, file: str, document) -> None:
 
 @given(target=st.sampled_from(PARAMETERS), value=values)
 @example(target=("policy.yaml", "/**/policy", "image_size"), value=float("nan"))
-@example(target=("iiwa.yaml", "/**/iiwa_controller", "workspace_low"), value=[1e308, 0, 0])
+@example(target=("iiwa.yaml", "/**/iiwa_controller", "right_bin_low"), value=[1e308, 0, 0])
 def test_one_parameter_set_to_anything(tmp_path_factory, target, value):
     file, key, name = target
     document = yaml.safe_load((ROOT / "config" / file).read_text())

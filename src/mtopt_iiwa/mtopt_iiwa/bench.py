@@ -3,8 +3,8 @@
     python -m mtopt_iiwa.bench [--quick]
 
 Random 5 cm / 0.25 rad steps (the size of one MT-Opt action) from random top-down poses in
-the default workspace. `plan_over_ik` is the cost of a planned straight-line step relative to
-one IK solve measured in the same process.
+the default free space (the two bins). `plan_over_ik` is the cost of a planned step relative
+to one IK solve measured in the same process.
 """
 
 from __future__ import annotations
@@ -16,24 +16,21 @@ import time
 import numpy as np
 
 from mtopt_iiwa.config import IiwaControllerConfig
-from mtopt_iiwa.kinematics import IiwaKinematics, WorkspaceBox
-from mtopt_iiwa.motion import MODE_DELTA, plan_move
+from mtopt_iiwa.motion import MODE_DELTA, kinematics_for, plan_move, safety_of
 
 
 def run(samples: int, seed: int = 0) -> dict:
     """Measure and return the numbers."""
     cfg = IiwaControllerConfig().validate()
-    kin = IiwaKinematics(
-        cfg.tool_offset,
-        WorkspaceBox(cfg.workspace_low, cfg.workspace_high),
-        cfg.joint_limit_margin,
-    )
+    kin = kinematics_for(cfg)
+    volumes, _ = safety_of(cfg)
     rest = np.array(cfg.rest_q)
     rng = np.random.default_rng(seed)
     starts = []
     while len(starts) < samples:
+        box = volumes.bins[int(rng.integers(len(volumes.bins)))]
         sol = kin.ik(
-            rng.uniform(cfg.workspace_low, cfg.workspace_high),
+            rng.uniform(box.low, box.high),
             rng.uniform(-1, 1),
             rest,
             rest_q=rest,
@@ -52,7 +49,7 @@ def run(samples: int, seed: int = 0) -> dict:
     ik_times, plan_times, errors, clamped = [], [], [], 0
     for q, step, yaw in zip(starts, steps, yaws, strict=True):
         pose = kin.fk(q)
-        target, _ = kin.clamp(pose.position + step)
+        target = volumes.clamp(pose.position + step, pose.position).position
         t0 = time.perf_counter()
         kin.ik(target, pose.yaw + yaw, q, rest_q=rest)
         ik_times.append(time.perf_counter() - t0)

@@ -2,7 +2,8 @@
 
 Serves
   `iiwa/move_ee` (mtopt_interfaces/action/MoveEndEffector): delta or absolute grasp-point pose
-      -> workspace clamp -> IK along a straight line -> `iiwa/joint_trajectory`
+      -> clamp into the cell's free space (bins, transit slab) -> IK along a straight line, or
+      up / across / down over the walls -> joint limit check -> `iiwa/joint_trajectory`
       (trajectory_msgs/JointTrajectory, the joint_trajectory_controller topic) -> watches
       `iiwa/joint_states` until REACHED / CLAMPED / BLOCKED / TIMEOUT / FAULT.
   `iiwa/go_home` (std_srvs/Trigger): joint-space move to the `home_q` posture (clear of the
@@ -17,6 +18,15 @@ Serves
 A new goal preempts the running one of the same action (its result: FAULT "preempted"). On
 cancel, BLOCKED, TIMEOUT and stale joint states the arm is told to hold where it is. Timeouts
 use the wall clock, so a stalled simulator cannot hang a goal.
+
+Safety (`mtopt_iiwa.safety`): every trajectory (moves, go_home/present, holds) is checked
+against the joint position, velocity and acceleration limits with their margins before it is
+published; one beyond them is refused (FAULT naming the joint, value and limit) and nothing is
+sent. The node has no trajectory or velocity input of its own (nothing from outside reaches
+`iiwa/joint_trajectory` through it), and no streaming command: every motion is a bounded,
+checked trajectory that ends at rest, and each goal's timeout is the watchdog (after it the
+arm is told to hold). On shutdown (Ctrl-C) running goals end at once without publishing
+anything more; a trajectory already sent runs to its end.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
 from mtopt_bridge.qos import STATE_QOS
 from mtopt_iiwa.config import IiwaControllerConfig
-from mtopt_iiwa.kinematics import IiwaKinematics, WorkspaceBox, rotation_to_quaternion
+from mtopt_iiwa.kinematics import rotation_to_quaternion
 from mtopt_iiwa.motion import (
     MODE_ABSOLUTE,
     GripperMonitor,
@@ -47,8 +57,10 @@ from mtopt_iiwa.motion import (
     MotionPlan,
     MoveMonitor,
     Outcome,
+    kinematics_for,
     plan_joint_move,
     plan_move,
+    safety_of,
 )
 from mtopt_interfaces.action import GripperCommand as GripperCommandAction
 from mtopt_interfaces.action import MoveEndEffector
@@ -119,12 +131,14 @@ class IiwaControllerNode(Node):
         super().__init__("iiwa_controller", **kwargs)
         self.config = declare_config(self, IiwaControllerConfig)
         cfg = self.config
-        self.kin = IiwaKinematics(
-            tool_offset=cfg.tool_offset,
-            workspace=WorkspaceBox(cfg.workspace_low, cfg.workspace_high),
-            limit_margin=cfg.joint_limit_margin,
-        )
+        self.kin = kinematics_for(cfg)
+        self.volumes, self.limits = safety_of(cfg)
         self.get_logger().info(f"parameters: {describe_config(cfg)}")
+        # Set by close(): running goals end at once. Goals in progress are counted so close()
+        # can wait for them before the executor and the node go away.
+        self._closing = threading.Event()
+        self._busy = threading.Condition()
+        self._running = 0
         self._joints = _Latest()
         self._gripper = _Latest()
         self._move_preemption = _Preemption()
@@ -210,8 +224,60 @@ class IiwaControllerNode(Node):
             return None
         return q
 
+    # -- shutdown ------------------------------------------------------------------------------
+    def _live(self) -> bool:
+        """Whether the node may still talk: not closing, context not shut down."""
+        return not self._closing.is_set() and self.context.ok()
+
+    def _guarded(self, call, *args) -> bool:
+        """Run a call that publishes (a message, a goal state, feedback) unless the node is
+        shutting down; a shutdown racing it is swallowed. Returns whether it ran."""
+        if not self._live():
+            return False
+        try:
+            call(*args)
+        except Exception:  # rclpy raises RCLError / RuntimeError on a shut-down context
+            if self.context.ok():
+                raise
+            return False
+        return True
+
+    def _finish(self, goal_handle, state: str) -> None:
+        """Set a goal's terminal state ('succeed', 'abort', 'canceled'). During shutdown the
+        state still changes (so rclpy does not abort it again itself) but nothing is sent."""
+        try:
+            getattr(goal_handle, state)()
+        except Exception:
+            if self.context.ok():
+                raise
+
+    def _track(self, work, *args):
+        """Run a goal's work counted as running (see close())."""
+        with self._busy:
+            self._running += 1
+        try:
+            return work(*args)
+        finally:
+            with self._busy:
+                self._running -= 1
+                self._busy.notify_all()
+
+    def close(self) -> None:
+        """Called by run_node before the executor shuts down: end running goals (they stop
+        publishing at once) and wait up to 2 s for them to return."""
+        self._closing.set()
+        self._joints.put(self._joints.get()[0])  # wake goals waiting for a joint state
+        with self._busy:
+            self._busy.wait_for(lambda: self._running == 0, timeout=2.0)
+
     # -- commands ------------------------------------------------------------------------------
-    def _publish_plan(self, plan: MotionPlan) -> None:
+    def _publish_plan(self, plan: MotionPlan) -> str | None:
+        """Check a plan against the joint limits and publish it; the refusal, or None."""
+        refusal = self.limits.violation(
+            plan.times[1:], plan.positions[1:], plan.positions[0], plan.velocities[1:]
+        )
+        if refusal is not None:
+            return refusal
         msg = JointTrajectory()
         msg.joint_names = list(self.config.joint_names)
         # A zero header stamp means "start now" to joint_trajectory_controller.
@@ -223,20 +289,30 @@ class IiwaControllerNode(Node):
                     time_from_start=_duration_msg(float(t)),
                 )
             )
-        self._trajectory_pub.publish(msg)
+        self._guarded(self._trajectory_pub.publish, msg)
+        return None
 
     def _publish_hold(self, q) -> None:
-        """Replace the running trajectory with 'stay at q' (stops a blocked or canceled arm)."""
+        """Replace the running trajectory with 'stay at q' (stops a blocked or canceled arm).
+        q is clipped into the checked position limits, so even an arm pushed past them gets a
+        stop it can follow."""
+        if q is None:
+            return
+        q_hold = self.limits.clamp(q)
+        refusal = self.limits.violation([0.05], [q_hold], q_hold, [np.zeros(7)])
+        if refusal is not None:
+            self.get_logger().error(f"hold refused: {refusal}")
+            return
         msg = JointTrajectory()
         msg.joint_names = list(self.config.joint_names)
         msg.points.append(
             JointTrajectoryPoint(
-                positions=[float(x) for x in q],
+                positions=[float(x) for x in q_hold],
                 velocities=[0.0] * 7,
                 time_from_start=_duration_msg(0.05),
             )
         )
-        self._trajectory_pub.publish(msg)
+        self._guarded(self._trajectory_pub.publish, msg)
 
     # -- iiwa/move_ee --------------------------------------------------------------------------
     def _check_move_goal(self, goal) -> GoalResponse:
@@ -262,18 +338,24 @@ class IiwaControllerNode(Node):
         return result
 
     def _execute_move(self, goal_handle):
+        return self._track(self._execute_move_now, goal_handle)
+
+    def _execute_move_now(self, goal_handle):
         preempted = self._move_preemption.begin()
         with self._move_preemption.run_lock:
-            if preempted.is_set():
-                goal_handle.abort()
-                return self._move_result(Outcome.FAULT, None, None, "preempted by a newer goal")
+            if preempted.is_set() or not self._live():
+                self._finish(goal_handle, "abort")
+                reason = "preempted by a newer goal" if self._live() else "node shutting down"
+                return self._move_result(Outcome.FAULT, None, None, reason)
             return self._run_move(goal_handle, preempted)
 
     def _run_move(self, goal_handle, preempted: threading.Event):
         cfg, req = self.config, goal_handle.request
         q = self._fresh_joints()
         if q is None:
-            goal_handle.abort()
+            self._finish(goal_handle, "abort")
+            if not self._live():
+                return self._move_result(Outcome.FAULT, None, None, "node shutting down")
             msg = f"no joint states on iiwa/joint_states for {cfg.joint_state_timeout} s"
             self.get_logger().error(f"move_ee: {msg}")
             return self._move_result(Outcome.FAULT, None, None, msg)
@@ -281,14 +363,14 @@ class IiwaControllerNode(Node):
         try:
             plan = plan_move(self.kin, cfg, q, req.mode, translation, req.yaw, req.duration)
         except ValueError as exc:
-            goal_handle.abort()
+            self._finish(goal_handle, "abort")
             return self._move_result(Outcome.FAULT, q, None, f"bad goal: {exc}")
 
         def feedback(status) -> None:
             msg = MoveEndEffector.Feedback()
             msg.current_pose = _pose_msg(status.position, status.rotation)
             msg.progress = float(status.progress)
-            goal_handle.publish_feedback(msg)
+            self._guarded(goal_handle.publish_feedback, msg)
 
         outcome, q_now, message = self._follow(
             "move_ee",
@@ -299,23 +381,29 @@ class IiwaControllerNode(Node):
             feedback,
         )
         if outcome in (Outcome.REACHED, Outcome.CLAMPED):
-            goal_handle.succeed()
+            self._finish(goal_handle, "succeed")
         elif goal_handle.is_cancel_requested:
-            goal_handle.canceled()
+            self._finish(goal_handle, "canceled")
         else:
-            goal_handle.abort()
+            self._finish(goal_handle, "abort")
         return self._move_result(outcome, q_now, plan.target_position, message)
 
     def _follow(self, name, plan: MotionPlan, timeout, preempted, cancel_requested, feedback):
         """Publish a plan and watch the joint states until it ends: (outcome, q, message)."""
         cfg = self.config
+        if not self._live():
+            return Outcome.FAULT, self._joints.get()[0], "node shutting down"
         start = time.monotonic()
-        self._publish_plan(plan)
+        refusal = self._publish_plan(plan)
+        if refusal is not None:
+            message = f"trajectory refused, nothing sent: {refusal}"
+            self.get_logger().error(f"{name}: {message}")
+            return Outcome.FAULT, self._joints.get()[0], message
         monitor = MoveMonitor(self.kin, cfg, plan, start, timeout)
         feedback_period = 1.0 / cfg.feedback_rate
         next_feedback = start
         q_now, _, seq = self._joints.get()
-        while self.context.ok():
+        while self._live():
             if cancel_requested():
                 q_now = self._joints.get()[0]
                 self._publish_hold(q_now)
@@ -342,6 +430,8 @@ class IiwaControllerNode(Node):
             return Outcome.FAULT, q_now, "node shutting down"
         if status.outcome not in (Outcome.REACHED, Outcome.CLAMPED):
             self._publish_hold(q_now)
+        if not self._live():
+            return status.outcome, q_now, status.message
         self.get_logger().info(
             f"{name}: {status.outcome.name} error {status.position_error * 1000:.2f} mm "
             f"in {time.monotonic() - start:.2f} s ({status.message})"
@@ -350,21 +440,24 @@ class IiwaControllerNode(Node):
 
     # -- iiwa/go_home, iiwa/present -------------------------------------------------------------
     def _rise_plan(self, q):
-        """A straight vertical move to the top of the workspace box when the gripper is in the
-        box below it (e.g. down in a bin), else None. A joint-space move interpolates joints,
+        """A straight vertical move to the top of the free space when the gripper is below it
+        over the bins (e.g. down in a bin), else None. A joint-space move interpolates joints,
         not the gripper's path, so starting it low could sweep the gripper through a bin wall."""
         cfg = self.config
         tcp = self.kin.fk(q)
-        low, high = np.array(cfg.workspace_low), np.array(cfg.workspace_high)
-        inside = np.all(tcp.position[:2] >= low[:2]) and np.all(tcp.position[:2] <= high[:2])
-        if not inside or tcp.position[2] >= high[2] - cfg.position_tolerance:
+        top = self.volumes.top
+        over = any(v.over(tcp.position) for v in self.volumes.volumes)
+        if not over or tcp.position[2] >= top - cfg.position_tolerance:
             return None
-        top = [tcp.position[0], tcp.position[1], high[2]]
-        return plan_move(self.kin, cfg, q, MODE_ABSOLUTE, top, tcp.yaw)
+        target = [tcp.position[0], tcp.position[1], top]
+        return plan_move(self.kin, cfg, q, MODE_ABSOLUTE, target, tcp.yaw)
 
     def _joint_service(self, name: str, target_q, response: Trigger.Response) -> Trigger.Response:
         """Joint-space move to `target_q`, rising straight out of the bins first (preempts a
         running move; moves preempt it)."""
+        return self._track(self._joint_service_now, name, target_q, response)
+
+    def _joint_service_now(self, name: str, target_q, response: Trigger.Response):
         preempted = self._move_preemption.begin()
         with self._move_preemption.run_lock:
             q = None if preempted.is_set() else self._fresh_joints()
@@ -417,10 +510,13 @@ class IiwaControllerNode(Node):
         return result
 
     def _execute_gripper(self, goal_handle):
+        return self._track(self._execute_gripper_now, goal_handle)
+
+    def _execute_gripper_now(self, goal_handle):
         preempted = self._gripper_preemption.begin()
         with self._gripper_preemption.run_lock:
-            if preempted.is_set():
-                goal_handle.abort()
+            if preempted.is_set() or not self._live():
+                self._finish(goal_handle, "abort")
                 return self._gripper_result(0.0, 0.0, False, False)
             return self._run_gripper(goal_handle, preempted)
 
@@ -434,20 +530,21 @@ class IiwaControllerNode(Node):
         _, _, seq = self._gripper.get()
         command = GripperCommand(position=target, max_effort=max_effort)
         start = time.monotonic()
-        self._gripper_pub.publish(command)
+        self._guarded(self._gripper_pub.publish, command)
         monitor = GripperMonitor(cfg, target, start, cfg.gripper_timeout)
         state, position, effort = None, float("nan"), 0.0
         last_state_time = start
-        while self.context.ok():
+        while self._live():
             if goal_handle.is_cancel_requested or preempted.is_set():
                 if state is not None and goal_handle.is_cancel_requested:
                     # Stop the fingers where they are.
-                    self._gripper_pub.publish(
-                        GripperCommand(position=state.position, max_effort=command.max_effort)
+                    self._guarded(
+                        self._gripper_pub.publish,
+                        GripperCommand(position=state.position, max_effort=command.max_effort),
                     )
-                    goal_handle.canceled()
+                    self._finish(goal_handle, "canceled")
                 else:
-                    goal_handle.abort()
+                    self._finish(goal_handle, "abort")
                 return self._gripper_result(position, effort, False, False)
             state, _, new_seq = self._gripper.wait_newer(seq, 0.05)
             now = time.monotonic()
@@ -455,7 +552,7 @@ class IiwaControllerNode(Node):
                 # Silence is judged from the last state, not the command: a late but live
                 # gripper is the monitor's TIMEOUT, checked with every sample.
                 if now - last_state_time > cfg.gripper_timeout:
-                    goal_handle.abort()
+                    self._finish(goal_handle, "abort")
                     self.get_logger().error(
                         f"gripper_cmd: no gripper/state for {cfg.gripper_timeout:.1f} s"
                     )
@@ -466,18 +563,18 @@ class IiwaControllerNode(Node):
             status = monitor.update(now, position, effort, state.object_detected)
             feedback = GripperCommandAction.Feedback()
             feedback.position, feedback.effort = float(position), float(effort)
-            goal_handle.publish_feedback(feedback)
+            self._guarded(goal_handle.publish_feedback, feedback)
             if status.done:
                 break
         else:
-            goal_handle.abort()
+            self._finish(goal_handle, "abort")  # shutting down
             return self._gripper_result(position, effort, False, False)
         reached = status.outcome is GripperOutcome.REACHED
         stalled = status.outcome is GripperOutcome.STALLED
         if reached or stalled:
-            goal_handle.succeed()
+            self._finish(goal_handle, "succeed")
         else:
-            goal_handle.abort()
+            self._finish(goal_handle, "abort")
         clamped = abs(target - requested) > cfg.gripper_tolerance
         note = f"; opening {requested} clamped to {target}" if clamped else ""
         self.get_logger().info(f"gripper_cmd: {status.outcome.value} ({status.message}{note})")

@@ -122,6 +122,8 @@ class IiwaKinematics:
         workspace: box the grasp point is clamped to (None: no workspace clamping).
         limit_margin: IK keeps joints this far inside the URDF limits [rad].
         urdf_path: URDF to load (default: the pybullet wheel's iiwa14).
+        position_limits: symmetric joint limits A1..A7 [rad] that apply where they are
+            tighter than the URDF's (None: the URDF's alone); the margin applies to them too.
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class IiwaKinematics:
         workspace: WorkspaceBox | None = None,
         limit_margin: float = 0.01,
         urdf_path: str | None = None,
+        position_limits=None,
     ):
         offset = np.asarray(tool_offset, dtype=np.float64)
         if offset.shape != (3,) or not np.all(np.isfinite(offset)):
@@ -154,8 +157,18 @@ class IiwaKinematics:
         self.tool_offset = offset
         self.workspace = workspace
         self.joint_names = tuple(self.model.names[1:])
-        self.lower = np.array(self.model.lowerPositionLimit, dtype=np.float64) + limit_margin
-        self.upper = np.array(self.model.upperPositionLimit, dtype=np.float64) - limit_margin
+        lower = np.array(self.model.lowerPositionLimit, dtype=np.float64)
+        upper = np.array(self.model.upperPositionLimit, dtype=np.float64)
+        if position_limits is not None:
+            limits = np.asarray(position_limits, dtype=np.float64)
+            if limits.shape != (NUM_JOINTS,) or not np.all(limits > limit_margin):
+                raise ValueError(
+                    f"position_limits must be {NUM_JOINTS} numbers above limit_margin, "
+                    f"got {position_limits}"
+                )
+            lower, upper = np.maximum(lower, -limits), np.minimum(upper, limits)
+        self.lower = lower + limit_margin
+        self.upper = upper - limit_margin
         self.velocity_limit = np.array(self.model.velocityLimit, dtype=np.float64)
 
     # -- forward kinematics ------------------------------------------------------------------

@@ -1,16 +1,21 @@
 """Cartesian move planning and execution monitoring for the iiwa controller (no ROS here).
 
-`plan_move` turns a MoveEndEffector request into a joint trajectory: the target is clamped to
-the workspace box, the straight Cartesian line (and the yaw change) from the current pose is
-sampled with a smooth time profile, and each sample is solved with IK seeded by the previous
-one, so the gripper moves along a line (what a top-down grasp needs), not along a joint-space
-arc. `MoveMonitor` watches measured joint positions and decides REACHED / CLAMPED / BLOCKED /
-TIMEOUT / FAULT; `GripperMonitor` does the same for a finger command.
+`plan_move` turns a MoveEndEffector request into a joint trajectory: the target is clamped
+into the cell's free space (`mtopt_iiwa.safety.CellVolumes`: the bins and the transit slab
+above the walls); the path from the current pose is a straight Cartesian line or, when that
+line would pass over a wall below the transit height, up / across / down over it. Each leg
+(and the yaw change) is sampled with a smooth time profile, and each sample is solved with IK
+seeded by the previous one, so the gripper moves along lines (what a top-down grasp needs),
+not along joint-space arcs. Every plan keeps within the joint limits and their margins
+(`mtopt_iiwa.safety.JointLimits`): its timing is stretched until it does. `MoveMonitor`
+watches measured joint positions and decides REACHED / CLAMPED / BLOCKED / TIMEOUT / FAULT;
+`GripperMonitor` does the same for a finger command.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,6 +24,7 @@ import numpy as np
 
 from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.kinematics import IiwaKinematics, wrap_angle
+from mtopt_iiwa.safety import CellVolumes, JointLimits
 
 MODE_DELTA = 0
 MODE_ABSOLUTE = 1
@@ -63,7 +69,7 @@ class SettleWindow:
 
 @dataclass(frozen=True)
 class MotionPlan:
-    """A joint trajectory for one Cartesian move."""
+    """A joint trajectory for one move."""
 
     times: np.ndarray  # (n,) time from start of each waypoint [s], increasing, last = duration
     positions: np.ndarray  # (n, 7) joint positions [rad]
@@ -73,8 +79,12 @@ class MotionPlan:
     target_position: np.ndarray  # (3,) where the final waypoint puts the grasp point [m]
     target_yaw: float  # yaw the final waypoint gives [rad]
     requested_position: np.ndarray  # (3,) the request, before any clamping [m]
-    clamped: bool  # the target was moved by the workspace box, the joint limits or the reach
+    clamped: bool  # the target was moved by the free space, the joint limits or the reach
     message: str  # why it was clamped ("" if not)
+    #: Corners of the grasp point's path [m]: start and target, with the transit points
+    #: between them when the move was routed over the walls (up, across, down).
+    corners: tuple = ()
+    volume: str = ""  # the free-space volume the target is in ("" for joint moves)
 
     @property
     def duration(self) -> float:
@@ -86,10 +96,32 @@ class MotionPlan:
         """Joint positions at the end of the motion."""
         return self.positions[-1]
 
+    @property
+    def routed(self) -> bool:
+        """The move goes over the transit height instead of a straight line."""
+        return len(self.corners) > 2
+
 
 def _smoothstep(u: np.ndarray) -> np.ndarray:
     """Cubic time scaling with zero velocity at both ends."""
     return u * u * (3.0 - 2.0 * u)
+
+
+@functools.lru_cache(maxsize=16)
+def safety_of(config: IiwaControllerConfig) -> tuple[CellVolumes, JointLimits]:
+    """The free-space volumes and the checked joint limits of a configuration."""
+    return CellVolumes.from_config(config), JointLimits.from_config(config)
+
+
+def kinematics_for(config: IiwaControllerConfig, urdf_path: str | None = None) -> IiwaKinematics:
+    """The controller's kinematics: the configured tool offset, and IK/joint clamping inside
+    both the URDF limits and `joint_position_limits`, `joint_limit_margin` from them."""
+    return IiwaKinematics(
+        tool_offset=config.tool_offset,
+        limit_margin=config.joint_limit_margin,
+        position_limits=config.joint_position_limits,
+        urdf_path=urdf_path,
+    )
 
 
 def plan_move(
@@ -105,6 +137,7 @@ def plan_move(
 
     Raises ValueError for a bad request (unknown mode, NaN values).
     """
+    volumes, limits = safety_of(config)
     q_current = kin.clamp_joints(np.asarray(q_current, dtype=np.float64))
     translation = np.asarray(translation, dtype=np.float64)
     if translation.shape != (3,) or not np.all(np.isfinite(translation)):
@@ -121,54 +154,78 @@ def plan_move(
         requested_yaw = start_yaw + wrap_angle(float(yaw) - start_yaw)  # the short way round
     else:
         raise ValueError(f"unknown mode {mode} (0 = delta, 1 = absolute)")
-    goal, clamped = kin.clamp(requested)
-    reasons = ["workspace box"] if clamped else []
+    clamp = volumes.clamp(requested, start.position)
+    goal = clamp.position
+    reasons = [f"workspace (outside the free space, into {clamp.volume})"] if clamp.clamped else []
     goal_yaw = min(max(requested_yaw, config.yaw_min), config.yaw_max)
     if abs(goal_yaw - requested_yaw) > 1e-12:
         reasons.append("yaw limits")
     yaw_change = goal_yaw - start_yaw
 
-    distance = float(np.linalg.norm(goal - start.position))
-    n = max(
-        2,
-        math.ceil(distance / config.waypoint_spacing),
-        math.ceil(abs(yaw_change) / config.waypoint_yaw_spacing),
+    # The path: a straight line, or up / across / down over the walls. The yaw turns in
+    # proportion to the distance covered.
+    corners = volumes.route(start.position, goal)
+    legs = list(zip(corners[:-1], corners[1:], strict=True))
+    lengths = np.array([np.linalg.norm(b - a) for a, b in legs])
+    total = float(lengths.sum())
+    fractions = lengths / total if total > 1e-12 else np.full(len(lengths), 1 / len(lengths))
+    leg_yaws = yaw_change * fractions
+    nominal = np.maximum(
+        lengths / config.max_linear_speed, np.abs(leg_yaws) / config.max_yaw_speed
     )
-    s = _smoothstep(np.linspace(0.0, 1.0, n + 1))[1:]
-    positions = [q_current]
+    wanted = duration if duration > 0 else max(config.min_duration, float(nominal.sum()))
+    leg_durations = np.maximum(
+        nominal * (wanted / nominal.sum()) if nominal.sum() > 0 else fractions * wanted, 1e-3
+    )
+
+    positions, times, stops = [q_current], [0.0], [0]
+    leg_yaw0 = start_yaw
     solution = None
-    for k, sk in enumerate(s):
-        last = k == len(s) - 1
-        solution = kin.ik(
-            start.position + sk * (goal - start.position),
-            start_yaw + sk * yaw_change,
-            positions[-1],
-            position_tolerance=config.ik_tolerance if last else 10 * config.ik_tolerance,
-            orientation_tolerance=config.ik_tolerance * 10,
-            rest_q=config.rest_q,
+    for k, (a, b) in enumerate(legs):
+        n = max(
+            2,
+            math.ceil(lengths[k] / config.waypoint_spacing),
+            math.ceil(abs(leg_yaws[k]) / config.waypoint_yaw_spacing),
         )
-        positions.append(solution.q)
-    positions = np.array(positions)
+        s = _smoothstep(np.linspace(0.0, 1.0, n + 1))[1:]
+        leg = []
+        for i, sk in enumerate(s):
+            last = k == len(lengths) - 1 and i == n - 1
+            solution = kin.ik(
+                a + sk * (b - a),
+                leg_yaw0 + sk * leg_yaws[k],
+                (leg or positions)[-1],
+                position_tolerance=config.ik_tolerance if last else 10 * config.ik_tolerance,
+                orientation_tolerance=config.ik_tolerance * 10,
+                rest_q=config.rest_q,
+            )
+            leg.append(solution.q)
+        leg_yaw0 += leg_yaws[k]
+        # Each leg (it starts and ends at rest) slowed down as far as the joint limits need.
+        unit = np.linspace(0.0, 1.0, n + 1)[1:]
+        stretch = limits.stretch_factor(
+            unit * leg_durations[k], leg, positions[-1], _velocity_cap(config, limits)
+        )
+        leg_time = leg_durations[k] * stretch * (1 + 1e-6)
+        times.extend(times[-1] + unit * leg_time)
+        positions.extend(leg)
+        stops.append(len(positions) - 1)
     if solution.position_error > config.reach_tolerance or (
         solution.orientation_error > config.yaw_tolerance
     ):
         reasons.append(
             "joint limits" if solution.joints_at_limit else "reach"
         )  # IK ended short: the pose is outside what the arm can do pointing down
-
-    if duration <= 0:
-        duration = max(
-            config.min_duration,
-            distance / config.max_linear_speed,
-            abs(yaw_change) / config.max_yaw_speed,
-        )
     return _timed_plan(
         kin,
         config,
-        positions,
-        duration,
+        np.array(positions),
+        np.array(times),
+        stops,
         requested,
         ("clamped: " + ", ".join(reasons)) if reasons else "",
+        corners=tuple(corners),
+        volume=clamp.volume,
     )
 
 
@@ -189,24 +246,34 @@ def plan_joint_move(
         kin,
         config,
         positions,
-        max(duration, config.min_duration),
+        np.linspace(0.0, 1.0, n + 1) * max(duration, config.min_duration),
+        [0, n],
         kin.fk(q_goal).position,
         "clamped: joint limits" if clamped else "",
     )
 
 
-def _timed_plan(kin, config, positions, duration, requested, message) -> MotionPlan:
-    """Uniform times over the waypoints, stretched so no joint exceeds max_joint_velocity."""
-    positions = np.asarray(positions)
-    n = len(positions) - 1
-    times_unit = np.linspace(0.0, 1.0, n + 1)
-    joint_steps = np.abs(np.diff(positions, axis=0)).max(axis=1)
-    needed = float(np.max(joint_steps / (np.diff(times_unit) * config.max_joint_velocity)))
-    duration = max(duration, needed)
-    times = times_unit * duration
+def _velocity_cap(config: IiwaControllerConfig, limits: JointLimits) -> np.ndarray:
+    """Planned joint speed limit [rad/s]: max_joint_velocity, or the checked limit if lower."""
+    return np.minimum(config.max_joint_velocity, limits.max_velocity)
+
+
+def _timed_plan(
+    kin, config, positions, times, stops, requested, message, corners=(), volume=""
+) -> MotionPlan:
+    """Velocities (zero at the `stops`: start, end, corners) and times, stretched as a whole
+    if needed so no joint exceeds max_joint_velocity or its checked velocity and acceleration
+    limits (`JointLimits.check` accepts the plan)."""
+    _, limits = safety_of(config)
+    positions = np.asarray(positions, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    stretch = limits.stretch_factor(
+        times[1:], positions[1:], positions[0], _velocity_cap(config, limits)
+    )
+    if stretch > 1.0:
+        times = times * stretch * (1 + 1e-6)
     velocities = np.gradient(positions, times, axis=0)
-    velocities[0] = 0.0
-    velocities[-1] = 0.0
+    velocities[list(stops)] = 0.0
     start, final = kin.fk(positions[0]), kin.fk(positions[-1])
     return MotionPlan(
         times=times,
@@ -219,6 +286,8 @@ def _timed_plan(kin, config, positions, duration, requested, message) -> MotionP
         requested_position=np.asarray(requested, dtype=np.float64),
         clamped=bool(message),
         message=message,
+        corners=tuple(np.asarray(c, dtype=np.float64) for c in corners),
+        volume=volume,
     )
 
 

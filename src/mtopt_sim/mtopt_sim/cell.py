@@ -206,11 +206,17 @@ class SimCell:
         return float(self.data.time)
 
     # -------------------------------------------------------------------------- commands
-    def set_joint_trajectory(self, times_from_now, positions) -> None:
+    def set_joint_trajectory(
+        self, times_from_now, positions, limits=None, start_tolerance: float = 0.0
+    ) -> None:
         """Follow a piecewise-linear joint trajectory starting now.
 
         `times_from_now` (k,) increasing, >= 0 [s]; `positions` (k, 7) arm joint targets. The
         motion starts from the current commanded position; targets are clamped to the limits.
+        With `limits` (an `mtopt_iiwa.safety.JointLimits`, as the ROS face passes), a
+        trajectory beyond the joint position, velocity or acceleration limits, starting from
+        the commanded position (`start_tolerance` [rad] of it excused: servo lag), raises
+        `JointLimitError` (a ValueError) and the arm keeps what it was doing.
         """
         times = np.asarray(times_from_now, dtype=float).reshape(-1)
         pos = np.asarray(positions, dtype=float).reshape(len(times), 7)
@@ -220,8 +226,10 @@ class SimCell:
             raise ValueError("trajectory times must be >= 0 and strictly increasing")
         if not np.all(np.isfinite(pos)):
             raise ValueError("trajectory positions must be finite")
-        pos = np.clip(pos, self.arm_range[:, 0], self.arm_range[:, 1])
         start = self.data.ctrl[self.arm_act].copy()
+        if limits is not None:
+            limits.check(times, pos, start=start, start_tolerance=start_tolerance)
+        pos = np.clip(pos, self.arm_range[:, 0], self.arm_range[:, 1])
         now = self.time
         if times[0] > 0:
             times = np.concatenate([[0.0], times])

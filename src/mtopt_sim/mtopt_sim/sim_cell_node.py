@@ -12,7 +12,11 @@ Publishes (relative names, so a namespace like /cell0 applies; stamps are sim ti
                              labels and bin-reset decisions; never for the policy)
 Subscribes:
   iiwa/joint_trajectory      trajectory_msgs/JointTrajectory (points' positions and
-                             time_from_start; starts on receipt; empty points = hold)
+                             time_from_start; starts on receipt; empty points = hold). One
+                             beyond the iiwa14's joint limits (position, velocity, the
+                             documented acceleration; `mtopt_iiwa.safety.JointLimits`) is
+                             refused with a warning and the arm keeps what it was doing, as
+                             a real arm controller's limits would
   gripper/command            mtopt_interfaces/GripperCommand (opening [m], max effort [N])
   reset_bin/motor            mtopt_interfaces/BinMotorCommand (hinge angle, max velocity)
 Services:
@@ -47,6 +51,7 @@ from mtopt_bridge.params import (
 )
 from mtopt_bridge.qos import IMAGE_PUBLISH_QOS
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
+from mtopt_iiwa.safety import JointLimitError
 from mtopt_interfaces.msg import (
     BinMotorCommand,
     BinMotorState,
@@ -299,6 +304,8 @@ class SimCellNode(Node):
             positions.append(target)
         try:
             self.runner.command_joint_trajectory(times, positions)
+        except JointLimitError as exc:
+            self.get_logger().warning(f"iiwa/joint_trajectory refused (joint limits): {exc}")
         except ValueError as exc:
             self.get_logger().error(f"iiwa/joint_trajectory rejected: {exc}")
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from mtopt_iiwa.safety import JointLimits
 from mtopt_sim.cell import SimCell
 from mtopt_sim.scene import CAMERA_NAMES, POLICY_CAMERA_NAMES
 
@@ -44,6 +45,14 @@ class RunnerConfig:
     settle_time: float = 0.3  # fast mode: keep stepping this long after motion ends [s]
     fast_chunk_wall: float = 0.02  # fast mode: wall time per tick before yielding [s]
     max_lag: float = 0.25  # realtime: re-anchor when sim time lags the wall more [s]
+    #: Limits a commanded joint trajectory must keep, as a real arm's controller enforces its
+    #: own (None: unchecked): the iiwa14's position and velocity limits and the documented
+    #: acceleration limit, without the controller's margins.
+    joint_limits: JointLimits | None = field(default_factory=JointLimits)
+    #: A trajectory starts from the commanded position; its first step is excused this much
+    #: [rad]: the measured position a client plans from lags the setpoint (about 0.04 rad at
+    #: full speed), a jump beyond it at t = 0 is refused.
+    trajectory_start_tolerance: float = 0.1
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -63,6 +72,11 @@ class RunnerConfig:
         for name in ("settle_time", "fast_chunk_wall", "max_lag"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.trajectory_start_tolerance < 1:
+            raise ValueError(
+                f"trajectory_start_tolerance must be in [0, 1) rad, got "
+                f"{self.trajectory_start_tolerance}"
+            )
 
 
 class RunnerSink(Protocol):
@@ -107,7 +121,14 @@ class SimCellRunner:
 
     # ----------------------------------------------------------------------------- commands
     def command_joint_trajectory(self, times_from_now, positions) -> None:
-        self.cell.set_joint_trajectory(times_from_now, positions)
+        """Start a joint trajectory now; one beyond `config.joint_limits` raises
+        `mtopt_iiwa.safety.JointLimitError` (a ValueError) and changes nothing."""
+        self.cell.set_joint_trajectory(
+            times_from_now,
+            positions,
+            limits=self.config.joint_limits,
+            start_tolerance=self.config.trajectory_start_tolerance,
+        )
         self._kick()
 
     def command_gripper(self, opening: float, max_effort: float) -> None:

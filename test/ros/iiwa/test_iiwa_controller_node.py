@@ -6,6 +6,7 @@ time_from_start) and publishes `iiwa/joint_states` at 100 Hz; its gripper moves 
 (ignores trajectories) or silenced (publishes nothing).
 """
 
+import dataclasses
 import threading
 import time
 
@@ -24,6 +25,7 @@ from mtopt_bridge.executors import MultiThreadedExecutor
 from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.iiwa_controller_node import IiwaControllerNode
 from mtopt_iiwa.kinematics import IiwaKinematics, quaternion_to_rotation, yaw_of
+from mtopt_iiwa.motion import Outcome, plan_joint_move, safety_of
 from mtopt_interfaces.action import GripperCommand as GripperCommandAction
 from mtopt_interfaces.action import MoveEndEffector
 from mtopt_interfaces.msg import GripperCommand, GripperState
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.ros
 # the gripper's "no gripper/state" limit).
 CFG = IiwaControllerConfig(joint_state_timeout=2.0, gripper_timeout=6.0)
 KIN = IiwaKinematics(tool_offset=CFG.tool_offset)
+VOLUMES, LIMITS = safety_of(CFG)
 # Start over the right bin, pointing down.
 Q0 = KIN.ik([0.56, -0.15, 0.25], 0.0, np.array(CFG.rest_q), rest_q=np.array(CFG.rest_q)).q
 
@@ -131,7 +134,7 @@ def graph():
     spinner.start()
     assert move.wait_for_server(timeout_sec=10) and gripper.wait_for_server(timeout_sec=10)
     assert home.wait_for_service(timeout_sec=10) and present.wait_for_service(timeout_sec=10)
-    yield robot, move, gripper, home, present
+    yield robot, move, gripper, home, present, controller
     executor.shutdown()
     for node in (controller, robot, client_node):
         node.destroy_node()
@@ -213,13 +216,14 @@ def test_delta_move_is_reached_within_two_millimetres(graph, robot):
 
 def test_move_outside_the_workspace_is_clamped(graph, robot):
     _, move, *_ = graph
-    handle = _move(move, 1, [1.2, 0.0, 0.2])  # absolute, 0.5 m beyond the box in x
+    handle = _move(move, 1, [1.2, 0.0, 0.25])  # absolute, 0.5 m beyond the bins in x
     response = _wait(handle.get_result_async(), 10)
     result = response.result
     assert result.outcome == MoveEndEffector.Result.OUTCOME_CLAMPED, result.message
     assert "workspace" in result.message
     position, _ = _pose_of(result.achieved_pose)
-    np.testing.assert_allclose(position, [CFG.workspace_high[0], 0.0, 0.2], atol=0.002)
+    # Over the middle wall at 0.25 m: in the transit slab, above every wall.
+    np.testing.assert_allclose(position, [CFG.right_bin_high[0], 0.0, 0.25], atol=0.002)
     assert result.position_error < 0.002
 
 
@@ -331,14 +335,12 @@ def test_go_home_moves_the_arm_to_the_home_posture(graph, robot):
     home_position = KIN.fk(np.array(CFG.home_q)).position
     assert np.linalg.norm(KIN.fk(robot.q).position - home_position) < CFG.position_tolerance
     np.testing.assert_allclose(robot.q, CFG.home_q, atol=0.01)
-    # From home (outside the workspace box), a delta move toward the bins is clamped into it.
+    # From home (outside the free space), a delta move toward the bins is clamped into it.
     result = _wait(_move(graph[1], 0, [0.0, 0.0, -0.05]).get_result_async(), 10).result
     assert result.outcome == MoveEndEffector.Result.OUTCOME_CLAMPED, result.message
     position, _ = _pose_of(result.achieved_pose)
-    # On the box boundary, within the REACHED tolerance (the arm may still be converging).
-    slack = CFG.position_tolerance
-    assert np.all(position >= np.array(CFG.workspace_low) - slack)
-    assert np.all(position <= np.array(CFG.workspace_high) + slack)
+    # On its boundary, within the REACHED tolerance (the arm may still be converging).
+    assert VOLUMES.volume_of(position, tolerance=CFG.position_tolerance) is not None
     assert result.position_error < CFG.position_tolerance
 
 
@@ -356,14 +358,37 @@ def test_present_moves_the_arm_to_the_grading_posture(graph, robot):
     np.testing.assert_allclose(present_pose.position, [0.18, -0.37, 0.62], atol=0.01)
     assert present_pose.tilt < 0.05
     assert yaw_of(present_pose.rotation) == pytest.approx(-2.37, abs=0.05)
-    # From Q0 (down over the right bin) it first rose straight up to the top of the workspace
-    # box, then moved in joint space.
+    # From Q0 (down over the right bin) it first rose straight up to the top of the free
+    # space, then moved in joint space.
     rise, joint_move = robot.trajectories_received[-2:]
     start = KIN.fk(Q0).position
     top = KIN.fk(np.array(rise.points[-1].positions)).position
-    np.testing.assert_allclose(top, [start[0], start[1], CFG.workspace_high[2]], atol=0.003)
+    np.testing.assert_allclose(top, [start[0], start[1], VOLUMES.top], atol=0.003)
     np.testing.assert_allclose(joint_move.points[-1].positions, CFG.present_q, atol=1e-6)
     # Already above the box: no rise.
     received = len(robot.trajectories_received)
     assert _wait(present.call_async(Trigger.Request()), 10).success
     assert len(robot.trajectories_received) == received + 1
+
+
+def test_out_of_limit_trajectories_are_refused_and_nothing_is_published(graph, robot):
+    """The check before publishing: a plan past a position limit, or too fast for the joints,
+    ends FAULT naming the joint, and the arm gets nothing (the planner never makes such plans;
+    this is the guard behind it)."""
+    controller = graph[5]
+    plan = plan_joint_move(controller.kin, controller.config, Q0, CFG.home_q)
+    beyond = plan.positions.copy()
+    beyond[1:, 6] = 1e6
+    too_fast = dataclasses.replace(plan, times=plan.times / 20, velocities=plan.velocities * 20)
+    for bad, words in (
+        (dataclasses.replace(plan, positions=beyond), ("A7 position", "limit")),
+        (too_fast, ("velocity", "limit")),
+    ):
+        outcome, _, message = controller._follow(
+            "test", bad, 5.0, threading.Event(), lambda: False, None
+        )
+        assert outcome is Outcome.FAULT and "refused, nothing sent" in message
+        assert all(word in message for word in words), message
+    time.sleep(0.1)
+    assert robot.trajectories_received == []
+    np.testing.assert_allclose(robot.q, Q0, atol=1e-9)

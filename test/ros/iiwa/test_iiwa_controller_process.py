@@ -24,7 +24,7 @@ def test_node_starts_with_the_config_file_and_stops_on_sigint(tmp_path):
     # config/iiwa.yaml, then a second file that changes one list parameter for this cell.
     override = tmp_path / "cell3.yaml"
     override.write_text(
-        "/**/iiwa_controller:\n  ros__parameters:\n    workspace_high: [0.65, 0.25, 0.35]\n"
+        "/**/iiwa_controller:\n  ros__parameters:\n    right_bin_high: [0.65, -0.05, 0.35]\n"
     )
     node = subprocess.Popen(
         [
@@ -65,7 +65,7 @@ def test_node_starts_with_the_config_file_and_stops_on_sigint(tmp_path):
         assert node.wait(timeout=10) == 0
         output = node.stdout.read()
         # The files' values (lists included) are the effective parameters.
-        assert "workspace_high=(0.65, 0.25, 0.35)" in output
+        assert "right_bin_high=(0.65, -0.05, 0.35)" in output
         assert "home_q=(0.0, -0.186, 0.0, -1.856, 0.0, 1.472, 0.0)" in output
         assert "joint_names=('joint_a1'," in output
     finally:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from mtopt_iiwa.config import ConfigError, IiwaControllerConfig
-from mtopt_iiwa.kinematics import IiwaKinematics, WorkspaceBox, wrap_angle
+from mtopt_iiwa.kinematics import wrap_angle
 from mtopt_iiwa.motion import (
     MODE_ABSOLUTE,
     MODE_DELTA,
@@ -16,9 +16,11 @@ from mtopt_iiwa.motion import (
     GripperOutcome,
     MoveMonitor,
     Outcome,
+    kinematics_for,
     plan_joint_move,
     plan_move,
 )
+from mtopt_iiwa.safety import JointLimits
 
 CFG = IiwaControllerConfig().validate()
 REST = np.array(CFG.rest_q)
@@ -26,11 +28,7 @@ REST = np.array(CFG.rest_q)
 
 @pytest.fixture(scope="module")
 def kin():
-    return IiwaKinematics(
-        tool_offset=CFG.tool_offset,
-        workspace=WorkspaceBox(CFG.workspace_low, CFG.workspace_high),
-        limit_margin=CFG.joint_limit_margin,
-    )
+    return kinematics_for(CFG)
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +63,20 @@ def test_requested_duration_is_used_unless_joints_would_be_too_fast(kin, q_start
     plan = plan_move(kin, CFG, q_start, MODE_DELTA, [0.0, 0.2, 0.0], 1.0, duration=0.01)
     speeds = np.abs(np.diff(plan.positions, axis=0)) / np.diff(plan.times)[:, None]
     assert plan.duration > 0.1 and speeds.max() <= CFG.max_joint_velocity + 1e-9
+    # Asked for faster than the joints' acceleration limits allow: slowed down until it
+    # passes the check the controller makes before publishing.
+    plan = plan_move(kin, CFG, q_start, MODE_DELTA, [0.0, 0.03, -0.03], 0.25, duration=0.05)
+    assert plan.duration > 0.15
+    limits = JointLimits.from_config(CFG)
+    limits.check(plan.times[1:], plan.positions[1:], plan.positions[0], plan.velocities[1:])
 
 
 def test_absolute_move_outside_workspace_is_clamped(kin, q_start):
+    # Beyond the bins' far walls and below their floors, with the arm in the right bin: the
+    # target goes into the right bin (the corner nearest it), never onto a wall.
     plan = plan_move(kin, CFG, q_start, MODE_ABSOLUTE, [1.2, 0.0, -0.3], 0.0)
-    assert plan.clamped and "workspace" in plan.message
-    np.testing.assert_allclose(plan.target_position, [0.70, 0.0, 0.035], atol=1e-3)
+    assert plan.clamped and "workspace" in plan.message and "right_bin" in plan.message
+    np.testing.assert_allclose(plan.target_position, [0.70, -0.04, 0.035], atol=1e-3)
     np.testing.assert_allclose(plan.requested_position, [1.2, 0.0, -0.3])
 
 
@@ -207,7 +213,15 @@ def test_config_validation_names_the_parameter():
     for field, value, match in [
         ("joint_names", ("a",) * 7, "joint_names"),
         ("tool_offset", (0.0, 0.0), "tool_offset"),
-        ("workspace_low", (0.9, 0.0, 0.0), "workspace_low"),
+        ("right_bin_low", (0.9, 0.0, 0.0), "right_bin_low"),
+        ("left_bin_high", (0.7, 0.3), "left_bin_high"),
+        ("left_bin_low", (0.42, -0.275, 0.035), "overlap"),
+        ("transit_height", 0.5, "transit_height"),
+        ("transit_height", float("nan"), "transit_height"),
+        ("joint_velocity_limits", (1.0,) * 6 + (-1.0,), "joint_velocity_limits"),
+        ("joint_acceleration_limits", (10.0,) * 6, "joint_acceleration_limits"),
+        ("joint_position_margin", 0.05, "joint_position_margin"),
+        ("joint_velocity_margin", 1.0, "joint_velocity_margin"),
         ("position_tolerance", -1.0, "position_tolerance"),
         ("stall_window", float("nan"), "stall_window"),
         ("reach_tolerance", 1e-6, "reach_tolerance"),
