@@ -114,7 +114,8 @@ def write_synthetic_bag(directory: Path, episode_id: str, registry: TaskRegistry
             header=header(t + 1), episode_id=episode_id, cell_id=0, task=task,
             start_time=stamp(0), policy_kind="scripted_pick", weights_version=-1,
             weights_sha256="", epsilon=np.float32(1.0), steps=STEPS_PER_EPISODE,
-            terminated=True, aborted=False, abort_reason="", task_names=names,
+            terminated=True, aborted=False, abort_reason="", closed_by="/cell0/collector",
+            task_names=names,
             sd_probabilities=probabilities, sd_model_version="bench", has_oracle=False,
             oracle_success=np.zeros(0, bool),
         )  # fmt: skip

@@ -13,7 +13,11 @@ from mtopt_core.images import FULL_FRAME, check_roi
 from mtopt_core.replay import SAMPLERS
 from mtopt_core.trainer import CONSERVATIVE_MODES, TrainerConfig
 from mtopt_learner.checkpoints import KEEP_CHECKPOINTS
-from mtopt_learner.episode_decoder import LABEL_SOURCES
+from mtopt_learner.episode_decoder import (
+    DEFAULT_ACCEPTED_CLOSERS,
+    LABEL_SOURCES,
+    accepted_closers_problem,
+)
 from mtopt_learner.errors import LearnError
 from mtopt_learner.log_replay import LogReplayConfig
 from mtopt_learner.nets import NETS, parse_net_options
@@ -125,6 +129,10 @@ class LearnerConfig:
     labels: str = "sd"
     #: P(success) at or above which an SD probability counts as a success.
     sd_threshold: float = 0.5
+    #: Bags are used only when their EpisodeInfo.closed_by (who recorded them: a collector's
+    #: node name, "mtopt-sim-collect") matches one of these fnmatch patterns; other bags, and
+    #: bags without closed_by, are skipped and reported.
+    accepted_closers: tuple[str, ...] = DEFAULT_ACCEPTED_CLOSERS
     #: Replay memory budget [GB] (oldest episodes evicted beyond it).
     replay_gb: float = 2.0
     #: Seconds between scans of bag_dir for new bags.
@@ -207,6 +215,9 @@ class LearnerConfig:
                 )
         if not 0.0 <= self.sd_threshold <= 1.0:
             raise LearnerConfigError("sd_threshold", f"must be in [0, 1], got {self.sd_threshold}")
+        problem = accepted_closers_problem(self.accepted_closers)
+        if problem:
+            raise LearnerConfigError("accepted_closers", problem)
         for name in ("replay_gb", "poll_every_s", "status_every_s", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise LearnerConfigError(name, f"must be > 0, got {getattr(self, name)}")
@@ -294,6 +305,8 @@ class OfflineConfig:
     cem_elites: int = DEFAULT_TARGET_CEM.elites
     cem_iterations: int = DEFAULT_TARGET_CEM.iterations
     sd_threshold: float = 0.5
+    #: fnmatch patterns of EpisodeInfo.closed_by whose bags are used (`--accepted-closer`).
+    accepted_closers: tuple[str, ...] = DEFAULT_ACCEPTED_CLOSERS
     #: Replay memory budget [GB].
     replay_gb: float = 2.0
     #: Task registry (None: config/tasks.yaml or $MTOPT_TASKS_FILE).
@@ -336,6 +349,9 @@ class OfflineConfig:
             cem_elites=args.cem_elites,
             cem_iterations=args.cem_iterations,
             sd_threshold=args.sd_threshold,
+            accepted_closers=tuple(
+                getattr(args, "accepted_closer", None) or DEFAULT_ACCEPTED_CLOSERS
+            ),
             replay_gb=args.replay_gb,
             tasks_file=args.tasks_file,
             log_dir=args.log_dir,
@@ -359,6 +375,9 @@ class OfflineConfig:
         except argparse.ArgumentTypeError as exc:
             raise LearnError(f"--impersonation: {exc}") from None
         parse_net_options(self.net_options)  # raises LearnError naming a bad option
+        problem = accepted_closers_problem(self.accepted_closers)
+        if problem:
+            raise LearnError(f"--accepted-closer {problem}")
         check_learning_options(
             self, lambda name, problem: LearnError(f"--{name.replace('_', '-')} {problem}")
         )
@@ -385,6 +404,7 @@ class OfflineConfig:
             sd_threshold=self.sd_threshold,
             policy_camera=self.policy_camera,
             policy_roi=self.policy_roi,
+            accepted_closers=self.accepted_closers,
         )
 
 

@@ -38,6 +38,13 @@ Labels (per-task final outcomes) come from `labels_source`:
   order or a mapping task -> probability (NaN or missing = not graded). Its exceptions are
   wrapped in `GradingError` (a problem of the grader, not of the bag).
 
+Who closed the bag: only bags whose `EpisodeInfo.closed_by` (the requester that started and,
+with its token, finished the recording; see `mtopt_logger.recorder`) matches one of
+`accepted_closers` (fnmatch patterns, case-sensitive; default `DEFAULT_ACCEPTED_CLOSERS`: the
+collectors' node names and bulk simulated collection) are used. Any other bag (another closer,
+an empty `closed_by`, or a bag recorded before EpisodeInfo had the field) decodes to a skip
+whose reason starts with "not closed by an accepted closer"; nothing else of it is looked at.
+
 Aborted episodes and episodes with zero steps are not errors: they decode to a
 `DecodedEpisode` whose `skip_reason` says why and whose `episode` is None (likewise an
 ungraded episode or a task the registry does not know). Every problem with the bag itself
@@ -47,6 +54,7 @@ ungraded episode or a task the registry does not know). Every problem with the b
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,9 +62,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rosbags.rosbag2 import Reader
 
 from mtopt_core.episode import Episode
 from mtopt_core.episode_bag import BagMessage, EpisodeBagError, read_bag_messages
+from mtopt_core.episodes import SIM_COLLECT_CLOSER
 from mtopt_core.images import FULL_FRAME, check_roi, policy_image, square_resize
 from mtopt_core.impersonation import labels_from_probabilities
 from mtopt_core.sd_model import CAMERAS
@@ -67,6 +77,11 @@ POLICY_STEP_TYPE = "mtopt_interfaces/msg/PolicyStep"
 GRIPPER_STATE_TYPE = "mtopt_interfaces/msg/GripperState"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 LABEL_SOURCES = ("sd", "oracle")
+#: Closers whose bags are used by default: the collector nodes (`/cell0/collector`, ...) and
+#: bulk simulated collection.
+DEFAULT_ACCEPTED_CLOSERS = ("*collector*", SIM_COLLECT_CLOSER)
+#: How the skip reason of a bag of no accepted closer starts (reports group by it).
+NOT_ACCEPTED = "not closed by an accepted closer"
 
 #: grade(final images by camera) -> P(success) per task (registry order, or task -> p).
 GradeFn = Callable[[Mapping[str, np.ndarray]], Any]
@@ -93,7 +108,7 @@ class DecodedEpisode:
         episode: the learner's episode (T+1 observations), None when skipped.
         skip_reason: why the episode is not usable for training ("" when it is).
         info: a summary of the EpisodeInfo record (cell_id, policy_kind, weights_version,
-            aborted, abort_reason, terminated, sd_model_version, has_oracle).
+            aborted, abort_reason, terminated, sd_model_version, has_oracle, closed_by).
     """
 
     path: Path
@@ -127,6 +142,38 @@ def image_to_rgb(msg: Any, what: str) -> np.ndarray:
     rows = data[: step * height].reshape(height, step)[:, : width * channels]
     pixels = rows.reshape(height, width, channels)
     return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def accepted_closers_problem(patterns: Sequence[str]) -> str:
+    """What is wrong with an `accepted_closers` setting ("" when nothing)."""
+    if isinstance(patterns, str) or not patterns:
+        return f"must be a non-empty list of fnmatch patterns, got {patterns!r}"
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern.strip():
+            return f"has an empty pattern: {list(patterns)!r}"
+    return ""
+
+
+def closer_problem(closed_by: str, accepted_closers: Sequence[str]) -> str:
+    """The skip reason of a bag closed by `closed_by` ("" when a pattern accepts it)."""
+    if closed_by and any(fnmatch.fnmatchcase(closed_by, p) for p in accepted_closers):
+        return ""
+    who = f"closed_by {closed_by!r}" if closed_by else "closed_by is empty"
+    return f"{NOT_ACCEPTED}: {who} (accepted: {', '.join(accepted_closers)})"
+
+
+def _info_has_no_closed_by(path: Path) -> bool:
+    """True when the bag's own EpisodeInfo definition has no `closed_by` field (a bag recorded
+    before it existed: current definitions cannot decode its record)."""
+    try:
+        with Reader(path) as reader:
+            definitions = [
+                str(c.msgdef.data) for c in reader.connections if c.msgtype == EPISODE_INFO_TYPE
+            ]
+    except Exception:  # unreadable: the caller reports the original error
+        return False
+    main = [d.split("\n=====", 1)[0] for d in definitions]  # without the dependencies
+    return bool(main) and not any("closed_by" in d for d in main)
 
 
 def _split_namespace(topic: str, suffix: str) -> str | None:
@@ -174,6 +221,7 @@ def _info_summary(info: Any) -> dict[str, Any]:
         "abort_reason": str(info.abort_reason),
         "sd_model_version": str(info.sd_model_version),
         "has_oracle": bool(info.has_oracle),
+        "closed_by": str(getattr(info, "closed_by", "")),
     }
 
 
@@ -225,6 +273,7 @@ def episode_from_bag(
     sd_threshold: float = 0.5,
     image_size: int | None = None,
     policy_roi: Sequence[float] = FULL_FRAME,
+    accepted_closers: Sequence[str] = DEFAULT_ACCEPTED_CLOSERS,
 ) -> DecodedEpisode:
     """Decode one episode bag (see the module docstring).
 
@@ -239,6 +288,8 @@ def episode_from_bag(
             `policy/observation` images (the policy's `image_size`).
         policy_roi: the policy's region of interest of the camera frame (x0, y0, x1, y1,
             fractions), applied to the final frame as the policy node applies it.
+        accepted_closers: fnmatch patterns of the `EpisodeInfo.closed_by` values whose bags
+            are used; other bags are skipped.
 
     Raises EpisodeBagError for a bag that cannot be decoded, GradingError when the grade
     callable fails.
@@ -252,11 +303,20 @@ def episode_from_bag(
             f"{labels_source!r}"
         )
     check_roi(policy_roi, "policy_roi")  # a bad setting is no problem of the bag
-    collected = _collect(path)  # EpisodeBagError for unreadable / truncated bags
+    problem = accepted_closers_problem(accepted_closers)
+    if problem:  # a bad setting is no problem of the bag
+        raise ValueError(f"accepted_closers {problem}")
+    try:
+        collected = _collect(path)  # EpisodeBagError for unreadable / truncated bags
+    except EpisodeBagError:
+        if not _info_has_no_closed_by(path):
+            raise
+        reason = f"{NOT_ACCEPTED}: its EpisodeInfo has no closed_by (recorded before it existed)"
+        return DecodedEpisode(path, path.name, "", "", 0, skip_reason=reason)
     try:
         return _decode(
             path, registry, collected, labels_source, policy_camera, cameras, sd_threshold,
-            image_size, policy_roi,
+            image_size, policy_roi, accepted_closers,
         )  # fmt: skip
     except (EpisodeBagError, GradingError):
         raise
@@ -275,6 +335,7 @@ def _decode(
     sd_threshold: float,
     image_size: int | None,
     policy_roi: Sequence[float] = FULL_FRAME,
+    accepted_closers: Sequence[str] = DEFAULT_ACCEPTED_CLOSERS,
 ) -> DecodedEpisode:
     if not collected.infos:
         raise EpisodeBagError(path, "no EpisodeInfo record (episode_info topic)")
@@ -297,6 +358,10 @@ def _decode(
         steps=int(info.steps),
         info=_info_summary(info),
     )
+    closer = closer_problem(decoded.info["closed_by"], accepted_closers)
+    if closer:
+        decoded.skip_reason = closer
+        return decoded
     if info.aborted:
         decoded.skip_reason = f"aborted: {info.abort_reason or 'no reason given'}"
         return decoded

@@ -141,6 +141,7 @@ class Learner:
                 image_size=image_size,
                 policy_camera=cfg.policy_camera,
                 policy_roi=cfg.policy_roi,
+                accepted_closers=tuple(cfg.accepted_closers),
                 tasks_file=cfg.tasks_file or None,
                 max_bags_per_poll=cfg.max_bags_per_poll,
             ),

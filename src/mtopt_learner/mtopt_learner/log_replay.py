@@ -14,11 +14,14 @@ State directory (`state_dir`)::
                     bag is looked at.
     quarantine/     corrupt or undecodable bags, moved here (rename) from the episode directory
 
-Outcomes: *ingested* (in the buffer), *skipped* (a fine bag that cannot train: aborted, 0 steps,
-ungraded, unknown task, no known label for any relabelled task, wrong image size; never
-retried), *quarantined* (EpisodeBagError or any other decode failure: moved to
-`quarantine/<name>`; if the move fails, that is recorded in the reason and the bag stays where
-it is, never retried). Each is logged once, when it happens, and listed in the poll's report.
+Outcomes: *ingested* (in the buffer), *skipped* (a fine bag that cannot train: not closed by
+an accepted closer (`accepted_closers`, see `episode_decoder`), aborted, 0 steps, ungraded,
+unknown task, no known label for any relabelled task, wrong image size; never retried, also not
+after `accepted_closers` changed: use a new state directory for that), *quarantined*
+(EpisodeBagError or any other decode failure: moved to `quarantine/<name>`; if the move fails,
+that is recorded in the reason and the bag stays where it is, never retried). Each is logged
+once, when it happens, and listed in the poll's report; bags of no accepted closer (their
+labels may be forged) are logged as warnings and named one by one, like quarantined ones.
 
 Crash and restart: the ledger is the durable record of what was counted; the replay buffer
 lives in memory. A new LogReplay reads the ledger (a torn last line from a crash mid-append is
@@ -66,9 +69,12 @@ from mtopt_core.replay import (
 from mtopt_core.sd_model import CAMERAS
 from mtopt_core.tasks import TaskRegistry, load_task_registry
 from mtopt_learner.episode_decoder import (
+    DEFAULT_ACCEPTED_CLOSERS,
     LABEL_SOURCES,
+    NOT_ACCEPTED,
     DecodedEpisode,
     GradingError,
+    accepted_closers_problem,
     episode_from_bag,
 )
 
@@ -105,6 +111,8 @@ class LogReplayConfig:
         quarantine_dir: where corrupt bags go (None: `<state_dir>/quarantine`).
         max_bags_per_poll: at most this many new bags per `poll()` (0: all), so a node's poll
             stays short when a large backlog appears.
+        accepted_closers: fnmatch patterns of `EpisodeInfo.closed_by`; bags of other closers
+            (or none) are skipped and reported.
     """
 
     bag_dir: str | os.PathLike
@@ -122,6 +130,7 @@ class LogReplayConfig:
     tasks_file: str | None = None
     quarantine_dir: str | os.PathLike | None = None
     max_bags_per_poll: int = 0
+    accepted_closers: tuple[str, ...] = DEFAULT_ACCEPTED_CLOSERS
 
     def validate(self) -> LogReplayConfig:
         """Return self, or raise ValueError naming the bad field."""
@@ -149,6 +158,9 @@ class LogReplayConfig:
                 f"LogReplayConfig.max_bags_per_poll must be >= 0, got {self.max_bags_per_poll}"
             )
         check_roi(self.policy_roi, "LogReplayConfig.policy_roi")
+        problem = accepted_closers_problem(self.accepted_closers)
+        if problem:
+            raise ValueError(f"LogReplayConfig.accepted_closers {problem}")
         return self
 
 
@@ -331,6 +343,9 @@ def describe_ingest(
     reasons = Counter(reason.split(":")[0] for _, reason in report.skipped)
     for reason, n in reasons.most_common():
         lines.append(f"  skipped {n}: {reason}")
+    for name, reason in report.skipped:
+        if reason.startswith(NOT_ACCEPTED):
+            lines.append(f"  skipped {name}: {reason}")
     for name, reason in report.quarantined:
         lines.append(f"  quarantined {name}: {reason}")
     for name, reason in report.restore_failures:
@@ -448,6 +463,7 @@ class LogReplay:
             cameras=cfg.cameras,
             sd_threshold=cfg.sd_threshold,
             image_size=cfg.image_size,
+            accepted_closers=cfg.accepted_closers,
         )
 
     def _ingest(self, bag: Path, report: IngestReport) -> None:
@@ -509,7 +525,10 @@ class LogReplay:
             log.debug("ingested %s (%d relabelled copies)", name, relabels)
         elif outcome == SKIPPED:
             report.skipped.append((name, reason))
-            log.info("skipped %s: %s", name, reason)
+            if reason.startswith(NOT_ACCEPTED):
+                log.warning("skipped %s: %s", name, reason)
+            else:
+                log.info("skipped %s: %s", name, reason)
         else:
             report.quarantined.append((name, reason))
             log.warning("quarantined %s: %s", name, reason)

@@ -16,6 +16,10 @@ command after a crash finishes the run. Ctrl-C writes a checkpoint of the curren
 cluster) with `--updaters K` Bellman-updater actors computing the CEM targets in parallel
 (see `mtopt_learner.ray_backend`); nothing else changes.
 
+Only bags closed by an accepted closer are used (`EpisodeInfo.closed_by` matching an
+--accepted-closer pattern; default: the collectors and bulk simulated collection); the others
+are skipped and named in the report.
+
 Prints one JSON line on stdout at the end: steps, episodes ingested/skipped/quarantined, the
 final loss and the checkpoint path and sha256. Errors exit with status 2 and a message.
 
@@ -44,7 +48,7 @@ from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_core.trainer import CONSERVATIVE_MODES, Trainer, TrainerConfig
 from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_point
 from mtopt_learner.config import OfflineConfig, parse_impersonation, positive_int
-from mtopt_learner.episode_decoder import LABEL_SOURCES
+from mtopt_learner.episode_decoder import DEFAULT_ACCEPTED_CLOSERS, LABEL_SOURCES
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import LogReplay, describe_ingest
 from mtopt_learner.nets import NETS, make_qnet_config, replay_image_size
@@ -162,6 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cem-iterations", type=positive_int, default=OfflineConfig.cem_iterations)
     p.add_argument(
         "--sd-threshold", type=float, default=0.5, help="P(success) that counts as success"
+    )
+    p.add_argument(
+        "--accepted-closer",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="use only bags whose EpisodeInfo.closed_by matches this fnmatch pattern;"
+        f" repeatable (default: {' '.join(DEFAULT_ACCEPTED_CLOSERS)}); other bags are skipped"
+        " and reported",
     )
     p.add_argument("--replay-gb", type=float, default=2.0, help="replay memory budget [GB]")
     p.add_argument("--tasks-file", default=None, help="task registry (default: config/tasks.yaml)")

@@ -1,20 +1,25 @@
 """logger_node: records one rosbag2 bag (MCAP, zstd chunks) per episode.
 
 Services (relative, so namespaced per cell):
-  `logger/start`  (mtopt_interfaces/srv/StartEpisode): opens `<episode_dir>/<id>.part`.
-      Refused (ok=false, `outcome` says why) while an episode records (ALREADY_RECORDING,
-      naming it in `recording_episode_id`; finish it, or finish with discard=true to drop it),
-      when the id is invalid or exists (BAD_REQUEST), when free disk is below
-      `min_free_disk_gb` (LOW_DISK), or when the bag cannot be created (WRITE_FAILED).
+  `logger/start`  (mtopt_interfaces/srv/StartEpisode): opens `<episode_dir>/<id>.part` for
+      `requester` (who records, e.g. the collector's node name; required) and returns a fresh
+      random `token`, which `logger/finish` needs. Refused (ok=false, `outcome` says why, no
+      token) while an episode records (ALREADY_RECORDING, naming it in `recording_episode_id`;
+      finish it, or finish with discard=true to drop it), when the id does not follow
+      `mtopt_core.episodes`, the requester is empty or the bag exists (BAD_REQUEST), when free
+      disk is below `min_free_disk_gb` (LOW_DISK), or when the bag cannot be created
+      (WRITE_FAILED). The same start again (id and requester of the recording episode: a retry
+      after a lost reply) is answered OK with the same token.
       Before opening the bag it waits up to `publisher_wait_s` until every recorded topic
       has a publisher matched to the logger's subscription (DDS discovery is asymmetric;
       samples a publisher sends before the logger knows it are lost); topics still without
       one are named in the response.
-  `logger/finish` (mtopt_interfaces/srv/FinishEpisode): writes the request's EpisodeInfo as the
-      last message on `episode_info`, closes the bag and renames it to `<id>`; `discard=true`
-      deletes it. An empty `info.episode_id` is filled in; a different id is refused
-      (BAD_REQUEST: the bag name and its record would disagree). NOT_RECORDING when no episode
-      records; WRITE_FAILED when recording or closing failed (the bag is then deleted).
+  `logger/finish` (mtopt_interfaces/srv/FinishEpisode): writes the request's EpisodeInfo, with
+      `closed_by` set to the start's requester, as the last message on `episode_info`, closes
+      the bag and renames it to `<id>`; `discard=true` deletes it. Only the recording episode,
+      named in `info.episode_id`, with its `token`: anything else is BAD_REQUEST and changes
+      nothing (the bag keeps recording). NOT_RECORDING when no episode records; WRITE_FAILED
+      when recording or closing failed (the bag is then deleted).
 
 Recording: raw subscriptions (serialized CDR bytes stored as received), camera frames
 subsampled (see mtopt_logger.recorder). Bag timestamps are receive times on the node clock.
@@ -47,6 +52,7 @@ from mtopt_logger.config import ConfigError, LoggerConfig
 from mtopt_logger.recorder import (
     IMAGE_TYPE,
     EpisodeRecorder,
+    Outcome,
     RecorderError,
     find_stale_parts,
 )
@@ -125,9 +131,10 @@ class LoggerNode(Node):
             time.sleep(0.02)
 
     def _on_start(self, request: StartEpisode.Request, response: StartEpisode.Response):
-        unmatched = [] if self.recorder.episode_id is not None else self._unmatched_topics()
         try:
-            path = self.recorder.start(request.episode_id)
+            self.recorder.check_start(request.episode_id, request.requester)
+            unmatched = [] if self.recorder.episode_id is not None else self._unmatched_topics()
+            recording = self.recorder.start(request.episode_id, request.requester)
         except RecorderError as exc:
             response.ok, response.message = False, str(exc)
             response.outcome = getattr(StartEpisode.Response, exc.outcome.name)
@@ -135,8 +142,9 @@ class LoggerNode(Node):
             self.get_logger().warning(f"start refused: {exc}")
             return response
         response.ok, response.outcome = True, StartEpisode.Response.OK
-        response.bag_path, response.recording_episode_id = str(path), request.episode_id
-        response.message = f"recording episode {request.episode_id} into {path}"
+        response.bag_path = str(recording.part_path)
+        response.recording_episode_id, response.token = recording.episode_id, recording.token
+        response.message = f"recording episode {recording.episode_id} into {recording.part_path}"
         if unmatched:
             response.message += f" (no publisher yet on {', '.join(unmatched)})"
             self.get_logger().warning(
@@ -144,32 +152,25 @@ class LoggerNode(Node):
                 " recording anyway"
             )
         self.get_logger().info(
-            f"{response.message} (cell {request.cell_id}, task {request.task!r})"
+            f"{response.message} (cell {request.cell_id}, task {request.task!r},"
+            f" requester {request.requester!r})"
         )
         return response
 
     def _on_finish(self, request: FinishEpisode.Request, response: FinishEpisode.Response):
-        running = self.recorder.episode_id
-        info = request.info
-        if running is not None and not request.discard:
-            if not info.episode_id:
-                info.episode_id = running
-            elif info.episode_id != running:
-                response.ok, response.outcome = False, FinishEpisode.Response.BAD_REQUEST
-                response.message = (
-                    f"info.episode_id {info.episode_id!r} is not the recording episode"
-                    f" {running!r}; nothing changed"
-                )
-                self.get_logger().warning(f"finish refused: {response.message}")
-                return response
         try:
             finished = self.recorder.finish(
-                self.info_topic, serialize_message(info), self._now_ns(), request.discard
+                self.info_topic,
+                serialize_message(request.info),
+                self._now_ns(),
+                request.token,
+                request.discard,
             )
         except RecorderError as exc:
             response.ok, response.message = False, str(exc)
             response.outcome = getattr(FinishEpisode.Response, exc.outcome.name)
-            self.get_logger().warning(f"finish failed: {exc}")
+            verb = "failed" if exc.outcome is Outcome.WRITE_FAILED else "refused"
+            self.get_logger().warning(f"finish {verb}: {exc}")
             return response
         response.ok, response.outcome = True, FinishEpisode.Response.OK
         if finished.path is None:

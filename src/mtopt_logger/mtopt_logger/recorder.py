@@ -15,6 +15,20 @@ Timestamps in the bag are receive times on the caller's clock (the node clock: w
 /clock with use_sim_time); the message headers keep the publishers' stamps. The EpisodeInfo is
 stamped after every other message, so it is the last message of the bag.
 
+Who may finish an episode: `start` takes the requester (who records, e.g. the collector's node
+name; required) and returns a fresh random token (`secrets.token_hex`). `finish` (also with
+`discard`) closes only the recording episode, and only when the caller names it
+(`EpisodeInfo.episode_id`) and presents its token; anything else is refused as BAD_REQUEST and
+changes nothing: the bag keeps recording. The EpisodeInfo written is the caller's with
+`closed_by` set to the start's requester, whatever the caller put there. A start repeated with
+the recording episode's id and requester (a retry after a lost reply) is answered like the
+first, with the same token; any other start while an episode records is ALREADY_RECORDING.
+The requester is what the caller says it is: the token keeps other callers (a stray
+`ros2 service call`, a second tool) from closing or relabelling an episode they did not start,
+it does not authenticate anyone.
+
+Episode ids must follow `mtopt_core.episodes` (checked before anything else).
+
 Thread safety: every method takes one lock (the bag writer is not thread-safe). `start` and
 `finish` must not run concurrently with each other (the node serves them in one mutually
 exclusive callback group); recording calls may come from any thread at any time.
@@ -22,7 +36,9 @@ exclusive callback group); recording calls may come from any thread at any time.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import secrets
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -34,10 +50,13 @@ from mtopt_core.episode_bag import (
     EpisodeBagWriter,
     make_typestore,
 )
+from mtopt_core.episodes import episode_id_problem
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 EPISODE_INFO_TYPE = "mtopt_interfaces/msg/EpisodeInfo"
 BYTES_PER_GB = 1e9
+TOKEN_BYTES = 16  # 32 hex digits
+REQUESTER_MAX_LENGTH = 256
 
 
 class Outcome(enum.Enum):
@@ -46,7 +65,8 @@ class Outcome(enum.Enum):
 
     ALREADY_RECORDING = enum.auto()  # start: another episode is still recording
     NOT_RECORDING = enum.auto()  # finish: no episode is recording
-    BAD_REQUEST = enum.auto()  # start: the episode id is invalid or already used
+    BAD_REQUEST = enum.auto()  # start: invalid id or requester, or the id is used already;
+    # finish: not the recording episode's id and token
     WRITE_FAILED = enum.auto()  # the bag could not be created, written or closed
     LOW_DISK = enum.auto()  # start: free disk below min_free_disk_gb
 
@@ -84,6 +104,27 @@ class _CameraState:
     latest_written: bool = True
 
 
+def requester_problem(requester: object) -> str:
+    """Why `requester` cannot name who records ("" when it can)."""
+    if not isinstance(requester, str) or not requester.strip():
+        return "the requester must name who records (e.g. the collector's node name)"
+    if len(requester) > REQUESTER_MAX_LENGTH:
+        return f"the requester is longer than {REQUESTER_MAX_LENGTH} characters"
+    if not requester.isprintable():
+        return f"the requester {requester!r} contains control characters"
+    return ""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The episode being recorded: what `start` returns (the token goes to the requester only)."""
+
+    episode_id: str
+    requester: str
+    token: str
+    part_path: Path
+
+
 @dataclass
 class FinishedEpisode:
     """What `finish` produced: the final bag path (None when discarded) and message counts."""
@@ -115,6 +156,7 @@ class EpisodeRecorder:
         self.typestore = make_typestore()
         self._lock = threading.Lock()
         self._writer: EpisodeBagWriter | None = None
+        self._recording: Recording | None = None
         self._cameras: dict[str, _CameraState] = {}
         self._counts: dict[str, int] = {}
         self._last_ns = 0
@@ -123,21 +165,43 @@ class EpisodeRecorder:
     @property
     def episode_id(self) -> str | None:
         """Id of the episode being recorded, or None."""
-        writer = self._writer
-        return writer.episode_id if writer is not None else None
+        recording = self._recording
+        return recording.episode_id if recording is not None else None
+
+    @property
+    def recording(self) -> Recording | None:
+        """The episode being recorded (with its requester and token), or None."""
+        return self._recording
 
     def check_type(self, msgtype: str) -> None:
         """Raise ValueError unless the bag typestore knows `msgtype` (`pkg/msg/Name`)."""
         if msgtype not in self.typestore.types:
             raise ValueError(f"message type {msgtype!r} is unknown to the bag typestore")
 
-    def start(self, episode_id: str) -> Path:
-        """Open `<episode_dir>/<episode_id>.part`; returns that path. Raises RecorderError."""
+    @staticmethod
+    def check_start(episode_id: str, requester: str) -> None:
+        """Raise RecorderError(BAD_REQUEST) when a start request is invalid in itself."""
+        problem = episode_id_problem(episode_id)
+        if problem:
+            problem = f"invalid episode id {episode_id!r}: it {problem}"
+        problem = problem or requester_problem(requester)
+        if problem:
+            raise RecorderError(
+                Outcome.BAD_REQUEST, f"cannot start episode {episode_id!r}: {problem}"
+            )
+
+    def start(self, episode_id: str, requester: str) -> Recording:
+        """Open `<episode_dir>/<episode_id>.part` for `requester`; returns the recording with
+        its token (the same one again for a repeated start). Raises RecorderError."""
+        self.check_start(episode_id, requester)
         with self._lock:
-            if self._writer is not None:
+            recording = self._recording
+            if recording is not None:
+                if recording.episode_id == episode_id and recording.requester == requester:
+                    return recording  # a retry after a lost reply: same episode, same token
                 raise RecorderError(
                     Outcome.ALREADY_RECORDING,
-                    f"episode {self._writer.episode_id!r} is still recording; finish it first"
+                    f"episode {recording.episode_id!r} is still recording; finish it first"
                     " (finish with discard=true drops it)",
                 )
             free = free_disk_gb(self.episode_dir)
@@ -158,11 +222,14 @@ class EpisodeRecorder:
                     Outcome.WRITE_FAILED, f"cannot start episode {episode_id!r}: {exc}"
                 ) from exc
             self._writer = writer
+            self._recording = Recording(
+                episode_id, requester, secrets.token_hex(TOKEN_BYTES), writer.part_path
+            )
             self._cameras = {}
             self._counts = {}
             self._last_ns = 0
             self._failure = None
-            return writer.part_path
+            return self._recording
 
     def record(self, topic: str, msgtype: str, timestamp_ns: int, data: bytes) -> bool:
         """Store one serialized message if an episode is recording; returns whether it was."""
@@ -192,17 +259,27 @@ class EpisodeRecorder:
             return self._failure is None
 
     def finish(
-        self, info_topic: str, info_data: bytes, timestamp_ns: int, discard: bool = False
+        self,
+        info_topic: str,
+        info_data: bytes,
+        timestamp_ns: int,
+        token: str,
+        discard: bool = False,
     ) -> FinishedEpisode:
         """Write the newest unwritten camera frames and the EpisodeInfo, close, rename.
 
-        With `discard` the partial bag is deleted instead. Raises RecorderError when no episode
-        is recording or when recording failed (the partial bag is then deleted).
+        `info_data` is the serialized EpisodeInfo (CDR); its `episode_id` must be the recording
+        episode's and `token` the one `start` returned, else RecorderError(BAD_REQUEST) and
+        nothing changes. The EpisodeInfo is written with `closed_by` set to the requester of
+        the start. With `discard` the partial bag is deleted instead. Raises RecorderError
+        when no episode is recording or when recording failed (the partial bag is then
+        deleted).
         """
         with self._lock:
-            writer = self._writer
-            if writer is None:
+            writer, recording = self._writer, self._recording
+            if writer is None or recording is None:
                 raise RecorderError(Outcome.NOT_RECORDING, "no episode is recording")
+            info_data = self._authorized_info(recording, info_data, token)
             if not discard and self._failure is None:
                 for topic, camera in self._cameras.items():
                     if not camera.latest_written and camera.latest_data is not None:
@@ -211,7 +288,7 @@ class EpisodeRecorder:
                 info_ns = max(int(timestamp_ns), self._last_ns + 1)
                 self._write(info_topic, EPISODE_INFO_TYPE, info_ns, info_data)
             # Detach under the lock: recording callbacks from now on see no episode.
-            self._writer, self._cameras = None, {}
+            self._writer, self._recording, self._cameras = None, None, {}
             failure, counts = self._failure, dict(self._counts)
         if discard or failure is not None:
             writer.discard()
@@ -232,10 +309,41 @@ class EpisodeRecorder:
             ) from exc
         return FinishedEpisode(writer.episode_id, path, counts)
 
+    def _authorized_info(self, recording: Recording, info_data: bytes, token: str) -> bytes:
+        """The EpisodeInfo to write (closed_by = the requester), or RecorderError(BAD_REQUEST)
+        unless it names the recording episode and `token` is its token."""
+        try:
+            info = self.typestore.deserialize_cdr(bytes(info_data), EPISODE_INFO_TYPE)
+        except Exception as exc:  # rosbags raises several types for malformed CDR
+            raise RecorderError(
+                Outcome.BAD_REQUEST,
+                f"info is not a serialized EpisodeInfo ({type(exc).__name__}); nothing changed",
+            ) from exc
+        if info.episode_id != recording.episode_id:
+            raise RecorderError(
+                Outcome.BAD_REQUEST,
+                f"info.episode_id {info.episode_id!r} is not the recording episode"
+                f" {recording.episode_id!r}; nothing changed",
+            )
+        if not isinstance(token, str) or not secrets.compare_digest(
+            token.encode(), recording.token.encode()
+        ):
+            raise RecorderError(
+                Outcome.BAD_REQUEST,
+                f"{'no token' if not token else 'wrong token'} for episode"
+                f" {recording.episode_id!r} (finish needs the token its start returned);"
+                " nothing changed",
+            )
+        if info.closed_by == recording.requester:
+            return info_data
+        info = dataclasses.replace(info, closed_by=recording.requester)
+        return bytes(self.typestore.serialize_cdr(info, EPISODE_INFO_TYPE))
+
     def abort(self) -> str | None:
         """Drop the episode being recorded, if any (node shutdown); returns its id."""
         with self._lock:
             writer, self._writer, self._cameras = self._writer, None, {}
+            self._recording = None
         if writer is None:
             return None
         writer.discard()

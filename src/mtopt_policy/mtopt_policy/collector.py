@@ -14,19 +14,30 @@ images, log everything, decide between another task and a workspace reset.
 * `CollectorLoop`: the loop itself, over a `CollectorPort` (the ROS side), including the pause
   while bin resets fail. After each episode it does the episode protocol's end
   (`mtopt_policy.protocol`): the present move, the settle time, then grading.
+* `LoggerSession`: the collector's half of `logger/start` / `logger/finish` over a
+  `LoggerLink` (the ROS calls): it records as its requester (the node's name), keeps the token
+  of each recording it started and presents it to finish or discard that recording.
+* `BinWatch`: notices the reset bin moving during an episode (from the logger start to the
+  end of grading) that the collector did not cause, by the hinge angle or by a `reset_bin`
+  goal it did not send; the loop then logs the episode as aborted ("bin moved during the
+  episode: ..."), so the learner never trains on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from mtopt_core.episodes import check_episode_id
 from mtopt_core.tasks import TaskRegistry
 from mtopt_policy.config import CollectorConfig
 from mtopt_policy.protocol import EpisodeProtocol
@@ -253,7 +264,8 @@ class CollectorStats:
 
 
 def make_episode_id_factory(cell_id: int, clock: Callable[[], float] = time.time):
-    """Unique episode ids: cell<N>_<UTC start of this collector>_<random>_<counter>."""
+    """Unique episode ids: cell<N>_<UTC start of this collector>_<random>_<counter>, valid
+    by `mtopt_core.episodes` (checked: ValueError otherwise)."""
     run = time.strftime("%Y%m%dT%H%M%S", time.gmtime(clock()))
     tag = secrets.token_hex(2)
     counter = 0
@@ -261,9 +273,236 @@ def make_episode_id_factory(cell_id: int, clock: Callable[[], float] = time.time
     def next_id() -> str:
         nonlocal counter
         counter += 1
-        return f"cell{cell_id}_{run}_{tag}_{counter:05d}"
+        return check_episode_id(f"cell{cell_id}_{run}_{tag}_{counter:05d}")
 
     return next_id
+
+
+# --------------------------------------------------------------------------- the logger
+@dataclass(frozen=True)
+class LoggerReply:
+    """A `logger/start` or `logger/finish` reply without ROS types. `outcome` is the name of
+    the outcome code ("OK", "ALREADY_RECORDING", "NOT_RECORDING", "BAD_REQUEST",
+    "WRITE_FAILED", "LOW_DISK"): the collector decides on it, never on `message`."""
+
+    outcome: str
+    message: str = ""
+    recording_episode_id: str = ""
+    token: str = ""
+    bag_path: str = ""
+
+
+class LostReply(CollectorError):
+    """A request was sent but its reply never came: the logger may have acted on it."""
+
+
+class LoggerLink(Protocol):
+    """The logger's two services (implemented over ROS by collector_node)."""
+
+    def start(self, episode_id: str, task: str, requester: str) -> LoggerReply:
+        """`logger/start`, with the link's retries; CollectorError when never answered."""
+        ...
+
+    def finish(
+        self, summary: EpisodeSummary | None, episode_id: str, token: str, discard: bool
+    ) -> LoggerReply:
+        """One `logger/finish` call (EpisodeInfo from `summary`, else just `episode_id`);
+        LostReply when it is not answered."""
+        ...
+
+
+class LoggerSession:
+    """The collector's half of the logger protocol (see `mtopt_logger.logger_node`).
+
+    `start` asks to record as `requester` and keeps the token of the recording; `finish`
+    presents it with the EpisodeInfo. When the logger is still recording an older episode
+    (ALREADY_RECORDING), that one is discarded with its token: the token this session kept
+    (its finish failed), or else the one a repeated start of that episode returns when this
+    collector's name recorded it (a previous run of this node, which lost its token when it
+    stopped). Another requester's recording is left alone: the start is refused.
+    """
+
+    MAX_TOKENS = 8  # recordings this session may still have to finish or discard
+
+    def __init__(
+        self,
+        link: LoggerLink,
+        requester: str,
+        attempts: int,
+        log: Callable[[str, str], None] = lambda level, message: None,
+    ):
+        if not requester:
+            raise ValueError("requester must name the collector (its node name)")
+        self.link = link
+        self.requester = requester
+        self.attempts = max(1, int(attempts))
+        self.log = log
+        self._tokens: OrderedDict[str, str] = OrderedDict()  # episode id -> token
+
+    def token(self, episode_id: str) -> str:
+        """The token of a recording this session started ("" if none)."""
+        return self._tokens.get(episode_id, "")
+
+    def _keep(self, episode_id: str, token: str) -> None:
+        self._tokens[episode_id] = token
+        self._tokens.move_to_end(episode_id)
+        while len(self._tokens) > self.MAX_TOKENS:
+            self._tokens.popitem(last=False)
+
+    def start(self, episode_id: str, task: str) -> None:
+        """Start recording `episode_id`; CollectorError when the logger refuses."""
+        for _ in range(2):
+            reply = self.link.start(episode_id, task, self.requester)
+            if reply.outcome == "OK":
+                if not reply.token:
+                    raise CollectorError("logger/start answered OK without a token")
+                self._keep(episode_id, reply.token)
+                return
+            if reply.outcome != "ALREADY_RECORDING":
+                raise CollectorError(f"logger/start refused: {reply.message}")
+            stale, token = reply.recording_episode_id, ""
+            if stale and stale != episode_id:
+                token = self.token(stale) or self._recover_token(stale, task)
+            if not token:
+                raise CollectorError(
+                    f"logger/start refused: {reply.message} (a recording this collector"
+                    " cannot finish: it has no token for it)"
+                )
+            self.log("warn", f"logger/start: {reply.message}; discarding it")
+            self.discard(stale, token)
+        raise CollectorError(f"logger/start refused: {reply.message}")
+
+    def _recover_token(self, episode_id: str, task: str) -> str:
+        """The token of `episode_id` if the logger records it for this requester ("")."""
+        reply = self.link.start(episode_id, task, self.requester)
+        if reply.outcome == "OK" and reply.recording_episode_id == episode_id:
+            return reply.token
+        return ""
+
+    def discard(self, episode_id: str, token: str) -> None:
+        """Drop the recording of `episode_id` (done when the logger no longer records)."""
+        problem = ""
+        for _ in range(self.attempts):
+            try:
+                reply = self.link.finish(None, episode_id, token, True)
+            except LostReply as exc:
+                problem = str(exc)
+                continue
+            if reply.outcome in ("OK", "NOT_RECORDING"):
+                self._tokens.pop(episode_id, None)
+                return
+            raise CollectorError(f"logger/finish (discard) refused: {reply.message}")
+        raise CollectorError(f"{problem}; gave up after {self.attempts} attempts")
+
+    def finish(self, summary: EpisodeSummary) -> str:
+        """Write `summary` as the EpisodeInfo and close the bag; returns its path."""
+        episode_id = summary.episode_id
+        token = self.token(episode_id)
+        if not token:
+            raise CollectorError(
+                f"logger/finish: no token for episode {episode_id!r} (not started here)"
+            )
+        lost_reply, problem = False, ""
+        for _ in range(self.attempts):
+            try:
+                reply = self.link.finish(summary, episode_id, token, False)
+            except LostReply as exc:
+                lost_reply, problem = True, str(exc)
+                continue
+            if reply.outcome == "OK":
+                self._tokens.pop(episode_id, None)
+                return reply.bag_path
+            if lost_reply and reply.outcome == "NOT_RECORDING":
+                self._tokens.pop(episode_id, None)
+                raise CollectorError(
+                    "logger/finish: an earlier attempt got no reply and the logger now has no "
+                    "recording episode; the bag may or may not be complete"
+                )
+            raise CollectorError(f"logger/finish refused: {reply.message}")
+        raise CollectorError(f"{problem}; gave up after {self.attempts} attempts")
+
+
+# --------------------------------------------------------------------------- the bin
+#: The bin counts as moved when its hinge angle leaves the angle at the episode's start by
+#: more than this [rad] (a reset tilts by about 2.6 rad; the motor holds level within 0.03).
+BIN_MOTION_TOLERANCE_RAD = 0.05
+
+
+class BinWatch:
+    """Foreign motion of the reset bin during an episode (thread-safe: ROS callbacks feed it,
+    the collector loop asks it).
+
+    Fed with every hinge angle (`on_angle`, topic `reset_bin/state`), the goals of the
+    `reset_bin/reset` action that are active (`on_active_goals`, its status topic), and the
+    ids of the goals the collector sends itself (`own_goal`). Between `begin` and `end` the
+    bin has moved when its angle differs from the angle at `begin` (or the first angle after
+    it, if none came before) by more than `tolerance_rad`, or when a goal the collector did
+    not send is active. `end` returns why ("" when it did not move).
+    """
+
+    def __init__(self, tolerance_rad: float = BIN_MOTION_TOLERANCE_RAD, remember_own: int = 16):
+        if not tolerance_rad > 0:
+            raise ValueError(f"tolerance_rad must be > 0, got {tolerance_rad}")
+        self.tolerance_rad = float(tolerance_rad)
+        self._lock = threading.Lock()
+        self._angle: float | None = None
+        self._active: frozenset[bytes] = frozenset()
+        self._own: deque[bytes] = deque(maxlen=remember_own)
+        self._watching = False
+        self._reference: float | None = None
+        self._problem = ""
+
+    def own_goal(self, goal_id: bytes) -> None:
+        """A `reset_bin/reset` goal the collector sent (never counted as foreign)."""
+        with self._lock:
+            self._own.append(bytes(goal_id))
+
+    def on_angle(self, angle: float) -> None:
+        with self._lock:
+            angle = float(angle)
+            self._angle = angle
+            if not self._watching or self._problem or not math.isfinite(angle):
+                return
+            if self._reference is None:
+                self._reference = angle
+            elif abs(angle - self._reference) > self.tolerance_rad:
+                self._problem = (
+                    f"bin moved during the episode: hinge angle {angle:.3f} rad, "
+                    f"{abs(angle - self._reference):.3f} rad from {self._reference:.3f} rad at "
+                    f"its start (tolerance {self.tolerance_rad:g} rad)"
+                )
+
+    def on_active_goals(self, goal_ids: Iterable[bytes]) -> None:
+        """The ids of the `reset_bin/reset` goals accepted, executing or canceling now."""
+        with self._lock:
+            self._active = frozenset(bytes(g) for g in goal_ids)
+            self._check_goals()
+
+    def _check_goals(self) -> None:
+        # Called with the lock held.
+        if not self._watching or self._problem:
+            return
+        foreign = sorted(self._active - set(self._own))
+        if foreign:
+            self._problem = (
+                "bin moved during the episode: a reset_bin/reset goal ran that this collector "
+                f"did not send (goal {foreign[0].hex()[:8]})"
+            )
+
+    def begin(self) -> None:
+        """Start watching (an episode starts)."""
+        with self._lock:
+            self._watching, self._problem = True, ""
+            finite = self._angle is not None and math.isfinite(self._angle)
+            self._reference = self._angle if finite else None
+            self._check_goals()
+
+    def end(self) -> str:
+        """Stop watching; why the bin moved since `begin` ("" when it did not)."""
+        with self._lock:
+            self._watching = False
+            problem, self._problem = self._problem, ""
+            return problem
 
 
 # --------------------------------------------------------------------------- the loop
@@ -318,6 +557,7 @@ class CollectorLoop:
         rng: np.random.Generator,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        bin_watch: BinWatch | None = None,
     ):
         self.config = config
         self.registry = registry
@@ -333,6 +573,7 @@ class CollectorLoop:
         self.stats = CollectorStats(self.names)
         self.next_id = make_episode_id_factory(config.cell_id, wall)
         self.monotonic, self.wall = monotonic, wall
+        self.bin_watch = bin_watch  # None: nothing else can move the bin (in-process cells)
         self.paused = False
         self.status = "starting"
         self._warned_ungraded = 0
@@ -379,9 +620,14 @@ class CollectorLoop:
         task = self.sequencer.next_task()
         episode_id = self.next_id()
         t = self.monotonic()
+        watch = self.bin_watch
+        if watch is not None:
+            watch.begin()
         try:
             port.start_logging(episode_id, task)
         except CollectorError as exc:
+            if watch is not None:
+                watch.end()
             self._set_status(f"waiting: {exc}")
             port.log("warn", f"episode {episode_id} not started: {exc}")
             port.sleep(cfg.wait_period_s)
@@ -426,6 +672,11 @@ class CollectorLoop:
         if oracle is not None:
             self.last_oracle = oracle
         t = phases.add("oracle", t)
+        moved = watch.end() if watch is not None else ""
+        if moved:  # the scene changed under the policy: never logged as normal data
+            reason = f"{moved}; {result.reason}" if result.aborted and result.reason else moved
+            result = dataclasses.replace(result, aborted=True, reason=reason)
+            port.log("warn", f"episode {episode_id} aborted: {moved}")
         summary = EpisodeSummary(
             episode_id,
             cfg.cell_id,

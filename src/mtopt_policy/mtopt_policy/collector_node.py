@@ -9,8 +9,18 @@ empty SD arrays, and a warning says so) -> the newest `sim/oracle` (simulation) 
 fails, collection pauses and `collector/status` says why. With `episodes: N` the node exits 0
 after N logged episodes (mark it `on_exit: shutdown` in a launch file).
 
+Episode integrity: the collector records as its fully qualified node name (`requester` of
+`logger/start`, which the logger writes into EpisodeInfo.closed_by) and finishes (or discards)
+a recording only with the token `logger/start` returned (`mtopt_policy.collector.
+LoggerSession`). From the logger start to the end of grading it watches the reset bin
+(`mtopt_policy.collector.BinWatch`): when the hinge angle moves by more than
+`BIN_MOTION_TOLERANCE_RAD` or a `reset_bin/reset` goal runs that this collector did not send,
+the episode is logged as aborted ("bin moved during the episode: ...").
+
 Subscribes: `camera/<name>/image_raw` x3, `gripper/state`, `sim/oracle` (SimOracle, or the
-EpisodeInfo form older simulators publish; the type is looked up on the graph).
+EpisodeInfo form older simulators publish; the type is looked up on the graph),
+`reset_bin/state` (BinMotorState) and `reset_bin/reset/_action/status` (the reset action's
+goal statuses).
 Publishes: `collector/status` (CollectorStatus, transient_local, periodic and on change),
 `collector/episode_timing` (std_msgs/String JSON: where each episode's time went).
 Calls: services `logger/start`, `logger/finish`, `sd/grade`, `iiwa/go_home`, `iiwa/present`,
@@ -30,30 +40,41 @@ import threading
 import time
 
 import numpy as np
+from action_msgs.msg import GoalStatus, GoalStatusArray
 from builtin_interfaces.msg import Time
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import ConfigError, declare_config, describe_config, parameter_error
-from mtopt_bridge.qos import STATUS_QOS
+from mtopt_bridge.qos import STATE_QOS, STATUS_QOS
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_interfaces.action import ResetBin, RunEpisode
-from mtopt_interfaces.msg import CollectorStatus, EpisodeInfo, GripperState, SimOracle
+from mtopt_interfaces.msg import (
+    BinMotorState,
+    CollectorStatus,
+    EpisodeInfo,
+    GripperState,
+    SimOracle,
+)
 from mtopt_interfaces.srv import FinishEpisode, GradeEpisode, StartEpisode
 from mtopt_policy.collector import (
+    BinWatch,
     CollectorError,
     CollectorLoop,
     EpisodeResult,
     EpisodeSummary,
     Grade,
+    LoggerReply,
+    LoggerSession,
+    LostReply,
     OracleReading,
     StatusSnapshot,
     align_to_registry,
@@ -64,6 +85,18 @@ from mtopt_policy.ros_calls import CallError, GoalRun, call_service, sleep_while
 
 GRADE_FIELDS = ("overhead", "left_shoulder", "right_shoulder")  # GradeEpisode request order
 ORACLE_TYPES = ("mtopt_interfaces/msg/SimOracle", "mtopt_interfaces/msg/EpisodeInfo")
+OUTCOME_NAMES = ("OK", "ALREADY_RECORDING", "NOT_RECORDING", "BAD_REQUEST", "WRITE_FAILED",
+                 "LOW_DISK")  # fmt: skip
+ACTIVE_GOAL_STATUSES = (
+    GoalStatus.STATUS_ACCEPTED,
+    GoalStatus.STATUS_EXECUTING,
+    GoalStatus.STATUS_CANCELING,
+)
+#: An action's status topic: reliable, transient local, depth 1 (rcl_action's default), so the
+#: newest statuses arrive also when they were published before this node subscribed.
+ACTION_STATUS_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 def _stamp(t: float) -> Time:
@@ -97,6 +130,49 @@ def episode_info_msg(summary: EpisodeSummary) -> EpisodeInfo:
         info.has_oracle = True
         info.oracle_success = [bool(s) for s in summary.oracle.success]
     return info
+
+
+def _outcome_name(response_type, code: int) -> str:
+    for name in OUTCOME_NAMES:
+        if getattr(response_type, name, None) == code:
+            return name
+    return str(code)
+
+
+class RosLoggerLink:
+    """`mtopt_policy.collector.LoggerLink` over the logger's services."""
+
+    def __init__(self, node: CollectorNode):
+        self.node = node
+
+    def start(self, episode_id: str, task: str, requester: str) -> LoggerReply:
+        node = self.node
+        request = StartEpisode.Request(
+            episode_id=episode_id, cell_id=node.config.cell_id, task=task, requester=requester
+        )
+        r = node.call(node.start_client, request, node.config.service_timeout_s, "logger/start")
+        return LoggerReply(
+            _outcome_name(StartEpisode.Response, r.outcome), r.message, r.recording_episode_id,
+            r.token, r.bag_path,
+        )  # fmt: skip
+
+    def finish(
+        self, summary: EpisodeSummary | None, episode_id: str, token: str, discard: bool
+    ) -> LoggerReply:
+        node = self.node
+        info = episode_info_msg(summary) if summary is not None else EpisodeInfo()
+        info.episode_id = episode_id
+        request = FinishEpisode.Request(info=info, discard=discard, token=token)
+        what = "logger/finish (discard)" if discard else "logger/finish"
+        try:
+            r = call_service(
+                node.finish_client, request, node.config.service_timeout_s, 0, what, node.ok
+            )
+        except CallError as exc:
+            raise LostReply(str(exc)) from None
+        return LoggerReply(
+            _outcome_name(FinishEpisode.Response, r.outcome), r.message, bag_path=r.bag_path
+        )
 
 
 class CollectorNode(Node):
@@ -150,12 +226,27 @@ class CollectorNode(Node):
         # goal whose reply is lost still runs, unseen, so goals wait for a probe to be answered.
         self._run_answered = False
         self.reset_client = ActionClient(self, ResetBin, "reset_bin/reset", callback_group=group)
+        # Foreign bin motion during an episode: the hinge angle and the reset action's goals.
+        self.bin_watch = BinWatch()
+        self.create_subscription(
+            BinMotorState, "reset_bin/state", lambda m: self.bin_watch.on_angle(m.angle),
+            STATE_QOS, callback_group=group,
+        )  # fmt: skip
+        self.create_subscription(
+            GoalStatusArray, "reset_bin/reset/_action/status", self._on_reset_statuses,
+            ACTION_STATUS_QOS, callback_group=group,
+        )  # fmt: skip
+        self.logger_session = LoggerSession(
+            RosLoggerLink(self), self.get_fully_qualified_name(), cfg.call_retries + 1, self.log
+        )
         self.status_pub = self.create_publisher(CollectorStatus, "collector/status", STATUS_QOS)
         self.timing_pub = self.create_publisher(String, "collector/episode_timing", 20)
 
         seed = cfg.seed if cfg.seed >= 0 else int(np.random.SeedSequence().entropy % (2**31))
         try:
-            self.loop = CollectorLoop(cfg, self.registry, self, np.random.default_rng(seed))
+            self.loop = CollectorLoop(
+                cfg, self.registry, self, np.random.default_rng(seed), bin_watch=self.bin_watch
+            )
         except ValueError as exc:  # task weights, skills or held_task against the registry
             raise ConfigError(str(exc)) from None
         self.create_timer(cfg.status_period_s, self._publish_periodic, callback_group=group)
@@ -199,6 +290,13 @@ class CollectorNode(Node):
     def _on_info_oracle(self, msg: EpisodeInfo) -> None:
         if msg.has_oracle:
             self._put_oracle(msg.task_names, msg.oracle_success, None)
+
+    def _on_reset_statuses(self, msg: GoalStatusArray) -> None:
+        self.bin_watch.on_active_goals(
+            bytes(s.goal_info.goal_id.uuid)
+            for s in msg.status_list
+            if s.status in ACTIVE_GOAL_STATUSES
+        )
 
     # -- status ------------------------------------------------------------------------------
     def _status_msg(self, snap: StatusSnapshot) -> CollectorStatus:
@@ -280,7 +378,8 @@ class CollectorNode(Node):
         self._run_answered = True
         return True
 
-    def _call(self, client, request, timeout_s: float, what: str):
+    def call(self, client, request, timeout_s: float, what: str):
+        """A service call with `call_retries` retries; CollectorError when it fails."""
         try:
             return call_service(
                 client, request, timeout_s, self.config.call_retries, what, self.ok
@@ -289,47 +388,10 @@ class CollectorNode(Node):
             raise CollectorError(str(exc)) from None
 
     def start_logging(self, episode_id: str, task: str) -> None:
-        request = StartEpisode.Request(
-            episode_id=episode_id, cell_id=self.config.cell_id, task=task
-        )
-        timeout = self.config.service_timeout_s
-        for _ in range(2):
-            response = self._call(self.start_client, request, timeout, "logger/start")
-            if response.outcome == StartEpisode.Response.OK:
-                return
-            message = response.message
-            if response.outcome != StartEpisode.Response.ALREADY_RECORDING:
-                raise CollectorError(f"logger/start refused: {message}")
-            if response.recording_episode_id == episode_id:
-                return  # a retry after a lost reply: our episode is recording
-            # Another episode (of a previous collector run) is still open: drop it.
-            self.get_logger().warning(f"logger/start: {message}; discarding it")
-            discard = FinishEpisode.Request(discard=True)
-            self._call(self.finish_client, discard, timeout, "logger/finish (discard)")
-        raise CollectorError(f"logger/start refused: {message}")
+        self.logger_session.start(episode_id, task)
 
     def finish_logging(self, summary: EpisodeSummary) -> str:
-        request = FinishEpisode.Request(info=episode_info_msg(summary), discard=False)
-        timeout = self.config.service_timeout_s
-        attempts = self.config.call_retries + 1
-        lost_reply = False
-        for _ in range(attempts):
-            try:
-                response = call_service(
-                    self.finish_client, request, timeout, 0, "logger/finish", self.ok
-                )
-            except CallError as exc:
-                lost_reply, problem = True, str(exc)
-                continue
-            if response.outcome == FinishEpisode.Response.OK:
-                return response.bag_path
-            if lost_reply and response.outcome == FinishEpisode.Response.NOT_RECORDING:
-                raise CollectorError(
-                    "logger/finish: an earlier attempt got no reply and the logger now has no "
-                    "recording episode; the bag may or may not be complete"
-                )
-            raise CollectorError(f"logger/finish refused: {response.message}")
-        raise CollectorError(f"{problem}; gave up after {attempts} attempts")
+        return self.logger_session.finish(summary)
 
     def run_episode(self, episode_id: str, task: str) -> EpisodeResult:
         cfg = self.config
@@ -376,7 +438,7 @@ class CollectorNode(Node):
 
     def grade(self, images) -> Grade:
         request = GradeEpisode.Request(**images)
-        response = self._call(self.grade_client, request, self.config.grade_timeout_s, "sd/grade")
+        response = self.call(self.grade_client, request, self.config.grade_timeout_s, "sd/grade")
         if not response.ok:
             raise CollectorError(f"sd/grade refused: {response.error}")
         try:
@@ -401,14 +463,14 @@ class CollectorNode(Node):
         return bool(msg.object_detected)
 
     def go_home(self) -> None:
-        response = self._call(
+        response = self.call(
             self.home_client, Trigger.Request(), self.config.home_timeout_s, "iiwa/go_home"
         )
         if not response.success:
             raise CollectorError(f"iiwa/go_home failed: {response.message}")
 
     def present(self) -> None:
-        response = self._call(
+        response = self.call(
             self.present_client, Trigger.Request(), self.config.present_timeout_s, "iiwa/present"
         )
         if not response.success:
@@ -420,6 +482,7 @@ class CollectorNode(Node):
         try:
             run = GoalRun(self.reset_client, "reset_bin/reset", self.ok)
             run.send(goal, cfg.service_timeout_s)
+            self.bin_watch.own_goal(bytes(run.handle.goal_id.uuid))
             outcome = run.result(cfg.reset_timeout_s)
         except CallError as exc:
             raise CollectorError(str(exc)) from None
@@ -431,7 +494,7 @@ class CollectorNode(Node):
     def respawn(self) -> bool:
         if not self.respawn_client.service_is_ready():
             return False
-        response = self._call(
+        response = self.call(
             self.respawn_client, Trigger.Request(), self.config.service_timeout_s, "sim/respawn"
         )
         return bool(response.success)

@@ -5,7 +5,9 @@ bytes DDS would carry) and hands them to the logger's own `mtopt_logger.recorder
 EpisodeRecorder`, so a bag is created, written, closed and renamed by exactly the logger's code:
 `<episode_dir>/<id>.part` while recording, `<id>` once complete (fsynced, atomic rename), the
 EpisodeInfo stamped after every other message (the last message of the bag), a failed write
-discards the partial bag, `start` refuses when the disk is nearly full.
+discards the partial bag, `start` refuses when the disk is nearly full. The writer records as
+`mtopt_core.episodes.SIM_COLLECT_CLOSER` ("mtopt-sim-collect"): the recorder writes that into
+every EpisodeInfo's `closed_by` (the learner's default `accepted_closers` include it).
 
 Topics are the logger's defaults (`mtopt_logger.config.LoggerConfig`) under the cell's
 namespace `/cell<cell_id>`: `camera/<name>/image_raw` x3, `iiwa/joint_states`,
@@ -25,6 +27,7 @@ from typing import Any
 
 from rclpy.serialization import serialize_message
 
+from mtopt_core.episodes import SIM_COLLECT_CLOSER
 from mtopt_logger.config import LoggerConfig
 from mtopt_logger.recorder import EpisodeRecorder
 
@@ -59,6 +62,7 @@ class CellBagWriter:
         cell_id: int,
         min_free_disk_gb: float = LoggerConfig.min_free_disk_gb,
         camera_names: tuple[str, ...] = LoggerConfig.camera_names,
+        closer: str = SIM_COLLECT_CLOSER,
     ):
         self.namespace = f"/cell{int(cell_id)}"
         # The logger's camera_names (a cell whose policy looks through another camera, e.g.
@@ -66,6 +70,8 @@ class CellBagWriter:
         self.cameras = tuple(camera_names)
         self.topics = recorded_topics(LoggerConfig(camera_names=self.cameras))
         self.recorder = EpisodeRecorder(episode_dir, LoggerConfig.camera_rate_hz, min_free_disk_gb)
+        self.closer = closer  # the requester of every recording: EpisodeInfo.closed_by
+        self._token = ""
         self._last_ns = 0
 
     @property
@@ -79,7 +85,9 @@ class CellBagWriter:
 
     def start(self, episode_id: str) -> Path:
         """Open `<episode_dir>/<episode_id>.part`; returns that path."""
-        return self.recorder.start(episode_id)
+        recording = self.recorder.start(episode_id, self.closer)
+        self._token = recording.token
+        return recording.part_path
 
     def write(self, topic: str, msg: Any) -> None:
         """Record `msg` on the relative `topic` (one of the logger's recorded topics)."""
@@ -93,12 +101,15 @@ class CellBagWriter:
         )
 
     def finish(self, info: Any) -> Path:
-        """Write the EpisodeInfo last, close and rename; returns the bag's path."""
+        """Write the EpisodeInfo last (`closed_by` = `closer`), close and rename; returns the
+        bag's path. `info.episode_id` must be the recording episode's."""
         finished = self.recorder.finish(
-            f"{self.namespace}/{INFO_TOPIC}", serialize_message(info), self._now_ns()
+            f"{self.namespace}/{INFO_TOPIC}", serialize_message(info), self._now_ns(), self._token
         )
+        self._token = ""
         return finished.path
 
     def abort(self) -> str | None:
         """Drop the episode being recorded, if any; returns its id."""
+        self._token = ""
         return self.recorder.abort()

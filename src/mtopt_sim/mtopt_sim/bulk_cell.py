@@ -11,7 +11,8 @@ the episode with `EpisodeRunner` (the protocol's start and steps, `mtopt_policy.
 * `InProcessCell` is the collector's `CollectorPort`: `run_episode` does what the policy node
   does for a `policy/run_episode` goal; `present`, `oracle`, `reset_bin`, `respawn` act on the
   simulated cell (`mtopt_sim.env.MTOptCell`); the bag is written by `CellBagWriter` (the
-  logger's recorder); with an SD checkpoint, `mtopt_sd.grader.Grader` (the SD node's) grades.
+  logger's recorder, recording as `mtopt-sim-collect`, the bags' `closed_by`); with an SD
+  checkpoint, `mtopt_sd.grader.Grader` (the SD node's) grades.
 * `EnvCellPort` is the policy's `CellPort`: the arm and gripper moves are the env's protocol
   moves (`move_by`, `move_to`, `actuate_gripper`), so an episode here has the physics of
   `MTOptCell.reset` / `step` for the same actions; observations are rendered on demand.

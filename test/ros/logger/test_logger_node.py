@@ -2,9 +2,12 @@
 
 Synthetic cell traffic (3 cameras at 30 Hz, joint states, gripper states, policy steps and
 observations) is published in the logger's namespace; the tests check the bags it writes with
-the project reader (rosbags) and independently with the `mcap` library.
+the project reader (rosbags) and independently with the `mcap` library. The test process
+records as the collector would (requester `/cell7/collector`, finishing with the token);
+another process tries to close or relabel that recording and is refused.
 """
 
+import json
 import os
 import re
 import shutil
@@ -36,6 +39,7 @@ NAMESPACE = "/cell7"
 CAMERAS = ("overhead", "left_shoulder", "right_shoulder")
 PUBLISH_HZ = 30.0
 CAMERA_RATE_HZ = 5.0
+REQUESTER = f"{NAMESPACE}/collector"  # who this test records as (the collector's node name)
 
 
 @pytest.fixture
@@ -125,6 +129,7 @@ class CellTraffic:
         self.finish_client = node.create_client(FinishEpisode, "logger/finish")
         self.frame = 0  # camera frame counter, also written into the pixels and header stamp
         self.sent = {"joints": 0, "gripper": 0, "steps": 0, "observations": 0}
+        self.tokens: dict[str, str] = {}  # episode id -> the token its start returned
 
     def wait_for_logger(self, logger: LoggerProcess, timeout=20.0, recording=True) -> None:
         """Until both sides are matched; `recording=False` for a logger that refuses to start."""
@@ -155,7 +160,7 @@ class CellTraffic:
         while recording:
             started = self.start("discovery-check")
             assert started.ok, started.message
-            assert self.finish(EpisodeInfo(), discard=True).ok
+            assert self.finish(EpisodeInfo(episode_id="discovery-check"), discard=True).ok
             if "no publisher yet" not in started.message:
                 break
             assert time.monotonic() < deadline, f"logger never matched: {started.message}"
@@ -166,13 +171,20 @@ class CellTraffic:
         assert future.done(), f"no answer from {client.srv_name}"
         return future.result()
 
-    def start(self, episode_id: str) -> StartEpisode.Response:
-        return self.call(
-            self.start_client, StartEpisode.Request(episode_id=episode_id, cell_id=7, task="t")
+    def start(self, episode_id: str, requester: str = REQUESTER) -> StartEpisode.Response:
+        request = StartEpisode.Request(
+            episode_id=episode_id, cell_id=7, task="t", requester=requester
         )
+        response = self.call(self.start_client, request)
+        if response.ok:
+            self.tokens[episode_id] = response.token
+        return response
 
-    def finish(self, info: EpisodeInfo, discard=False) -> FinishEpisode.Response:
-        return self.call(self.finish_client, FinishEpisode.Request(info=info, discard=discard))
+    def finish(self, info: EpisodeInfo, discard=False, token=None) -> FinishEpisode.Response:
+        """Finish with the token of `info.episode_id`'s start unless `token` is given."""
+        token = self.tokens.get(info.episode_id, "") if token is None else token
+        request = FinishEpisode.Request(info=info, discard=discard, token=token)
+        return self.call(self.finish_client, request)
 
     def publish_for(self, seconds: float) -> None:
         """Cameras and joint states at 30 Hz, gripper at 10 Hz, steps + observations at 5 Hz."""
@@ -244,6 +256,7 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
     assert started.ok, started.message
     assert started.outcome == StartEpisode.Response.OK and started.recording_episode_id == "ep-a"
     assert started.bag_path == str(episodes / "ep-a.part") and Path(started.bag_path).is_dir()
+    assert len(started.token) == 32
     again = traffic.start("ep-b")  # safe behaviour: refuse, keep recording ep-a
     assert not again.ok and "'ep-a' is still recording" in again.message
     assert again.outcome == StartEpisode.Response.ALREADY_RECORDING
@@ -255,6 +268,7 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
     traffic.publish_for(1.5)
     time.sleep(DELIVERY_LAG_S)  # let the last samples arrive before finishing
     info = _episode_info("ep-a")
+    info.closed_by = "whoever"  # the logger writes who started the recording
     finished = traffic.finish(info)
     assert finished.ok, finished.message + logger.log()
     assert finished.outcome == FinishEpisode.Response.OK
@@ -316,6 +330,7 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
 
     stored = by_topic[f"{NAMESPACE}/episode_info"][0].message
     assert (stored.episode_id, stored.task, stored.steps) == ("ep-a", "lift-carrot", 8)
+    assert stored.closed_by == REQUESTER
 
     # --- independently with the mcap library ---
     (mcap_file,) = bag.glob("*.mcap")
@@ -326,8 +341,84 @@ def test_records_one_complete_episode(ros_node, start_logger, tmp_path):
     assert {channel.topic for _, channel, _, _ in decoded} == expected_topics
     (info_record,) = [(m, d) for _, c, m, d in decoded if c.topic.endswith("/episode_info")]
     assert info_record[1].task_names == ["lift-any", "lift-carrot"]
-    # The stored bytes are exactly the EpisodeInfo that was sent.
+    # The stored record is the EpisodeInfo that was sent, closed_by set by the logger.
+    info.closed_by = REQUESTER
     assert deserialize_message(info_record[0].data, EpisodeInfo) == info
+
+
+# Another process on the graph tries to close (or relabel, or drop) the recording episode:
+# with an empty id, with its id and a wrong token, without a token, and to discard it. Prints
+# the outcome of each, and of a start of its own, as one JSON line.
+INTRUDER = """
+import json, sys, time
+import rclpy
+from mtopt_interfaces.msg import EpisodeInfo
+from mtopt_interfaces.srv import FinishEpisode, StartEpisode
+
+namespace, episode_id = sys.argv[1:3]
+rclpy.init()
+node = rclpy.create_node("intruder", namespace=namespace)
+finish = node.create_client(FinishEpisode, "logger/finish")
+start = node.create_client(StartEpisode, "logger/start")
+
+def call(client, request):  # resent until answered (see CellTraffic.wait_for_logger)
+    assert client.wait_for_service(timeout_sec=20)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        future = client.call_async(request)
+        rclpy.spin_until_future_complete(node, future, timeout_sec=1.0)
+        if future.done():
+            return future.result()
+        future.cancel()
+    raise SystemExit("no answer from " + client.srv_name)
+
+forged = EpisodeInfo(episode_id="", task="lift-carrot", steps=8, closed_by=namespace +
+                     "/collector", task_names=["lift-any", "lift-carrot"],
+                     sd_probabilities=[1.0, 1.0], sd_model_version="forged")
+replies = [call(finish, FinishEpisode.Request(info=forged))]
+forged.episode_id = episode_id
+replies.append(call(finish, FinishEpisode.Request(info=forged, token="0" * 32)))
+replies.append(call(finish, FinishEpisode.Request(info=forged)))
+replies.append(call(finish, FinishEpisode.Request(info=forged, discard=True)))
+replies.append(call(start, StartEpisode.Request(episode_id="mine", requester="intruder")))
+print(json.dumps([[r.outcome, r.ok, r.message] for r in replies]))
+"""
+
+
+def test_a_foreign_finish_is_refused_and_the_recording_goes_on(ros_node, start_logger, tmp_path):
+    episodes = tmp_path / "episodes"
+    logger = start_logger(f"episode_dir:={episodes}")
+    traffic = CellTraffic(*ros_node)
+    traffic.wait_for_logger(logger)
+    time.sleep(DELIVERY_LAG_S)  # the discovery check's samples: handled before the start
+    assert traffic.start("ep-c").ok
+    traffic.sent = dict.fromkeys(traffic.sent, 0)
+    traffic.publish_for(0.3)
+    intruder = subprocess.run(
+        [sys.executable, "-c", INTRUDER, NAMESPACE, "ep-c"],
+        capture_output=True, text=True, timeout=60, env=os.environ,
+    )  # fmt: skip
+    assert intruder.returncode == 0, intruder.stderr[-3000:] + logger.log()
+    replies = json.loads(intruder.stdout.strip().splitlines()[-1])
+    bad, busy = FinishEpisode.Response.BAD_REQUEST, StartEpisode.Response.ALREADY_RECORDING
+    assert [(outcome, ok) for outcome, ok, _ in replies] == [(bad, False)] * 4 + [(busy, False)]
+    assert "is not the recording episode" in replies[0][2] and "wrong token" in replies[1][2]
+    assert "no token" in replies[2][2] and "no token" in replies[3][2]
+    assert all("nothing changed" in message for _, _, message in replies[:4])
+    # Still recording ep-c: what is published now is in its bag, closed by its own finish.
+    assert (episodes / "ep-c.part").is_dir() and list_episode_bags(episodes) == []
+    traffic.publish_for(0.3)
+    time.sleep(DELIVERY_LAG_S)
+    finished = traffic.finish(_episode_info("ep-c"))
+    assert finished.ok, finished.message + logger.log()
+    messages = list(read_bag_messages(episodes / "ep-c"))
+    joints = [m for m in messages if m.topic == f"{NAMESPACE}/iiwa/joint_states"]
+    assert len(joints) == traffic.sent["joints"]  # before and after the intruder's calls
+    (info,) = [m.message for m in messages if m.topic == f"{NAMESPACE}/episode_info"]
+    assert (info.closed_by, info.sd_model_version) == (REQUESTER, "sd-test")
+    assert list(info.sd_probabilities) == [0.875, 0.5]  # not the forged labels
+    assert logger.stop() == 0, logger.log()
+    assert logger.log().count("nothing changed") == 4  # each refusal logged
 
 
 def test_kill_mid_episode_leaves_only_complete_bags(ros_node, start_logger, tmp_path):
@@ -377,7 +468,8 @@ def test_start_names_topics_that_have_no_publisher(ros_node, start_logger, tmp_p
     response = None
     while response is None:  # resent until answered (see CellTraffic.wait_for_logger)
         assert time.monotonic() < deadline, logger.log()
-        future = start_client.call_async(StartEpisode.Request(episode_id="ep1", task="t"))
+        request = StartEpisode.Request(episode_id="ep1", task="t", requester=REQUESTER)
+        future = start_client.call_async(request)
         executor.spin_until_future_complete(future, timeout_sec=2.0)
         response = future.result() if future.done() else None
     if not response.ok:  # an earlier, unanswered try started it

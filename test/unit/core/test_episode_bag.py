@@ -55,6 +55,7 @@ def _info(ns):
         terminated=True,
         aborted=False,
         abort_reason="",
+        closed_by="/cell3/collector",
         task_names=["lift-any", "lift-carrot"],
         sd_probabilities=np.array([0.9, 0.8], np.float32),
         sd_model_version="sd-1",

@@ -90,12 +90,14 @@ def write_episode_bag(
     reverse_task_names: bool = False,
     info_steps: int | None = None,
     skip_step_messages: int = 0,
+    closed_by: str = "/cell0/collector",
 ) -> WrittenEpisode:
     """Write one complete episode bag `<directory>/<episode_id>` (see the module docstring).
 
     `success` sets the per-task outcome (SD probability 0.9 / 0.1 and oracle True / False;
     tasks not listed get probability 0.2 / oracle False). `info_steps` and
-    `skip_step_messages` produce inconsistent bags.
+    `skip_step_messages` produce inconsistent bags. `closed_by` is who recorded it (the
+    logger writes the collector's node name).
     """
     rng = np.random.default_rng(seed)
     success = success if success is not None else {task: True}
@@ -160,7 +162,7 @@ def write_episode_bag(
             weights_sha256="", epsilon=np.float32(1.0),
             steps=steps if info_steps is None else info_steps, terminated=True,
             aborted=aborted, abort_reason="camera overhead stale for 1.3 s" if aborted else "",
-            task_names=names,
+            closed_by=closed_by, task_names=names,
             sd_probabilities=np.array(out.sd_probabilities if graded else [], np.float32),
             sd_model_version="sd-test" if graded else "", has_oracle=has_oracle,
             oracle_success=np.array(out.oracle_success if has_oracle else [], bool),
