@@ -1,4 +1,5 @@
-"""The bin reset sequence (tilt, hold, return) on any `BinMotor`, with timeouts (no ROS here)."""
+"""The bin reset sequence (tilt, hold, return) on any `BinMotor`, with timeouts, the goal bounds
+(`resolve_goal`) and the arm-interlock stop (no ROS here)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,57 @@ class ResetResult:
 class _Abort(Exception):
     """Ends the sequence early with a result."""
 
-    def __init__(self, outcome: ResetOutcome, message: str):
+    def __init__(self, outcome: ResetOutcome, message: str, return_bin: bool = False):
         super().__init__(message)
         self.outcome = outcome
         self.message = message
+        self.return_bin = return_bin  # bring the bin back to level and watch it get there
+
+
+class GoalRejected(ValueError):
+    """A reset goal outside the configured bounds; the message says which value and why."""
+
+
+@dataclass(frozen=True)
+class ResetGoal:
+    """A reset goal's physical values (defaults resolved, bounds checked)."""
+
+    tilt_angle: float  # [rad]
+    hold_time: float  # [s]
+    timeout: float  # [s]
+
+
+def resolve_goal(
+    config: ResetBinConfig, tilt_angle: float, hold_time: float, timeout: float
+) -> ResetGoal:
+    """A ResetBin goal's values -> physical values, as the action file defines them:
+    tilt_angle <= 0, hold_time < 0 and timeout <= 0 select the configured defaults.
+
+    Raises GoalRejected for a non-finite value, a tilt above `max_tilt_angle` (or below
+    `min_angle`), a hold time above `max_hold_time` or a timeout above `max_timeout`.
+    """
+    cfg = config
+    for name, value in (
+        ("tilt_angle", tilt_angle),
+        ("hold_time", hold_time),
+        ("timeout", timeout),
+    ):
+        if not math.isfinite(value):
+            raise GoalRejected(f"{name} {value} is not finite")
+    tilt = tilt_angle if tilt_angle > 0 else cfg.tilt_angle
+    hold = hold_time if hold_time >= 0 else cfg.hold_time
+    limit = timeout if timeout > 0 else cfg.timeout
+    if tilt > cfg.max_tilt_angle:
+        raise GoalRejected(
+            f"tilt_angle {tilt:g} rad is above max_tilt_angle {cfg.max_tilt_angle:g}"
+        )
+    if tilt < cfg.min_angle:
+        raise GoalRejected(f"tilt_angle {tilt:g} rad is below min_angle {cfg.min_angle:g}")
+    if hold > cfg.max_hold_time:
+        raise GoalRejected(f"hold_time {hold:g} s is above max_hold_time {cfg.max_hold_time:g}")
+    if limit > cfg.max_timeout:
+        raise GoalRejected(f"timeout {limit:g} s is above max_timeout {cfg.max_timeout:g}")
+    return ResetGoal(tilt, hold, limit)
 
 
 class ResetSequence:
@@ -47,6 +95,9 @@ class ResetSequence:
     is left alone); TIMEOUT when the whole reset exceeds its timeout or the motor gives no
     usable answer for `config.comm_timeout` (the bin is then told to return to level, once,
     best effort). `should_cancel` is polled too; a cancel also returns the bin to level.
+    `arm_check` (the arm interlock, "" = the arm is safe, else why not) is polled with every
+    motor poll: when it objects, the reset stops with FAULT and the bin is brought back to level
+    (commanded, and watched until level, a motor fault, silence or a return-time limit).
     """
 
     def __init__(
@@ -72,6 +123,7 @@ class ResetSequence:
         timeout: float,
         feedback: Callable[[str, MotorReading], None] = lambda phase, reading: None,
         should_cancel: Callable[[], bool] = lambda: False,
+        arm_check: Callable[[], str] = lambda: "",
     ) -> ResetResult:
         """One reset. Arguments are physical values (the node resolves goal defaults)."""
         cfg = self.config
@@ -86,6 +138,7 @@ class ResetSequence:
         self._deadline, self._timeout = start + timeout, timeout
         self._last_contact = start
         self._feedback, self._should_cancel = feedback, should_cancel
+        self._arm_check = arm_check
         try:
             reading = self._read_with_retry("start")
             if reading.fault:
@@ -105,9 +158,12 @@ class ResetSequence:
                 confirmed = self._poll("hold") is not None or confirmed
             self._move("return", cfg.level_angle)
         except _Abort as abort:
-            if abort.outcome in (ResetOutcome.TIMEOUT, ResetOutcome.CANCELED):
+            message = abort.message
+            if abort.return_bin:
+                message += self._return_to_level()
+            elif abort.outcome in (ResetOutcome.TIMEOUT, ResetOutcome.CANCELED):
                 self._best_effort_level()
-            return ResetResult(abort.outcome, self._last_angle, abort.message)
+            return ResetResult(abort.outcome, self._last_angle, message)
         return ResetResult(
             ResetOutcome.DONE,
             self._last_angle,
@@ -168,6 +224,13 @@ class ResetSequence:
         now = self._clock()
         if self._should_cancel():
             raise _Abort(ResetOutcome.CANCELED, f"canceled during {phase}")
+        unsafe = self._arm_check()
+        if unsafe:
+            raise _Abort(
+                ResetOutcome.FAULT,
+                f"interlock stopped the reset during {phase}: {unsafe}",
+                return_bin=True,
+            )
         silent_for = now - self._last_contact
         if silent_for > self.config.comm_timeout:
             raise _Abort(
@@ -185,3 +248,36 @@ class ResetSequence:
     def _best_effort_level(self) -> None:
         with contextlib.suppress(MotorTimeout, MotorFault):
             self.motor.command(self.config.level_angle, self.config.velocity)
+
+    def _return_to_level(self) -> str:
+        """After an interlock stop: command level and watch the hinge get there. Returns what
+        happened, as a suffix of the result message. Ends at a motor fault, a silent motor
+        (`comm_timeout`), a cancel, or after a full-range return at `velocity` plus
+        `comm_timeout` (the reset's own deadline may have passed already)."""
+        cfg = self.config
+        try:
+            self.motor.command(cfg.level_angle, cfg.velocity)
+        except (MotorTimeout, MotorFault) as exc:
+            return f"; the bin could not be told to return to level: {exc}"
+        now = self._clock()
+        self._last_contact = now
+        end = now + (cfg.max_angle - cfg.min_angle) / cfg.velocity + cfg.comm_timeout
+        while True:
+            now = self._clock()
+            if self._should_cancel():
+                return "; canceled while the bin returns to level"
+            if now - self._last_contact > cfg.comm_timeout:
+                return "; the bin was told to return to level (no motor answer since)"
+            if now > end:
+                return f"; the bin did not get back to level (at {self._last_angle:.3f} rad)"
+            self._sleep(1.0 / cfg.poll_rate)
+            try:
+                reading = self.motor.read()
+            except MotorTimeout:
+                continue
+            self._accept(reading)
+            if reading.fault:
+                return f"; motor fault while returning to level: {reading.message}"
+            self._feedback("return", reading)
+            if abs(reading.angle - cfg.level_angle) <= cfg.angle_tolerance:
+                return "; the bin returned to level"

@@ -3,18 +3,22 @@
 sim backend: publishes `reset_bin/motor` (BinMotorCommand), reads `reset_bin/state`
 (BinMotorState) from the simulated cell. serial backend: talks to a motor controller over a
 serial line (see README.md) and publishes what it reads on `reset_bin/state` during resets.
-One reset at a time: goals that arrive while one runs are rejected.
+One reset at a time: goals that arrive while one runs are rejected, as are goals outside the
+configured bounds (`max_tilt_angle`, `max_hold_time`, `max_timeout`) and, with `interlock`
+true, goals while `iiwa/joint_states` (sensor_msgs/JointState, subscribed) does not show the
+arm fresh at one of `safe_poses`; a running reset that loses that stops (FAULT) and returns
+the bin to level. The logic is in `reset.py` (sequence, goal bounds) and `interlock.py`.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
+from sensor_msgs.msg import JointState
 
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
@@ -22,8 +26,9 @@ from mtopt_bridge.qos import STATE_QOS
 from mtopt_interfaces.action import ResetBin
 from mtopt_interfaces.msg import BinMotorCommand, BinMotorState
 from mtopt_reset_bin.config import ResetBinConfig
+from mtopt_reset_bin.interlock import ArmInterlock
 from mtopt_reset_bin.motor import BinMotor, MotorReading, SimBinMotor
-from mtopt_reset_bin.reset import ResetOutcome, ResetSequence
+from mtopt_reset_bin.reset import GoalRejected, ResetOutcome, ResetSequence, resolve_goal
 from mtopt_reset_bin.serial_motor import SerialBinMotor
 
 # State is read best-effort: that matches both reliable and best-effort publishers.
@@ -60,6 +65,22 @@ class ResetBinNode(Node):
                 cfg.serial_port, cfg.serial_baudrate, cfg.request_timeout, cfg.serial_checksum
             )
             self._state_pub = self.create_publisher(BinMotorState, "reset_bin/state", 10)
+        self.interlock: ArmInterlock | None = None
+        if cfg.interlock:
+            self.interlock = ArmInterlock.from_config(cfg)
+            self._warned_names = False
+            self.create_subscription(
+                JointState,
+                "iiwa/joint_states",
+                self._on_joint_state,
+                STATE_QOS,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )
+        else:
+            self.get_logger().warning(
+                "interlock is off: resets do not check where the arm is (bench setups without "
+                "an arm only)"
+            )
         self._server = ActionServer(
             self,
             ResetBin,
@@ -70,26 +91,32 @@ class ResetBinNode(Node):
             callback_group=ReentrantCallbackGroup(),
         )
 
-    def _resolve(self, goal) -> tuple[float, float, float]:
-        cfg = self.config
-        tilt = goal.tilt_angle if goal.tilt_angle > 0 else cfg.tilt_angle
-        hold = goal.hold_time if goal.hold_time >= 0 else cfg.hold_time
-        timeout = goal.timeout if goal.timeout > 0 else cfg.timeout
-        return tilt, hold, timeout
+    def _on_joint_state(self, msg: JointState) -> None:
+        if self.interlock.on_joint_state(msg.name, msg.position) or self._warned_names:
+            return
+        if self.interlock.names_missing:
+            self._warned_names = True
+            self.get_logger().warning(
+                f"iiwa/joint_states lacks {self.interlock.names_missing} (got "
+                f"{list(msg.name)}); ignoring such messages (see parameter joint_names)"
+            )
+
+    def _arm_check(self) -> str:
+        """The interlock's objection ("" = the arm is safe or the interlock is off)."""
+        return "" if self.interlock is None else self.interlock.check()
 
     def _check_goal(self, goal) -> GoalResponse:
-        values = (goal.tilt_angle, goal.hold_time, goal.timeout)
-        if not all(math.isfinite(v) for v in values):
-            self.get_logger().warning(f"reset: rejecting non-finite goal {values}")
-            return GoalResponse.REJECT
-        tilt, _, _ = self._resolve(goal)
-        if tilt > self.config.max_angle:
-            self.get_logger().warning(
-                f"reset: rejecting tilt_angle {tilt} above max_angle {self.config.max_angle}"
-            )
+        try:
+            resolve_goal(self.config, goal.tilt_angle, goal.hold_time, goal.timeout)
+        except GoalRejected as exc:
+            self.get_logger().warning(f"reset: rejecting the goal: {exc}")
             return GoalResponse.REJECT
         if self._busy.locked():
             self.get_logger().warning("reset: rejecting a goal while a reset runs")
+            return GoalResponse.REJECT
+        unsafe = self._arm_check()
+        if unsafe:
+            self.get_logger().warning(f"reset: rejecting the goal: {unsafe}")
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
@@ -100,8 +127,16 @@ class ResetBinNode(Node):
             result.outcome, result.message = ResetBin.Result.OUTCOME_FAULT, "another reset runs"
             return result
         try:
-            tilt, hold, timeout = self._resolve(goal_handle.request)
-            self.get_logger().info(f"reset: tilt {tilt:.3f} rad, hold {hold:.2f} s")
+            request = goal_handle.request
+            goal = resolve_goal(
+                self.config, request.tilt_angle, request.hold_time, request.timeout
+            )
+            arm = "interlock off"
+            if self.interlock is not None:
+                arm = f"arm within {self.interlock.margin():.3f} rad of a safe pose"
+            self.get_logger().info(
+                f"reset: tilt {goal.tilt_angle:.3f} rad, hold {goal.hold_time:.2f} s ({arm})"
+            )
 
             def feedback(phase: str, reading: MotorReading) -> None:
                 msg = ResetBin.Feedback(phase=phase, angle=reading.angle)
@@ -118,11 +153,12 @@ class ResetBinNode(Node):
 
             sequence = ResetSequence(self.motor, self.config)
             outcome = sequence.run(
-                tilt,
-                hold,
-                timeout,
+                goal.tilt_angle,
+                goal.hold_time,
+                goal.timeout,
                 feedback=feedback,
                 should_cancel=lambda: goal_handle.is_cancel_requested or not self.context.ok(),
+                arm_check=self._arm_check,
             )
         finally:
             self._busy.release()
@@ -156,8 +192,8 @@ class ResetBinNode(Node):
 
 def main(args=None) -> int:
     """Run the node until interrupted (exit code 2 on invalid parameters)."""
-    # The reset goal blocks a thread while motor feedback keeps arriving.
-    return run_node(ResetBinNode, "reset_bin", threads=3, args=args)
+    # The reset goal blocks a thread while motor feedback and joint states keep arriving.
+    return run_node(ResetBinNode, "reset_bin", threads=4, args=args)
 
 
 if __name__ == "__main__":

@@ -46,9 +46,13 @@ class RunnerConfig:
     fast_chunk_wall: float = 0.02  # fast mode: wall time per tick before yielding [s]
     max_lag: float = 0.25  # realtime: re-anchor when sim time lags the wall more [s]
     #: Limits a commanded joint trajectory must keep, as a real arm's controller enforces its
-    #: own (None: unchecked): the iiwa14's position and velocity limits and the documented
-    #: acceleration limit, without the controller's margins.
-    joint_limits: JointLimits | None = field(default_factory=JointLimits)
+    #: own (None: unchecked): the iiwa14's position and velocity limits, without the arm
+    #: controller's margins. Accelerations are the controller's to keep (it plans with them):
+    #: here a trajectory starts from the lagging setpoint, so its first corner would count a
+    #: spurious acceleration (go_home was refused at 10.08 > 10 rad/s^2).
+    joint_limits: JointLimits | None = field(
+        default_factory=lambda: JointLimits(acceleration=None)
+    )
     #: A trajectory starts from the commanded position; its first step is excused this much
     #: [rad]: the measured position a client plans from lags the setpoint (about 0.04 rad at
     #: full speed), a jump beyond it at t = 0 is refused.

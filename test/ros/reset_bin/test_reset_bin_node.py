@@ -1,5 +1,6 @@
 """reset_bin node over real DDS: serial backend against the fake controller on a pty, and the
-sim backend against a small topic-level hinge written here."""
+sim backend against a small topic-level hinge written here. Bench graphs without an arm:
+`interlock` is off (test_interlock_processes.py runs the node with it)."""
 
 import threading
 import time
@@ -108,6 +109,7 @@ def serial_graph():
                 comm_timeout=1.5,
                 request_timeout=0.1,
                 shakes=0,
+                interlock=False,
             ),
         ),
     )
@@ -181,6 +183,10 @@ def test_goal_timeout_and_rejections(serial):
     assert elapsed < 0.8
     status, *_ = graph.reset(tilt=3.2)  # above max_angle 3.0: rejected
     assert status is None
+    status, *_ = graph.reset(tilt=0.5, hold=30.0)  # above max_hold_time 5.0: rejected
+    assert status is None
+    status, *_ = graph.reset(tilt=0.5, timeout=float("inf"))
+    assert status is None
 
 
 class TopicHinge(Node):
@@ -222,7 +228,12 @@ def test_sim_backend_drives_the_topics():
             context=ctx,
             namespace=ns,
             parameter_overrides=_params(
-                backend="sim", velocity=4.0, hold_time=0.1, shakes=2, shake_amplitude=0.3
+                backend="sim",
+                velocity=4.0,
+                hold_time=0.1,
+                shakes=2,
+                shake_amplitude=0.3,
+                interlock=False,
             ),
         ),
         make_hinge,

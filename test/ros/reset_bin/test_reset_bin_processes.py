@@ -62,6 +62,8 @@ def test_console_scripts_reset_and_fault(tmp_path):
                 # 1 s a real motor controller may go silent; the timeout logic is unit-tested.
                 "-p",
                 "comm_timeout:=3.0",
+                "-p",
+                "interlock:=false",  # a bench setup: no arm
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -221,6 +221,17 @@ def test_config_validation_names_the_parameter():
         ("hold_time", -1.0, "hold_time"),
         ("comm_timeout", 0.1, "comm_timeout"),
         ("min_angle", 3.0, "min_angle"),
+        ("max_tilt_angle", 3.1, "max_tilt_angle"),
+        ("max_tilt_angle", 0.9, "tilt_angle 1.0 is above max_tilt_angle"),
+        ("max_hold_time", float("inf"), "max_hold_time"),
+        ("max_hold_time", 0.1, "hold_time 0.2 is above max_hold_time"),
+        ("max_timeout", 5.0, "timeout 10.0 is above max_timeout"),
+        ("safe_poses", (0.0,) * 8, "safe_poses"),
+        ("safe_poses", (), "safe_poses"),
+        ("safe_poses", (float("nan"),) * 7, "safe_poses"),
+        ("safe_pose_tolerance", 0.0, "safe_pose_tolerance"),
+        ("joint_state_timeout_s", -1.0, "joint_state_timeout_s"),
+        ("joint_names", ("a",) * 7, "joint_names"),
     ]:
         with pytest.raises(ConfigError, match=match):
             dataclasses.replace(CFG, **{field: value}).validate()
@@ -232,4 +243,5 @@ def test_config_file_matches_the_dataclass_defaults():
     assert set(params) == {f.name for f in dataclasses.fields(ResetBinConfig)}
     defaults = ResetBinConfig()
     for name, value in params.items():
-        assert getattr(defaults, name) == value, name
+        default = getattr(defaults, name)
+        assert (list(default) if isinstance(default, tuple) else default) == value, name
