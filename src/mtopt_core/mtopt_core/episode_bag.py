@@ -34,6 +34,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from mtopt_core.atomic_io import fsync_dir
+from mtopt_core.episodes import episode_id_problem
 
 PART_SUFFIX = ".part"
 INTERFACES_PACKAGE = "mtopt_interfaces"
@@ -96,8 +97,9 @@ class EpisodeBagWriter:
     def __init__(
         self, episode_dir: Path | str, episode_id: str, typestore: Typestore | None = None
     ):
-        if not episode_id or "/" in episode_id or episode_id.endswith(PART_SUFFIX):
-            raise ValueError(f"invalid episode id {episode_id!r}")
+        problem = episode_id_problem(episode_id)
+        if problem:  # the id becomes a directory name
+            raise ValueError(f"invalid episode id {episode_id!r}: {problem}")
         self.episode_dir = Path(episode_dir)
         self.episode_id = episode_id
         self.final_path = self.episode_dir / episode_id
