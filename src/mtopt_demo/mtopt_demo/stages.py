@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,11 @@ class WeightsAnnouncer:
     """Publishes one WeightsUpdate for a checkpoint on a topic with `mtopt_bridge.qos.
     WEIGHTS_QOS` (reliable, transient_local, depth 1: what learner_node publishes and the
     policy subscribes with), so a policy that starts later still gets it. A private rclpy
-    context, spun in a thread, for as long as the `with` block runs."""
+    context, spun in a thread, for as long as the `with` block runs.
+
+    The version is the checkpoint's training step (a policy refuses a version above it); the
+    run id is a fresh random one (`run_id`): an announcement is a run of its own, so a policy
+    loads it whatever version it holds from an earlier run."""
 
     def __init__(self, topic: str, checkpoint: Path):
         from mtopt_core.checkpoint import read_checkpoint
@@ -243,6 +248,7 @@ class WeightsAnnouncer:
         self.topic = topic
         self.path = str(Path(checkpoint).resolve())
         self.version = ckpt.step
+        self.run_id = uuid.uuid4().hex
         self.sha256 = ckpt.file_sha256
         self.preset = preset_name(ckpt.qnet_config)
         self.task_names = list(ckpt.task_names)
@@ -260,6 +266,7 @@ class WeightsAnnouncer:
         publisher = self.node.create_publisher(WeightsUpdate, self.topic, WEIGHTS_QOS)
         msg = WeightsUpdate(
             path=self.path,
+            run_id=self.run_id,
             version=self.version,
             sha256=self.sha256,
             model_preset=self.preset,

@@ -5,8 +5,14 @@ Layout under a run directory OUT (the same for `mtopt-learn`, its Ray backend an
 
     OUT/checkpoints/qnet_<step>.ckpt (+ .sha256)   weights, target networks, optimizer
     OUT/checkpoints/latest                         the newest file's name (written atomically)
+    OUT/checkpoints/run_id                         the run's identity (`run_identity`)
 
 Only the newest `keep` checkpoints are kept.
+
+The run id names one learner run: the checkpoints' steps are the versions its WeightsUpdates
+announce, and policies order versions only within a run id (mtopt_policy.policy.WeightsSlot).
+A new run gets a fresh random id; a resumed run (a restart over the same OUT, `--resume`)
+keeps the stored one, so its numbering goes on under the same id.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +30,10 @@ from mtopt_learner.errors import LearnError
 
 CHECKPOINT_DIR = "checkpoints"
 LATEST = "latest"
+RUN_ID = "run_id"
 KEEP_CHECKPOINTS = 3
 _CKPT_NAME = re.compile(r"^qnet_(\d+)\.ckpt$")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def checkpoint_steps(ckpt_dir: Path) -> list[tuple[int, Path]]:
@@ -67,6 +76,38 @@ def resume_point(out_dir: Path, resume: bool) -> Path | None:
             " another --out"
         )
     return latest
+
+
+def new_run_id() -> str:
+    """A fresh random run id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+def read_run_id(out_dir: Path) -> str | None:
+    """The run id stored in OUT/checkpoints/run_id; None when there is none or it is not one."""
+    try:
+        text = (Path(out_dir) / CHECKPOINT_DIR / RUN_ID).read_text(errors="replace").strip()
+    except OSError:
+        return None
+    return text if _RUN_ID.match(text) else None
+
+
+def run_identity(out_dir: Path, resumed: bool) -> tuple[str, bool]:
+    """(run id, whether it was kept) of the run over `out_dir` that starts now.
+
+    A resumed run keeps its stored id. A new run, or a resumed one without a stored id (a run
+    directory from before run ids, or one written by `mtopt-learn`), gets a fresh id, stored
+    atomically before any checkpoint is announced.
+    """
+    if resumed:
+        stored = read_run_id(out_dir)
+        if stored is not None:
+            return stored, True
+    run_id = new_run_id()
+    ckpt_dir = Path(out_dir) / CHECKPOINT_DIR
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(ckpt_dir / RUN_ID, f"{run_id}\n".encode())
+    return run_id, False
 
 
 class CheckpointWriter:

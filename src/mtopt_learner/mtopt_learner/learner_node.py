@@ -10,14 +10,17 @@ writes a checkpoint every `checkpoint_every` steps. Each checkpoint is announced
                     subscribe to when launched with `weights_topic:=/policy/weights`
                     (launch/sim_learning.launch.yaml does).
 
-A restarted node resumes from `out_dir` (latest checkpoint + LogReplay ledger) and announces
-the resumed checkpoint once. A status line is logged every `status_every_s`. With `max_steps`
-> 0 the node exits 0 once the run reaches that many steps (mark it `on_exit: shutdown` in a
-launch file); SIGINT writes a checkpoint of the current step first. With `wait_for_data` false
-(a finished bag directory, launch/offline_learning.launch.yaml) it exits 2 when the bags give
-fewer than `min_episodes` usable episodes, with `mtopt-learn`'s message. Exit codes: 0 (done or
-stopped), 1 (training failed, e.g. a non-finite loss), 2 (bad parameters, a run directory that
-cannot be resumed, or no usable data).
+Every WeightsUpdate carries the run's `run_id` (`mtopt_learner.checkpoints.run_identity`): a
+new run picks a random one and stores it in `out_dir/checkpoints/run_id`; policies order
+versions (training steps) only within a run id. A restarted node resumes from `out_dir`
+(latest checkpoint + LogReplay ledger), keeps the stored run id (its versions go on under it)
+and announces the resumed checkpoint once. A status line is logged every `status_every_s`.
+With `max_steps` > 0 the node exits 0 once the run reaches that many steps (mark it
+`on_exit: shutdown` in a launch file); SIGINT writes a checkpoint of the current step first.
+With `wait_for_data` false (a finished bag directory, launch/offline_learning.launch.yaml) it
+exits 2 when the bags give fewer than `min_episodes` usable episodes, with `mtopt-learn`'s
+message. Exit codes: 0 (done or stopped), 1 (training failed, e.g. a non-finite loss), 2 (bad
+parameters, a run directory that cannot be resumed, or no usable data).
 
 Parameters: `mtopt_learner.config.LearnerConfig` (config/learner.yaml).
 """
@@ -35,6 +38,7 @@ from mtopt_bridge.qos import WEIGHTS_QOS
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_core.tasks import TaskRegistryError
 from mtopt_interfaces.msg import WeightsUpdate
+from mtopt_learner.checkpoints import run_identity
 from mtopt_learner.config import LearnerConfig, LearnerConfigError
 from mtopt_learner.errors import LearnError
 from mtopt_learner.learner import Learner, WeightsPublished
@@ -57,6 +61,9 @@ class LearnerNode(Node):
         log.info(f"parameters: {describe_config(self.config)}")
         try:
             self.learner = Learner(self.config, log=log)
+            resumed = self.learner.resumed_from is not None
+            #: Identity of this learner run, sent in every WeightsUpdate (kept on resume).
+            self.run_id, kept = run_identity(self.learner.out_dir, resumed)
         except (LearnError, CheckpointError, TaskRegistryError, OSError) as exc:
             raise ConfigError(
                 f"cannot start the run in out_dir {self.config.out_dir}: {exc}"
@@ -67,9 +74,13 @@ class LearnerNode(Node):
         self._stop = threading.Event()
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="learner", daemon=True)
+        how = "kept from the resumed run" if kept else "new"
+        if resumed and not kept:
+            how = "new: the resumed run directory had none"
         log.info(
             f"watching {self.learner.bag_dir} for episode bags; run directory "
-            f"{self.learner.out_dir}; weights on {self.weights_pub.topic_name}"
+            f"{self.learner.out_dir} (run id {self.run_id}, {how}); weights on "
+            f"{self.weights_pub.topic_name}"
         )
         self._worker.start()
 
@@ -94,6 +105,7 @@ class LearnerNode(Node):
         """Announce a checkpoint as a WeightsUpdate."""
         msg = WeightsUpdate(
             path=event.path,
+            run_id=self.run_id,
             version=event.version,
             sha256=event.sha256,
             model_preset=event.model_preset,

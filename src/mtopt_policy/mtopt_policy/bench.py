@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -119,7 +120,12 @@ def run(episodes: int, use_weights: bool, use_sd: bool, timeout_s: float) -> dic
         pub = node.create_publisher(WeightsUpdate, "policy/weights", WEIGHTS_QOS)
         pub.publish(
             WeightsUpdate(
-                path=str(path), version=1, sha256=sha, model_preset="small", task_names=names
+                path=str(path),
+                run_id=uuid.uuid4().hex,  # a run of its own
+                version=1,  # the step _write_weights records (a policy refuses a higher one)
+                sha256=sha,
+                model_preset="small",
+                task_names=names,
             )
         )
     executor = SingleThreadedExecutor()

@@ -4,6 +4,7 @@ parameters (`mtopt_bridge.params.declare_config`). Lengths in m, angles in rad, 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, fields
 
 from mtopt_bridge.params import ConfigError
@@ -74,6 +75,23 @@ class PolicyConfig:
     torch_threads: int = 1
     #: Largest weights file loaded [MB]; a larger one is refused before it is read.
     max_weights_mb: float = 64.0
+    #: Directories weights may be loaded from: a WeightsUpdate's path must name a regular file
+    #: inside one of them after symlinks and `..` are resolved (a path or symlink leading
+    #: elsewhere is refused before the file is opened). Empty = no directory restriction (any
+    #: absolute path; the node warns at start): then anyone who can publish on policy/weights
+    #: and write a file anywhere the node can read chooses its weights. A cell should list the
+    #: learner's checkpoint directory (<out_dir>/checkpoints) and the released models; the
+    #: package README, section "Weights trust", says what else an operator must do.
+    weights_dirs: tuple[str, ...] = ()
+    #: Reading and verifying one weights file (locating, sha256, integrity, building the
+    #: network) must finish within this long [s], else the update is refused and the old
+    #: weights stay (a hung network file system cannot stall the node's weights updates).
+    weights_load_timeout_s: float = 30.0
+    #: Versions are ordered within a learner run (WeightsUpdate.run_id): an update of the
+    #: newest weights' run must be newer by at most this many versions (training steps); a
+    #: larger jump is refused, so a stray huge version cannot block the learner's later
+    #: updates. An update of another run id starts that run's numbering afresh.
+    max_version_jump: int = 10_000_000
     #: Skills whose episodes start above the left bin and whose scripted policy is the place;
     #: every other skill starts above the right bin with the scripted pick.
     place_skills: tuple[str, ...] = ("object_manipulation",)
@@ -149,6 +167,7 @@ class PolicyConfig:
             "result_timeout_s",
             "start_height",
             "start_yaw_speed_rps",
+            "weights_load_timeout_s",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"parameter {name} must be > 0, got {getattr(self, name)}")
@@ -175,7 +194,18 @@ class PolicyConfig:
             raise ConfigError(
                 f"parameter max_weights_mb must be a number > 0, got {self.max_weights_mb}"
             )
-        for name in ("cem_population", "cem_elites", "cem_iterations", "torch_threads"):
+        for item in self.weights_dirs:
+            if not item.strip() or not os.path.isabs(os.path.expanduser(item)):
+                raise ConfigError(
+                    f"parameter weights_dirs must list absolute directories, got {item!r}"
+                )
+        for name in (
+            "cem_population",
+            "cem_elites",
+            "cem_iterations",
+            "torch_threads",
+            "max_version_jump",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"parameter {name} must be >= 1, got {getattr(self, name)}")
         if self.cem_elites > self.cem_population:

@@ -1,7 +1,8 @@
 """The policy of an MT-Opt cell as plain classes (no rclpy): what `policy_node` runs.
 
-* `WeightsSlot`: verifies announced Q-network checkpoints (file sha256, integrity, NaN/Inf, task
-  list, image size) and keeps the newest good one as *pending*; `swap()` installs it between
+* `WeightsSlot`: verifies announced Q-network checkpoints (version order within a learner run,
+  location inside `weights_dirs`, file sha256, integrity, NaN/Inf, task list, image size, all
+  within a time limit) and keeps the newest good one as *pending*; `swap()` installs it between
   episodes. A refused checkpoint leaves the current weights in place.
 * `EpisodePlanner`: per episode, picks who acts (the configured mix: scripted pick/place by the
   task's skill with probability `scripted_fraction`, else CEM over the current Q-network with
@@ -19,17 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from mtopt_core.action import ACTION_DIM, GRIPPER, TERMINATE, ActionSpec
 from mtopt_core.cem import CEMConfig, CEMPolicy
-from mtopt_core.checkpoint import CheckpointError, qnet_from_checkpoint
+from mtopt_core.checkpoint import CheckpointError, qnet_from_checkpoint, sidecar_path
 from mtopt_core.tasks import TaskRegistry
 from mtopt_policy.config import POLICY_KINDS, PolicyConfig
 from mtopt_policy.inputs import StaleInputError
@@ -58,6 +63,25 @@ class WeightsRefused(ValueError):
         super().__init__(reason)
 
 
+#: A weights load that overran `weights_load_timeout_s` is abandoned, but its thread cannot be
+#: killed; while this many abandoned loads still run, further updates are refused at once.
+MAX_ABANDONED_LOADS = 2
+#: Largest `.sha256` sidecar read next to a checkpoint [bytes] (it holds one hash and a name).
+MAX_SIDECAR_BYTES = 4096
+#: Longest run id accepted (the learner sends 32 hex digits).
+MAX_RUN_ID_CHARS = 128
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def shown(text: str, limit: int = 200) -> str:
+    """`text` for a log line: as is when short and printable, else quoted and cut (a path or
+    run id from a message must not forge log lines)."""
+    if len(text) <= limit and text.isprintable():
+        return text
+    cut = text[:limit]
+    return repr(cut) + ("..." if len(text) > limit else "")
+
+
 @dataclass
 class LoadedWeights:
     """A verified Q-network and what identifies it."""
@@ -66,10 +90,32 @@ class LoadedWeights:
     sha256: str
     path: str
     policy: CEMPolicy
+    run_id: str = ""  # the learner run the version belongs to (WeightsUpdate.run_id)
 
 
 class WeightsSlot:
-    """Current and pending Q-network weights (thread-safe; swapped only between episodes)."""
+    """Current and pending Q-network weights (thread-safe; swapped only between episodes).
+
+    What `offer` accepts (README "Weights trust"), checked in this order, cheap checks first:
+
+    * **Ordering.** Versions are ordered only within one learner run (`run_id`). An update of
+      the run of the newest weights must be newer, by at most `max_version_jump`; an update of
+      another run id replaces that run (a new learner run restarts numbering), whatever its
+      version. Only the newest run is remembered.
+    * **Location.** The path, after resolving symlinks and `..`, must name a regular file
+      inside one of `weights_dirs` (empty: anywhere); a `.sha256` sidecar next to it must be a
+      small regular file inside them too, holding a sha256. (policy_node also requires the
+      announced path to be absolute, as WeightsUpdate says.)
+    * **Content.** Size limit, the announced sha256, integrity, finiteness, task list, image
+      size; and for an update from the network (`announced`) the version may not exceed the
+      training step recorded in the file (which the sha256 covers; the learner announces
+      version = step). Location and content checks must end within `load_timeout_s` (None: no
+      limit).
+
+    Together: with `weights_dirs` holding only files the learner wrote, a stray or hostile
+    update can at worst re-announce an older checkpoint under its own (lower) step, and the
+    learner's next update replaces it; a huge version cannot pin the cell.
+    """
 
     def __init__(
         self,
@@ -78,15 +124,22 @@ class WeightsSlot:
         cem: CEMConfig,
         seed: int,
         max_bytes: int = 64 * 1024**2,
+        weights_dirs: Sequence[str] = (),
+        load_timeout_s: float | None = None,
+        max_version_jump: int = PolicyConfig.max_version_jump,
     ):
         self.task_names = tuple(task_names)
         self.max_bytes = int(max_bytes)
         self.image_size = image_size
         self.cem = cem
         self.seed = seed
+        self.weights_dirs = tuple(str(d) for d in weights_dirs)
+        self.load_timeout_s = load_timeout_s
+        self.max_version_jump = int(max_version_jump)
         self._lock = threading.Lock()
         self.current: LoadedWeights | None = None
         self._pending: LoadedWeights | None = None
+        self._abandoned = 0  # loads past their time limit that are still running
 
     def newest(self) -> LoadedWeights | None:
         """The pending weights if any, else the current ones."""
@@ -94,31 +147,45 @@ class WeightsSlot:
             return self._pending or self.current
 
     def offer(
-        self, path: str, version: int, sha256: str, task_names: Sequence[str] = ()
+        self,
+        path: str,
+        version: int,
+        sha256: str,
+        task_names: Sequence[str] = (),
+        run_id: str = "",
+        announced: bool = False,
     ) -> LoadedWeights:
-        """Verify and load a checkpoint as the pending weights. Raises WeightsRefused."""
+        """Verify and load a checkpoint as the pending weights (see the class docstring).
+        `announced`: the update came from the network (a WeightsUpdate: policy_node), so its
+        version may not exceed the training step recorded in the file; a local caller (a file
+        named on a command line) may give a nominal version. Raises WeightsRefused; the
+        weights in place stay."""
         if not path:
             raise WeightsRefused("empty checkpoint path")
         if not sha256:
             raise WeightsRefused("no sha256 given; refusing unverifiable weights")
-        newest = self.newest()
-        if newest is not None and newest.sha256 == sha256.strip().lower():
-            raise WeightsRefused(f"already have these weights (version {newest.version})")
-        if newest is not None and version <= newest.version:
+        sha256 = sha256.strip().lower()
+        version = int(version)
+        if version < 0:
+            raise WeightsRefused(f"version {version} is negative")
+        run_id = str(run_id)
+        if len(run_id) > MAX_RUN_ID_CHARS or not run_id.isprintable():
             raise WeightsRefused(
-                f"version {version} is not newer than the loaded version {newest.version}"
+                f"run_id is not a printable name of at most {MAX_RUN_ID_CHARS} characters"
             )
+        with self._lock:
+            self._check_order(run_id, version, sha256)
         if task_names and tuple(task_names) != self.task_names:
             raise WeightsRefused(
                 f"task list mismatch: update has {list(task_names)}, this cell's registry has "
                 f"{list(self.task_names)}"
             )
-        try:
-            qnet, ckpt = qnet_from_checkpoint(
-                path, self.task_names, expected_sha256=sha256, max_bytes=self.max_bytes
+        real, qnet, ckpt = self._load(path, sha256)
+        if announced and version > ckpt.step:
+            raise WeightsRefused(
+                f"version {version} is above the training step {ckpt.step} recorded in the "
+                "checkpoint"
             )
-        except CheckpointError as exc:
-            raise WeightsRefused(exc.reason) from None
         if ckpt.qnet_config.image_size != self.image_size:
             raise WeightsRefused(
                 f"network takes {ckpt.qnet_config.image_size} px images, this policy feeds "
@@ -126,14 +193,145 @@ class WeightsSlot:
             )
         qnet.eval()
         loaded = LoadedWeights(
-            version=int(version),
+            version=version,
             sha256=ckpt.file_sha256,
-            path=str(path),
-            policy=CEMPolicy(qnet, self.cem, seed=self.seed + int(version)),
+            path=str(real),
+            policy=CEMPolicy(qnet, self.cem, seed=(self.seed + version) % 2**63),
+            run_id=run_id,
         )
         with self._lock:
+            self._check_order(run_id, version, sha256)  # nothing newer came in meanwhile
             self._pending = loaded
         return loaded
+
+    def _check_order(self, run_id: str, version: int, sha256: str) -> None:
+        """The ordering rule against the newest weights (call with the lock held)."""
+        newest = self._pending or self.current
+        if newest is None:
+            return
+        if newest.sha256 == sha256:
+            raise WeightsRefused(f"already have these weights (version {newest.version})")
+        if run_id != newest.run_id:
+            return  # another learner run: its numbering starts afresh
+        if version <= newest.version:
+            raise WeightsRefused(
+                f"version {version} is not newer than the loaded version {newest.version} of "
+                "the same run"
+            )
+        if version - newest.version > self.max_version_jump:
+            raise WeightsRefused(
+                f"version {version} jumps {version - newest.version} ahead of the loaded "
+                f"version {newest.version} of the same run, more than max_version_jump "
+                f"({self.max_version_jump})"
+            )
+
+    def resolve(self, path: str) -> Path:
+        """The real path of a checkpoint (a relative one is taken from the working directory):
+        a regular file inside `weights_dirs` after resolving symlinks and `..`; a `.sha256`
+        sidecar next to it a small regular file there too, holding a sha256 (so no refusal can
+        quote another file). Raises WeightsRefused."""
+        real = self._regular_inside(Path(path), "the file", self.max_bytes)
+        side = sidecar_path(real)
+        if os.path.lexists(side):
+            what = f"its sidecar {shown(side.name)}"
+            side = self._regular_inside(side, what, MAX_SIDECAR_BYTES)
+            try:
+                with open(side, "rb") as f:
+                    words = f.read(MAX_SIDECAR_BYTES).split()
+            except OSError as exc:
+                raise WeightsRefused(f"cannot read {what}: {_os_reason(exc)}") from None
+            if not words or not _HEX64.fullmatch(words[0].decode("ascii", "replace").lower()):
+                raise WeightsRefused(f"{what} does not hold a sha256")
+        return real
+
+    def _regular_inside(self, path: Path, what: str, max_bytes: int) -> Path:
+        """`path` resolved, checked to be a regular file inside `weights_dirs`."""
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            raise WeightsRefused(f"{what} cannot be resolved (a symlink loop?)") from None
+        self._check_inside(real, what)
+        try:
+            info = os.stat(real)
+        except OSError as exc:
+            raise WeightsRefused(f"cannot read {what}: {_os_reason(exc)}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise WeightsRefused(f"{what} is not a regular file")
+        if info.st_size > max_bytes:  # read_checkpoint says so again for the checkpoint itself
+            raise WeightsRefused(
+                f"{what} has {info.st_size} bytes, larger than the limit of {max_bytes} bytes"
+            )
+        return real
+
+    def _check_inside(self, real: Path, what: str) -> None:
+        if not self.weights_dirs:
+            return
+        for directory in self.weights_dirs:
+            try:
+                root = Path(directory).expanduser().resolve()
+            except (OSError, RuntimeError):
+                continue
+            if real.is_relative_to(root):
+                return
+        raise WeightsRefused(
+            f"{what} resolves to {shown(str(real))}, outside weights_dirs "
+            f"{list(self.weights_dirs)}"
+        )
+
+    def _load(self, path: str, sha256: str) -> tuple[Path, Any, Any]:
+        """(real path, qnet, checkpoint) of a located and verified file, within
+        `load_timeout_s` (None: no limit)."""
+
+        def load():
+            real = self.resolve(path)
+            try:
+                qnet, ckpt = qnet_from_checkpoint(
+                    real, self.task_names, expected_sha256=sha256, max_bytes=self.max_bytes
+                )
+            except CheckpointError as exc:
+                raise WeightsRefused(exc.reason) from None
+            except Exception as exc:  # e.g. a network the file describes cannot be built
+                raise WeightsRefused(f"cannot build the network: {type(exc).__name__}") from None
+            return real, qnet, ckpt
+
+        if self.load_timeout_s is None:
+            return load()
+        with self._lock:
+            if self._abandoned >= MAX_ABANDONED_LOADS:
+                raise WeightsRefused(
+                    f"{self._abandoned} earlier loads are still running past "
+                    f"weights_load_timeout_s (a hung file system?); not starting another"
+                )
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        abandoned = False
+
+        def work():
+            nonlocal abandoned
+            try:
+                box["value"] = load()
+            except BaseException as exc:  # handed to the waiting caller
+                box["error"] = exc
+            finally:
+                with self._lock:
+                    done.set()
+                    if abandoned:
+                        self._abandoned -= 1
+
+        threading.Thread(target=work, name="weights-load", daemon=True).start()
+        finished = done.wait(self.load_timeout_s)
+        with self._lock:
+            if not finished and not done.is_set():
+                abandoned = True
+                self._abandoned += 1
+        if abandoned:
+            raise WeightsRefused(
+                f"reading and verifying took longer than weights_load_timeout_s "
+                f"({self.load_timeout_s:g} s); abandoned"
+            )
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def swap(self) -> LoadedWeights | None:
         """Install the pending weights (call between episodes); returns them, or None."""
@@ -142,6 +340,10 @@ class WeightsSlot:
             if pending is not None:
                 self.current = pending
             return pending
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
 
 
 # ------------------------------------------------------------------------------- actions
@@ -594,6 +796,13 @@ def make_planner(config: PolicyConfig, registry: TaskRegistry) -> EpisodePlanner
     seed = config.seed if config.seed >= 0 else int(np.random.SeedSequence().entropy % (2**31))
     cem = CEMConfig(config.cem_population, config.cem_elites, config.cem_iterations)
     weights = WeightsSlot(
-        registry.names, config.image_size, cem, seed, int(config.max_weights_mb * 1024**2)
+        registry.names,
+        config.image_size,
+        cem,
+        seed,
+        int(config.max_weights_mb * 1024**2),
+        weights_dirs=config.weights_dirs,
+        load_timeout_s=config.weights_load_timeout_s,
+        max_version_jump=config.max_version_jump,
     )
     return EpisodePlanner(config, registry, weights, np.random.default_rng(seed))

@@ -5,11 +5,17 @@ Serves (relative names, so a namespace like /cell0 applies):
                                feedback per step; result with steps, terminated/aborted/reason,
                                the policy that acted and the weights version/sha256.
 Subscribes:
-  `camera/<policy_camera>/image_raw`  sensor_msgs/Image (best effort: any publisher matches)
+  `camera/<policy_camera>/image_raw`  sensor_msgs/Image (best effort: any publisher matches); a
+                                      malformed frame (encoding, size, step, data length) is
+                                      dropped and counted (`malformed_frames`, a throttled
+                                      warning); an episode aborts only when no valid frame is
+                                      fresh within `max_staleness_s`.
   `gripper/state`                     mtopt_interfaces/GripperState (closed, height, object)
   `policy/weights`                    mtopt_interfaces/WeightsUpdate (transient_local, depth 1):
-                                      verified and loaded at once, installed between episodes;
-                                      refused updates are logged with the reason.
+                                      verified and loaded at once (`WeightsSlot`: versions
+                                      ordered within a run id, files only from `weights_dirs`,
+                                      a time limit), installed between episodes; refused
+                                      updates are logged with the reason.
 Publishes:
   `policy/step`          mtopt_interfaces/PolicyStep, one per step
   `policy/observation`   sensor_msgs/Image, the exact image each step acted on (the
@@ -19,21 +25,30 @@ Calls:
   action `iiwa/move_ee` (MoveEndEffector), action `gripper/gripper_cmd` (GripperCommand).
 
 Parameters: `mtopt_policy.config.PolicyConfig` (config/policy.yaml).
+
+Ctrl-C / SIGINT / SIGTERM: the node's own handler (not rclpy's, which would invalidate the
+context under a running episode) stops it: a running episode ends at once (aborted, "policy
+node shutting down", its result still sent), then the node shuts down and exits 0; nothing is
+published after that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -57,8 +72,25 @@ from mtopt_policy.policy import (
     PortError,
     WeightsRefused,
     make_planner,
+    shown,
 )
 from mtopt_policy.ros_calls import CallError, run_goal
+
+#: After a stop request, how long the node waits for a running episode to end [s] (it ends
+#: within a step's wait; a launch escalates to SIGTERM after 5 s).
+EPISODE_STOP_TIMEOUT_S = 2.0
+#: After an episode ended by a stop, how long its result gets to reach the client [s].
+RESULT_GRACE_S = 0.3
+#: Shortest interval between two warnings about malformed camera frames [s].
+MALFORMED_LOG_PERIOD_S = 5.0
+#: Abort reason of an episode ended by the node's shutdown.
+SHUTDOWN_REASON = "policy node shutting down"
+
+
+def check_frame(msg: Image) -> None:
+    """Raise ImageConversionError (a ValueError) unless the frame converts to rgb8: a supported
+    colour encoding, pixels, a step that fits the width, data of step x height bytes."""
+    image_to_numpy(msg, "rgb8")
 
 
 def _yaw_of_quaternion(q) -> float:
@@ -144,9 +176,13 @@ class _RosCellPort:
         return "UNSETTLED"
 
     def wait_first_inputs(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         for latest in (self.node.camera, self.node.gripper_state):
-            if latest.count == 0:
-                latest.wait_newer(-math.inf, timeout)
+            while latest.count == 0 and self.node.alive():  # a stop ends the wait at once
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                latest.wait_newer(-math.inf, min(remaining, 0.1))
 
     def observe(self, after: float) -> Observation:
         node = self.node
@@ -173,11 +209,11 @@ class _RosCellPort:
         node = self.node
         msg = policy_step_msg(plan, step, decision, obs)
         msg.header.stamp = node.get_clock().now().to_msg()
-        node.observation_pub.publish(obs.image_msg)
-        node.step_pub.publish(msg)
         feedback = RunEpisode.Feedback(step=step, q_value=float(decision.q_value))
         feedback.action = msg.action
-        self.goal_handle.publish_feedback(feedback)
+        node.publish(node.observation_pub.publish, obs.image_msg)
+        node.publish(node.step_pub.publish, msg)
+        node.publish(self.goal_handle.publish_feedback, feedback)
 
     def cancel_requested(self) -> bool:
         return self.goal_handle.is_cancel_requested or not self.node.alive()
@@ -198,17 +234,22 @@ class PolicyNode(Node):
         self.weights = self.planner.weights
         self._busy = threading.Lock()
         self._stop = threading.Event()
+        self._idle = threading.Event()  # no episode is being executed or reported
+        self._idle.set()
+        self._malformed_logged_at = -math.inf
         self._warned_no_step_subscriber = False
         self._checked_frame_shape: tuple[int, ...] | None = None
 
         inputs = ReentrantCallbackGroup()
         clients = ReentrantCallbackGroup()
-        self.camera: LatestInput[Image] = LatestInput(f"camera {cfg.policy_camera}")
+        self.camera: LatestInput[Image] = LatestInput(
+            f"camera {cfg.policy_camera}", check=check_frame
+        )
         self.gripper_state: LatestInput[GripperState] = LatestInput("gripper state")
         self.create_subscription(
             Image,
             f"camera/{cfg.policy_camera}/image_raw",
-            self.camera.put,
+            self._on_camera,
             SENSOR_QOS,
             callback_group=inputs,
         )
@@ -249,6 +290,11 @@ class PolicyNode(Node):
             f"{cfg.image_size} px (region of interest {list(cfg.policy_roi)}); no learned "
             "weights yet (scripted/random until policy/weights delivers)"
         )
+        if not cfg.weights_dirs:
+            self.get_logger().warning(
+                "weights_dirs is empty: weights files are loaded from any path a WeightsUpdate "
+                "names; list the learner's checkpoint directories (README: Weights trust)"
+            )
 
     def check_roi_shape(self, shape: tuple[int, ...]) -> None:
         """Warn once per frame size when `policy_roi` is not square in pixels: the image then
@@ -270,12 +316,50 @@ class PolicyNode(Node):
         return self.context.ok() and not self._stop.is_set()
 
     def close(self) -> None:
+        """Stop: a running episode ends at its next wait (its result is still sent)."""
         self._stop.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to `timeout` s until no episode runs or is being reported; True if so."""
+        return self._idle.wait(timeout)
+
+    def publish(self, send, msg) -> None:
+        """`send(msg)` (a publisher's publish, a goal's publish_feedback) unless the context is
+        already shut down: then it is dropped silently (a race with the shutdown too)."""
+        if not self.context.ok():
+            return
+        try:
+            send(msg)
+        except Exception:
+            if self.context.ok():
+                raise
+
+    @property
+    def malformed_frames(self) -> int:
+        """Camera frames dropped as malformed so far."""
+        return self.camera.dropped
+
+    # -- inputs ----------------------------------------------------------------------------
+    def _on_camera(self, msg: Image) -> None:
+        if self.camera.put(msg):
+            return
+        now = time.monotonic()
+        if now - self._malformed_logged_at >= MALFORMED_LOG_PERIOD_S:
+            self._malformed_logged_at = now
+            self.get_logger().warning(
+                f"camera {self.config.policy_camera}: malformed frame dropped "
+                f"({self.camera.dropped} so far): {self.camera.last_drop_reason}"
+            )
 
     # -- weights ---------------------------------------------------------------------------
     def _on_weights(self, msg: WeightsUpdate) -> None:
+        what = f"weights version {msg.version} of run {shown(msg.run_id or '-', 40)}"
         try:
-            loaded = self.weights.offer(msg.path, msg.version, msg.sha256, msg.task_names)
+            if not Path(msg.path).is_absolute():
+                raise WeightsRefused("the path is not absolute")
+            loaded = self.weights.offer(
+                msg.path, msg.version, msg.sha256, msg.task_names, msg.run_id, announced=True
+            )
         except WeightsRefused as exc:
             newest = self.weights.newest()
             kept = "no weights"
@@ -283,12 +367,12 @@ class PolicyNode(Node):
                 pending = "" if newest is self.weights.current else " (installed next episode)"
                 kept = f"version {newest.version}{pending}"
             self.get_logger().error(
-                f"weights version {msg.version} ({msg.path}) refused: {exc.reason}; keeping {kept}"
+                f"{what} ({shown(msg.path)}) refused: {exc.reason}; keeping {kept}"
             )
             return
         self.get_logger().info(
-            f"weights version {loaded.version} verified (sha256 {loaded.sha256[:12]}..., "
-            f"{msg.path}); installed before the next episode"
+            f"weights version {loaded.version} verified (run {shown(msg.run_id or '-', 40)}, "
+            f"sha256 {loaded.sha256[:12]}..., {loaded.path}); installed before the next episode"
         )
 
     # -- episodes --------------------------------------------------------------------------
@@ -307,7 +391,7 @@ class PolicyNode(Node):
             time.sleep(0.02)
 
     def _check_goal(self, goal) -> GoalResponse:
-        if not goal.episode_id:  # a client's probe: is this server answering goals?
+        if not goal.episode_id or not self.alive():  # a probe (is this server answering?)
             return GoalResponse.REJECT
         if self._busy.locked():
             self.get_logger().warning(
@@ -323,13 +407,18 @@ class PolicyNode(Node):
             result.aborted, result.abort_reason = True, "another episode is running"
             goal_handle.abort()
             return result
+        self._idle.clear()
         try:
-            result, finish = self._run(goal_handle, request, result)
+            try:
+                result, finish = self._run(goal_handle, request, result)
+            finally:
+                # Free before reporting the end: a collector that gets the result sends its
+                # next goal at once, and that goal must not find this episode still "running".
+                self._busy.release()
+            if self.context.ok():
+                finish()
         finally:
-            # Free before reporting the end: a collector that gets the result sends its next
-            # goal at once, and that goal must not find this episode still "running".
-            self._busy.release()
-        finish()
+            self._idle.set()
         return result
 
     def _run(self, goal_handle, request, result):
@@ -350,6 +439,8 @@ class PolicyNode(Node):
         started = time.monotonic()
         outcome = EpisodeRunner(_RosCellPort(self, goal_handle), self.config).run(plan)
         outcome.timing["total"] = time.monotonic() - started
+        if outcome.aborted and not self.alive():
+            outcome.reason = SHUTDOWN_REASON  # not the client's cancel
         result.steps = outcome.steps
         result.terminated = outcome.terminated
         result.aborted = outcome.aborted
@@ -362,7 +453,7 @@ class PolicyNode(Node):
         timing.update({k: round(v, 4) for k, v in outcome.timing.items()})
         timing["move_outcomes"] = outcome.move_outcomes
         timing["gripper_outcomes"] = outcome.gripper_outcomes
-        self.timing_pub.publish(String(data=json.dumps(timing)))
+        self.publish(self.timing_pub.publish, String(data=json.dumps(timing)))
         ending = "terminated" if outcome.terminated else "step limit"
         if outcome.aborted:
             ending = f"ABORTED: {outcome.reason}"
@@ -371,17 +462,68 @@ class PolicyNode(Node):
             f"{plan.weights_version}): {outcome.steps} steps, {ending}, "
             f"{outcome.timing['total']:.2f} s"
         )
-        if not self.alive():
-            return result, lambda: None  # shutting down: nobody is left to tell
         if goal_handle.is_cancel_requested:
             return result, goal_handle.canceled
         return result, goal_handle.abort if outcome.aborted else goal_handle.succeed
 
 
+def _serve(node: PolicyNode, executor, stop: threading.Event) -> int:
+    """Spin (in another thread) until `stop` is set (SIGINT/SIGTERM) or spinning ends; then end
+    a running episode while the context is still valid, so its result goes out and nothing is
+    published after the shutdown that follows (run_node)."""
+    failed: list[BaseException] = []
+
+    def spin() -> None:
+        try:
+            with contextlib.suppress(ExternalShutdownException):
+                executor.spin()
+        except BaseException as exc:  # raised in the main thread below, as run_node expects
+            failed.append(exc)
+
+    spinner = threading.Thread(target=spin, name="spin", daemon=True)
+    spinner.start()
+    while spinner.is_alive() and not stop.wait(0.1):
+        pass
+    running = not node.wait_idle(0.0)
+    node.close()
+    if not node.wait_idle(EPISODE_STOP_TIMEOUT_S):
+        node.get_logger().warning(
+            f"the running episode did not end within {EPISODE_STOP_TIMEOUT_S} s of the stop"
+        )
+    elif running:
+        # rclpy sends the result just after the execute callback returns; DDS delivers it
+        # only while this participant lives.
+        time.sleep(RESULT_GRACE_S)
+    # Stop spinning here and let the spin thread end before the node and the context go
+    # (run_node): a thread still inside the executor's wait at exit aborts the process.
+    executor.shutdown(timeout_sec=2.0)
+    spinner.join(timeout=2.0)
+    if failed:
+        raise failed[0]
+    return 0
+
+
 def main(args=None) -> int:
-    """Run the node until interrupted (exit code 2 on invalid parameters)."""
-    # An episode blocks a thread while images, states and action results keep arriving.
-    return run_node(PolicyNode, "policy_node", threads=4, args=args)
+    """Run the node until SIGINT/SIGTERM (exit 0), exit code 2 on invalid parameters."""
+    stop = threading.Event()
+    # Our handlers instead of rclpy's: rclpy's would shut the context down at once, under a
+    # running episode (its publishing and its result would then fail with tracebacks).
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        # An episode blocks a thread while images, states and action results keep arriving.
+        return run_node(
+            PolicyNode,
+            "policy_node",
+            threads=4,
+            args=args,
+            main_loop=lambda node, executor: _serve(node, executor, stop),
+            ros_signal_handlers=False,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -182,7 +182,8 @@ class Cell:
             ),
             "policy": start(
                 self.log_dir, "policy", "policy_node", ["policy.yaml", "sim_cell.yaml"],
-                {"seed": 5, "max_steps": MAX_STEPS, "scripted_fraction": 0.5},
+                {"seed": 5, "max_steps": MAX_STEPS, "scripted_fraction": 0.5,
+                 "weights_dirs": f"['{self.weights_dir}']"},
                 RELAY,
             ),
             "logger": start(

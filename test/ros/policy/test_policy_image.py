@@ -44,3 +44,19 @@ def test_observe_acts_on_the_roi_of_the_camera_frame(context, roi):
         assert obs.gripper_closed and obs.height == pytest.approx(0.1)
     finally:
         node.destroy_node()
+
+
+def test_a_malformed_frame_is_dropped_counted_and_the_valid_one_observed(context):
+    node = PolicyNode(context=context, parameter_overrides=[Parameter("image_size", value=16)])
+    try:
+        frame = np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        node._on_camera(numpy_to_image(frame, "rgb8"))
+        bad = numpy_to_image(frame, "rgb8")
+        bad.data = bad.data[:-3]  # a frame cut short
+        node._on_camera(bad)
+        assert node.malformed_frames == 1 and node.camera.count == 1
+        node.gripper_state.put(GripperState(closed=False, height=0.1, object_detected=False))
+        obs = _RosCellPort(node, None).observe(-math.inf)
+        np.testing.assert_array_equal(obs.image, frame)
+    finally:
+        node.destroy_node()
