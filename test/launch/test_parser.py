@@ -174,6 +174,52 @@ def test_node_defaults(tmp_path):
     assert node.name is None and node.namespace is None
     assert node.output == "log" and not node.required
     assert node.label == "e" and node.parameters == []
+    assert not node.respawn and node.respawn_delay == 0.0 and node.respawn_max_retries == -1
+
+
+def test_node_respawn_attributes(tmp_path):
+    text = """\
+        launch:
+          - arg: {name: respawn, default: "false"}
+          - node: {pkg: p, exec: a, respawn: "true", respawn_delay: 2.5}
+          - node: {pkg: p, exec: b, respawn: "$(var respawn)"}
+          - node: {pkg: p, exec: c, respawn: "1", respawn_delay: 0.0, respawn_max_retries: 3}
+          - node: {pkg: p, exec: d, respawn: "False", respawn_max_retries: -1}
+          - node: {pkg: p, exec: e, respawn: "$(eval '2 > 1')"}
+        """
+    nodes = {n.executable: n for n in parse(tmp_path, text).nodes}
+    assert (nodes["a"].respawn, nodes["a"].respawn_delay) == (True, 2.5)
+    assert not nodes["b"].respawn and nodes["b"].respawn_delay == 0.0
+    assert (nodes["c"].respawn, nodes["c"].respawn_max_retries) == (True, 3)
+    assert not nodes["d"].respawn and nodes["d"].respawn_max_retries == -1
+    assert nodes["e"].respawn
+    # The substitution is evaluated with the launch argument, as launch's typed substitution.
+    again = parse(tmp_path, text, args={"respawn": "true"}).nodes
+    assert [n.respawn for n in again] == [True, True, True, False, True]
+    assert [n.respawn for n in parse(tmp_path, text, args={"respawn": "0"}).nodes][1] is False
+
+
+@pytest.mark.parametrize(
+    ("attribute", "problem"),
+    [
+        ('respawn: "maybe"', "'respawn' of 'node' must evaluate to true or false"),
+        ('respawn: ""', "'respawn' of 'node' must evaluate to true or false"),
+        ('respawn: "$(var nope)"', "'respawn' of 'node': undefined launch configuration"),
+        ("respawn: true", "'respawn' of 'node' must be a string"),  # ros2: str attribute
+        ("respawn_delay: 2", "'respawn_delay' of 'node' must be a YAML float such as 2.0"),
+        ('respawn_delay: "2.0"', "'respawn_delay' of 'node' must be a YAML float"),
+        ("respawn_delay: -1.0", "must be a finite number >= 0.0, got -1.0"),
+        ("respawn_delay: .nan", "must be a finite number >= 0.0"),
+        ("respawn_max_retries: 1.5", "'respawn_max_retries' of 'node' must be a YAML integer"),
+        ('respawn_max_retries: "3"', "'respawn_max_retries' of 'node' must be a YAML integer"),
+        ("respawn_max_retries: true", "'respawn_max_retries' of 'node' must be a YAML integer"),
+    ],
+)
+def test_node_respawn_bad_values_name_file_line_and_key(tmp_path, attribute, problem):
+    text = f"launch:\n  - node:\n      pkg: p\n      exec: e\n      {attribute}\n"
+    err = error_of(tmp_path, text)
+    assert str(err).startswith(f"{tmp_path / 'main.launch.yaml'}:5: "), err
+    assert problem in str(err), err
 
 
 def test_group_push_ros_namespace_both_spellings_and_scoping(tmp_path):
@@ -292,8 +338,8 @@ def test_unsupported_tag_names_tag_and_line(tmp_path):
 
 
 def test_unsupported_key_and_required_hint(tmp_path):
-    err = error_of(tmp_path, "launch:\n  - node:\n      pkg: p\n      exec: e\n      respawn: x\n")
-    assert err.line == 5 and "unsupported key 'respawn' in 'node'" in str(err)
+    err = error_of(tmp_path, "launch:\n  - node:\n      pkg: p\n      exec: e\n      sigterm: x\n")
+    assert err.line == 5 and "unsupported key 'sigterm' in 'node'" in str(err)
     err = error_of(
         tmp_path, "launch:\n  - node:\n      pkg: p\n      exec: e\n      required: y\n"
     )
@@ -448,6 +494,13 @@ def test_cli_print_and_errors(tmp_path, capsys, demo_graph_env):
     assert "# arg episodes = '4'" in out
     assert "mtopt-demo-cell --ros-args -r __node:=demo_cell -r __ns:=/demo --params-file" in out
     assert "required (on_exit: shutdown)" in out and "inline params: episodes: 4" in out
+    respawning = write(
+        tmp_path / "respawn.launch.yaml",
+        "launch:\n  - node: {pkg: mtopt_launch, exec: mtopt-launch, respawn: 'true',"
+        " respawn_delay: 1.5, respawn_max_retries: 2}\n",
+    )
+    assert cli.main(["--print", str(respawning)]) == 0
+    assert "respawn (after 1.5 s, at most 2 times)" in capsys.readouterr().out
 
     bad = write(tmp_path / "bad.launch.yaml", "launch:\n  - node: {pkg: nopkg, exec: nope}\n")
     assert cli.main([str(bad)]) == cli.EXIT_USAGE

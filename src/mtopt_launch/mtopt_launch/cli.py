@@ -118,6 +118,10 @@ def format_plan(description: LaunchDescription) -> str:
             flags = [f"output={node.output}"]
             if node.required:
                 flags.append("required (on_exit: shutdown)")
+            if node.respawn:
+                limit = node.respawn_max_retries
+                retries = f", at most {limit} times" if limit >= 0 else ""
+                flags.append(f"respawn (after {node.respawn_delay:g} s{retries})")
             lines.append(
                 f"# node {node.label} (pkg {node.pkg}, exec {node.executable}; "
                 f"{', '.join(flags)}; {node.source})"

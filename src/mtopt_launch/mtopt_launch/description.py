@@ -78,6 +78,11 @@ class NodeLaunch:
     ros_arguments: list[str] = field(default_factory=list)  # `ros_args`: extra ROS args
     output: str = "log"  # "screen" | "log" | "both" (ros2 launch's default is "log")
     required: bool = False  # `on_exit: shutdown`: its exit shuts the whole launch down
+    # `respawn`: start it again when it exits (any exit code) while the launch is not shutting
+    # down, after `respawn_delay` seconds, at most `respawn_max_retries` times (< 0: no limit).
+    respawn: bool = False
+    respawn_delay: float = 0.0
+    respawn_max_retries: int = -1
     env: dict[str, str | None] = field(default_factory=dict)  # overrides; None = unset
 
     @property

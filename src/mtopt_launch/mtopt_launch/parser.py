@@ -9,6 +9,7 @@ line, never silently ignored. Spellings follow launch_ros so the same files run 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shlex
@@ -61,6 +62,9 @@ NODE_KEYS = (
     "ros_args",
     "output",
     "on_exit",
+    "respawn",
+    "respawn_delay",
+    "respawn_max_retries",
     "env",
     *CONDITION_KEYS,
 )
@@ -484,6 +488,9 @@ class _FileParser:
             source=SourceLocation(str(self.path), line),
             output=output,
             required=on_exit == "shutdown",
+            respawn=self.respawn(attrs, scope),
+            respawn_delay=self.respawn_delay(attrs),
+            respawn_max_retries=self.respawn_max_retries(attrs),
             env=dict(scope.env_overrides),
         )
         node.parameters = self.node_params(attrs, scope)
@@ -504,6 +511,55 @@ class _FileParser:
         self.state.nodes.append(node)
 
     # -- node details ---------------------------------------------------------------------------
+
+    def respawn(self, attrs: LineDict, scope: _Scope) -> bool:
+        """`respawn`: a string, substitutions allowed, coerced to a bool as launch's
+        `coerce_to_type(text, bool)` does: "1"/"0", else a YAML boolean (true/false, True,
+        TRUE, yes/no, on/off)."""
+        text = self.string("node", attrs, "respawn", scope)
+        if text is None:
+            return False
+        value = _yaml_bool(text)
+        if value is None:
+            raise self.fail(
+                attrs.line_of("respawn"),
+                f"'respawn' of 'node' must evaluate to true or false (or 1/0), got {text!r}",
+            )
+        return value
+
+    def respawn_delay(self, attrs: LineDict) -> float:
+        """`respawn_delay`: seconds. launch reads it as `get_attr(data_type=float)`, which the
+        YAML frontend does not convert: only a YAML float (`2.0`, not `2` or `"2.0"`) works in
+        `ros2 launch`, and a negative value is an error there too."""
+        if "respawn_delay" not in attrs:
+            return 0.0
+        value = attrs["respawn_delay"]
+        line = attrs.line_of("respawn_delay")
+        if not isinstance(value, float):
+            raise self.fail(
+                line,
+                f"'respawn_delay' of 'node' must be a YAML float such as 2.0, got "
+                f"{_kind(value)} {value!r} (ros2 launch reads it without substitutions or "
+                "conversion: an int like 2 or a quoted string is an error there)",
+            )
+        if not math.isfinite(value) or value < 0.0:
+            raise self.fail(
+                line, f"'respawn_delay' of 'node' must be a finite number >= 0.0, got {value!r}"
+            )
+        return value
+
+    def respawn_max_retries(self, attrs: LineDict) -> int:
+        """`respawn_max_retries` (launch >= 3.1, ROS 2 Jazzy): a YAML int; < 0 = unlimited."""
+        if "respawn_max_retries" not in attrs:
+            return -1
+        value = attrs["respawn_max_retries"]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(
+                attrs.line_of("respawn_max_retries"),
+                f"'respawn_max_retries' of 'node' must be a YAML integer (negative: no limit), "
+                f"got {_kind(value)} {value!r} (ros2 launch does not convert strings here)",
+            )
+        return value
 
     def command_line(self, attrs: LineDict, key: str, scope: _Scope) -> list[str]:
         raw = self.string("node", attrs, key, scope, substitute=False)
@@ -604,6 +660,19 @@ def _make_absolute(namespace: str | None) -> str | None:
     if namespace is None:
         return None
     return namespace if namespace.startswith("/") else "/" + namespace
+
+
+def _yaml_bool(text: str) -> bool | None:
+    """`text` as launch's `coerce_to_type(text, bool)` reads it; None if not a boolean."""
+    if text in ("1", "0"):
+        return text == "1"
+    if not text:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except Exception:  # as launch: any failure to load (e.g. a bad date) means "not a bool"
+        return None
+    return value if isinstance(value, bool) else None
 
 
 def _kind(value: Any) -> str:

@@ -6,9 +6,16 @@ every node, then SIGTERM after `sigint_timeout_s`, then SIGKILL after `sigterm_t
 (defaults 5 s + 3 s, so every node is gone within 10 s). A node launched with
 `on_exit: shutdown` (required) shuts everything down when it exits.
 
+A node launched with `respawn: "true"` is started again `respawn_delay` seconds after it exits
+(whatever its exit code), as long as the launch is not shutting down and it has not used up
+`respawn_max_retries`, as launch's `ExecuteLocal` does. A shutdown cancels pending respawns;
+`on_exit: shutdown` wins over `respawn` (the exit shuts the launch down). `respawns` counts the
+respawns per node and `pids()` gives each node's current process, for fault-injection tests.
+
 Exit status: 0 when every node exited 0 by itself or stopped cleanly on the launcher's SIGINT;
 1 otherwise, with a message naming each node that failed (non-zero exit before shutdown,
-needed SIGTERM/SIGKILL, or crashed while stopping).
+needed SIGTERM/SIGKILL, or crashed while stopping). An exit that is followed by a respawn is
+not a failure; the last exit of a node that is not respawned again is judged as above.
 """
 
 from __future__ import annotations
@@ -54,6 +61,13 @@ class _Process:
     readers: list[threading.Thread] = field(default_factory=list)
     exit_code: int | None = None
     escalated: str | None = None  # "SIGTERM" / "SIGKILL" when it ignored SIGINT
+    respawns: int = 0  # how often it was started again after an exit
+    respawn_at: float | None = None  # time.monotonic() of a pending respawn
+
+    def may_respawn(self) -> bool:
+        """`respawn` is set and `respawn_max_retries` (< 0: unlimited) is not used up."""
+        limit = self.node.respawn_max_retries
+        return self.node.respawn and (limit < 0 or self.respawns < limit)
 
 
 class LaunchRunner:
@@ -72,6 +86,13 @@ class LaunchRunner:
         self._events: queue.Queue[int] = queue.Queue()
         self._log: TextIO | None = None
         self._processes: list[_Process] = []
+        labels: dict[str, int] = {}
+        for node in description.nodes:
+            count = labels[node.label] = labels.get(node.label, 0) + 1
+            label = node.label if count == 1 else f"{node.label}-{count}"
+            self._processes.append(_Process(node, label, []))
+        #: Node label -> how many times its process was started again (`respawn`).
+        self.respawns: dict[str, int] = {p.label: 0 for p in self._processes}
         self._failures: list[str] = []
         self._shutdown_reason: str | None = None
         self._sigterm_at: float | None = None
@@ -105,12 +126,8 @@ class LaunchRunner:
     # -- lifecycle ------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Run until all nodes exit or a shutdown completes; returns the exit status."""
-        labels: dict[str, int] = {}
-        for node in self.description.nodes:
-            count = labels[node.label] = labels.get(node.label, 0) + 1
-            label = node.label if count == 1 else f"{node.label}-{count}"
-            self._processes.append(_Process(node, label, []))
+        """Run until all nodes exit (and none is waiting to respawn) or a shutdown completes;
+        returns the exit status."""
         # Resolve every executable before starting anything: a typo fails fast and cleanly.
         executables = [resolve_executable(p.node.pkg, p.node.executable) for p in self._processes]
         if self.config.log_file is not None:
@@ -145,9 +162,21 @@ class LaunchRunner:
                 self._log.close()
                 self._log = None
 
+    def pids(self) -> dict[str, int]:
+        """Node label -> pid of its process running now (for a respawned node, the new one).
+
+        A node that has exited (and may be waiting to respawn) is absent. Safe to call from
+        another thread while `run()` supervises; the pid is also the node's process group."""
+        pids = {}
+        for proc in list(self._processes):
+            popen = proc.popen
+            if popen is not None and proc.exit_code is None:
+                pids[proc.label] = popen.pid
+        return pids
+
     def _start(self, proc: _Process) -> bool:
         try:
-            proc.popen = subprocess.Popen(
+            popen = subprocess.Popen(
                 proc.command,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -159,14 +188,26 @@ class LaunchRunner:
             proc.exit_code = -1
             self._failures.append(f"node '{proc.label}' could not start: {exc}")
             return False
+        # In this order, another thread never sees the new pid with the old count (`respawns`)
+        # nor the old pid as running (`pids()`).
+        self.respawns[proc.label] = proc.respawns
+        proc.popen = popen
+        proc.exit_code = None
+        proc.escalated = None
+        proc.readers = [r for r in proc.readers if r.is_alive()]  # earlier runs' readers
         for stream, is_stderr in ((proc.popen.stdout, False), (proc.popen.stderr, True)):
             reader = threading.Thread(
                 target=self._reader, args=(proc, stream, is_stderr), daemon=True
             )
             reader.start()
             proc.readers.append(reader)
-        required = " (required: on_exit shutdown)" if proc.node.required else ""
-        self.info(f"process started: {proc.label} [pid {proc.popen.pid}]{required}")
+        notes = []
+        if proc.node.required:
+            notes.append("required: on_exit shutdown")
+        if proc.node.respawn:
+            notes.append(f"respawn {proc.respawns}" if proc.respawns else "respawn: true")
+        suffix = f" ({'; '.join(notes)})" if notes else ""
+        self.info(f"process started: {proc.label} [pid {proc.popen.pid}]{suffix}")
         self.info(f"  {shlex.join(proc.command)}")
         return True
 
@@ -190,7 +231,8 @@ class LaunchRunner:
                 code = proc.popen.poll()
                 if code is not None:
                     self._on_exit(proc, code)
-            if not self._running():
+            self._respawn_due()
+            if not self._running() and not any(p.respawn_at is not None for p in self._processes):
                 return
             self._escalate()
 
@@ -202,6 +244,22 @@ class LaunchRunner:
         else:
             self.info(f"process has died: {proc.label} [pid {pid}, exit code {code}]")
         if self._shutdown_reason is None:
+            if proc.node.required and proc.node.respawn:
+                # ros2 launch: the on_exit Shutdown cancels the respawn (ExecuteLocal waits for
+                # its shutdown future during respawn_delay and does not start it again).
+                self.info(
+                    f"[{proc.label}] exited with code {code}; not respawning: "
+                    "its on_exit: shutdown ends the launch"
+                )
+            elif proc.may_respawn():
+                self._schedule_respawn(proc, code)
+                return
+            elif proc.node.respawn:
+                limit = proc.node.respawn_max_retries
+                self.info(
+                    f"[{proc.label}] exited with code {code}; not respawning: "
+                    f"respawn_max_retries ({limit}) reached"
+                )
             if code != 0:
                 kind = "required node" if proc.node.required else "node"
                 self._failures.append(f"{kind} '{proc.label}' exited with code {code}")
@@ -210,10 +268,36 @@ class LaunchRunner:
         elif proc.escalated is None and code not in _SIGINT_EXIT_CODES:
             self._failures.append(f"node '{proc.label}' exited with code {code} while stopping")
 
+    def _schedule_respawn(self, proc: _Process, code: int) -> None:
+        delay = proc.node.respawn_delay
+        proc.respawn_at = time.monotonic() + delay
+        self.info(
+            f"[{proc.label}] exited with code {code}; respawning in {delay:g} s "
+            f"(respawn {proc.respawns + 1})"
+        )
+
+    def _respawn_due(self) -> None:
+        """Start again every node whose respawn delay is over (never while shutting down)."""
+        if self._shutdown_reason is not None:
+            return
+        now = time.monotonic()
+        for proc in self._processes:
+            if proc.respawn_at is None or now < proc.respawn_at:
+                continue
+            proc.respawn_at = None
+            proc.respawns += 1
+            if not self._start(proc):
+                self._begin_shutdown(f"could not respawn {proc.label}")
+                return
+
     def _begin_shutdown(self, reason: str) -> None:
         self._shutdown_reason = reason
         running = self._running()
         self.info(f"shutting down ({reason}): sending SIGINT to {len(running)} process(es)")
+        for proc in self._processes:
+            if proc.respawn_at is not None:  # as ros2: a shutdown during respawn_delay wins
+                proc.respawn_at = None
+                self.info(f"[{proc.label}] respawn cancelled: shutting down")
         now = time.monotonic()
         self._sigterm_at = now + self.config.sigint_timeout_s
         for proc in running:
