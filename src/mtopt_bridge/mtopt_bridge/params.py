@@ -246,7 +246,11 @@ def config_from_params_files(
     config = type(start)(**values)
     validate = getattr(config, "validate", None)
     if validate is not None:
-        validate()
+        try:
+            validate()
+        except ValueError as exc:  # a node's own error type too (e.g. LearnerConfigError)
+            files = ", ".join(str(p) for p in paths) or "<defaults>"
+            raise ConfigError(f"{files}: node {node_fqn}: {exc}") from None
     return config
 
 
