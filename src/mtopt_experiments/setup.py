@@ -24,6 +24,7 @@ setup(
             "mtopt-sim-evaluate-scripted = mtopt_experiments.evaluate_scripted:main",
             "mtopt-eval = mtopt_experiments.evaluate:main",
             "mtopt-train-sim = mtopt_experiments.train_sim:main",
+            "mtopt-reliability = mtopt_experiments.reliability:main",
         ]
     },
 )

@@ -47,6 +47,11 @@ class CollectorError(RuntimeError):
     """Something the collector asked for did not happen; the message says what and why."""
 
 
+class EpisodeRejected(CollectorError):
+    """policy/run_episode refused the goal (e.g. a goal of a collector that crashed still
+    runs there): nothing ran; the collector waits `retry_period_s` before the next one."""
+
+
 # --------------------------------------------------------------------------- records
 @dataclass
 class EpisodeResult:
@@ -634,10 +639,12 @@ class CollectorLoop:
             return None
         t = phases.add("logger_start", t)
         start_wall = self.wall()
+        rejected = False
         try:
             result = port.run_episode(episode_id, task)
         except CollectorError as exc:
             result = EpisodeResult(aborted=True, reason=str(exc))
+            rejected = isinstance(exc, EpisodeRejected)
         end_wall = self.wall()
         t = phases.add("run_episode", t)
         if self.protocol.present_before_grading:
@@ -713,6 +720,9 @@ class CollectorLoop:
         timing = {"episode_id": episode_id, "task": task, "aborted": result.aborted}
         timing.update(phases.timing)
         port.publish_timing(timing)
+        if rejected:  # do not hammer a policy that is busy with an orphaned goal
+            self._set_status(f"waiting: {result.reason}")
+            port.sleep(cfg.retry_period_s)
         return summary
 
     def _grade(self, after: float) -> tuple[Grade | None, str]:

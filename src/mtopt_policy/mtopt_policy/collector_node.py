@@ -69,6 +69,7 @@ from mtopt_policy.collector import (
     BinWatch,
     CollectorError,
     CollectorLoop,
+    EpisodeRejected,
     EpisodeResult,
     EpisodeSummary,
     Grade,
@@ -81,7 +82,14 @@ from mtopt_policy.collector import (
 )
 from mtopt_policy.config import CollectorConfig
 from mtopt_policy.inputs import LatestInput
-from mtopt_policy.ros_calls import CallError, GoalRun, call_service, sleep_while, wait_future
+from mtopt_policy.ros_calls import (
+    CallError,
+    GoalRejected,
+    GoalRun,
+    call_service,
+    sleep_while,
+    wait_future,
+)
 
 GRADE_FIELDS = ("overhead", "left_shoulder", "right_shoulder")  # GradeEpisode request order
 ORACLE_TYPES = ("mtopt_interfaces/msg/SimOracle", "mtopt_interfaces/msg/EpisodeInfo")
@@ -401,11 +409,13 @@ class CollectorNode(Node):
         try:
             run = GoalRun(self.run_client, "policy/run_episode", self.ok)
             run.send(goal, cfg.service_timeout_s)
+        except GoalRejected as exc:
+            raise EpisodeRejected(str(exc)) from None
         except CallError as exc:
             self._run_answered = False  # probe again before the next goal
             raise CollectorError(str(exc)) from None
         try:
-            outcome = run.result(cfg.episode_timeout_s)
+            outcome = run.result(cfg.episode_timeout_s, silence_s=cfg.episode_silence_s)
         except CallError as exc:
             raise CollectorError(str(exc)) from None
         r = outcome.result

@@ -297,6 +297,10 @@ class CollectorConfig:
     call_retries: int = 2
     grade_timeout_s: float = 10.0
     episode_timeout_s: float = 120.0
+    #: Longest silence of a running episode [s]: no step feedback from the policy for this
+    #: long means its node stopped (a respawned policy does not know the goal), so the episode
+    #: is aborted at once instead of after `episode_timeout_s`.
+    episode_silence_s: float = 30.0
     #: Wait for the reply to a probe goal of policy/run_episode [s]; unanswered probes are
     #: resent every `wait_period_s` before the first goal (and after a goal got no reply).
     probe_timeout_s: float = 1.0
@@ -342,6 +346,7 @@ class CollectorConfig:
             "service_timeout_s",
             "grade_timeout_s",
             "episode_timeout_s",
+            "episode_silence_s",
             "probe_timeout_s",
             "reset_timeout_s",
             "home_timeout_s",

@@ -108,6 +108,10 @@ class GoalOutcome:
         return self.status == GoalStatus.STATUS_SUCCEEDED
 
 
+class GoalRejected(CallError):
+    """The server refused the goal: nothing was started."""
+
+
 class GoalRun:
     """One action goal: `send` (accepted or CallError), then `result` (bounded wait)."""
 
@@ -116,28 +120,51 @@ class GoalRun:
         self.what = what
         self.alive = alive
         self.handle = None
+        self.last_heard = 0.0  # monotonic time of the acceptance or the newest feedback
 
     def send(self, goal: Any, timeout_s: float, feedback_callback=None) -> GoalRun:
+        def heard(feedback):
+            self.last_heard = time.monotonic()
+            if feedback_callback is not None:
+                feedback_callback(feedback)
+
         if not wait_ready(self.client.server_is_ready, timeout_s, self.alive):
             raise CallError(f"{self.what}: action server not available after {timeout_s:.1f} s")
         try:
             handle = wait_future(
-                self.client.send_goal_async(goal, feedback_callback=feedback_callback),
+                self.client.send_goal_async(goal, feedback_callback=heard),
                 timeout_s,
                 self.alive,
             )
         except TimeoutError:
             raise CallError(f"{self.what}: goal not answered within {timeout_s:.1f} s") from None
         if handle is None or not handle.accepted:
-            raise CallError(f"{self.what}: goal rejected")
+            raise GoalRejected(f"{self.what}: goal rejected")
         self.handle = handle
+        self.last_heard = time.monotonic()
         return self
 
-    def result(self, timeout_s: float) -> GoalOutcome:
+    def result(self, timeout_s: float, silence_s: float | None = None) -> GoalOutcome:
+        """The goal's outcome within `timeout_s`, else CallError. With `silence_s`, also
+        CallError as soon as neither the acceptance nor a feedback came for that long: a
+        server that crashed (and perhaps came back, not knowing the goal) never answers, so
+        the caller need not wait out the whole timeout."""
+
+        def heard_lately() -> bool:
+            return silence_s is None or time.monotonic() - self.last_heard < silence_s
+
         try:
-            response = wait_future(self.handle.get_result_async(), timeout_s, self.alive)
+            response = wait_future(
+                self.handle.get_result_async(),
+                timeout_s,
+                lambda: self.alive() and heard_lately(),
+            )
         except Stopped:
             self.cancel()
+            if not heard_lately():
+                raise CallError(
+                    f"{self.what}: no feedback for {silence_s:.0f} s (its server stopped?)"
+                ) from None
             raise
         except TimeoutError:
             self.cancel()

@@ -264,3 +264,30 @@ def test_episode_ids_made_by_the_collector_follow_the_rule():
     ids = [made() for _ in range(3)]
     assert all(valid_episode_id(i) for i in ids) and len(set(ids)) == 3
     assert ids[0].startswith("cell12_20231114T221320_") and ids[0].endswith("_00001")
+
+
+def test_a_rejected_goal_is_logged_aborted_and_the_collector_waits_before_the_next(registry):
+    """A respawned collector's goals are refused while the policy still runs the goal of the
+    collector that crashed: log each as aborted (nothing ran) and wait retry_period_s, instead
+    of logging a burst of empty aborted episodes."""
+    from mtopt_policy.collector import EpisodeRejected
+
+    class Busy(Port):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.slept: list[float] = []
+
+        def run_episode(self, episode_id, task):
+            raise EpisodeRejected("policy/run_episode: goal rejected")
+
+        def sleep(self, seconds):
+            self.slept.append(seconds)
+            return True
+
+    watch = BinWatch()
+    port = Busy(registry, watch)
+    cfg = CollectorConfig(seed=0, cell_id=3, retry_period_s=4.0)
+    loop = CollectorLoop(cfg, registry, port, np.random.default_rng(0), bin_watch=watch)
+    summary = loop.run_one()
+    assert summary.result.aborted and "goal rejected" in summary.result.reason
+    assert 4.0 in port.slept
