@@ -1,6 +1,7 @@
-"""`mtopt-reliability` at CI size: one simulated cell with respawning nodes, every node type
-SIGKILLed in turn; the run goes on, every complete bag is readable exactly once, the campaign
-exits 0. (The documented long run: docs/reliability.md.)"""
+"""`mtopt-reliability` at CI size: one simulated cell with respawning nodes, the policy, the
+logger and the simulated cell SIGKILLed in turn (a recording cut mid-episode among them); the
+run goes on, every complete bag is readable exactly once, the campaign exits 0. (The
+documented run kills every node type: docs/reliability.md.)"""
 
 import json
 import subprocess
@@ -12,26 +13,29 @@ from mtopt_experiments.reliability import audit_episodes, memory_growth
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
+#: CI size: the episode driver, the bag writer and the simulated hardware (cameras, arm, bin)
+#: crash; the documented run kills every node type (docs/reliability.md).
+KILLED = ("policy", "logger", "sim_cell")
+
 
 def test_every_node_type_killed_in_turn_and_nothing_is_lost(tmp_path):
     out = tmp_path / "campaign"
     proc = subprocess.run(
         [sys.executable, "-m", "mtopt_experiments.reliability", "--out", str(out),
-         "--cells", "1", "--duration", "110", "--fault-every", "8", "--episode-silence", "6",
-         "--settle", "15",
-         "--kill", "policy", "logger", "iiwa_controller", "reset_bin", "collector", "sim_cell",
-         "--warmup", "10", "--sample-every", "2"],
-        capture_output=True, text=True, timeout=240,
+         "--cells", "1", "--duration", "60", "--fault-every", "8", "--episode-silence", "5",
+         "--settle", "12", "--kill", *KILLED, "--warmup", "10", "--sample-every", "2"],
+        capture_output=True, text=True, timeout=200,
     )  # fmt: skip
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout + proc.stderr[-3000:]
     result = json.loads(lines[0])
     assert proc.returncode == 0, (result, proc.stderr[-3000:])
-    assert result["faults"] >= 6 and result["faults_survived"] == result["faults"], result
+    assert result["faults"] >= len(KILLED), result
+    assert result["faults_survived"] == result["faults"], result
     assert result["unreadable_bags"] == 0 and result["duplicate_episodes"] == 0, result
     assert result["episodes"] >= result["faults"], result
     report = (out / "report.md").read_text()
-    for node in ("policy", "logger", "iiwa_controller", "reset_bin", "collector", "sim_cell"):
+    for node in KILLED:
         assert f"/cell0/{node}" in report
     assert (out / "memory.csv").read_text().count("\n") > 10
 

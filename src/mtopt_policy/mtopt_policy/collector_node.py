@@ -84,7 +84,7 @@ from mtopt_policy.config import CollectorConfig
 from mtopt_policy.inputs import LatestInput
 from mtopt_policy.ros_calls import (
     CallError,
-    GoalRejected,
+    CallRejected,
     GoalRun,
     call_service,
     sleep_while,
@@ -409,7 +409,7 @@ class CollectorNode(Node):
         try:
             run = GoalRun(self.run_client, "policy/run_episode", self.ok)
             run.send(goal, cfg.service_timeout_s)
-        except GoalRejected as exc:
+        except CallRejected as exc:
             raise EpisodeRejected(str(exc)) from None
         except CallError as exc:
             self._run_answered = False  # probe again before the next goal

@@ -108,7 +108,7 @@ class GoalOutcome:
         return self.status == GoalStatus.STATUS_SUCCEEDED
 
 
-class GoalRejected(CallError):
+class CallRejected(CallError):
     """The server refused the goal: nothing was started."""
 
 
@@ -139,7 +139,7 @@ class GoalRun:
         except TimeoutError:
             raise CallError(f"{self.what}: goal not answered within {timeout_s:.1f} s") from None
         if handle is None or not handle.accepted:
-            raise GoalRejected(f"{self.what}: goal rejected")
+            raise CallRejected(f"{self.what}: goal rejected")
         self.handle = handle
         self.last_heard = time.monotonic()
         return self

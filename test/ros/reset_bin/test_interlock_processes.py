@@ -4,6 +4,7 @@ interlock on as in every cell graph) in its own process; this process plays the 
 `reset_bin/state`, and a ResetBin client."""
 
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -83,9 +84,12 @@ class NodeProcess:
         args += ["--params-file", str(ROOT / "config" / "reset_bin.yaml")]
         for param in params:
             args += ["-p", param]
+        # PYTHONFAULTHANDLER: a node that hangs on SIGINT prints every thread's stack on the
+        # SIGABRT stop() sends before SIGKILL, into the assertion message.
         self.process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+        )  # fmt: skip
         self.lines = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -110,8 +114,12 @@ class NodeProcess:
             try:
                 return self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.process.send_signal(signal.SIGABRT)
+                try:
+                    self.process.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
         self.reader.join(timeout=5)
         return self.process.returncode
 
