@@ -12,6 +12,8 @@ Meanwhile this process
   A fault is *survived* when the node is back (a new process) within `--respawn-timeout` and
   the cell logs at least one more episode afterwards;
 * **samples** the resident memory (VmRSS) of every node process every `--sample-every` s.
+  With `--fault-cells N` only the first N cells get faults: the others are a pure soak, whose
+  nodes live the whole run.
 
 Afterwards it stops the graph (SIGINT, as Ctrl-C) and audits the episode directory: every
 complete bag must be readable with exactly one EpisodeInfo whose id is the bag's name, no
@@ -225,6 +227,8 @@ class CampaignConfig:
     sample_every_s: float = 5.0
     warmup_s: float = 60.0
     respawn_timeout_s: float = 60.0
+    #: Faults go to the first this many cells (None: all); the others are a pure soak.
+    fault_cells: int | None = None
     #: No fault in the last this many seconds: each one gets time to show the cell goes on.
     settle_s: float = 30.0
     seed: int = 0
@@ -243,6 +247,8 @@ class CampaignConfig:
         unknown = sorted(set(self.kill) - set(CELL_NODES))
         if unknown:
             raise ValueError(f"--kill: unknown node(s) {unknown}; cell nodes: {CELL_NODES}")
+        if self.fault_cells is not None and not 0 <= self.fault_cells <= self.cells:
+            raise ValueError("--fault-cells must be in 0..--cells")
         if self.episode_silence_s is not None and not self.episode_silence_s > 0:
             raise ValueError("--episode-silence must be > 0")
 
@@ -272,7 +278,8 @@ def run_campaign(config: CampaignConfig, log=print) -> dict[str, Any]:
     log(f"mtopt-reliability: {' '.join(command[3:])}")
     samples: list[tuple[float, str, int, float]] = []
     faults: list[Fault] = []
-    victims = [f"/cell{c}/{name}" for name in config.kill for c in range(config.cells)]
+    faulty = config.cells if config.fault_cells is None else config.fault_cells
+    victims = [f"/cell{c}/{name}" for name in config.kill for c in range(faulty)]
     started = time.monotonic()
     launch_log = (out / "launch.log").open("w")
     proc = subprocess.Popen(command, stdout=launch_log, stderr=subprocess.STDOUT)
@@ -439,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=60.0)
     p.add_argument("--respawn-timeout", type=float, default=60.0)
     p.add_argument("--settle", type=float, default=30.0, help="seconds without faults at the end")
+    p.add_argument(
+        "--fault-cells",
+        type=int,
+        default=None,
+        help="faults only in the first N cells (default: all); the others are a pure soak",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--episode-silence",
@@ -455,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         out=args.out, cells=args.cells, duration_s=args.duration, fault_every_s=args.fault_every,
         kill=tuple(args.kill), sample_every_s=args.sample_every, warmup_s=args.warmup,
         respawn_timeout_s=args.respawn_timeout, seed=args.seed,
-        episode_silence_s=args.episode_silence, settle_s=args.settle,
+        episode_silence_s=args.episode_silence, settle_s=args.settle, fault_cells=args.fault_cells,
     )  # fmt: skip
     try:
         config.validate()
