@@ -341,6 +341,12 @@ def run_campaign(config: CampaignConfig, log=print) -> dict[str, Any]:
     launch_exit = proc.returncode
     audit = audit_episodes(episode_dir)
     memory = memory_growth(samples, config.warmup_s)
+    node_log = out / "logs" / "launch.log"
+    text = node_log.read_text(errors="replace") if node_log.exists() else ""
+    # Limit violations that reached the (simulated) arm, and plans the controller itself
+    # refused before sending (safe: nothing moved).
+    arm_refusals = text.count("iiwa/joint_trajectory refused")
+    controller_refusals = text.count("trajectory refused, nothing sent")
     episodes = sum(audit.episodes_by_cell.values())
     growth = [m["growth_pct_per_h"] for m in memory.values() if m["growth_pct_per_h"] is not None]
     result = {
@@ -355,6 +361,8 @@ def run_campaign(config: CampaignConfig, log=print) -> dict[str, Any]:
         "unreadable_bags": len(audit.unreadable),
         "duplicate_episodes": audit.duplicates,
         "part_leftovers": audit.part_leftovers,
+        "limit_violations_at_the_arm": arm_refusals,
+        "plans_refused_by_the_controller": controller_refusals,
         "aborted": audit.aborted,
         "faults": len(faults),
         "faults_survived": sum(f.survived for f in faults),
@@ -403,6 +411,10 @@ def _write_outputs(out, result, audit, faults, samples, memory) -> None:
         f"| complete bags / unreadable | {result['bags']} / {result['unreadable_bags']} |",
         f"| episodes logged twice | {result['duplicate_episodes']} |",
         f"| recordings cut by a fault (`.part`, never read) | {result['part_leftovers']} |",
+        f"| trajectories beyond the joint limits reaching the arm | "
+        f"{result['limit_violations_at_the_arm']} |",
+        f"| plans the arm controller refused (nothing sent) | "
+        f"{result['plans_refused_by_the_controller']} |",
         f"| largest memory growth after warm-up [%/h] | {result['max_memory_growth_pct_per_h']} |",
         "",
         "## Faults",
@@ -486,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result), flush=True)
     clean = (
         result["unreadable_bags"] == 0
+        and result["limit_violations_at_the_arm"] == 0
         and result["duplicate_episodes"] == 0
         and result["faults_survived"] == result["faults"]
         and result["episodes"] > 0
