@@ -58,6 +58,7 @@ def _check(kin, plan) -> None:
 )
 @example(start=0, mode=MODE_ABSOLUTE, xyz=(0.56, 0.0, 0.05), yaw=0.0, duration=0.0)  # a wall
 @example(start=1, mode=MODE_ABSOLUTE, xyz=(0.56, -0.15, 0.05), yaw=3.0, duration=0.0)
+@example(start=0, mode=MODE_DELTA, xyz=(0.0, -1.0, 0.0), yaw=0.0, duration=8.988e307)  # overflow
 def test_cartesian_goal(kin, starts, start, mode, xyz, yaw, duration):
     try:
         plan = plan_move(kin, CFG, starts[start], mode, list(xyz), yaw, duration)

@@ -102,6 +102,10 @@ class MotionPlan:
         return len(self.corners) > 2
 
 
+#: Longest duration a move may ask for [s] (fuzzing found 9e307 s overflowing the timing).
+MAX_MOVE_DURATION_S = 600.0
+
+
 def _smoothstep(u: np.ndarray) -> np.ndarray:
     """Cubic time scaling with zero velocity at both ends."""
     return u * u * (3.0 - 2.0 * u)
@@ -144,6 +148,8 @@ def plan_move(
         raise ValueError(f"translation must be 3 finite numbers, got {translation}")
     if not math.isfinite(yaw) or not math.isfinite(duration):
         raise ValueError(f"yaw and duration must be finite, got {yaw}, {duration}")
+    if duration > MAX_MOVE_DURATION_S:  # its timing would overflow; no move is that slow
+        raise ValueError(f"duration {duration} s is above {MAX_MOVE_DURATION_S:.0f} s")
     start = kin.fk(q_current)
     start_yaw = start.yaw
     if mode == MODE_DELTA:
