@@ -107,14 +107,14 @@ def collect(
                 time.sleep(1.0)
                 now = time.monotonic()
                 if now - started > timeout_s:
-                    _stop(proc)
+                    stop_launch(proc)
                     raise DemoError(
                         f"stage {stage}: no {episodes} episodes after {timeout_s:.0f} s "
                         f"({len(reader.poll())} logged); stopped the cell. See {log_path}"
                     )
                 infos = reader.poll()
                 if until is not None and until(infos):
-                    _stop(proc)
+                    stop_launch(proc)
                     break
                 changed = len(infos) != last_count and now - last_line >= 5.0
                 if changed or now - last_line >= PROGRESS_EVERY_S:
@@ -122,7 +122,7 @@ def collect(
                     say(f"stage {stage}: {len(infos)}/{episodes} episodes [{counts}]")
                     last_line, last_count = now, len(infos)
         except BaseException:
-            _stop(proc)
+            stop_launch(proc)
             raise
     seconds = time.monotonic() - started
     infos = reader.poll()
@@ -142,7 +142,7 @@ def collect(
     return infos, seconds
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_launch(proc: subprocess.Popen) -> None:
     """SIGINT the launch (it shuts its nodes down), then SIGTERM/SIGKILL if it hangs."""
     for sig, wait_s in ((signal.SIGINT, 30.0), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:

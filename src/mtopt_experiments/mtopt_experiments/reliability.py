@@ -255,6 +255,7 @@ class CampaignConfig:
 
 def run_campaign(config: CampaignConfig, log=print) -> dict[str, Any]:
     from mtopt_demo.bringup import CONFIG_DIR, SIM_CELL_LAUNCH, bringup_file, ros_environment
+    from mtopt_demo.stages import stop_launch
 
     config.validate()
     out = Path(config.out)
@@ -335,7 +336,7 @@ def run_campaign(config: CampaignConfig, log=print) -> dict[str, Any]:
                 next_fault = now + config.fault_every_s
             time.sleep(1.0)
     finally:
-        _stop(proc)
+        stop_launch(proc)
         launch_log.close()
     wall = time.monotonic() - started
     launch_exit = proc.returncode
@@ -370,16 +371,6 @@ def run_campaign(config: CampaignConfig, log=print) -> dict[str, Any]:
     }
     _write_outputs(out, result, audit, faults, samples, memory)
     return result
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _write_outputs(out, result, audit, faults, samples, memory) -> None:

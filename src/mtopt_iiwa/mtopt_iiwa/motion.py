@@ -102,7 +102,8 @@ class MotionPlan:
         return len(self.corners) > 2
 
 
-#: Longest duration a move may ask for [s] (fuzzing found 9e307 s overflowing the timing).
+#: Longest duration a move may ask for [s]: a longer one is a bad goal (a huge one would
+#: overflow the plan's timing to inf).
 MAX_MOVE_DURATION_S = 600.0
 
 
@@ -148,7 +149,7 @@ def plan_move(
         raise ValueError(f"translation must be 3 finite numbers, got {translation}")
     if not math.isfinite(yaw) or not math.isfinite(duration):
         raise ValueError(f"yaw and duration must be finite, got {yaw}, {duration}")
-    if duration > MAX_MOVE_DURATION_S:  # its timing would overflow; no move is that slow
+    if duration > MAX_MOVE_DURATION_S:
         raise ValueError(f"duration {duration} s is above {MAX_MOVE_DURATION_S:.0f} s")
     start = kin.fk(q_current)
     start_yaw = start.yaw

@@ -49,7 +49,7 @@ class RunnerConfig:
     #: own (None: unchecked): the iiwa14's position and velocity limits, without the arm
     #: controller's margins. Accelerations are the controller's to keep (it plans with them):
     #: here a trajectory starts from the lagging setpoint, so its first corner would count a
-    #: spurious acceleration (go_home was refused at 10.08 > 10 rad/s^2).
+    #: spurious acceleration (a plan within the limits could be refused).
     joint_limits: JointLimits | None = field(
         default_factory=lambda: JointLimits(acceleration=None)
     )
