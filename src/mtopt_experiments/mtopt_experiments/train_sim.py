@@ -92,6 +92,8 @@ class TrainSimConfig:
     steps_per_round: int = 3000
     epsilon: float = 0.2
     scripted_fraction: float = 0.2
+    #: P(guided pick) per lift episode in every round (`mtopt_sim.guided`; 0: none).
+    guided_fraction: float = 0.0
     workers: int = 2
     camera_size: int = 128
     eval_episodes: int = 100
@@ -121,7 +123,7 @@ class TrainSimConfig:
         for name in ("initial_steps", "steps_per_round", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be >= 1")
-        for name in ("epsilon", "scripted_fraction"):
+        for name in ("epsilon", "scripted_fraction", "guided_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if not self.tasks:
@@ -273,7 +275,7 @@ class ClosedLoop:
         self.log(
             f"{PROG}: round {round_index}/{cfg.rounds}: collect up to {target} episodes "
             + (f"(CEM on r{round_index - 1:02d}, epsilon {cfg.epsilon}, scripted fraction "
-               f"{cfg.scripted_fraction})" if weights else "(scripted and random, no weights)")
+               f"{cfg.scripted_fraction})" if weights else "(no weights yet)")
         )  # fmt: skip
         result = collect(
             CollectConfig(
@@ -281,6 +283,7 @@ class ClosedLoop:
                 weights=weights,
                 epsilon=cfg.epsilon if weights else None,
                 scripted_fraction=cfg.scripted_fraction if weights else None,
+                guided_fraction=cfg.guided_fraction,
                 tasks=cfg.tasks, camera_size=cfg.camera_size,
                 params_files=(str(self.params_file),), progress=cfg.progress,
             )
@@ -500,6 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-round", type=int, default=d.steps_per_round)
     p.add_argument("--epsilon", type=float, default=d.epsilon, help="CEM: P(random action)")
     p.add_argument("--scripted-fraction", type=float, default=d.scripted_fraction)
+    p.add_argument(
+        "--guided-fraction", type=float, default=d.guided_fraction,
+        help="P(guided pick) per lift episode: simulator-aimed exploration (default 0)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=d.workers, help="simulator processes")
     p.add_argument("--camera-size", type=int, default=d.camera_size, help="camera frame [px]")
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="per task")
@@ -533,7 +540,8 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
         out=args.out, tasks=tuple(args.tasks), episodes=args.episodes, rounds=args.rounds,
         initial_episodes=args.initial_episodes, initial_steps=args.initial_steps,
         steps_per_round=args.steps_per_round, epsilon=args.epsilon,
-        scripted_fraction=args.scripted_fraction, workers=args.workers,
+        scripted_fraction=args.scripted_fraction, guided_fraction=args.guided_fraction,
+        workers=args.workers,
         camera_size=args.camera_size, eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed, seed=args.seed, policy_params=policy_params, learn=learn,
         threads=args.threads, progress=not args.no_progress,

@@ -68,6 +68,7 @@ from mtopt_policy.protocol import EpisodeProtocol
 from mtopt_sim.bag_writer import CellBagWriter
 from mtopt_sim.cell import CellConfig
 from mtopt_sim.env import EnvConfig, MTOptCell
+from mtopt_sim.guided import GuidedConfig, GuidedPick
 from mtopt_sim.robot import ROS_JOINT_NAMES
 from mtopt_sim.sim_cell_node import camera_image_msg, gripper_state_msg, joint_state_msg
 
@@ -114,6 +115,9 @@ class WorkerSpec:
     sd_checkpoint: str = ""  # success detector grading the final images ("" = none)
     min_free_disk_gb: float = 1.0
     torch_threads: int = 1
+    #: P(guided pick) per lift episode (`mtopt_sim.guided`), before the planner's own mix.
+    guided_fraction: float = 0.0
+    guided_noise: float = GuidedConfig.noise  # its action noise (normalized units)
 
     def __post_init__(self) -> None:
         if self.cell_id < 0:
@@ -124,6 +128,8 @@ class WorkerSpec:
             )
         if not 8 <= self.camera_size <= 640:
             raise ValueError(f"camera_size must be in 8..640, got {self.camera_size}")
+        if not 0.0 <= self.guided_fraction <= 1.0:
+            raise ValueError(f"guided_fraction must be in [0, 1], got {self.guided_fraction}")
 
 
 def env_config(
@@ -222,6 +228,8 @@ class InProcessCell:
         self.env.reset(seed=scene_seed)  # the first scene
         self.cell = self.env.cell
         self.planner = make_planner(policy_cfg, self.registry)
+        # Its own stream: the guided share changes no other draw of the planner.
+        self.guided_rng = np.random.default_rng([policy_seed, 1])
         self.runner = EpisodeRunner(EnvCellPort(self), policy_cfg)
         self.weights = WeightsFile(spec.weights, spec.weights_sha256) if spec.weights else None
         if self.weights is not None:
@@ -355,10 +363,20 @@ class InProcessCell:
             else:
                 if loaded is not None:
                     log.info("cell %d: weights version %d", self.spec.cell_id, loaded.version)
+        kind = cfg.policy_kind
+        guided = (
+            not kind
+            and self.planner.start_bin(task) == "right"
+            and self.guided_rng.random() < self.spec.guided_fraction
+        )
         try:
-            plan = self.planner.plan(episode_id, task, cfg.max_steps, cfg.policy_kind)
+            # A guided pick starts where random and CEM episodes start (the uniform draw).
+            plan = self.planner.plan(episode_id, task, cfg.max_steps, "random" if guided else kind)
         except ValueError as exc:  # as policy_node: the goal is aborted with the reason
             return EpisodeResult(aborted=True, reason=str(exc))
+        if guided:
+            guide = GuidedConfig(noise=self.spec.guided_noise)
+            plan.source = GuidedPick(self.cell, self.guided_rng, self.planner.spec, guide)
         outcome = self.runner.run(plan)
         return EpisodeResult(
             steps=outcome.steps,

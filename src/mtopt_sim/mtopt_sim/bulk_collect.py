@@ -69,6 +69,7 @@ from mtopt_sim.bulk_cell import (
     WorkerSpec,
     sim_collector_config,
 )
+from mtopt_sim.guided import GuidedConfig
 
 PROG = "mtopt-sim-collect"
 log = logging.getLogger("mtopt_sim.bulk")
@@ -91,6 +92,8 @@ class CollectConfig:
     weights_sha256: str = ""
     epsilon: float | None = None  # None: the policy default
     scripted_fraction: float | None = None
+    guided_fraction: float = 0.0  # P(guided pick) per lift episode (`mtopt_sim.guided`)
+    guided_noise: float = GuidedConfig.noise
     tasks: tuple[str, ...] = ()  # "task" or "task=weight"; () = every task, weight 1
     max_steps: int = 0  # 0: the policy default
     camera_size: int = 64
@@ -234,6 +237,8 @@ def worker_specs(
                 weights_sha256=cfg.weights_sha256,
                 sd_checkpoint=cfg.sd_checkpoint,
                 min_free_disk_gb=cfg.min_free_disk_gb,
+                guided_fraction=cfg.guided_fraction,
+                guided_noise=cfg.guided_noise,
             )
         except (ConfigError, ValueError) as exc:
             raise CollectUsageError(str(exc)) from None
@@ -488,6 +493,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--scripted-fraction", type=_probability, help="P(scripted episode); else CEM / random"
     )
     p.add_argument(
+        "--guided-fraction", type=_probability, default=0.0,
+        help="P(guided pick) per lift episode: simulator-aimed exploration (default 0)",
+    )  # fmt: skip
+    p.add_argument(
+        "--guided-noise", type=float, default=GuidedConfig.noise,
+        help=f"guided pick's action noise std, normalized (default {GuidedConfig.noise})",
+    )  # fmt: skip
+    p.add_argument(
         "--tasks", nargs="+", default=(), metavar="TASK[=W]", help="commanded tasks (weights)"
     )
     p.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: policy's)")
@@ -521,6 +534,8 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
         weights_sha256=args.weights_sha256,
         epsilon=args.epsilon,
         scripted_fraction=args.scripted_fraction,
+        guided_fraction=args.guided_fraction,
+        guided_noise=args.guided_noise,
         tasks=tuple(args.tasks),
         max_steps=args.max_steps,
         camera_size=args.camera_size,
