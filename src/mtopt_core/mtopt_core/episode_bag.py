@@ -6,7 +6,10 @@ library, Foxglove, `ros2 bag` on a full install).
 
 Atomicity: a bag is written as `<episode_dir>/<episode_id>.part/` and renamed to
 `<episode_dir>/<episode_id>/` only after it was closed and fsynced, so a crash never leaves a
-half episode that looks whole. Readers skip `.part` directories.
+half episode that looks whole. Readers skip `.part` directories. A writer killed mid-episode
+leaves its `.part` behind; `remove_stale_parts` deletes those of given cells (what the logger
+does for its own cell when it starts, and bulk collection for its cells), never another cell's:
+several cells' writers may share a directory and be writing right now.
 
 Recording is live and lossless: the logger hands the serialized CDR bytes it received from DDS
 (`rclpy` subscriptions with `raw=True`) to `write_serialized`; nothing is re-encoded.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +37,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 from mtopt_core.atomic_io import fsync_dir
-from mtopt_core.episodes import episode_id_problem
+from mtopt_core.episodes import episode_cell, episode_id_problem
 
 PART_SUFFIX = ".part"
 INTERFACES_PACKAGE = "mtopt_interfaces"
@@ -183,6 +186,40 @@ def list_episode_bags(episode_dir: Path | str) -> list[Path]:
         for p in root.iterdir()
         if p.is_dir() and not p.name.endswith(PART_SUFFIX) and (p / "metadata.yaml").is_file()
     )
+
+
+def find_stale_parts(episode_dir: Path | str, cells: Collection[int] | None = None) -> list[Path]:
+    """`<id>.part` bag directories under `episode_dir`, sorted by name: every one, or with
+    `cells` only those whose id names one of these cells (`cell<k>_...`). A `.part` is a bag
+    being written, or one left by a killed or crashed writer; only its cell can tell which."""
+    root = Path(episode_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.name.endswith(PART_SUFFIX)
+        and p.is_dir()
+        and (cells is None or episode_cell(p.name) in cells)
+    )
+
+
+def remove_stale_parts(
+    episode_dir: Path | str, cells: Collection[int] | None, keep: Collection[Path] = ()
+) -> list[Path]:
+    """Delete the `.part` bags of `cells` under `episode_dir` (None: of every cell, safe only
+    when no other writer uses the directory), except those in `keep`; returns those now gone,
+    sorted by name.
+
+    Call it only when no writer of these cells runs: a live writer's `.part` looks the same."""
+    removed = []
+    for part in find_stale_parts(episode_dir, cells):
+        if part in keep:
+            continue
+        shutil.rmtree(part, ignore_errors=True)
+        if not part.exists():
+            removed.append(part)
+    return removed
 
 
 def read_bag_messages(

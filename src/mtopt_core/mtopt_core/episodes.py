@@ -11,6 +11,9 @@ collector's `make_episode_id_factory`, bulk simulated collection):
 
 So no `/`, no whitespace, newlines or other control characters, no shell metacharacters.
 
+The id makers name a cell's episodes `cell<k>_...` (k = the cell id): `episode_cell` reads k
+back, so a cell's own leftovers can be told from another cell's in a shared directory.
+
 A closer is who started and finished an episode's recording; the logger writes it into
 `EpisodeInfo.closed_by` and the learner ingests only bags of accepted closers.
 `SIM_COLLECT_CLOSER` is the closer of bulk simulated collection (`mtopt-sim-collect`), which
@@ -32,6 +35,7 @@ RESERVED_SUFFIX = ".part"
 SIM_COLLECT_CLOSER = "mtopt-sim-collect"
 
 _EPISODE_ID = re.compile(EPISODE_ID_PATTERN)
+_CELL_PREFIX = re.compile(r"cell(\d+)_")
 
 
 def episode_id_problem(episode_id: object) -> str:
@@ -64,3 +68,10 @@ def check_episode_id(episode_id: object) -> str:
     if problem:
         raise ValueError(f"invalid episode id {episode_id!r}: {problem}")
     return episode_id
+
+
+def episode_cell(name: str) -> int | None:
+    """The cell k of an episode id or bag directory name `cell<k>_...` (the collector's and
+    bulk collection's naming), else None."""
+    match = _CELL_PREFIX.match(name)
+    return int(match.group(1)) if match else None

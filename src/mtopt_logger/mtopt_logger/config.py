@@ -9,6 +9,7 @@ from mtopt_bridge.params import ConfigError
 
 _TYPE_NAME = re.compile(r"^[A-Za-z_]\w*/msg/[A-Za-z_]\w*$")
 _CAMERA_NAME = re.compile(r"^[A-Za-z_]\w*$")
+_CELL_NAMESPACE = re.compile(r"(?:^|/)cell(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,14 @@ class LoggerConfig:
     )
     # `logger/start` refuses when less than this is free on the disk of episode_dir [GB].
     min_free_disk_gb: float = 1.0
-    # Delete `<id>.part` directories found at startup (default: only report them, since a
-    # directory shared by several cells' loggers may hold another logger's live episode).
+    # The cell whose `<id>.part` leftovers (ids `cell<k>_...`, as the collectors name them) the
+    # logger deletes at startup, before recording anything: a logger of this cell killed
+    # mid-episode left them. -1: the k of the node's namespace `.../cell<k>` (as the launch
+    # files put each cell); when that is not of this form either, nothing is deleted.
+    cell_id: int = -1
+    # Also delete the `.part` directories of every other cell (and of ids without a cell) at
+    # startup. Default: only report them, since a directory shared by several cells' loggers
+    # may hold another logger's live episode.
     remove_stale_parts: bool = False
     # History depth of the reliable subscriptions (non-camera topics).
     queue_depth: int = 100
@@ -61,6 +68,8 @@ class LoggerConfig:
             raise ConfigError(f"camera_rate_hz must be > 0, got {self.camera_rate_hz}")
         if not self.min_free_disk_gb >= 0:
             raise ConfigError(f"min_free_disk_gb must be >= 0, got {self.min_free_disk_gb}")
+        if self.cell_id < -1:
+            raise ConfigError(f"cell_id must be >= 0 (-1: the namespace's), got {self.cell_id}")
         if self.queue_depth < 1:
             raise ConfigError(f"queue_depth must be >= 1, got {self.queue_depth}")
         if not self.publisher_wait_s >= 0:
@@ -87,3 +96,12 @@ class LoggerConfig:
     def camera_topics(self) -> list[str]:
         """The (relative) image topic of each camera, in camera_names order."""
         return [f"camera/{name}/image_raw" for name in self.camera_names]
+
+
+def own_cell(cell_id: int, namespace: str) -> int | None:
+    """The logger's cell: `cell_id` when >= 0, else the k of a namespace `.../cell<k>`, else
+    None (unknown: the logger then deletes no leftovers of its own)."""
+    if cell_id >= 0:
+        return cell_id
+    match = _CELL_NAMESPACE.search(namespace)
+    return int(match.group(1)) if match else None

@@ -28,15 +28,18 @@ publishers, samples queue in DDS (`queue_depth`) and are recorded when it return
 Camera topics are subscribed best-effort (matches reliable and best-effort publishers, as REP
 2003 recommends for sensor data); the other topics reliable with `queue_depth`.
 
-Startup: `<id>.part` directories of a crashed run are reported (and deleted only with
-`remove_stale_parts`); readers never see them. Shutdown (SIGINT) while recording discards the
-partial episode: it has no EpisodeInfo, so no consumer could use it.
+Startup, before anything is recorded: the `<id>.part` leftovers of the logger's own cell (ids
+`cell<k>_...`; the cell is `cell_id`, by default the k of the namespace `/cell<k>`) are deleted,
+with one warning naming how many and which: a logger of this cell killed mid-episode left them.
+Other cells' `.part` directories (their loggers may share episode_dir and be recording now) are
+only reported, and deleted only with `remove_stale_parts`; readers never see any of them.
+Shutdown (SIGINT) while recording discards the partial episode: it has no EpisodeInfo, so no
+consumer could use it.
 """
 
 from __future__ import annotations
 
 import importlib
-import shutil
 import sys
 import time
 from functools import partial
@@ -48,14 +51,8 @@ from rclpy.serialization import serialize_message
 from mtopt_bridge.node_main import run_node
 from mtopt_bridge.params import declare_config, describe_config
 from mtopt_interfaces.srv import FinishEpisode, StartEpisode
-from mtopt_logger.config import ConfigError, LoggerConfig
-from mtopt_logger.recorder import (
-    IMAGE_TYPE,
-    EpisodeRecorder,
-    Outcome,
-    RecorderError,
-    find_stale_parts,
-)
+from mtopt_logger.config import ConfigError, LoggerConfig, own_cell
+from mtopt_logger.recorder import IMAGE_TYPE, EpisodeRecorder, Outcome, RecorderError
 
 
 def import_message_class(msgtype: str):
@@ -78,7 +75,7 @@ class LoggerNode(Node):
             self.config.episode_dir, self.config.camera_rate_hz, self.config.min_free_disk_gb
         )
         self.info_topic = self.resolve_topic_name("episode_info")
-        self._report_stale_parts()
+        self._clean_stale_parts()
 
         camera_qos = qos_profile_sensor_data
         reliable_qos = QoSProfile(
@@ -181,16 +178,25 @@ class LoggerNode(Node):
         self.get_logger().info(response.message)
         return response
 
-    def _report_stale_parts(self) -> None:
-        for part in find_stale_parts(self.recorder.episode_dir):
-            if self.config.remove_stale_parts:
-                shutil.rmtree(part, ignore_errors=True)
-                self.get_logger().warning(f"removed stale partial episode {part}")
-            else:
-                self.get_logger().warning(
-                    f"stale partial episode {part} (from a crashed or killed logger; invisible"
-                    " to readers; left in place, set remove_stale_parts to delete)"
-                )
+    def _clean_stale_parts(self) -> None:
+        """Delete this cell's `.part` leftovers (all with remove_stale_parts); report others."""
+        cell = own_cell(self.config.cell_id, self.get_namespace())
+        cells = None if self.config.remove_stale_parts else () if cell is None else (cell,)
+        removed = self.recorder.remove_stale_parts(cells)
+        whose = "every cell" if cells is None else f"cell {cell}"
+        if removed:
+            self.get_logger().warning(
+                f"removed {len(removed)} partial episode(s) of {whose} left by a killed or"
+                f" crashed logger: {', '.join(p.name for p in removed)}"
+            )
+        others = self.recorder.stale_parts()
+        if others:
+            whose = "other cells'" if cell is not None else "unknown cells' (set cell_id)"
+            self.get_logger().warning(
+                f"{len(others)} partial episode(s) of {whose} left in place:"
+                f" {', '.join(p.name for p in others)} (another logger may be writing them;"
+                " invisible to readers; remove_stale_parts deletes them at startup)"
+            )
 
     def close(self) -> None:
         """Discard the episode being recorded, if any (called on shutdown)."""

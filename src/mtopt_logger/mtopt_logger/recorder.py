@@ -29,6 +29,11 @@ it does not authenticate anyone.
 
 Episode ids must follow `mtopt_core.episodes` (checked before anything else).
 
+Leftovers: a logger killed mid-episode leaves its `<id>.part` behind. `remove_stale_parts`
+deletes those of the given cells (ids `cell<k>_...`, as the collectors name them); the node
+calls it at startup for its own cell, before recording anything. Other cells' `.part`
+directories are never touched: their loggers may share the directory and be writing now.
+
 Thread safety: every method takes one lock (the bag writer is not thread-safe). `start` and
 `finish` must not run concurrently with each other (the node serves them in one mutually
 exclusive callback group); recording calls may come from any thread at any time.
@@ -41,14 +46,16 @@ import enum
 import secrets
 import shutil
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtopt_core.episode_bag import (
-    PART_SUFFIX,
     EpisodeBagError,
     EpisodeBagWriter,
+    find_stale_parts,
     make_typestore,
+    remove_stale_parts,
 )
 from mtopt_core.episodes import episode_id_problem
 
@@ -86,14 +93,6 @@ def free_disk_gb(path: Path) -> float:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return shutil.disk_usage(probe).free / BYTES_PER_GB
-
-
-def find_stale_parts(episode_dir: Path) -> list[Path]:
-    """`<id>.part` bag directories under `episode_dir` (left by a crashed or killed logger)."""
-    root = Path(episode_dir)
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.endswith(PART_SUFFIX))
 
 
 @dataclass
@@ -172,6 +171,20 @@ class EpisodeRecorder:
     def recording(self) -> Recording | None:
         """The episode being recorded (with its requester and token), or None."""
         return self._recording
+
+    def stale_parts(self) -> list[Path]:
+        """`<id>.part` directories under episode_dir other than the recording episode's."""
+        with self._lock:
+            own = self._recording.part_path if self._recording is not None else None
+        return [p for p in find_stale_parts(self.episode_dir) if p != own]
+
+    def remove_stale_parts(self, cells: Collection[int] | None) -> list[Path]:
+        """Delete the `.part` leftovers of `cells` (None: of every cell) under episode_dir,
+        never the recording episode's; returns the deleted ones. Call it only while no other
+        logger of these cells writes into episode_dir (at startup, for the node's own cell)."""
+        with self._lock:
+            own = () if self._recording is None else (self._recording.part_path,)
+            return remove_stale_parts(self.episode_dir, cells, keep=own)
 
     def check_type(self, msgtype: str) -> None:
         """Raise ValueError unless the bag typestore knows `msgtype` (`pkg/msg/Name`)."""

@@ -430,11 +430,12 @@ def test_kill_mid_episode_leaves_only_complete_bags(ros_node, start_logger, tmp_
     traffic.publish_for(0.5)
     first = traffic.finish(_episode_info("ep1"))
     assert first.ok, first.message
-    assert traffic.start("ep2").ok
+    killed = "cell7_20260101T000000_ab12_00002"  # a collector's id: this logger's cell 7
+    assert traffic.start(killed).ok
     traffic.publish_for(0.5)
     logger.stop(signal.SIGKILL)
 
-    assert (episodes / "ep2.part").is_dir()  # the interrupted episode, invisible to readers
+    assert (episodes / f"{killed}.part").is_dir()  # the interrupted episode, invisible to readers
     complete = [p for p in episodes.iterdir() if not p.name.endswith(".part")]
     assert complete == [episodes / "ep1"] and list_episode_bags(episodes) == complete
     for bag in complete:
@@ -442,16 +443,23 @@ def test_kill_mid_episode_leaves_only_complete_bags(ros_node, start_logger, tmp_
         assert messages[-1].topic == f"{NAMESPACE}/episode_info"
         assert messages[-1].message.episode_id == bag.name
 
-    # A restarted logger reports the stale partial bag and leaves it in place. (Its log, not
-    # DDS discovery, tells when it is up: the killed logger's endpoints stay in the graph until
-    # their lease expires.)
+    # A restarted logger deletes the partial bag of its own cell (from its namespace /cell7),
+    # with one warning, and leaves those of another cell (whose logger may share the directory
+    # and be recording) or without a cell in place, reported. (Its log, not DDS discovery,
+    # tells when it is up: the killed logger's endpoints stay in the graph until their lease
+    # expires.)
+    neighbours = ["cell3_20260101T000000_cd34_00001.part", "ep9.part"]
+    for name in neighbours:
+        (episodes / name).mkdir()
     restarted = start_logger(f"episode_dir:={episodes}")
     deadline = time.monotonic() + 20
     while "ready: recording" not in restarted.log() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert restarted.stop() == 0
-    assert re.search(r"stale partial episode .*ep2\.part", restarted.log()), restarted.log()
-    assert sorted(p.name for p in episodes.iterdir()) == ["ep1", "ep2.part"]
+    log = restarted.log()
+    assert re.search(rf"removed 1 partial episode\(s\) of cell 7 .*: {killed}\.part$", log, re.M)
+    assert f"2 partial episode(s) of other cells' left in place: {', '.join(neighbours)}" in log
+    assert sorted(p.name for p in episodes.iterdir()) == [neighbours[0], "ep1", neighbours[1]]
 
 
 def test_start_names_topics_that_have_no_publisher(ros_node, start_logger, tmp_path):

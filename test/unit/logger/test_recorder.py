@@ -1,5 +1,6 @@
 """EpisodeRecorder (the logger's logic, no node): subsampling grid, final frames, refusals,
-who may finish an episode (token, closed_by) and which episode ids are accepted."""
+who may finish an episode (token, closed_by), which episode ids are accepted, and which `.part`
+leftovers a restarted logger deletes."""
 
 import numpy as np
 import pytest
@@ -7,9 +8,9 @@ from rclpy.serialization import serialize_message
 
 from mtopt_bridge.image import numpy_to_image
 from mtopt_core.episode_bag import PART_SUFFIX, list_episode_bags, read_bag_messages
-from mtopt_core.episodes import RESERVED_SUFFIX, check_episode_id, valid_episode_id
+from mtopt_core.episodes import RESERVED_SUFFIX, check_episode_id, episode_cell, valid_episode_id
 from mtopt_interfaces.msg import EpisodeInfo
-from mtopt_logger.config import ConfigError, LoggerConfig
+from mtopt_logger.config import ConfigError, LoggerConfig, own_cell
 from mtopt_logger.recorder import EpisodeRecorder, Outcome, RecorderError, find_stale_parts
 
 CAMERA = "/c/camera/overhead/image_raw"
@@ -203,3 +204,40 @@ def test_valid_episode_ids(tmp_path):
     for episode_id in good[:2]:
         token = recorder.start(episode_id, ME).token
         assert recorder.finish(INFO, _info(episode_id), 1, token).path == tmp_path / episode_id
+
+
+def test_a_restarted_logger_deletes_only_its_own_cells_leftovers(tmp_path):
+    # A logger of cell 2 was killed mid-episode; cell 3's logger shares the directory and is
+    # recording right now; cell 12 and an id without a cell left their own partial bags.
+    killed = EpisodeRecorder(tmp_path, camera_rate_hz=5.0, min_free_disk_gb=0.0)
+    mine = killed.start("cell2_20260101T000000_ab12_00007", "/cell2/collector").part_path
+    assert killed.record("/cell2/t", "sensor_msgs/msg/Image", 1, _frame(1))
+    neighbour = EpisodeRecorder(tmp_path, camera_rate_hz=5.0, min_free_disk_gb=0.0)
+    live = neighbour.start("cell3_20260101T000000_cd34_00001", "/cell3/collector")
+    assert neighbour.record("/cell3/t", "sensor_msgs/msg/Image", 1, _frame(1))
+    others = [tmp_path / "cell12_20260101T000000_ef56_00001.part", tmp_path / "ep9.part"]
+    for part in others:
+        part.mkdir()
+    assert [episode_cell(p.name) for p in (mine, live.part_path, *others)] == [2, 3, 12, None]
+
+    restarted = EpisodeRecorder(tmp_path, camera_rate_hz=5.0, min_free_disk_gb=0.0)
+    assert restarted.remove_stale_parts([2]) == [mine] and not mine.exists()
+    assert restarted.stale_parts() == sorted([live.part_path, *others])
+    assert restarted.remove_stale_parts([2]) == []  # nothing left of cell 2
+    # The other cell's recording was not disturbed: it finishes into a complete bag.
+    assert neighbour.record("/cell3/t", "sensor_msgs/msg/Image", 2, _frame(2))
+    finished = neighbour.finish(INFO, _info(live.episode_id), 3, live.token)
+    assert [m.timestamp_ns for m in read_bag_messages(finished.path)] == [1, 2, 3]
+    # Never the recorder's own recording, not even when asked for every cell.
+    own = restarted.start("cell2_20260101T000100_ab12_00001", "/cell2/collector")
+    assert restarted.remove_stale_parts(None) == others and own.part_path.is_dir()
+    assert restarted.stale_parts() == [] and list_episode_bags(tmp_path) == [finished.path]
+
+
+def test_the_loggers_own_cell_is_its_parameter_or_its_namespace():
+    assert own_cell(-1, "/cell7") == 7 and own_cell(-1, "/site/cell12") == 12
+    assert own_cell(4, "/cell7") == 4  # the parameter wins
+    assert own_cell(-1, "/") is None and own_cell(-1, "/cell7/sub") is None
+    assert own_cell(-1, "/mycell7") is None and own_cell(-1, "/cellx") is None
+    with pytest.raises(ConfigError, match="cell_id"):
+        LoggerConfig(cell_id=-2).validate()
