@@ -33,9 +33,21 @@ Configuration: the policy and collector node parameters (`mtopt_policy.config.Po
 --params-file files (ROS 2 parameter files such as config/policy.yaml; blocks matching
 `/cell<k>/policy` and `/cell<k>/collector` apply), then the flags.
 
+A dead worker does not stop the run: a worker process killed (SIGKILL, the OOM killer) or
+crashed without reporting is started again, a new process for the same cell, after its cell's
+`.part` leftovers are removed, for the episodes its cell still misses (counted on disk), with
+seeds derived as a resumed run's (from the cell's complete bags now in --out), so no episode
+repeats. At most --max-restarts times per cell (default 3), a warning line on stderr each time;
+one more death fails the run, naming the cell. An error a worker reports (a Python exception,
+e.g. a cell that cannot log its episodes) still fails the run at once. The summary counts the
+restarts (`worker_restarts`). Each worker reports on its own pipe, so a kill at any moment
+cannot block or corrupt another worker's reports. Ray actors (--ray-address) are not
+restarted: a dead actor fails the run; rerun the same command to continue.
+
 Progress (tqdm) and warnings go to stderr; the summary is ONE JSON line on stdout. Exit status
 2 for invalid arguments (unknown task, refused weights, bad parameter file), 1 when collection
-failed (a worker error says which cell and why).
+failed (a worker error, or a worker that died more than --max-restarts times, says which cell
+and why).
 """
 
 from __future__ import annotations
@@ -45,10 +57,8 @@ import dataclasses
 import json
 import logging
 import multiprocessing as mp
+import multiprocessing.connection
 import os
-import queue
-import re
-import shutil
 import signal
 import sys
 import time
@@ -60,7 +70,8 @@ from pathlib import Path
 from typing import Any
 
 from mtopt_bridge.params import ConfigError, config_from_params_files
-from mtopt_core.episode_bag import PART_SUFFIX, list_episode_bags
+from mtopt_core.episode_bag import list_episode_bags, remove_stale_parts
+from mtopt_core.episodes import episode_cell
 from mtopt_core.tasks import TaskRegistry, TaskRegistryError, load_task_registry
 from mtopt_policy.config import CollectorConfig, PolicyConfig
 from mtopt_sim.bulk_cell import (
@@ -73,7 +84,8 @@ from mtopt_sim.guided import GuidedConfig
 
 PROG = "mtopt-sim-collect"
 log = logging.getLogger("mtopt_sim.bulk")
-BAG_CELL = re.compile(r"^cell(\d+)_")
+#: A worker process that dies (killed, crashed) is started again at most this often per cell.
+MAX_WORKER_RESTARTS = 3
 
 
 class CollectUsageError(ValueError):
@@ -103,6 +115,7 @@ class CollectConfig:
     first_cell: int = 0
     ray_address: str = ""  # "" = spawn processes
     min_free_disk_gb: float = 1.0
+    max_restarts: int = MAX_WORKER_RESTARTS  # per cell, of a worker process that died
     progress: bool = True
 
 
@@ -121,8 +134,8 @@ def existing_bags(out: Path) -> Counter:
     """Complete bags in `out` per cell (from the logger's naming, `cell<k>_...`)."""
     counts: Counter = Counter()
     for bag in list_episode_bags(out):
-        match = BAG_CELL.match(bag.name)
-        counts[int(match.group(1)) if match else -1] += 1
+        cell = episode_cell(bag.name)
+        counts[-1 if cell is None else cell] += 1
     return counts
 
 
@@ -137,20 +150,6 @@ def assign_episodes(target: int, existing: Counter, cells: Sequence[int]) -> lis
         totals[cell] += 1
         assigned[cell] += 1
     return [assigned[c] for c in cells]
-
-
-def remove_stale_parts(out: Path, cells: Sequence[int]) -> list[Path]:
-    """Delete `cell<k>_*.part` bags of these cells (left by a killed run); returns them."""
-    if not out.is_dir():
-        return []
-    wanted = set(cells)
-    removed = []
-    for part in sorted(out.glob(f"cell*{PART_SUFFIX}")):
-        match = BAG_CELL.match(part.name)
-        if part.is_dir() and match and int(match.group(1)) in wanted:
-            shutil.rmtree(part, ignore_errors=True)
-            removed.append(part)
-    return removed
 
 
 def task_weights(
@@ -212,8 +211,8 @@ def worker_specs(
         raise CollectUsageError(f"--episodes must be >= 0, got {cfg.episodes}")
     if cfg.workers < 1:
         raise CollectUsageError(f"--workers must be >= 1, got {cfg.workers}")
-    if cfg.seed < 0 or cfg.first_cell < 0:
-        raise CollectUsageError("--seed and --first-cell must be >= 0")
+    if cfg.seed < 0 or cfg.first_cell < 0 or cfg.max_restarts < 0:
+        raise CollectUsageError("--seed, --first-cell and --max-restarts must be >= 0")
     cells = [cfg.first_cell + k for k in range(cfg.workers)]
     quotas = assign_episodes(cfg.episodes, existing, cells)
     specs = []
@@ -274,74 +273,179 @@ def check_models(spec: WorkerSpec, registry: TaskRegistry) -> None:
 
 
 # ------------------------------------------------------------------------------- running
-def _process_main(spec: WorkerSpec, episodes: int, messages, log_level: int, parent: int):
-    """A spawn worker: collect `episodes`, reporting each one (and the end) on `messages`;
-    stops between episodes when its parent process is gone (killed)."""
+def resumed_job(spec: WorkerSpec, target: int) -> tuple[WorkerSpec, int]:
+    """The job of a worker started again for `spec`'s cell after its process died, as a
+    resumed run would run it: the cell's `.part` leftovers removed, the seeds derived from the
+    cell's complete bags now in the output (the last item of `seed_entropy`, see
+    `worker_specs`: new scenes, so no episode repeats), and the episodes still missing to
+    `target` complete bags of the cell (counted on disk: a bag completed just before the
+    kill counts even if its report was lost)."""
+    out = Path(spec.out_dir)
+    remove_stale_parts(out, [spec.cell_id])
+    have = existing_bags(out).get(spec.cell_id, 0)
+    entropy = (*spec.seed_entropy[:-1], have)
+    return dataclasses.replace(spec, seed_entropy=entropy), max(0, target - have)
+
+
+def _send(conn, message) -> bool:
+    """Send `message` to the parent; False when it is gone (the pipe is broken)."""
+    try:
+        conn.send(message)
+    except OSError:
+        return False
+    return True
+
+
+def _process_main(spec: WorkerSpec, episodes: int, conn, log_level: int, parent: int):
+    """A spawn worker: collect `episodes`, reporting each one (and the end) on `conn`, its
+    own pipe to the parent; stops between episodes when its parent process is gone (killed).
+    Sends are synchronous (no feeder thread, no lock shared with other workers): a worker
+    killed at any moment loses at most its own unsent report and breaks only its own pipe."""
     from mtopt_sim.bulk_cell import BulkWorker
 
     logging.basicConfig(level=log_level, format="%(message)s")
+    end: tuple | None = ("done", spec.cell_id, None)
     try:
         worker = BulkWorker(spec)
         try:
             for _ in range(episodes):
-                if os.getppid() != parent:
-                    return
+                if os.getppid() != parent or end is None:
+                    end = None
+                    break
                 for record in worker.collect(1):
-                    messages.put(("episode", spec.cell_id, record))
+                    if not _send(conn, ("episode", spec.cell_id, record)):
+                        end = None  # the parent is gone
         finally:
             worker.close()
     except KeyboardInterrupt:
-        return
+        end = None
     except BulkCollectError as exc:
-        messages.put(("error", spec.cell_id, str(exc)))
-        return
+        end = ("error", spec.cell_id, str(exc))
     except Exception:
-        messages.put(("error", spec.cell_id, traceback.format_exc()))
-        return
-    messages.put(("done", spec.cell_id, None))
+        end = ("error", spec.cell_id, traceback.format_exc())
+    if end is not None:
+        _send(conn, end)
+    conn.close()
 
 
-def _run_processes(jobs, on_record: Callable[[int, dict], None]) -> None:
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code} without reporting its end"
+
+
+@dataclass
+class _Process:
+    """A running spawn worker: its job, its process and the read end of its pipe."""
+
+    spec: WorkerSpec
+    process: Any
+    conn: Any
+    ended: bool = False  # its pipe reached its end (the worker ended or died)
+    done: bool = False  # it reported the end of its job
+
+
+def _run_processes(
+    jobs,
+    on_record: Callable[[int, dict], None],
+    restart: Callable[[WorkerSpec], tuple[WorkerSpec, int]],
+    max_restarts: int = MAX_WORKER_RESTARTS,
+    target: Callable = _process_main,
+) -> int:
+    """Run `jobs` as spawn processes until each reported its end; returns how many workers
+    were started again. A worker that dies without reporting its end (SIGKILL, a crash of the
+    interpreter or of MuJoCo) is started again with `restart(spec)` (its remaining job), at
+    most `max_restarts` times per cell, with a warning each time; one more death fails the
+    run (BulkCollectError naming the cell). An error the worker reports (a Python exception,
+    BulkCollectError) fails the run at once."""
     ctx = mp.get_context("spawn")
-    messages = ctx.Queue()
-    procs = {
-        spec.cell_id: ctx.Process(
-            target=_process_main,
-            args=(spec, n, messages, log.getEffectiveLevel(), os.getpid()),
+    level = log.getEffectiveLevel()
+    workers: dict[int, _Process] = {}
+    restarts: Counter = Counter()
+
+    def start(spec: WorkerSpec, episodes: int) -> None:
+        reader, writer = ctx.Pipe(duplex=False)
+        proc = ctx.Process(
+            target=target,
+            args=(spec, episodes, writer, level, os.getpid()),
             name=f"cell{spec.cell_id}",
         )
-        for spec, n in jobs
-    }
-    for proc in procs.values():
         proc.start()
-    running = set(procs)
-    try:
-        while running:
+        writer.close()  # the worker holds the only write end: its death ends the pipe
+        workers[spec.cell_id] = _Process(spec, proc, reader)
+
+    def take_reports(cell: int, worker: _Process) -> None:
+        """Handle every report that arrived, up to the end of the pipe."""
+        while not worker.ended and not worker.done:
             try:
-                kind, cell, payload = messages.get(timeout=1.0)
-            except queue.Empty:
-                kind, cell, payload = "", -1, None
-            if not kind:  # nothing for a second: is every worker still alive?
-                for cell in running:
-                    code = procs[cell].exitcode
-                    if code is not None:
-                        raise BulkCollectError(f"worker of cell {cell} exited with status {code}")
-                continue
+                if not worker.conn.poll():
+                    return
+                kind, _, payload = worker.conn.recv()
+            except (EOFError, OSError):  # the end, or a report cut short by a death
+                worker.ended = True
+                return
             if kind == "episode":
                 on_record(cell, payload)
             elif kind == "done":
-                running.discard(cell)
+                worker.done = True
             else:
                 raise BulkCollectError(f"worker of cell {cell} failed: {payload}")
+
+    def died(cell: int, worker: _Process) -> None:
+        worker.process.join(timeout=10)
+        reason = _exit_reason(worker.process.exitcode)
+        spec, left = restart(worker.spec)
+        if left == 0:  # after its last bag was complete: nothing to do again
+            log.warning("%s: worker of cell %d died (%s) after its last bag", PROG, cell, reason)
+            return
+        if restarts[cell] >= max_restarts:
+            raise BulkCollectError(
+                f"worker of cell {cell} died ({reason}) after {restarts[cell]} restart(s);"
+                f" giving up (at most {max_restarts} per cell); rerun the same command to"
+                " continue"
+            )
+        restarts[cell] += 1
+        log.warning(
+            "%s: worker of cell %d died (%s); started again (restart %d/%d) for its %d"
+            " remaining episode(s)",
+            PROG, cell, reason, restarts[cell], max_restarts, left,
+        )  # fmt: skip
+        start(spec, left)
+
+    for spec, n in jobs:
+        start(spec, n)
+    try:
+        while workers:
+            waitables = [w.conn for w in workers.values()]
+            waitables += [w.process.sentinel for w in workers.values()]
+            mp.connection.wait(waitables, timeout=1.0)
+            for cell, worker in list(workers.items()):
+                take_reports(cell, worker)
+                if not worker.done and not worker.ended and not worker.process.is_alive():
+                    take_reports(cell, worker)  # what it sent before it exited
+                if worker.done or worker.ended or not worker.process.is_alive():
+                    del workers[cell]
+                    worker.conn.close()
+                    if worker.done:
+                        worker.process.join(timeout=10)
+                    else:
+                        died(cell, worker)
     finally:
-        for proc in procs.values():
-            if proc.is_alive():
-                proc.terminate()
-        for proc in procs.values():
-            proc.join(timeout=10)
+        for worker in workers.values():
+            if worker.process.is_alive():
+                worker.process.terminate()
+        for worker in workers.values():
+            worker.process.join(timeout=10)
+            worker.conn.close()
+    return sum(restarts.values())
 
 
 def _run_ray(jobs, address: str, on_record: Callable[[int, dict], None]) -> None:
+    """Run `jobs` as Ray actors, one episode per call. A dead actor fails the run (no restarts,
+    unlike the spawn processes); the same command again resumes it."""
     import ray
 
     from mtopt_sim.bulk_cell import BulkWorker
@@ -426,20 +530,29 @@ def collect(cfg: CollectConfig, registry: TaskRegistry | None = None) -> Collect
         text = ", ".join(f"{k} {successes[k]}/{kinds[k]}" for k in sorted(kinds))
         bar.set_postfix_str(f"successes: {text}", refresh=False)
 
+    targets = {spec.cell_id: existing.get(spec.cell_id, 0) + n for spec, n in jobs}
+    restarts = 0
     try:
         if jobs and cfg.ray_address:
             _run_ray(jobs, cfg.ray_address, on_record)
         elif jobs:
-            _run_processes(jobs, on_record)
+            restarts = _run_processes(
+                jobs,
+                on_record,
+                lambda spec: resumed_job(spec, targets[spec.cell_id]),
+                cfg.max_restarts,
+            )
     finally:
         bar.close()
         remove_stale_parts(out, cells)  # of workers that were stopped mid-episode
     wall = time.monotonic() - started
-    result.summary = summarize(cfg, result.records, before, len(stale), wall)
+    result.summary = summarize(cfg, result.records, before, len(stale), wall, restarts)
     return result
 
 
-def summarize(cfg: CollectConfig, records, before: int, stale: int, wall: float) -> dict:
+def summarize(
+    cfg: CollectConfig, records, before: int, stale: int, wall: float, restarts: int = 0
+) -> dict:
     """The JSON summary line."""
     by_task: dict[str, dict[str, int]] = defaultdict(lambda: {"episodes": 0, "successes": 0})
     for r in records:
@@ -465,6 +578,7 @@ def summarize(cfg: CollectConfig, records, before: int, stale: int, wall: float)
         "by_task": {t: by_task[t] for t in sorted(by_task)},
         "aborted": sum(bool(r["aborted"]) for r in records),
         "stale_parts_removed": stale,
+        "worker_restarts": restarts,
     }
 
 
@@ -519,6 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ray-address", default="", help="run workers as Ray actors: local | auto | HOST:PORT"
     )
     p.add_argument("--min-free-disk-gb", type=float, default=1.0)
+    p.add_argument(
+        "--max-restarts", type=int, default=MAX_WORKER_RESTARTS, metavar="N",
+        help="a worker process that dies is started again at most N times per cell"
+        f" (default {MAX_WORKER_RESTARTS}; not with --ray-address)",
+    )  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="log every episode")
     return p
@@ -545,6 +664,7 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
         first_cell=args.first_cell,
         ray_address=args.ray_address,
         min_free_disk_gb=args.min_free_disk_gb,
+        max_restarts=args.max_restarts,
         progress=not args.no_progress,
     )
 
