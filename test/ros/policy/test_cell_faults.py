@@ -333,6 +333,9 @@ def test_logger_killed_mid_episode_leaves_only_complete_bags(cell):
     assert all(p.name.endswith(PART_SUFFIX) for p in parts)
     assert not {p.name[: -len(PART_SUFFIX)] for p in parts} & {b.name for b in cell.bags()}
     assert "NOT logged" in cell.nodes["collector"].log()
+    # The restarted logger deleted the leftovers of its cell (ids cell5_...) at startup.
+    assert not any(p.exists() for p in parts)
+    assert f"removed {len(parts)} partial episode(s) of cell {CELL_ID}" in logger.log()
 
 
 def test_bin_controller_not_answering_pauses_collection(cell):
