@@ -9,7 +9,8 @@ W workers, each one simulated cell (`/cell<k>`, k = --first-cell + worker index)
 cell's own collector and policy logic in-process (`mtopt_sim.bulk_cell`): task choice with
 pick -> place sequencing, bin resets and respawns, the planner's scripted / random / CEM mix
 with epsilon on the loaded weights, the present move and oracle grade (and the success
-detector's, with --sd-checkpoint). Every episode is one rosbag2 MCAP bag under --out with the
+detector's, with --sd-checkpoint). --guided-fraction G runs the simulator-aimed guided pick
+(`mtopt_sim.guided`) in that share of the lift episodes instead. Every episode is one rosbag2 MCAP bag under --out with the
 logger's topics, message types and EpisodeInfo (`mtopt_sim.bag_writer`), named like the
 logger's bags (`cell<k>_<UTC start>_<tag>_<counter>`, ids that follow `mtopt_core.episodes`),
 written as `<id>.part` and renamed when complete. Their EpisodeInfo says
