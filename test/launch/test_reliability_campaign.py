@@ -1,7 +1,11 @@
-"""`mtopt-reliability` at CI size: one simulated cell with respawning nodes, the policy, the
-logger and the simulated cell SIGKILLed in turn (a recording cut mid-episode among them); the
-run goes on, every complete bag is readable exactly once, the campaign exits 0. (The
-documented run kills every node type: docs/reliability.md.)"""
+"""`mtopt-reliability` at CI size: one simulated cell with respawning nodes, a success detector
+(untrained checkpoint) and a learner (`--learner`: sim_learning.launch.yaml); the SD, the learner,
+the policy, the logger and the simulated cell SIGKILLed in turn (a recording cut mid-episode
+among them). The run goes on: each node comes back and does its work again (the cell logs
+episodes, the SD grades them, the learner announces its checkpoint again and ingests more
+bags); every complete bag is readable exactly once, the learner lists none twice, the campaign
+exits 0; the camera frames a monitor received and lost are counted. (The documented run kills
+every node type: docs/reliability.md.)"""
 
 import json
 import subprocess
@@ -13,30 +17,56 @@ from mtopt_experiments.reliability import audit_episodes, memory_growth
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-#: CI size: the episode driver, the bag writer and the simulated hardware (cameras, arm, bin)
-#: crash; the documented run kills every node type (docs/reliability.md).
-KILLED = ("policy", "logger", "sim_cell")
+#: CI size: the grader, the learner, the episode driver, the bag writer and the simulated
+#: hardware (cameras, arm, bin) crash; the documented run kills every node type
+#: (docs/reliability.md). The learner is killed once it has a checkpoint to resume from (until
+#: then the others go first and it is owed the next fault).
+KILLED = ("sd", "learner", "policy", "logger", "sim_cell")
 
 
 def test_every_node_type_killed_in_turn_and_nothing_is_lost(tmp_path):
     out = tmp_path / "campaign"
     proc = subprocess.run(
         [sys.executable, "-m", "mtopt_experiments.reliability", "--out", str(out),
-         "--cells", "1", "--duration", "60", "--fault-every", "8", "--episode-silence", "5",
-         "--settle", "12", "--kill", *KILLED, "--warmup", "10", "--sample-every", "2"],
-        capture_output=True, text=True, timeout=200,
+         "--cells", "1", "--duration", "100", "--fault-every", "8", "--episode-silence", "5",
+         "--settle", "20", "--learner", "--sd", "--kill", *KILLED, "--warmup", "10",
+         "--sample-every", "2"],
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout + proc.stderr[-3000:]
     result = json.loads(lines[0])
     assert proc.returncode == 0, (result, proc.stderr[-3000:])
-    assert result["faults"] >= len(KILLED), result
+    assert set(result["faults_by_node"]) == set(KILLED), (result, proc.stderr[-3000:])
     assert result["faults_survived"] == result["faults"], result
     assert result["unreadable_bags"] == 0 and result["duplicate_episodes"] == 0, result
-    assert result["episodes"] >= result["faults"], result
+    assert result["episodes"] >= result["faults"] - result["faults_by_node"]["learner"], result
+    assert result["graded_episodes"] > 0, result
+    full = json.loads((out / "result.json").read_text())
+    for fault in full["fault_list"]:
+        if fault["node"] == "/learner":  # resumed from the checkpoint it had at the kill
+            assert fault["checkpoint_step"] is not None, fault
+            assert "announced" in fault["evidence"] and "ledger +" in fault["evidence"], fault
+        elif fault["node"] == "/cell0/sd":
+            assert fault["evidence"].startswith("graded episode"), fault
+    learner = result["learner_audit"]
+    assert learner["ledger_duplicates"] == 0 and learner["quarantined"] == 0, learner
+    assert learner["ledger_bags"] > 0 and learner["last_checkpoint_step"] is not None, learner
+    # Camera frames: 20 per sim second and camera; the restarts of the killed simulated cell
+    # are counted apart, in every stream; what a deep queue lost, a short one lost too.
+    cameras = result["camera_loss"]
+    assert result["camera_frames_received"] > 1000, cameras["sensor"]["total"]
+    assert 0.0 <= result["camera_loss_pct"] < 50.0, cameras["sensor"]["total"]
+    assert result["camera_frames_lost_in_transport"] <= result["camera_frames_lost"], cameras
+    for queue in ("sensor", "deep"):
+        streams = cameras[queue]["per_stream"]
+        assert len(streams) == 3, streams
+        for stream in streams.values():
+            assert stream["restarts"] == result["faults_by_node"]["sim_cell"], streams
     report = (out / "report.md").read_text()
-    for node in KILLED:
-        assert f"/cell0/{node}" in report
+    for node in ("/cell0/sd", "/cell0/policy", "/cell0/logger", "/cell0/sim_cell", "/learner"):
+        assert f"| {node} |" in report
+    assert "## Camera frames" in report and "## Learner" in report
     assert (out / "memory.csv").read_text().count("\n") > 10
 
 

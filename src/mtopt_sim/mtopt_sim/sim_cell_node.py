@@ -20,7 +20,8 @@ Subscribes:
   gripper/command            mtopt_interfaces/GripperCommand (opening [m], max effort [N])
   reset_bin/motor            mtopt_interfaces/BinMotorCommand (hinge angle, max velocity)
 Services:
-  sim/respawn                std_srvs/Trigger: new random object set, arm home, bin level
+  sim/respawn                std_srvs/Trigger: new random object set, arm home, bin level;
+                             the objects settle in sim time without any output (logged)
 
 Parameters: see `SimCellNodeConfig`. All simulation work (physics, EGL rendering) happens in the
 executor's single thread; the logic lives in `SimCellRunner` / `SimCell`.
@@ -151,6 +152,16 @@ def gripper_state_msg(cell: SimCell, stamp: float) -> GripperState:
     )
     msg.header.stamp = _stamp(stamp)
     return msg
+
+
+def respawn_log_line(before: float, after: float, names) -> str:
+    """The info line of a `sim/respawn`: the objects settle in `after - before` s of sim time
+    during which nothing is published (a gap in every stream's stamps, not message loss;
+    `mtopt-reliability` reads these lines, `mtopt_experiments.graph_monitor.sim_pauses`)."""
+    return (
+        f"sim/respawn: sim time {before:.4f} -> {after:.4f} s without outputs (objects "
+        f"settling); spawned {', '.join(names)}"
+    )
 
 
 def camera_image_msg(image, camera: str, stamp: float) -> Image:
@@ -322,7 +333,9 @@ class SimCellNode(Node):
             self.get_logger().error(f"reset_bin/motor rejected: {exc}")
 
     def _on_respawn(self, request, response):
+        before = self.cell.time
         names = self.runner.respawn()
+        self.get_logger().info(respawn_log_line(before, self.cell.time, names))
         response.success = True
         response.message = "spawned: " + ", ".join(names)
         return response
