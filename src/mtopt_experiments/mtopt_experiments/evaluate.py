@@ -414,9 +414,9 @@ def run_scenes(
 
 
 # ------------------------------------------------------------------------------- the run
-def evaluate(config: EvalConfig, out: Path, log=print) -> dict:
-    """Run the evaluation, write the report files to `out`, return the result (JSON-able).
-    Raises ValueError (bad option), CheckpointError / WeightsRefused (refused checkpoint)."""
+def evaluate(config: EvalConfig, out: Path, log=print, progress: bool = True) -> dict:
+    """Run the evaluation, write the report files to `out`, return the result (JSON-able);
+    a progress bar on stderr unless `progress` is False. Raises ValueError (bad option), CheckpointError / WeightsRefused (refused checkpoint)."""
     from mtopt_experiments import eval_report
 
     start = time.perf_counter()
@@ -438,7 +438,7 @@ def evaluate(config: EvalConfig, out: Path, log=print) -> dict:
         f"{PROG}: {config.checkpoint} (sha256 {sha256[:12]}...), {len(tasks)} tasks x "
         f"{config.episodes_per_task} scenes, seed {config.seed}, {config.workers} workers"
     )
-    rows = run_scenes(config, policy, sha256, tasks, log)
+    rows = run_scenes(config, policy, sha256, tasks, log if progress else None)
     result = eval_report.summarize(rows, tasks, with_sd=bool(config.sd_checkpoint))
     result = {
         "checkpoint": str(config.checkpoint),

@@ -334,7 +334,7 @@ class ClosedLoop:
             policy_params=cfg.policy_params,
         )  # fmt: skip
         quiet = lambda message: None  # noqa: E731  (the stage line above says enough)
-        return evaluate(config, self.round_dir(round_index) / "eval", quiet)
+        return evaluate(config, self.round_dir(round_index) / "eval", quiet, cfg.progress)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
