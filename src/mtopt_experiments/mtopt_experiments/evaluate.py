@@ -416,7 +416,8 @@ def run_scenes(
 # ------------------------------------------------------------------------------- the run
 def evaluate(config: EvalConfig, out: Path, log=print, progress: bool = True) -> dict:
     """Run the evaluation, write the report files to `out`, return the result (JSON-able);
-    a progress bar on stderr unless `progress` is False. Raises ValueError (bad option), CheckpointError / WeightsRefused (refused checkpoint)."""
+    a progress bar on stderr unless `progress` is False. Raises ValueError (bad option),
+    CheckpointError / WeightsRefused (refused checkpoint)."""
     from mtopt_experiments import eval_report
 
     start = time.perf_counter()
