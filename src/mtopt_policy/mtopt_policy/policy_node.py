@@ -26,7 +26,7 @@ Calls:
 
 Parameters: `mtopt_policy.config.PolicyConfig` (config/policy.yaml).
 
-Ctrl-C / SIGINT / SIGTERM: the node's own handler (not rclpy's, which would invalidate the
+Ctrl-C / SIGINT / SIGTERM: run_node's handler (not rclpy's, which would invalidate the
 context under a running episode) stops it: a running episode ends at once (aborted, "policy
 node shutting down", its result still sent), then the node shuts down and exits 0; nothing is
 published after that.
@@ -34,10 +34,8 @@ published after that.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
 import sys
 import threading
 import time
@@ -48,7 +46,6 @@ import numpy as np
 import torch
 from rclpy.action import ActionClient, ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
@@ -467,23 +464,10 @@ class PolicyNode(Node):
         return result, goal_handle.abort if outcome.aborted else goal_handle.succeed
 
 
-def _serve(node: PolicyNode, executor, stop: threading.Event) -> int:
-    """Spin (in another thread) until `stop` is set (SIGINT/SIGTERM) or spinning ends; then end
-    a running episode while the context is still valid, so its result goes out and nothing is
-    published after the shutdown that follows (run_node)."""
-    failed: list[BaseException] = []
-
-    def spin() -> None:
-        try:
-            with contextlib.suppress(ExternalShutdownException):
-                executor.spin()
-        except BaseException as exc:  # raised in the main thread below, as run_node expects
-            failed.append(exc)
-
-    spinner = threading.Thread(target=spin, name="spin", daemon=True)
-    spinner.start()
-    while spinner.is_alive() and not stop.wait(0.1):
-        pass
+def _end_episode(node: PolicyNode) -> None:
+    """On SIGINT/SIGTERM, while the executor still spins (run_node's `stopping`): end a running
+    episode while the context is valid, so its result goes out and nothing is published after
+    the shutdown that follows."""
     running = not node.wait_idle(0.0)
     node.close()
     if not node.wait_idle(EPISODE_STOP_TIMEOUT_S):
@@ -494,36 +478,14 @@ def _serve(node: PolicyNode, executor, stop: threading.Event) -> int:
         # rclpy sends the result just after the execute callback returns; DDS delivers it
         # only while this participant lives.
         time.sleep(RESULT_GRACE_S)
-    # Stop spinning here and let the spin thread end before the node and the context go
-    # (run_node): a thread still inside the executor's wait at exit aborts the process.
-    executor.shutdown(timeout_sec=2.0)
-    spinner.join(timeout=2.0)
-    if failed:
-        raise failed[0]
-    return 0
 
 
 def main(args=None) -> int:
     """Run the node until SIGINT/SIGTERM (exit 0), exit code 2 on invalid parameters."""
-    stop = threading.Event()
-    # Our handlers instead of rclpy's: rclpy's would shut the context down at once, under a
-    # running episode (its publishing and its result would then fail with tracebacks).
-    previous = {
-        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        # An episode blocks a thread while images, states and action results keep arriving.
-        return run_node(
-            PolicyNode,
-            "policy_node",
-            threads=4,
-            args=args,
-            main_loop=lambda node, executor: _serve(node, executor, stop),
-            ros_signal_handlers=False,
-        )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    # An episode blocks a thread while images, states and action results keep arriving.
+    # run_node's own signal handlers (not rclpy's, which would invalidate the context under a
+    # running episode: its publishing and its result would then fail with tracebacks).
+    return run_node(PolicyNode, "policy_node", threads=4, args=args, stopping=_end_episode)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """mtopt_bridge.node_main.run_node: exit codes around shutdown."""
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
@@ -24,11 +29,11 @@ class _ClosingNode(Node):
 def test_sigint_landing_while_the_wait_set_is_built_exits_cleanly(monkeypatch):
     # The launch-shutdown race seen in CI: the signal handler shuts the context down after the
     # executor's ok() check, and building the wait set then fails on the dead context.
-    def spin_into_the_race(self):
+    def spin_into_the_race(self, future, timeout_sec=None):
         rclpy.shutdown()
         raise RCLError("failed to initialize wait set: the given context is not valid")
 
-    monkeypatch.setattr(SingleThreadedExecutor, "spin", spin_into_the_race)
+    monkeypatch.setattr(SingleThreadedExecutor, "spin_until_future_complete", spin_into_the_race)
     _ClosingNode.closed = 0
     assert run_node(_ClosingNode, "probe") == 0
     assert _ClosingNode.closed == 1  # close() still ran
@@ -36,10 +41,10 @@ def test_sigint_landing_while_the_wait_set_is_built_exits_cleanly(monkeypatch):
 
 
 def test_a_runtime_error_on_a_live_context_is_not_swallowed(monkeypatch):
-    def fail(self):
+    def fail(self, future, timeout_sec=None):
         raise RuntimeError("a real bug in a callback")
 
-    monkeypatch.setattr(SingleThreadedExecutor, "spin", fail)
+    monkeypatch.setattr(SingleThreadedExecutor, "spin_until_future_complete", fail)
     with pytest.raises(RuntimeError, match="real bug"):
         run_node(_ClosingNode, "probe")
     assert not rclpy.ok()  # shut down all the same
@@ -64,3 +69,111 @@ def test_ctrl_c_in_a_main_loop_without_ros_signal_handlers_is_a_clean_exit():
     assert run_node(_ClosingNode, "probe", main_loop=interrupted, ros_signal_handlers=False) == 0
     assert _ClosingNode.closed == 1
     assert not rclpy.ok()
+
+
+class _TickingNode(Node):
+    """A 100 Hz timer; `on_tick(node)` runs in each callback. Records what happened in
+    `events`."""
+
+    on_tick = None
+    events: list[str] = []
+
+    def __init__(self):
+        super().__init__("run_node_ticking_probe")
+        self.ticks = 0
+        self.create_timer(0.01, self._tick)
+
+    def _tick(self):
+        self.ticks += 1
+        type(self).on_tick(self)
+
+    def close(self):
+        self.events.append(f"close after {self.ticks} ticks")
+
+    def destroy_node(self):
+        # Callbacks, close() and destroy_node() in one thread, the caller's, as before the own
+        # signal handling (the sim cell closes its EGL renderers, usable only in the thread
+        # that used them).
+        assert threading.current_thread() is threading.main_thread()
+        super().destroy_node()
+
+
+def _run_ticking(on_tick, **kwargs) -> int:
+    _TickingNode.on_tick = staticmethod(on_tick)
+    _TickingNode.events = []
+    return run_node(_TickingNode, "probe", **kwargs)
+
+
+def test_sigint_during_a_callback_stops_spinning_closes_and_restores_the_handler():
+    before = signal.getsignal(signal.SIGINT)
+
+    def tick(node):
+        assert threading.current_thread() is threading.main_thread()  # single-threaded
+        if node.ticks == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal lands while this callback runs
+
+    started = time.monotonic()
+    assert _run_ticking(tick) == 0
+    assert time.monotonic() - started < 3.0
+    (closed,) = _TickingNode.events
+    assert closed.startswith("close after")
+    assert signal.getsignal(signal.SIGINT) is before
+    assert not rclpy.ok()
+
+
+def test_stopping_runs_while_the_executor_still_spins_then_close():
+    def tick(node):
+        if node.ticks == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def stopping(node):
+        seen = node.ticks
+        deadline = time.monotonic() + 5.0
+        while node.ticks < seen + 3:  # callbacks still run
+            assert time.monotonic() < deadline, "the executor stopped before `stopping` ended"
+            time.sleep(0.01)
+        _TickingNode.events.append("stopping done")
+
+    assert _run_ticking(tick, threads=2, stopping=stopping) == 0
+    assert _TickingNode.events[0] == "stopping done"
+    assert _TickingNode.events[1].startswith("close after")
+
+
+def test_an_exception_in_a_callback_propagates_after_an_orderly_shutdown():
+    def tick(node):
+        if node.ticks == 2:
+            raise ValueError("a bug in a callback")
+
+    with pytest.raises(ValueError, match="bug in a callback"):
+        _run_ticking(tick)
+    assert _TickingNode.events and _TickingNode.events[0].startswith("close after 2")
+    assert not rclpy.ok()
+
+
+def test_a_signal_while_the_node_is_built_stops_it_once_it_spins():
+    class _SignalledWhileBuilt(_TickingNode):
+        def __init__(self):
+            os.kill(os.getpid(), signal.SIGTERM)  # before: rclpy's handler, or death
+            super().__init__()
+
+    _TickingNode.on_tick = staticmethod(lambda node: None)
+    _TickingNode.events = []
+    before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    assert run_node(_SignalledWhileBuilt, "probe") == 0
+    assert time.monotonic() - started < 3.0
+    assert _TickingNode.events and _TickingNode.events[0].startswith("close after")
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_node_shutting_its_context_down_ends_the_spin_with_exit_code_0(recwarn):
+    def tick(node):
+        if node.ticks == 2:
+            node.context.try_shutdown()  # as learner_node does when training ends
+
+    started = time.monotonic()
+    assert _run_ticking(tick) == 0
+    assert time.monotonic() - started < 3.0
+    assert _TickingNode.events and _TickingNode.events[0].startswith("close after 2")
+    assert not [w for w in recwarn if "done callback" in str(w.message)]
