@@ -6,16 +6,16 @@
     mtopt-sim-collect --episodes 100000 --workers 64 --out /shared/eps --ray-address auto
 
 W workers, each one simulated cell (`/cell<k>`, k = --first-cell + worker index) running the
-cell's own collector and policy logic in-process (`mtopt_sim.bulk_cell`): task choice with
-pick -> place sequencing, bin resets and respawns, the planner's scripted / random / CEM mix
-with epsilon on the loaded weights, the present move and oracle grade (and the success
-detector's, with --sd-checkpoint). --guided-fraction G runs the simulator-aimed guided pick
-(`mtopt_sim.guided`) in that share of the lift episodes instead. Every episode is one rosbag2 MCAP bag under --out with the
-logger's topics, message types and EpisodeInfo (`mtopt_sim.bag_writer`), named like the
-logger's bags (`cell<k>_<UTC start>_<tag>_<counter>`, ids that follow `mtopt_core.episodes`),
-written as `<id>.part` and renamed when complete. Their EpisodeInfo says
-`closed_by: mtopt-sim-collect` (`mtopt_core.episodes.SIM_COLLECT_CLOSER`), a closer the
-learner accepts by default (its `accepted_closers`).
+cell's own collector and policy logic in-process (`mtopt_sim.bulk_cell`): task choice with pick
+-> place sequencing, bin resets and respawns, the planner's scripted / random / CEM mix with
+epsilon on the loaded weights, the present move and oracle grade (and the success detector's,
+with --sd-checkpoint). --guided-fraction G runs the simulator-aimed guided pick
+(`mtopt_sim.guided`) in that share of the lift episodes instead. Every episode is one rosbag2
+MCAP bag under --out with the logger's topics, message types and EpisodeInfo
+(`mtopt_sim.bag_writer`), named like the logger's bags (`cell<k>_<UTC start>_<tag>_<counter>`,
+ids that follow `mtopt_core.episodes`), written as `<id>.part` and renamed when complete. Their
+EpisodeInfo says `closed_by: mtopt-sim-collect` (`mtopt_core.episodes.SIM_COLLECT_CLOSER`), a
+closer the learner accepts by default (its `accepted_closers`).
 
 Workers are `spawn` processes (a fork after a GL context exists would share it), or Ray actors
 with --ray-address (`local`: a private local instance; `auto` / `HOST:PORT`: a running cluster,
