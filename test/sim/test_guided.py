@@ -17,7 +17,7 @@ from mtopt_sim.env import MTOptCell
 from mtopt_sim.guided import KIND, GuidedConfig, GuidedPick, yaw_error
 from mtopt_sim.scripted import bin_geometry
 
-EPISODES = 8
+EPISODES = 12
 
 
 def test_yaw_error_takes_the_short_way_within_the_workspace():
