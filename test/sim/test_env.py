@@ -12,14 +12,6 @@ from mtopt_experiments.evaluate_scripted import acquire_object
 from mtopt_sim.env import EnvConfig, MTOptCell
 
 
-@pytest.fixture(scope="module")
-def env():
-    e = MTOptCell()
-    e.reset(seed=0)
-    yield e
-    e.close()
-
-
 def _random_actions(n: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     actions = []

@@ -13,7 +13,6 @@ from mtopt_core.episode_bag import read_bag_messages
 from mtopt_core.tasks import load_task_registry
 from mtopt_policy.scripted import ScriptedConfig, ScriptedPick
 from mtopt_sim.bulk_cell import InProcessCell, WorkerSpec
-from mtopt_sim.env import MTOptCell
 from mtopt_sim.guided import KIND, GuidedConfig, GuidedPick, yaw_error
 from mtopt_sim.scripted import bin_geometry
 
@@ -27,14 +26,6 @@ def test_yaw_error_takes_the_short_way_within_the_workspace():
     # 1.5 is the same grasp as 1.5 - pi = -1.64 (outside): the rotation stays inside.
     assert yaw_error(1.5, -1.5) == pytest.approx(3.0)
     assert yaw_error(-1.5 + math.pi, -1.2) == pytest.approx(-0.3)  # equivalent, inside
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = MTOptCell()
-    e.reset(seed=0)
-    yield e
-    e.close()
 
 
 def _run(env, rng, source_for_episode, seed):

@@ -39,14 +39,6 @@ SPEC = ActionSpec()
 CLOSE_AND_TERMINATE = SPEC.from_physical([0.0, 0.0, 0.0], 0.0, True, True)
 
 
-@pytest.fixture(scope="module")
-def env():
-    e = MTOptCell()
-    e.reset(seed=0)
-    yield e
-    e.close()
-
-
 def _start_above(env, which: str) -> dict:
     center = env.cell.scene_config.bin_center(which)
     return {"start": [center[0], center[1], env.cell.floor_z + 0.20], "start_yaw": 0.0}

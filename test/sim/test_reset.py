@@ -7,18 +7,8 @@ consecutive resets with the same bounds (>= 95 % moved, none lost off the table)
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from mtopt_experiments.evaluate_scripted import acquire_object, measure_resets
-from mtopt_sim.env import MTOptCell
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = MTOptCell()
-    e.reset(seed=0)
-    yield e
-    e.close()
 
 
 def test_consecutive_resets_move_the_left_bin_back(env):

@@ -18,7 +18,6 @@ from mtopt_experiments.evaluate_scripted import (
     measure_place,
 )
 from mtopt_policy import scripted as policy_scripted
-from mtopt_sim.env import MTOptCell
 from mtopt_sim.scripted import (
     CollectorConfig,
     PickPlaceCollector,
@@ -31,14 +30,6 @@ from mtopt_sim.scripted import (
 )
 
 EPISODES = 20
-
-
-@pytest.fixture(scope="module")
-def env():
-    e = MTOptCell()
-    e.reset(seed=0)
-    yield e
-    e.close()
 
 
 def test_noise_free_pick_lifts_an_object_in_80_percent(env):
