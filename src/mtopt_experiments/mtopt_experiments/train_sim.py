@@ -232,9 +232,16 @@ class ClosedLoop:
         mine = self.config.identity()
         if path.exists():
             theirs = json.loads(path.read_text())
+            # A setting added after the run started counts as its default there.
+            defaults = {
+                f.name: f.default
+                for f in dataclasses.fields(TrainSimConfig)
+                if f.default is not dataclasses.MISSING and not isinstance(f.default, Path)
+            }
             differ = sorted(
                 k for k in set(mine) | set(theirs)
-                if k not in EXTENSIBLE and json.dumps(mine.get(k)) != json.dumps(theirs.get(k))
+                if k not in EXTENSIBLE
+                and json.dumps(mine.get(k)) != json.dumps(theirs.get(k, defaults.get(k)))
             )  # fmt: skip
             if differ:
                 raise TrainSimError(

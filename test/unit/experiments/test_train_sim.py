@@ -86,6 +86,14 @@ def test_a_resume_with_other_settings_is_refused(one_round):
     proc = run(out, "--episodes", "6", "--rounds", "1", "--eval-seed", "5")
     assert proc.returncode == 2
     assert "eval_seed" in proc.stderr and "config.json" in proc.stderr
+    # A run started before a setting existed resumes at that setting's default only.
+    config = out / "config.json"
+    written = json.loads(config.read_text())
+    del written["guided_fraction"]
+    config.write_text(json.dumps(written))
+    proc = run(out, "--episodes", "6", "--rounds", "1", "--guided-fraction", "0.5")
+    assert proc.returncode == 2 and "guided_fraction" in proc.stderr
+    json_line(run(out, "--episodes", "6", "--rounds", "1"))
 
 
 @pytest.mark.parametrize(
