@@ -31,6 +31,13 @@ GroupNorm right after it removes each group's mean of it, i.e. much of the actio
 `fuse_after_norm` adds the fused vector after the first head conv's normalization instead
 (conv -> GroupNorm -> + state -> ReLU), so it reaches the ReLU whole; the `compact` preset uses
 it. Checkpoints written before the option existed load with the original layout.
+
+The fused vector is the same at every position of the map, and convolutions treat every
+position alike, so before the output FC layers nothing in the network can relate the action to
+*where* something is in the image (moving toward an object seen on the left). With
+`position_embedding` a learned map (C x h x w, zero at the start) is added where the fused
+vector is: after the ReLU, a channel is then active where the image feature, the action's bias
+and the position's bias together exceed 0, i.e. in a region of the image the action selects.
 """
 
 from __future__ import annotations
@@ -82,6 +89,8 @@ class QNetConfig:
             observation at step index t (set H to the episodes' step limit); 0 = no such input.
         fuse_after_norm: with norm "group", add the fused state after the first head conv's
             GroupNorm instead of before that conv (see the module docstring).
+        position_embedding: add a learned per-position map where the fused state is added, so
+            the head can relate the action to image positions (see the module docstring).
     """
 
     num_tasks: int
@@ -106,6 +115,7 @@ class QNetConfig:
     object_detected_input: bool = True
     step_horizon: int = 0
     fuse_after_norm: bool = False
+    position_embedding: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fuse_hidden", tuple(int(w) for w in self.fuse_hidden))
@@ -286,6 +296,10 @@ class QNet(nn.Module):
         # Index of the head layer the fused state is added before: the first conv, or (with
         # fuse_after_norm) the ReLU after the first conv's GroupNorm.
         self._fuse_at = 2 if config.fuse_after_norm else 0
+        self.position = None
+        if config.position_embedding:
+            s = config.feature_size()
+            self.position = nn.Parameter(torch.zeros(1, c, s, s))
 
         flat = c * config.head_output_size() ** 2 + (c if config.state_skip else 0)
         if config.multi_head:
@@ -379,6 +393,8 @@ class QNet(nn.Module):
         for i, layer in enumerate(self.head_convs):
             if i == self._fuse_at:
                 x = x + fused[:, :, None, None]
+                if self.position is not None:
+                    x = x + self.position
             x = layer(x)
         x = x.flatten(1)
         if self.config.state_skip:

@@ -110,6 +110,17 @@ class GraspPlanner:
                 result.append(best)
         return result
 
+    def nearest(
+        self, xy: np.ndarray, found: list[GraspCandidate] | None = None
+    ) -> GraspCandidate | None:
+        """The feasible grasp nearest to `xy` (else the nearest infeasible one); `found`:
+        candidates already computed."""
+        found = self.candidates() if found is None else found
+        if not found:
+            return None
+        feasible = [c for c in found if c.clearance >= 0] or found
+        return min(feasible, key=lambda c: float(np.linalg.norm(c.xy - xy)))
+
     def choose(self, rng: np.random.Generator) -> GraspCandidate | None:
         """A random feasible grasp (uniform over objects), else the best infeasible one."""
         found = self.candidates()

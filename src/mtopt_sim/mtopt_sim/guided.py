@@ -91,11 +91,9 @@ class GuidedPick:
             for c in found:
                 if c.object_index == self.object_index:
                     return c
-        if not found:
-            return None
-        feasible = [c for c in found if c.clearance >= 0] or found
-        best = min(feasible, key=lambda c: float(np.linalg.norm(c.xy - tcp_xy)))
-        self.object_index = best.object_index
+        best = self.planner.nearest(tcp_xy, found)
+        if best is not None:
+            self.object_index = best.object_index
         return best
 
     def _decision(self, translation, dyaw: float, close: bool, terminate: bool) -> Decision:

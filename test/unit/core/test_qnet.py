@@ -262,3 +262,24 @@ def test_old_checkpoint_configs_keep_the_original_fusion():
     del saved["fuse_after_norm"]
     assert not QNetConfig.from_dict(saved).fuse_after_norm
     assert QNetConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_position_embedding_starts_at_zero_and_adds_a_map_where_the_state_is_fused():
+    cfg = QNetConfig.compact(4, image_size=32, state_skip=False)
+    with_map = QNetConfig.compact(4, image_size=32, state_skip=False, position_embedding=True)
+    torch.manual_seed(0)
+    plain = QNet(cfg).eval()
+    net = QNet(with_map).eval()
+    missing = net.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert missing == ["position"]
+    s = with_map.feature_size()
+    assert net.position.shape == (1, with_map.channels, s, s)
+    inputs = _inputs(cfg, 6)
+    with torch.no_grad():
+        # Zero at the start: the same function as the network without it.
+        assert torch.equal(net(*inputs), plain(*inputs))
+        net.position[0, :, 0, 0] = 5.0  # one position gets a bias: Q changes
+        assert not torch.allclose(net(*inputs), plain(*inputs))
+    saved = with_map.to_dict()
+    del saved["position_embedding"]  # a checkpoint from before the option
+    assert not QNetConfig.from_dict(saved).position_embedding
