@@ -91,6 +91,9 @@ if ! stamp_ok interfaces "$ifc_hash"; then
 fi
 
 # 6. Python packages of src/ (editable, with console scripts) ------------------------------
+# The changed ones go to one pip call: one start of pip instead of one per package.
+changed_dirs=()
+changed_stamps=()
 for setup_py in "$ROOT"/src/*/setup.py; do
     pkg_dir="$(dirname "$setup_py")"
     name="$(basename "$pkg_dir")"
@@ -98,11 +101,17 @@ for setup_py in "$ROOT"/src/*/setup.py; do
     [[ -f "$pkg_dir/setup.cfg" ]] && files+=("$pkg_dir/setup.cfg")
     pkg_hash="$(hash_of "${files[@]}")"
     if ! stamp_ok "pkg-$name" "$pkg_hash"; then
-        say "installing $name (editable)"
-        "${PIP[@]}" install --no-deps --no-build-isolation -e "$pkg_dir"
-        stamp_set "pkg-$name" "$pkg_hash"
+        changed_dirs+=(-e "$pkg_dir")
+        changed_stamps+=("pkg-$name=$pkg_hash")
     fi
 done
+if ((${#changed_stamps[@]})); then
+    say "installing ${#changed_stamps[@]} packages of src/ (editable)"
+    "${PIP[@]}" install --no-deps --no-build-isolation "${changed_dirs[@]}"
+    for entry in "${changed_stamps[@]}"; do
+        stamp_set "${entry%%=*}" "${entry#*=}"
+    done
+fi
 
 # 7. ament index: the venv as a colcon install prefix ----------------------------------------
 # `colcon build --symlink-install` would give each package of src/ a marker in

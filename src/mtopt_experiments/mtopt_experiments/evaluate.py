@@ -246,8 +246,9 @@ class PairedSceneRunner:
     def close(self) -> None:
         self.env.close()
 
-    def run_scene(self, task: str, episode: int) -> list[dict]:
-        """Both policies on scene `episode` of `task`: one row per policy."""
+    def _scene(self, task: str, episode: int) -> tuple[dict, EpisodePlan, EpisodePlan, int]:
+        """Scene `episode` of `task` set up (drawn until usable): (its row fields, the scripted
+        and the learned plan, the CEM seed)."""
         task_index = self.registry.index(task)
         # The policies' own randomness (scripted noise, start draw, exploration, CEM samples)
         # is seeded per scene, so an outcome does not depend on which worker ran it.
@@ -267,11 +268,33 @@ class PairedSceneRunner:
             start_yaw=scripted.start_yaw,
         )
         scene = {"task": task, "episode": episode, "scene_seed": seed, "scene_draws": draws}
+        return scene, scripted, learned, int(cem_seed)
+
+    def learned_start(self, task: str, episode: int) -> dict:
+        """The observation the learned policy starts scene `episode` of `task` from (the env
+        is left there; nothing runs)."""
+        _, _, learned, _ = self._scene(task, episode)
+        obs, _ = self.env.reset(options=self._reset_options(learned))
+        return obs
+
+    @staticmethod
+    def _reset_options(plan: EpisodePlan) -> dict:
+        return {
+            "start": [float(v) for v in plan.start_position],
+            "start_yaw": float(plan.start_yaw),
+            "task": plan.task,
+        }
+
+    def run_scene(self, task: str, episode: int) -> list[dict]:
+        """Both policies on scene `episode` of `task`: one row per policy."""
+        task_index = self.registry.index(task)
+        scene, scripted, learned, cem_seed = self._scene(task, episode)
+        seed, place = scene["scene_seed"], learned.start_bin == "left"
         # Scripted first: its noise draws never depend on how long the learned episode ran.
         rows = [{**scene, "policy": "scripted", **self._run(scripted, task_index)}]
         if not self._set_scene(seed, place):
             raise SceneError(f"{task} episode {episode}: the scene replay did not hold an object")
-        self.weights.current.policy.generator.manual_seed(int(cem_seed))
+        self.weights.current.policy.generator.manual_seed(cem_seed)
         rows.append({**scene, "policy": "learned", **self._run(learned, task_index)})
         return rows
 
@@ -308,12 +331,7 @@ class PairedSceneRunner:
     def _run(self, plan: EpisodePlan, task_index: int) -> dict:
         """One episode of `plan` in the env; the row's outcome fields."""
         env = self.env
-        options = {
-            "start": [float(v) for v in plan.start_position],
-            "start_yaw": float(plan.start_yaw),
-            "task": plan.task,
-        }
-        obs, _ = env.reset(options=options)
+        obs, _ = env.reset(options=self._reset_options(plan))
         # Hash of the complete physical state the episode starts from: equal for the two
         # policies of a scene (same scene, same start pose).
         start_state = hashlib.sha256(env.cell.data.qpos.tobytes()).hexdigest()[:16]

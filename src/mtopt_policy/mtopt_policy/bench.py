@@ -177,7 +177,10 @@ def run(episodes: int, use_weights: bool, use_sd: bool, timeout_s: float) -> dic
         if launch.poll() is None:
             launch.kill()
         reader.join(timeout=5)
-        executor.shutdown(timeout_sec=2.0)
+        # The spin thread must be out of rclpy before the interpreter exits: a thread still in
+        # its wait set then aborts the process ("terminate called without an active exception").
+        executor.shutdown(timeout_sec=10.0)
+        spinner.join(timeout=10.0)
         node.destroy_node()
         rclpy.try_shutdown()
     if code != 0:

@@ -46,3 +46,22 @@ def test_gym_probe(run_json_cli):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "epsilon must be in [0, 1]" in refused.stderr
+
+
+def test_q_landscape(run_json_cli):
+    released = Path(__file__).resolve().parents[3] / "models" / "lift_any_wrist_qnet.ckpt"
+    result = run_json_cli(
+        "mtopt_experiments.q_landscape", str(released), "--episodes", "2",
+        "--descend-steps", "1", "--policy-param", "policy_camera=wrist",
+    )  # fmt: skip
+    assert result["scenes"] == len(result["rows"]) >= 1
+    for row in result["rows"]:
+        assert -1.0 <= row["corr"] <= 1.0 and row["q_range"] >= 0.0
+        # One step down from the 0.20 m start; the best grid move ends no farther than any.
+        assert row["height_m"] < 0.18
+        assert row["dist_best_m"] <= min(row["dist_start_m"], row["dist_argmax_m"]) + 1e-4
+    refused = subprocess.run(
+        [sys.executable, "-m", "mtopt_experiments.q_landscape", str(released), "--dz", "0.5"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--dz" in refused.stderr
