@@ -286,7 +286,7 @@ def test_bad_weights_are_refused_and_the_old_ones_kept(cell, checkpoints, regist
     assert log.count("keeping version 1") >= 3
     # Episodes that start from now on run with version 1 (installed between episodes).
     before = set(cell.bags())
-    new = cell.wait_bags(3, timeout=90, after=before)
+    new = cell.wait_bags(2, timeout=90, after=before)
     infos = [info_of(b) for b in sorted(new)[1:]]  # the first may have started before v1
     for info in infos:
         assert (info.weights_version, info.weights_sha256) == (1, sha1), info
