@@ -2,8 +2,10 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Each test session gets its own random ROS_DOMAIN_ID (see test/conftest.py).
+# Each test session gets its own random ROS_DOMAIN_ID (see test/conftest.py). The computation
+# tests run on TEST_WORKERS pytest-xdist workers, then the timed (ROS) tests one at a time.
 PYTEST_ARGS ?=
+TEST_WORKERS ?= 2
 # make demo: collect -> learn -> act with the learned Q-function -> report (runs/demo/<time>/),
 # about 11 min on 2 cores (docs/results/demo.md). Options: make demo DEMO_ARGS="--help"
 # make demo-collect: collection only, e.g. make demo-collect DEMO_ARGS="--episodes 20"
@@ -15,7 +17,7 @@ setup:
 	@bash scripts/setup.sh
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	bash scripts/run_tests.sh $(PY) $(TEST_WORKERS) $(PYTEST_ARGS)
 
 demo: setup
 	$(PY) -m mtopt_demo $(DEMO_ARGS)

@@ -1,17 +1,16 @@
 """Session-wide test setup.
 
 Every test session talks on its own random ROS_DOMAIN_ID, so parallel or leftover graphs on
-the same machine cannot cross-talk; subprocesses inherit it. `make test` runs the session on
-pytest-xdist workers: each worker gets its own domain (the session's random base plus the
-worker's number). MuJoCo renders headless (EGL).
+the same machine cannot cross-talk; subprocesses inherit it; pytest-xdist workers each get
+their own domain (the session's random base plus the worker's number). MuJoCo renders
+headless (EGL).
 
-Scheduling (`--dist loadgroup`): the modules that run a whole cell graph as processes (timed
-waits for episodes, faults, respawns) form one group, run one after the other on one worker
-as in a serial run; every other module is a group of its own, so a module's fixtures are set
-up once.
+`make test` runs the suite in two sessions: the tests marked `serial` (every `ros` test and
+the modules in TIMED_MODULES: node graphs, signals, timed waits) one after the other, as a
+robot cell's timing assumes a machine to itself; the others (computation: learning,
+simulation, parsing, fuzzing) on two pytest-xdist workers before them.
 """
 
-import contextlib
 import json
 import os
 import random
@@ -34,56 +33,22 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
-#: Modules that run a cell graph (many node processes, waits timed for a machine of 2 cores).
-GRAPH_MODULES = frozenset(
+#: Modules whose tests time processes, signals or waits but are not marked `ros`.
+TIMED_MODULES = frozenset(
     {
-        "test/launch/test_episode_protocol_launch.py",
-        "test/launch/test_learner_launch.py",
-        "test/launch/test_multiprocess.py",
-        "test/launch/test_policy_bench.py",
-        "test/launch/test_reliability_campaign.py",
         "test/launch/test_respawn.py",
-        "test/launch/test_sim_cell_launch.py",
-        "test/ros/policy/test_cell_faults.py",
-        "test/unit/demo/test_cli.py",
-        "test/unit/experiments/test_evaluate.py",
+        "test/sim/test_bulk_worker_restart.py",
+        "test/unit/experiments/test_train_sim.py",
+        "test/unit/learner/test_ray_backend.py",
     }
 )
 
 
-#: Niceness of a worker while it runs a test that starts no ROS nodes (pure computation): the
-#: other worker's nodes and their timed waits get the CPU first.
-COMPUTE_NICE = 10
-
-
-def _module(item) -> str:
-    return item.nodeid.split("::", 1)[0]
-
-
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        group = "cell-graphs" if _module(item) in GRAPH_MODULES else _module(item)
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
-def _renice(value: int) -> None:
-    """Every thread of this process to niceness `value` (Linux keeps one per thread; threads
-    and processes started later inherit it). Lowering it needs root; otherwise it stays."""
-    try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        tids = [0]
-    for tid in tids:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, tid, value)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        return
-    timed = item.get_closest_marker("ros") is not None or _module(item) in GRAPH_MODULES
-    _renice(0 if timed else COMPUTE_NICE)
+        if item.get_closest_marker("ros") or item.nodeid.split("::", 1)[0] in TIMED_MODULES:
+            item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture
