@@ -60,8 +60,10 @@ from mtopt_iiwa.motion import (
     kinematics_for,
     plan_joint_move,
     plan_move,
+    plan_setpoint,
     safety_of,
 )
+from mtopt_iiwa.safety import hold_duration
 from mtopt_interfaces.action import GripperCommand as GripperCommandAction
 from mtopt_interfaces.action import MoveEndEffector
 from mtopt_interfaces.msg import GripperCommand, GripperState
@@ -292,14 +294,15 @@ class IiwaControllerNode(Node):
         self._guarded(self._trajectory_pub.publish, msg)
         return None
 
-    def _publish_hold(self, q) -> None:
+    def _publish_hold(self, q, setpoint=None) -> None:
         """Replace the running trajectory with 'stay at q' (stops a blocked or canceled arm).
         q is clipped into the checked position limits, so even an arm pushed past them gets a
-        stop it can follow."""
+        stop it can follow. `setpoint`: where the running trajectory commands the arm now; a
+        blocked arm lags it, and the hold is timed so that the way back stays in the limits."""
         if q is None:
             return
         q_hold = self.limits.clamp(q)
-        refusal = self.limits.violation([0.05], [q_hold], q_hold, [np.zeros(7)])
+        duration, refusal = hold_duration(self.limits, q_hold, setpoint)
         if refusal is not None:
             self.get_logger().error(f"hold refused: {refusal}")
             return
@@ -309,7 +312,7 @@ class IiwaControllerNode(Node):
             JointTrajectoryPoint(
                 positions=[float(x) for x in q_hold],
                 velocities=[0.0] * 7,
-                time_from_start=_duration_msg(0.05),
+                time_from_start=_duration_msg(duration),
             )
         )
         self._guarded(self._trajectory_pub.publish, msg)
@@ -406,14 +409,14 @@ class IiwaControllerNode(Node):
         while self._live():
             if cancel_requested():
                 q_now = self._joints.get()[0]
-                self._publish_hold(q_now)
+                self._publish_hold(q_now, plan_setpoint(plan, time.monotonic() - start))
                 return Outcome.FAULT, q_now, "canceled by the client"
             if preempted.is_set():
                 return Outcome.FAULT, self._joints.get()[0], "preempted by a newer goal"
             q_now, stamp, new_seq = self._joints.wait_newer(seq, feedback_period)
             now = time.monotonic()
             if now - stamp > cfg.joint_state_timeout:
-                self._publish_hold(q_now)
+                self._publish_hold(q_now, plan_setpoint(plan, now - start))
                 msg = f"joint states stale for {now - stamp:.2f} s during the move"
                 self.get_logger().error(f"{name}: {msg}")
                 return Outcome.FAULT, q_now, msg
@@ -429,7 +432,7 @@ class IiwaControllerNode(Node):
         else:
             return Outcome.FAULT, q_now, "node shutting down"
         if status.outcome not in (Outcome.REACHED, Outcome.CLAMPED):
-            self._publish_hold(q_now)
+            self._publish_hold(q_now, plan_setpoint(plan, time.monotonic() - start))
         if not self._live():
             return status.outcome, q_now, status.message
         self.get_logger().info(

@@ -439,3 +439,12 @@ class GripperMonitor:
             status.done, status.outcome = True, GripperOutcome.TIMEOUT
             status.message = f"gripper did not settle in {self.timeout:.2f} s"
         return status
+
+
+def plan_setpoint(plan: MotionPlan, elapsed: float) -> np.ndarray:
+    """Where `plan` commands the joints `elapsed` s after its start (linear between its
+    waypoints; its end after it)."""
+    t = float(np.clip(elapsed, plan.times[0], plan.times[-1]))
+    return np.array(
+        [np.interp(t, plan.times, plan.positions[:, j]) for j in range(plan.positions.shape[1])]
+    )

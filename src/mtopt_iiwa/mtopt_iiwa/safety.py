@@ -415,3 +415,24 @@ class CellVolumes:
         else:
             points.append(goal)
         return points
+
+
+#: Shortest and longest time a hold (stop) trajectory takes to reach its point [s].
+HOLD_MIN_S = 0.05
+HOLD_MAX_S = 5.0
+
+
+def hold_duration(limits, q_hold, setpoint=None) -> tuple[float, str | None]:
+    """(time_from_start, refusal) of a one-point hold at `q_hold` for an arm whose current
+    setpoint is `setpoint` (None: at q_hold). The shortest time from HOLD_MIN_S up (x1.5
+    steps) that keeps the way from the setpoint inside `limits`; a stopped arm lags its
+    setpoint (blocked, pushed), and a hold at the measured position 50 ms later would ask for
+    a jump a controller refuses. Refusal: the hold is unsafe even at HOLD_MAX_S."""
+    q_hold = np.asarray(q_hold, dtype=np.float64)
+    start = q_hold if setpoint is None else np.asarray(setpoint, dtype=np.float64)
+    duration = HOLD_MIN_S
+    while True:
+        refusal = limits.violation([duration], [q_hold], start, [np.zeros(NUM_JOINTS)])
+        if refusal is None or duration >= HOLD_MAX_S:
+            return duration, refusal
+        duration = min(duration * 1.5, HOLD_MAX_S)

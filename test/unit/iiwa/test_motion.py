@@ -19,6 +19,7 @@ from mtopt_iiwa.motion import (
     kinematics_for,
     plan_joint_move,
     plan_move,
+    plan_setpoint,
 )
 from mtopt_iiwa.safety import JointLimits
 
@@ -239,3 +240,11 @@ def test_config_file_matches_the_dataclass_defaults():
     for name, value in params.items():
         default = getattr(CFG, name)
         assert (list(default) if isinstance(default, tuple) else default) == value, name
+
+
+def test_plan_setpoint_is_where_the_plan_commands_the_joints(kin, q_start):
+    plan = plan_move(kin, CFG, q_start, MODE_DELTA, [0.0, 0.05, 0.0], 0.0, duration=1.0)
+    assert np.allclose(plan_setpoint(plan, -1.0), plan.positions[0])
+    assert np.allclose(plan_setpoint(plan, 99.0), plan.positions[-1])
+    k = len(plan.times) // 2
+    assert np.allclose(plan_setpoint(plan, plan.times[k]), plan.positions[k])

@@ -24,6 +24,7 @@ from mtopt_iiwa.safety import (
     JointLimitError,
     JointLimits,
     Volume,
+    hold_duration,
 )
 
 CFG = IiwaControllerConfig().validate()
@@ -204,3 +205,19 @@ def test_limits_check_their_own_inputs():
     assert "strictly increasing" in LIMITS.violation([1.0, 1.0], np.zeros((2, 7)))
     assert "finite" in LIMITS.violation([1.0], [[math.nan] * 7])
     assert LIMITS.violation([], np.zeros((0, 7))) == "empty trajectory"
+
+
+def test_a_hold_behind_the_setpoint_is_timed_so_the_way_back_stays_in_the_limits():
+    """A blocked arm lags its setpoint: a stop at the measured position 50 ms later asked A6
+    for 2.7 rad/s and the simulated arm refused it (the stop did not happen)."""
+    measured = np.array(CFG.home_q)
+    setpoint = measured + np.array([0, 0, 0, 0, 0, 0.134, 0])
+    assert LIMITS.violation([0.05], [measured], setpoint) is not None  # the old fixed timing
+    duration, refusal = hold_duration(LIMITS, measured, setpoint)
+    assert refusal is None and 0.05 < duration < 1.0
+    LIMITS.check([duration], [measured], setpoint)
+    assert LIMITS.violation([duration / 1.5], [measured], setpoint) is not None  # the shortest
+    # At rest on its setpoint the hold is immediate; a hold beyond reach is refused.
+    assert hold_duration(LIMITS, measured) == (0.05, None)
+    far = measured + np.array([0, 0, 0, 0, 0, 100.0, 0])
+    assert hold_duration(LIMITS, far, measured)[1] is not None
