@@ -420,16 +420,22 @@ class CellVolumes:
 #: Shortest and longest time a hold (stop) trajectory takes to reach its point [s].
 HOLD_MIN_S = 0.05
 HOLD_MAX_S = 5.0
+#: The hold is timed for a gap this much larger than the estimated one: the arm's setpoint
+#: is known only up to the message's latency and the arm's own interpolation.
+HOLD_GAP_FACTOR = 1.5
 
 
 def hold_duration(limits, q_hold, setpoint=None) -> tuple[float, str | None]:
     """(time_from_start, refusal) of a one-point hold at `q_hold` for an arm whose current
     setpoint is `setpoint` (None: at q_hold). The shortest time from HOLD_MIN_S up (x1.5
-    steps) that keeps the way from the setpoint inside `limits`; a stopped arm lags its
-    setpoint (blocked, pushed), and a hold at the measured position 50 ms later would ask for
-    a jump a controller refuses. Refusal: the hold is unsafe even at HOLD_MAX_S."""
+    steps) that keeps the way from the setpoint (its gap to q_hold times HOLD_GAP_FACTOR)
+    inside `limits`: a stopped arm lags its setpoint (blocked, pushed), and a hold at the
+    measured position 50 ms later would ask for a jump a controller refuses. Refusal: the
+    hold is unsafe even at HOLD_MAX_S."""
     q_hold = np.asarray(q_hold, dtype=np.float64)
-    start = q_hold if setpoint is None else np.asarray(setpoint, dtype=np.float64)
+    start = q_hold
+    if setpoint is not None:
+        start = q_hold + HOLD_GAP_FACTOR * (np.asarray(setpoint, dtype=np.float64) - q_hold)
     duration = HOLD_MIN_S
     while True:
         refusal = limits.violation([duration], [q_hold], start, [np.zeros(NUM_JOINTS)])

@@ -19,6 +19,7 @@ from mtopt_iiwa.motion import (
     safety_of,
 )
 from mtopt_iiwa.safety import (
+    HOLD_GAP_FACTOR,
     IIWA14_POSITION_LIMITS,
     CellVolumes,
     JointLimitError,
@@ -216,7 +217,10 @@ def test_a_hold_behind_the_setpoint_is_timed_so_the_way_back_stays_in_the_limits
     duration, refusal = hold_duration(LIMITS, measured, setpoint)
     assert refusal is None and 0.05 < duration < 1.0
     LIMITS.check([duration], [measured], setpoint)
-    assert LIMITS.violation([duration / 1.5], [measured], setpoint) is not None  # the shortest
+    # Timed for half as much gap again (the setpoint is an estimate), and no longer.
+    padded = measured + HOLD_GAP_FACTOR * (setpoint - measured)
+    LIMITS.check([duration], [measured], padded)
+    assert LIMITS.violation([duration / 1.5], [measured], padded) is not None
     # At rest on its setpoint the hold is immediate; a hold beyond reach is refused.
     assert hold_duration(LIMITS, measured) == (0.05, None)
     far = measured + np.array([0, 0, 0, 0, 0, 100.0, 0])
