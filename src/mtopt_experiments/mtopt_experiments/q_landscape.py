@@ -26,11 +26,12 @@ import sys
 
 import numpy as np
 
-from mtopt_core.checkpoint import CheckpointError, file_sha256, read_checkpoint
+from mtopt_core.checkpoint import CheckpointError
 from mtopt_experiments.evaluate import (
     EvalConfig,
     PairedSceneRunner,
     SceneError,
+    checkpoint_identity,
     parse_policy_params,
     policy_config,
 )
@@ -85,9 +86,8 @@ def scene_row(runner: PairedSceneRunner, episode: int, descend_steps: int, dz: f
 
 
 def landscape(config: EvalConfig, descend_steps: int, dz: float, log=print) -> dict:
-    ckpt = read_checkpoint(config.checkpoint)
-    policy = policy_config(config, ckpt.qnet_config.image_size)
-    runner = PairedSceneRunner(config, policy, file_sha256(config.checkpoint))
+    image_size, sha256 = checkpoint_identity(config.checkpoint)
+    runner = PairedSceneRunner(config, policy_config(config, image_size), sha256)
     rows = []
     try:
         for episode in range(config.episodes_per_task):
