@@ -14,7 +14,7 @@ images, log everything, decide between another task and a workspace reset.
 * `CollectorLoop`: the loop itself, over a `CollectorPort` (the ROS side), including the pause
   while bin resets fail. After each episode it does the episode protocol's end
   (`mtopt_policy.protocol`): the present move, the settle time, then grading.
-* `LoggerSession`: the collector's half of `logger/start` / `logger/finish` over a
+* `LoggerClient`: the collector's half of `logger/start` / `logger/finish` over a
   `LoggerLink` (the ROS calls): it records as its requester (the node's name), keeps the token
   of each recording it started and presents it to finish or discard that recording.
 * `BinWatch`: notices the reset bin moving during an episode (from the logger start to the
@@ -316,18 +316,18 @@ class LoggerLink(Protocol):
         ...
 
 
-class LoggerSession:
+class LoggerClient:
     """The collector's half of the logger protocol (see `mtopt_logger.logger_node`).
 
     `start` asks to record as `requester` and keeps the token of the recording; `finish`
     presents it with the EpisodeInfo. When the logger is still recording an older episode
-    (ALREADY_RECORDING), that one is discarded with its token: the token this session kept
+    (ALREADY_RECORDING), that one is discarded with its token: the token this client kept
     (its finish failed), or else the one a repeated start of that episode returns when this
     collector's name recorded it (a previous run of this node, which lost its token when it
     stopped). Another requester's recording is left alone: the start is refused.
     """
 
-    MAX_TOKENS = 8  # recordings this session may still have to finish or discard
+    MAX_TOKENS = 8  # recordings this client may still have to finish or discard
 
     def __init__(
         self,
@@ -345,7 +345,7 @@ class LoggerSession:
         self._tokens: OrderedDict[str, str] = OrderedDict()  # episode id -> token
 
     def token(self, episode_id: str) -> str:
-        """The token of a recording this session started ("" if none)."""
+        """The token of a recording this client started ("" if none)."""
         return self._tokens.get(episode_id, "")
 
     def _keep(self, episode_id: str, token: str) -> None:

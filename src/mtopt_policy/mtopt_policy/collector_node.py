@@ -12,7 +12,7 @@ after N logged episodes (mark it `on_exit: shutdown` in a launch file).
 Episode integrity: the collector records as its fully qualified node name (`requester` of
 `logger/start`, which the logger writes into EpisodeInfo.closed_by) and finishes (or discards)
 a recording only with the token `logger/start` returned (`mtopt_policy.collector.
-LoggerSession`). From the logger start to the end of grading it watches the reset bin
+LoggerClient`). From the logger start to the end of grading it watches the reset bin
 (`mtopt_policy.collector.BinWatch`): when the hinge angle moves by more than
 `BIN_MOTION_TOLERANCE_RAD` or a `reset_bin/reset` goal runs that this collector did not send,
 the episode is logged as aborted ("bin moved during the episode: ...").
@@ -73,8 +73,8 @@ from mtopt_policy.collector import (
     EpisodeResult,
     EpisodeSummary,
     Grade,
+    LoggerClient,
     LoggerReply,
-    LoggerSession,
     LostReply,
     OracleReading,
     StatusSnapshot,
@@ -244,7 +244,7 @@ class CollectorNode(Node):
             GoalStatusArray, "reset_bin/reset/_action/status", self._on_reset_statuses,
             ACTION_STATUS_QOS, callback_group=group,
         )  # fmt: skip
-        self.logger_session = LoggerSession(
+        self.logger_client = LoggerClient(
             RosLoggerLink(self), self.get_fully_qualified_name(), cfg.call_retries + 1, self.log
         )
         self.status_pub = self.create_publisher(CollectorStatus, "collector/status", STATUS_QOS)
@@ -396,10 +396,10 @@ class CollectorNode(Node):
             raise CollectorError(str(exc)) from None
 
     def start_logging(self, episode_id: str, task: str) -> None:
-        self.logger_session.start(episode_id, task)
+        self.logger_client.start(episode_id, task)
 
     def finish_logging(self, summary: EpisodeSummary) -> str:
-        return self.logger_session.finish(summary)
+        return self.logger_client.finish(summary)
 
     def run_episode(self, episode_id: str, task: str) -> EpisodeResult:
         cfg = self.config

@@ -20,8 +20,8 @@ from mtopt_policy.collector import (
     EpisodeResult,
     EpisodeSummary,
     Grade,
+    LoggerClient,
     LoggerReply,
-    LoggerSession,
     LostReply,
     make_episode_id_factory,
 )
@@ -211,7 +211,7 @@ def _summary(episode_id: str) -> EpisodeSummary:
 def test_the_collector_finishes_with_its_token_and_is_named_closed_by(tmp_path):
     recorder = EpisodeRecorder(tmp_path, camera_rate_hz=5.0, min_free_disk_gb=0.0)
     link = RecorderLink(recorder)
-    session = LoggerSession(link, ME, attempts=2)
+    session = LoggerClient(link, ME, attempts=2)
     session.start("ep-1", "lift-any")
     token = recorder.recording.token
     assert session.token("ep-1") == token and link.starts == [("ep-1", ME)]
@@ -231,10 +231,10 @@ def test_the_collector_finishes_with_its_token_and_is_named_closed_by(tmp_path):
 def test_an_older_recording_is_discarded_with_its_token_and_a_strangers_is_left_alone(tmp_path):
     recorder = EpisodeRecorder(tmp_path, camera_rate_hz=5.0, min_free_disk_gb=0.0)
     # This collector's previous run died mid-episode: the logger still records for its name.
-    LoggerSession(RecorderLink(recorder), ME, attempts=2).start("old-run", "lift-any")
+    LoggerClient(RecorderLink(recorder), ME, attempts=2).start("old-run", "lift-any")
     link = RecorderLink(recorder)
     warnings = []
-    session = LoggerSession(link, ME, attempts=2, log=lambda level, m: warnings.append(m))
+    session = LoggerClient(link, ME, attempts=2, log=lambda level, m: warnings.append(m))
     session.start("ep-2", "lift-any")
     assert recorder.episode_id == "ep-2" and not (tmp_path / "old-run.part").exists()
     assert [s[0] for s in link.starts] == ["ep-2", "old-run", "ep-2"]
@@ -253,7 +253,7 @@ def test_an_older_recording_is_discarded_with_its_token_and_a_strangers_is_left_
     assert link.starts == [("ep-3", ME), ("ep-3", ME)]  # no token to recover: it had it
     assert link.finishes[-1] == ("ep-2", token, True)
     # Another requester's recording: refused, and it keeps recording.
-    other = LoggerSession(RecorderLink(recorder), "/cell3/other_tool", attempts=2)
+    other = LoggerClient(RecorderLink(recorder), "/cell3/other_tool", attempts=2)
     with pytest.raises(CollectorError, match="cannot finish"):
         other.start("ep-4", "lift-any")
     assert recorder.episode_id == "ep-3"
