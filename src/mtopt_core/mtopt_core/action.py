@@ -7,7 +7,9 @@ A policy action is a float32 vector of 6, in normalized units (what the Q-functi
     [4]   gripper command: >= 0.5 close, < 0.5 open (CEM samples it as 0 or 1)
     [5]   terminate: >= 0.5 ends the episode after this step (CEM samples it as 0 or 1)
 
-`ActionSpec` converts between the normalized vector and physical units.
+`ActionSpec` converts between the normalized vector and physical units. The translation's x/y
+are in the base frame, or (action frame "tool") in the gripper's frame turned by its yaw:
+`to_base_frame` maps those to the base frame for the arm.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ GRIPPER = 4
 TERMINATE = 5
 CONTINUOUS = slice(0, 4)  # the Gaussian part of CEM
 DISCRETE = (GRIPPER, TERMINATE)  # the Bernoulli part of CEM
+
+#: Frames the translation's x/y may be given in (`to_base_frame`).
+ACTION_FRAMES = ("base", "tool")
 
 LOW = np.array([-1, -1, -1, -1, 0, 0], dtype=np.float32)
 HIGH = np.array([1, 1, 1, 1, 1, 1], dtype=np.float32)
@@ -64,3 +69,16 @@ class ActionSpec:
         a[GRIPPER] = 1.0 if close_gripper else 0.0
         a[TERMINATE] = 1.0 if terminate else 0.0
         return self.clip(a)
+
+
+def to_base_frame(translation_m, yaw_rad: float, frame: str) -> np.ndarray:
+    """A step's translation [m] (3,) given in `frame` -> the base frame: "tool" turns x/y by the
+    gripper's current yaw about base z (z is the same in both); "base" returns it as it is."""
+    t = np.asarray(translation_m, dtype=np.float64).copy()
+    if frame == "base":
+        return t
+    if frame != "tool":
+        raise ValueError(f"action frame must be one of {ACTION_FRAMES}, got {frame!r}")
+    c, s = np.cos(yaw_rad), np.sin(yaw_rad)
+    t[0], t[1] = c * t[0] - s * t[1], s * t[0] + c * t[1]
+    return t

@@ -38,6 +38,12 @@ position alike, so before the output FC layers nothing in the network can relate
 `position_embedding` a learned map (C x h x w, zero at the start) is added where the fused
 vector is: after the ReLU, a channel is then active where the image feature, the action's bias
 and the position's bias together exceed 0, i.e. in a region of the image the action selects.
+
+With `spatial_softmax` the head convs are replaced by a keypoint head (Levine et al. 2016,
+"End-to-end training of deep visuomotor policies"): each trunk channel's softmax over the
+feature map gives an expected image position (x, y); those positions, each channel's mean
+activation and the fused state go through 3 FC layers. Where something is in the image is then
+an explicit input the FC layers can compare with the action's move.
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class QNetConfig:
             GroupNorm instead of before that conv (see the module docstring).
         position_embedding: add a learned per-position map where the fused state is added, so
             the head can relate the action to image positions (see the module docstring).
+        spatial_softmax: a keypoint head instead of the head convs (see the module
+            docstring); `head_*` and `state_skip` are then unused.
     """
 
     num_tasks: int
@@ -116,6 +124,7 @@ class QNetConfig:
     step_horizon: int = 0
     fuse_after_norm: bool = False
     position_embedding: bool = False
+    spatial_softmax: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fuse_hidden", tuple(int(w) for w in self.fuse_hidden))
@@ -160,6 +169,8 @@ class QNetConfig:
     def head_output_size(self) -> int:
         """Side of the feature map that is flattened into the output FC layers."""
         s = self.feature_size()
+        if self.spatial_softmax:
+            return s
         return s // self.head_pool if self.head_pool_after > 0 else s
 
     @classmethod
@@ -288,7 +299,7 @@ class QNet(nn.Module):
         self.fuse_layers = nn.Sequential(*fuse)
 
         head: list[nn.Module] = []
-        for i in range(config.head_convs):
+        for i in range(0 if config.spatial_softmax else config.head_convs):
             head += conv_block(c, config.head_kernel)
             if i + 1 == config.head_pool_after and config.head_pool > 1:
                 head.append(nn.MaxPool2d(config.head_pool))
@@ -302,6 +313,13 @@ class QNet(nn.Module):
             self.position = nn.Parameter(torch.zeros(1, c, s, s))
 
         flat = c * config.head_output_size() ** 2 + (c if config.state_skip else 0)
+        if config.spatial_softmax:
+            # Per channel: keypoint x, y and mean activation; then the fused state.
+            flat = 3 * c + c
+            s = config.feature_size()
+            grid = torch.linspace(-1.0, 1.0, s)
+            self.register_buffer("keypoint_x", grid.repeat(s), persistent=False)
+            self.register_buffer("keypoint_y", grid.repeat_interleave(s), persistent=False)
         if config.multi_head:
             self.shared_fc = None
             n, h = config.num_tasks, config.fc_hidden
@@ -313,6 +331,13 @@ class QNet(nn.Module):
             self.mh_b3 = nn.Parameter(torch.zeros(n, 1))
             for w, fan_in in ((self.mh_w1, flat), (self.mh_w2, h), (self.mh_w3, h)):
                 nn.init.uniform_(w, -(fan_in**-0.5), fan_in**-0.5)
+        elif config.spatial_softmax:
+            h = config.fc_hidden
+            self.shared_fc = nn.Sequential(
+                nn.Linear(flat, h), nn.ReLU(inplace=True),
+                nn.Linear(h, h), nn.ReLU(inplace=True),
+                nn.Linear(h, 1),
+            )  # fmt: skip
         else:
             self.shared_fc = nn.Sequential(
                 nn.Linear(flat, config.fc_hidden),
@@ -389,6 +414,9 @@ class QNet(nn.Module):
         parts.append(F.one_hot(task, self.config.num_tasks).float())
         state = torch.cat(parts, dim=1)
         fused = self.fuse_layers(state)
+        if self.config.spatial_softmax:
+            x = torch.cat([self._keypoints(features), fused], dim=1)
+            return self._output(x, task)
         x = features
         for i, layer in enumerate(self.head_convs):
             if i == self._fuse_at:
@@ -399,6 +427,19 @@ class QNet(nn.Module):
         x = x.flatten(1)
         if self.config.state_skip:
             x = torch.cat([x, fused], dim=1)
+        return self._output(x, task)
+
+    def _keypoints(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, h, w) -> (B, 3C): each channel's expected position (x, y in [-1, 1]) under
+        its softmax over the map, and its mean activation."""
+        flat = features.flatten(2)
+        weights = torch.softmax(flat, dim=2)
+        x = (weights * self.keypoint_x).sum(2)
+        y = (weights * self.keypoint_y).sum(2)
+        return torch.cat([x, y, flat.mean(2)], dim=1)
+
+    def _output(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+        """The output FC layers (shared, or the sample's task head) -> logits (B,)."""
         if self.shared_fc is not None:
             return self.shared_fc(x).squeeze(1)
         # Multi-headed: every head runs on every sample (cheap next to the convs, and no

@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 
+from mtopt_core.action import to_base_frame
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_experiments.evaluate import (
     EvalConfig,
@@ -51,7 +52,7 @@ def scene_row(runner: PairedSceneRunner, episode: int, descend_steps: int, dz: f
     down = np.array([0.0, 0.0, dz, 0.0, 0.0, 0.0], dtype=np.float32)
     for _ in range(descend_steps):
         obs, *_ = env.step(down)
-    position, _ = env.cell.tcp_pose()
+    position, yaw = env.cell.tcp_pose()
     grasp = GraspPlanner(env.cell).nearest(position[:2])
     if grasp is None:
         return {}
@@ -71,7 +72,9 @@ def scene_row(runner: PairedSceneRunner, episode: int, descend_steps: int, dz: f
             torch.full((n,), runner.registry.index(TASK), dtype=torch.long),
             torch.full((n,), float(obs["object_detected"])),
         ).numpy()
-    after = position[:2][None] + moves * env.config.action_spec.max_translation_m
+    frame, scale = env.config.action_frame, env.config.action_spec.max_translation_m
+    shifts = np.array([to_base_frame([x, y, 0.0], yaw, frame)[:2] for x, y in moves * scale])
+    after = position[:2][None] + shifts
     dist = np.linalg.norm(after - grasp.xy[None], axis=1)
     corr = float(np.corrcoef(q, -dist)[0, 1]) if q.std() > 0 else 0.0
     return {

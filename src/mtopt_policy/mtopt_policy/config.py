@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, fields
 
 from mtopt_bridge.params import ConfigError
+from mtopt_core.action import ACTION_FRAMES
 from mtopt_core.images import FULL_FRAME, check_roi
 
 POLICY_KINDS = ("cem", "scripted_pick", "scripted_place", "random")
@@ -120,6 +121,10 @@ class PolicyConfig:
     #: Per-step scale of the normalized action (mtopt_core.action.ActionSpec).
     max_translation_m: float = 0.05
     max_yaw_rad: float = 0.25
+    #: Frame of the action's x/y translation: "base" (the robot base frame) or "tool" (the
+    #: gripper's frame, turned by its yaw: a wrist camera sees the same move the same way at
+    #: every yaw). The learner and evaluator need the same value as the cells that collected.
+    action_frame: str = "base"
     #: Gripper targets of gripper/gripper_cmd: opening when open / closed [m], force [N] (0 =
     #: the controller's default).
     gripper_open_position: float = 0.10
@@ -144,6 +149,11 @@ class PolicyConfig:
             )
         if not 8 <= self.image_size <= 1024:
             raise ConfigError(f"parameter image_size must be in 8..1024, got {self.image_size}")
+        if self.action_frame not in ACTION_FRAMES:
+            raise ConfigError(
+                f"parameter action_frame must be one of {list(ACTION_FRAMES)}, "
+                f"got {self.action_frame!r}"
+            )
         try:
             check_roi(self.policy_roi, "parameter policy_roi")
         except ValueError as exc:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from mtopt_core.action import ACTION_DIM, GRIPPER, TERMINATE, ActionSpec
+from mtopt_core.action import ACTION_DIM, GRIPPER, TERMINATE, ActionSpec, to_base_frame
 from mtopt_core.cem import CEMConfig, CEMPolicy
 from mtopt_core.checkpoint import CheckpointError, qnet_from_checkpoint, sidecar_path
 from mtopt_core.tasks import TaskRegistry
@@ -695,6 +695,7 @@ class EpisodeRunner:
         self.spec = ActionSpec(config.max_translation_m, config.max_yaw_rad)
         self.protocol = EpisodeProtocol.from_configs(config)
         self.clock = clock
+        self._yaw = 0.0  # the gripper's yaw as the last move reported it [rad]
 
     def run(self, plan: EpisodePlan) -> EpisodeOutcome:
         """Run the episode; never raises for cell faults (they end it as aborted)."""
@@ -761,10 +762,11 @@ class EpisodeRunner:
             distance = float(np.linalg.norm(plan.start_position - probe.position))
             turn = abs(_wrap(plan.start_yaw - (probe.yaw or 0.0)))
             duration = max(0.1, distance / speed, turn / cfg.start_yaw_speed_rps)
-        self._check(
+        start = self._check(
             "start move",
             self.port.move(MODE_ABSOLUTE, plan.start_position, plan.start_yaw, duration),
         )
+        self._yaw = plan.start_yaw if start.yaw is None else start.yaw
 
     def _execute(
         self, action: np.ndarray, obs: Observation, timer: _Timer, outcome: EpisodeOutcome
@@ -774,10 +776,13 @@ class EpisodeRunner:
         translation, yaw, close, terminate = self.spec.to_physical(action)
         if self.protocol.moves_arm(translation, yaw):
             t = self.clock()
+            # A tool-frame translation turns with the yaw the last move reported.
+            translation = to_base_frame(translation, self._yaw, cfg.action_frame)
             result = self.port.move(MODE_DELTA, translation, yaw, cfg.step_duration_s)
             name = result.outcome_name
             outcome.move_outcomes[name] = outcome.move_outcomes.get(name, 0) + 1
             self._check("move_ee", result)
+            self._yaw = _wrap(self._yaw + yaw) if result.yaw is None else result.yaw
             timer.add("move", t)
         if close != obs.gripper_closed:
             t = self.clock()

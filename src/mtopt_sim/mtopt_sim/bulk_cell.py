@@ -147,6 +147,7 @@ def env_config(
         policy_frame_size=camera_size,
         max_steps=protocol.max_steps,
         action_spec=ActionSpec(policy.max_translation_m, policy.max_yaw_rad),
+        action_frame=policy.action_frame,
         tasks_file=policy.tasks_file or None,
         final_settle_time=protocol.settle_s,
         present_before_grading=protocol.present_before_grading,

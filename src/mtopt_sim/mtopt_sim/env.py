@@ -54,7 +54,7 @@ import numpy as np
 from gymnasium import spaces
 
 from mtopt_core import action as action_mod
-from mtopt_core.action import ActionSpec
+from mtopt_core.action import ACTION_FRAMES, ActionSpec, to_base_frame
 from mtopt_core.images import FULL_FRAME, check_roi, policy_image
 from mtopt_core.tasks import TaskRegistry, load_task_registry
 from mtopt_policy.protocol import TERMINATED, TRUNCATED, EpisodeProtocol
@@ -82,6 +82,9 @@ class EnvConfig:
     policy_frame_size: int = 0
     max_steps: int = PROTOCOL.max_steps  # step limit of an episode (truncation)
     action_spec: ActionSpec = field(default_factory=ActionSpec)
+    #: Frame of the action's x/y translation: "base" or "tool" (the gripper's yaw; the policy
+    #: node's `action_frame`, `mtopt_core.action.to_base_frame`).
+    action_frame: str = "base"
     oracle: OracleConfig = field(default_factory=OracleConfig)
     tasks_file: str | None = None  # None: the project's config/tasks.yaml
     #: Sim time to let released objects come to rest before grading an episode's end [s].
@@ -110,6 +113,10 @@ class EnvConfig:
         if self.policy_frame_size != 0 and not 8 <= self.policy_frame_size <= 640:
             raise ValueError(
                 f"policy_frame_size must be 0 or in 8..640, got {self.policy_frame_size}"
+            )
+        if self.action_frame not in ACTION_FRAMES:
+            raise ValueError(
+                f"action_frame must be one of {ACTION_FRAMES}, got {self.action_frame!r}"
             )
         if self.policy_camera not in POLICY_CAMERA_NAMES:
             raise ValueError(
@@ -176,6 +183,9 @@ class MTOptCell(gym.Env):
         self._episode_over = True
         self._cmd_pos = np.zeros(3)
         self._cmd_yaw = 0.0
+        # The yaw measured at the end of the last arm move: a tool-frame step turns by it, as
+        # the policy's runner turns by the yaw its last move reported.
+        self._move_yaw = 0.0
 
     # ------------------------------------------------------------------------- gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -199,6 +209,7 @@ class MTOptCell(gym.Env):
         self._task = task
         self._episode_over = False
         self._cmd_pos, self._cmd_yaw = self.cell.tcp_pose()
+        self._move_yaw = self._cmd_yaw
         return self._observation(), {"task": task}
 
     def step(self, action):
@@ -209,6 +220,7 @@ class MTOptCell(gym.Env):
         cell, protocol = self.cell, self.protocol
         info: dict[str, Any] = {"step": self._steps + 1, "moved": False}
         if protocol.moves_arm(translation, dyaw):
+            translation = to_base_frame(translation, self._move_yaw, self.config.action_frame)
             info.update(self.move_by(translation, dyaw), moved=True)
         if close != cell.gripper_closed:
             cell.actuate_gripper(close)
@@ -275,6 +287,7 @@ class MTOptCell(gym.Env):
         target, yaw = cell.config.workspace.clip(wanted, self._cmd_yaw + dyaw, cell.floor_z)
         ik = cell.move_tcp(target, yaw)
         self._cmd_pos, self._cmd_yaw = target, yaw
+        self._move_yaw = cell.tcp_pose()[1]
         return {
             "ik_position_error": ik.position_error,
             "clamped": bool(np.any(np.abs(wanted - target) > 1e-9)),
@@ -293,6 +306,7 @@ class MTOptCell(gym.Env):
             cell.move_tcp(np.array([goal[0], goal[1], max(goal[2], safe_z)]), yaw)
         cell.move_tcp(goal, yaw)
         self._cmd_pos, self._cmd_yaw = cell.tcp_pose()
+        self._move_yaw = self._cmd_yaw
 
     def present(self) -> None:
         """The arm to the present pose (`present_q`), the gripper as it is."""

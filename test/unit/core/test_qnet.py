@@ -283,3 +283,29 @@ def test_position_embedding_starts_at_zero_and_adds_a_map_where_the_state_is_fus
     saved = with_map.to_dict()
     del saved["position_embedding"]  # a checkpoint from before the option
     assert not QNetConfig.from_dict(saved).position_embedding
+
+
+def test_the_keypoint_head_reads_where_a_feature_is_and_splits_like_the_conv_head():
+    cfg = QNetConfig.compact(4, image_size=32, state_skip=False, spatial_softmax=True)
+    torch.manual_seed(0)
+    net = QNet(cfg).eval()
+    assert len(net.head_convs) == 0
+    s = cfg.feature_size()
+    features = torch.zeros(2, cfg.channels, s, s)
+    features[0, 3, 1, s - 2] = 30.0  # a peak: channel 3's keypoint goes there
+    keypoints = net._keypoints(features)
+    c = cfg.channels
+    grid = torch.linspace(-1.0, 1.0, s)
+    assert keypoints[0, 3].item() == pytest.approx(grid[s - 2].item(), abs=1e-3)  # x
+    assert keypoints[0, c + 3].item() == pytest.approx(grid[1].item(), abs=1e-3)  # y
+    assert keypoints[1, 3].item() == pytest.approx(0.0, abs=1e-6)  # flat map: the centre
+    images, action, closed, height, task = _inputs(cfg, 6)
+    with torch.no_grad():
+        whole = net(images, action, closed, height, task)
+        split = torch.sigmoid(net.head_logits(net.trunk(images), action, closed, height, task))
+    assert torch.allclose(whole, split)
+    q = net(images, action, closed, height, task)
+    q.sum().backward()
+    assert net.trunk_layers[0].weight.grad.abs().sum() > 0  # the image reaches Q
+    assert QNetConfig.from_dict(cfg.to_dict()) == cfg
+    assert set(net.state_dict()) == set(QNet(cfg).state_dict())  # no grid buffers saved
