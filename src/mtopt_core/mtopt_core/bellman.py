@@ -7,6 +7,11 @@ Q1 and Q2 are two lagged target networks (clipped double Q-learning as in QT-Opt
 the first, the value is the minimum of both at the chosen action). Terminal transitions get r
 only. The loss is the cross-entropy between the sigmoid output and the target (both in [0, 1]).
 
+With `mc_lower_bound`, a target is at least the transition's own discounted return,
+success * gamma^(steps after it): a success reached from (s, a) shows that value is possible,
+so the row's label does not wait for the bootstrap to carry the final reward back step by step
+(the "Monte Carlo" label of Quillen et al. 2018, used as a lower bound on the Bellman target).
+
 `done` marks the last transition of an episode. With `bootstrap_truncation`, the last
 transition of an episode cut by the step limit (`truncated`) is not terminal: its target is
 r + gamma * V(s') like any other (the time limit is not part of the task, so the value of the
@@ -43,6 +48,7 @@ class TorchBatch:
     next_object_detected: torch.Tensor | None = None
     truncated: torch.Tensor | None = None  # (B,) float 0/1: done by the step limit
     step: torch.Tensor | None = None  # (B,) int64 step index of the observation (next: + 1)
+    steps_left: torch.Tensor | None = None  # (B,) int64 transitions after this one
 
 
 def next_state_values(
@@ -90,9 +96,11 @@ def bellman_targets(
     cem: CEMConfig = DEFAULT_CEM,
     generator: torch.Generator | None = None,
     bootstrap_truncation: bool = False,
+    mc_lower_bound: bool = False,
 ) -> torch.Tensor:
     """Q targets (B,) in [0, 1] for a batch; CEM runs only for the non-terminal rows. With
-    `bootstrap_truncation`, rows done by the step limit (`batch.truncated`) bootstrap too.
+    `bootstrap_truncation`, rows done by the step limit (`batch.truncated`) bootstrap too; with
+    `mc_lower_bound`, no target is below the row's discounted return (see the module docstring).
 
     Targets are clamped to [0, 1] (the range of the sigmoid Q); with the seed's sparse 0/1
     reward on terminal transitions and gamma <= 1 the clamp never changes a value (a truncated
@@ -123,7 +131,13 @@ def bellman_targets(
                 None if batch.next_object_detected is None else batch.next_object_detected[live],
                 next_step,
             )
-        return torch.clamp(reward + gamma * (1.0 - done) * value, 0.0, 1.0)
+        targets = reward + gamma * (1.0 - done) * value
+        if mc_lower_bound:
+            if batch.steps_left is None or batch.episode_success is None:
+                raise ValueError("mc_lower_bound needs the batch's steps_left and episode_success")
+            returns = batch.episode_success.float() * gamma ** batch.steps_left.float()
+            targets = torch.maximum(targets, returns)
+        return torch.clamp(targets, 0.0, 1.0)
 
 
 def q_logits(

@@ -85,6 +85,7 @@ class Batch:
     next_object_detected: np.ndarray
     truncated: np.ndarray  # (B,) float32 0/1: done, and the episode ended by its step limit
     step: np.ndarray  # (B,) int64 step index t of the observation in its episode
+    steps_left: np.ndarray  # (B,) int64 transitions after this one in its episode
 
     def __len__(self) -> int:
         return int(self.task.shape[0])
@@ -312,6 +313,7 @@ class ReplayBuffer:
         done = np.zeros(n, np.float32)
         truncated = np.zeros(n, np.float32)
         step = np.empty(n, np.int64)
+        steps_left = np.empty(n, np.int64)
         success = np.zeros(n, np.float32)
         # Group rows by buffer so each buffer locates its transitions in one vectorized call.
         groups: dict[tuple[int, bool], list[int]] = {}
@@ -337,6 +339,7 @@ class ReplayBuffer:
                 done[row] = float(last)
                 truncated[row] = float(last and not ep.terminated)
                 step[row] = t
+                steps_left[row] = ep.num_steps - 1 - t
                 reward[row] = float(last and ref[1])
         return Batch(
             image=image,
@@ -354,4 +357,5 @@ class ReplayBuffer:
             next_object_detected=next_detected,
             truncated=truncated,
             step=step,
+            steps_left=steps_left,
         )

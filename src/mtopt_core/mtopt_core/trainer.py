@@ -27,6 +27,8 @@ Options (`TrainerConfig`; every default reproduces the original QT-Opt-style upd
   and the data actions' fixed points at 0 and 1 stay where the targets put them (w <= 1).
 - `bootstrap_truncation`: a transition that ended its episode by the step limit bootstraps
   (done = terminated only; see `mtopt_core.bellman`).
+- `mc_lower_bound`: no target below the transition's own discounted return (see
+  `mtopt_core.bellman`).
 - `cem`: the CEM of the Bellman targets, set apart from the acting policy's CEM.
 
 TensorBoard scalars (when `log_dir` is set): train/loss (the conservative penalty included),
@@ -95,6 +97,7 @@ class TrainerConfig:
             off): see the module docstring.
         bootstrap_truncation: transitions ended by the step limit bootstrap (done =
             terminated only); False treats every episode end as terminal.
+        mc_lower_bound: targets are at least the transition's discounted return.
         seed: seeds the replay sampling and CEM generators of this trainer.
         log_dir: TensorBoard directory (None = no logging).
         log_every: steps between TensorBoard writes.
@@ -118,6 +121,7 @@ class TrainerConfig:
     conservative_anneal_steps: int = 0
     augment_shift_px: int = 0
     bootstrap_truncation: bool = False
+    mc_lower_bound: bool = False
     seed: int = 0
     log_dir: str | None = None
     log_every: int = 50
@@ -192,6 +196,7 @@ class BellmanUpdater:
         device: str | torch.device = "cpu",
         augment_shift_px: int = 0,
         bootstrap_truncation: bool = False,
+        mc_lower_bound: bool = False,
     ):
         if augment_shift_px < 0:
             raise ValueError(f"augment_shift_px must be >= 0, got {augment_shift_px}")
@@ -200,6 +205,7 @@ class BellmanUpdater:
         self.gamma, self.cem = gamma, cem
         self.augment_shift_px = augment_shift_px
         self.bootstrap_truncation = bootstrap_truncation
+        self.mc_lower_bound = mc_lower_bound
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         # Shifts draw from their own generator: switching augmentation on or off leaves the
@@ -221,7 +227,7 @@ class BellmanUpdater:
         batch = self.augment(self.replay.sample(batch_size, self.rng)).to_torch(self.device)
         targets = bellman_targets(
             self.target1, self.target2, batch, self.gamma, self.cem, self.generator,
-            self.bootstrap_truncation,
+            self.bootstrap_truncation, self.mc_lower_bound,
         )  # fmt: skip
         return batch, targets
 
@@ -252,6 +258,7 @@ class Trainer:
         self.updater = BellmanUpdater(
             replay, self.target1, self.target2, config.gamma, config.cem, config.seed,
             self.device, config.augment_shift_px, config.bootstrap_truncation,
+            config.mc_lower_bound,
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(
             self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

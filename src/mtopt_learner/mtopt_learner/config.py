@@ -171,6 +171,8 @@ class LearnerConfig:
     augment_shift_px: int = TrainerConfig.augment_shift_px
     #: Episode ends by the step limit bootstrap (done = terminated only); False: terminal.
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
+    #: No Bellman target below the transition's own discounted return.
+    mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     #: A new network also gets the steps remaining, (step_horizon - t) / step_horizon, as a
     #: state input (resumed runs keep their network's setting).
     step_input: bool = False
@@ -290,6 +292,7 @@ class OfflineConfig:
     conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
     augment_shift_px: int = TrainerConfig.augment_shift_px
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
+    mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     #: A new network gets the steps remaining of horizon `step_horizon` as an input.
     step_input: bool = False
     step_horizon: int = 12
@@ -339,6 +342,7 @@ class OfflineConfig:
             conservative_anneal_steps=args.conservative_anneal_steps,
             augment_shift_px=args.augment_shift_px,
             bootstrap_truncation=args.bootstrap_truncation,
+            mc_lower_bound=args.mc_lower_bound,
             step_input=args.step_input,
             step_horizon=args.step_horizon,
             policy_camera=args.policy_camera,
@@ -420,6 +424,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         conservative_anneal_steps=settings.conservative_anneal_steps,
         augment_shift_px=settings.augment_shift_px,
         bootstrap_truncation=settings.bootstrap_truncation,
+        mc_lower_bound=settings.mc_lower_bound,
         seed=settings.seed,
         **overrides,
     )

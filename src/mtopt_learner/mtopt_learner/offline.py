@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="episodes ended by the step limit bootstrap (done = terminated only)",
     )
     p.add_argument(
+        "--mc-lower-bound",
+        action="store_true",
+        help="no Bellman target below the transition's own discounted return",
+    )
+    p.add_argument(
         "--step-input",
         action="store_true",
         help="a new network also gets the steps remaining (see --step-horizon) as an input",

@@ -159,6 +159,7 @@ class BellmanUpdaterActor:
         threads: int = 0,
         augment_shift_px: int = 0,
         bootstrap_truncation: bool = False,
+        mc_lower_bound: bool = False,
     ):
         if threads > 0:
             torch.set_num_threads(threads)
@@ -167,6 +168,7 @@ class BellmanUpdaterActor:
         self.updater = BellmanUpdater(
             RemoteReplay(replay), self.target1, self.target2, gamma, cem, seed,
             augment_shift_px=augment_shift_px, bootstrap_truncation=bootstrap_truncation,
+            mc_lower_bound=mc_lower_bound,
         )  # fmt: skip
         self.version = -1
 
@@ -365,6 +367,7 @@ def train_ray(
                 config.threads,
                 trainer_config.augment_shift_px,
                 trainer_config.bootstrap_truncation,
+                trainer_config.mc_lower_bound,
             )
             for i in range(num_updaters if remaining else 0)
         ]

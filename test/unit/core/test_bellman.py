@@ -158,3 +158,23 @@ def test_truncated_transitions_bootstrap_only_when_asked():
     batch.truncated = None
     with pytest.raises(ValueError, match="truncated"):
         bellman_targets(q, q, batch, 0.5, bootstrap_truncation=True)
+
+
+def test_the_mc_lower_bound_raises_targets_to_the_rows_discounted_return_only():
+    q = ConstQ(lambda a: torch.full((a.shape[0],), 0.2))
+    # rows: success 2 steps before its end, success at its end, failure 1 step before its end,
+    # success 1 step before its end whose bootstrap is already above its return
+    batch = _batch([0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0])
+    batch.episode_success = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    batch.steps_left = torch.tensor([2, 0, 1, 1])
+    plain = bellman_targets(q, q, batch, 0.5)
+    torch.testing.assert_close(plain, torch.tensor([0.1, 1.0, 0.1, 0.1]))
+    bounded = bellman_targets(q, q, batch, 0.5, mc_lower_bound=True)
+    torch.testing.assert_close(bounded, torch.tensor([0.25, 1.0, 0.1, 0.5]))
+    # A bootstrap above the return stays: the bound only raises.
+    above = bellman_targets(ConstQ(lambda a: torch.full((a.shape[0],), 0.9)), None, batch, 0.5,
+                            mc_lower_bound=True)  # fmt: skip
+    torch.testing.assert_close(above, torch.tensor([0.45, 1.0, 0.45, 0.5]))
+    batch.steps_left = None
+    with pytest.raises(ValueError, match="steps_left"):
+        bellman_targets(q, q, batch, 0.5, mc_lower_bound=True)

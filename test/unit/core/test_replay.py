@@ -168,7 +168,7 @@ def test_object_detected_defaults_to_false_and_is_validated():
                 object_detected=np.zeros(3, bool))  # fmt: skip
 
 
-def test_batches_carry_step_index_and_truncation():
+def test_batches_carry_step_index_steps_left_and_truncation():
     buf = ReplayBuffer(TASKS)
     ended_by_limit = episode(3, 1)  # no terminate bit: cut by the step limit
     terminated = episode(3, 2)
@@ -179,6 +179,7 @@ def test_batches_carry_step_index_and_truncation():
     batch = buf.sample(400, np.random.default_rng(0))
     ident, t = batch.image[:, 0, 0, 0] // 10, batch.image[:, 0, 0, 0] % 10
     np.testing.assert_array_equal(batch.step, t)  # observation t of its episode
+    np.testing.assert_array_equal(batch.steps_left, 2 - t)  # 3-step episodes
     last = t == 2
     np.testing.assert_array_equal(batch.done, last.astype(np.float32))
     np.testing.assert_array_equal(batch.truncated, (last & (ident == 1)).astype(np.float32))
