@@ -18,6 +18,11 @@ simulated cell, every stage through the ROS nodes a robot cell uses.
    learned-CEM episodes of stage 3 (printed and in `summary.md`), and `demo.png` (lift success
    over the episodes of the whole run, per-task rates by policy).
 
+`--act-with CKPT` (what `make demo` passes, with a released network from models/, its camera
+and frame size) runs stages 1 and 2 as usual and acts in stage 3 with that checkpoint instead
+of stage 2's: a newcomer sees collection, a short learning stage, and a network trained at
+scale acting through the same ROS graph.
+
 `--collect-only` (what `make demo-collect` runs) is stage 1 alone; its `summary.md` is a
 per-task table of what was collected and how the SD and the oracle graded it. `--weights CKPT`
 skips stages 1 and 2 and acts with a checkpoint trained elsewhere (`--baseline-episodes N`: a
@@ -55,8 +60,11 @@ WEIGHTS_TOPIC = "/policy/weights"
 
 
 def _sd_launch_args(config: DemoConfig, say: Progress) -> list[str]:
-    """The sim cell's SD arguments: the checkpoint, and the camera size it was trained on."""
+    """The sim cell's SD arguments: the checkpoint, and the camera size it was trained on (or
+    --camera-size)."""
     args = [f"sd_checkpoint:={config.sd_checkpoint}"]
+    if config.camera_size:
+        args.append(f"camera_size:={config.camera_size}")
     if not config.sd_checkpoint:
         say("no --sd-checkpoint: episodes are graded by the simulator's oracle only")
         return args
@@ -82,10 +90,10 @@ def run_collect_only(config: DemoConfig, say: Progress) -> int:
     cell_args = [*_sd_launch_args(config, say), f"seed:={config.seed}"]
     run_dir = _new_run_dir(config, say)
     ros_environment(say)
-    if config.lift_only:
-        collect_config = stage_config(
-            run_dir, "collect", None, lift_only_weights(load_task_registry())
-        )
+    if config.lift_only or config.policy_camera:
+        weights = lift_only_weights(load_task_registry()) if config.lift_only else []
+        params = {"policy_camera": config.policy_camera} if config.policy_camera else {}
+        collect_config = stage_config(run_dir, "collect", None, weights, params)
         cell_args.append(f"config_dir:={collect_config}")
     say(f"collect {config.episodes} episodes (scripted/random mix, no weights)")
     infos, seconds = collect(
@@ -104,6 +112,13 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
 
     registry = load_task_registry()
     cell_args = _sd_launch_args(config, say)  # a bad SD checkpoint fails before any output
+    if config.act_with is not None:  # and so does a bad --act-with checkpoint
+        from mtopt_core.checkpoint import read_checkpoint
+
+        try:
+            read_checkpoint(config.act_with)
+        except (CheckpointError, OSError) as exc:
+            raise DemoError(f"--act-with {config.act_with}: {exc}") from None
     run_dir = _new_run_dir(config, say)
     ros_environment(say)
 
@@ -115,13 +130,14 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
     task_weights = lift_only_weights(registry) if config.lift_only else []
     if config.lift_only:
         say(f"--lift-only: collector task_weights {task_weights}")
+    policy_params = {"policy_camera": config.policy_camera} if config.policy_camera else {}
     stage1: list[Any] = []
     if config.weights is not None:
         checkpoint = config.weights.resolve()
         if config.baseline_episodes:
             n = config.baseline_episodes
             say(f"--weights {config.weights}: stage 2 skipped; stage 1/4: {n} scripted episodes")
-            baseline_config = stage_config(run_dir, "baseline", 1.0, task_weights)
+            baseline_config = stage_config(run_dir, "baseline", 1.0, task_weights, policy_params)
             stage1, seconds = collect(
                 1, run_dir, n,
                 [*cell_args, f"seed:={stage1_seed}", f"config_dir:={baseline_config}"],
@@ -133,8 +149,8 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
     else:
         say(f"stage 1/4: collect {config.episodes} episodes (scripted/random mix, no weights)")
         stage1_args = [*cell_args, f"seed:={stage1_seed}"]
-        if task_weights:
-            collect_config = stage_config(run_dir, "collect", None, task_weights)
+        if task_weights or policy_params:
+            collect_config = stage_config(run_dir, "collect", None, task_weights, policy_params)
             stage1_args.append(f"config_dir:={collect_config}")
         stage1, seconds = collect(
             1, run_dir, config.episodes, stage1_args, config.stage_timeout_s(config.episodes), say
@@ -147,7 +163,7 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
         started = time.monotonic()
         summary = learn(
             run_dir, run_dir / "stage1_episodes", config.steps, config.net, config.batch_size,
-            config.threads, config.seed, say,
+            config.threads, config.seed, say, config.policy_camera,
         )  # fmt: skip
         stages.append(
             StageResult(
@@ -158,10 +174,17 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
             )
         )
         checkpoint = Path(summary["checkpoint"])
+        if config.act_with is not None:
+            checkpoint = config.act_with.resolve()
+            notes.append(
+                f"Stage 3 acted with {config.act_with} (--act-with), not with stage 2's network"
+                f" ({summary['checkpoint']})."
+            )
 
-    say(f"stage 3/4: {config.eval_episodes} episodes with the learned Q-function (CEM)")
+    who = f"the Q-network {config.act_with}" if config.act_with else "the learned Q-function"
+    say(f"stage 3/4: {config.eval_episodes} episodes with {who} (CEM)")
     # No scripted episodes: CEM once the weights are loaded, random before.
-    eval_config = stage_config(run_dir, "eval", 0.0, task_weights)
+    eval_config = stage_config(run_dir, "eval", 0.0, task_weights, policy_params)
     try:
         announcer = WeightsAnnouncer(WEIGHTS_TOPIC, checkpoint)
     except CheckpointError as exc:

@@ -54,6 +54,14 @@ class DemoConfig:
     stage_timeout: float = 0.0
     #: Stage 1 only: collect and report what was collected and how it was graded.
     collect_only: bool = False
+    #: Stages 1 and 2 run as usual, then stage 3 acts with this checkpoint (a released network)
+    #: instead of stage 2's.
+    act_with: Path | None = None
+    #: The policy's camera in every stage ("" = config/policy.yaml's); the sim's "wrist" camera
+    #: is then published and logged too.
+    policy_camera: str = ""
+    #: Side of the sim cameras' frames [px] (0 = the sim cell's default).
+    camera_size: int = 0
 
     def validate(self) -> DemoConfig:
         """Return self, or raise DemoError naming the bad option."""
@@ -72,6 +80,20 @@ class DemoConfig:
             )
         if self.collect_only and self.weights is not None:
             raise DemoError("--collect-only runs stage 1 alone; --weights is for stage 3")
+        if self.act_with is not None and (self.weights is not None or self.collect_only):
+            raise DemoError(
+                "--act-with runs stages 1 and 2 and acts with its checkpoint in stage 3; "
+                "--weights skips them and --collect-only stops after stage 1: choose one"
+            )
+        if self.camera_size and not 8 <= self.camera_size <= 640:
+            raise DemoError(f"--camera-size must be in 8..640, got {self.camera_size}")
+        if self.camera_size and self.sd_checkpoint:
+            raise DemoError(
+                "--camera-size and --sd-checkpoint both set the cameras' frame size (an SD "
+                "needs the size it was trained on): give one"
+            )
+        if "/" in self.policy_camera:
+            raise DemoError(f"--policy-camera must be a camera name, got {self.policy_camera!r}")
         return self
 
     def stage_timeout_s(self, episodes: int) -> float:
@@ -95,6 +117,9 @@ class DemoConfig:
             seed=args.seed,
             stage_timeout=args.stage_timeout,
             collect_only=args.collect_only,
+            act_with=args.act_with,
+            policy_camera=args.policy_camera,
+            camera_size=args.camera_size,
         ).validate()
 
 
@@ -180,6 +205,29 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         action="store_true",
         help=f"lift episodes command {LIFT_TASK} only (other lift tasks weigh 0; place tasks"
         " still follow a successful lift): how the gym probe trains and evaluates",
+    )
+    p.add_argument(
+        "--act-with",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="stages 1 and 2 run as usual, then stage 3 acts with this Q-network checkpoint"
+        " (e.g. a released one from models/) instead of stage 2's",
+    )
+    p.add_argument(
+        "--policy-camera",
+        default="",
+        metavar="NAME",
+        help="the policy's camera in every stage (default: config/policy.yaml's); the sim's"
+        " 'wrist' camera is then published and logged too",
+    )
+    p.add_argument(
+        "--camera-size",
+        type=_non_negative,
+        default=0,
+        metavar="PX",
+        help="side of the sim cameras' frames (default: the sim cell's); a released network"
+        " wants the size it was trained on",
     )
     p.add_argument("--seed", type=int, default=0, help="stage 1 seed; stage 3 uses seed + 1")
     p.add_argument(

@@ -164,10 +164,12 @@ def learn(
     threads: int,
     seed: int,
     say: Progress,
+    policy_camera: str = "",
 ) -> dict[str, Any]:
     """Train offline on a stage's bags into `run_dir/learner` (oracle labels, skill-level
     impersonation, re-balanced sampling, the conservative penalty); returns `mtopt-learn`'s
-    summary (steps, episodes, final loss, checkpoint path and sha256)."""
+    summary (steps, episodes, final loss, checkpoint path and sha256). `policy_camera`: the
+    policy's camera in the bags ("" = the learner's default)."""
     from mtopt_core.checkpoint import CheckpointError
     from mtopt_core.tasks import TaskRegistryError
     from mtopt_learner.checkpoints import CHECKPOINT_DIR, checkpoint_steps
@@ -192,6 +194,7 @@ def learn(
         threads=threads,
         seed=seed,
         progress=False,
+        **({"policy_camera": policy_camera} if policy_camera else {}),
     )
     say(f"stage 2: mtopt_learner.offline.train({config})")
     logging.getLogger("mtopt_learner.log_replay").setLevel(logging.ERROR)

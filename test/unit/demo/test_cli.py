@@ -9,7 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from mtopt_core.checkpoint import read_checkpoint
+
+REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
 DEMO = [sys.executable, "-m", "mtopt_demo"]
 
@@ -22,7 +26,8 @@ def test_help_names_every_stage_and_option():
     done = run(["--help"], 60, [str(VENV_BIN / "mtopt-demo")])
     assert done.returncode == 0, done.stderr
     for text in ("1. Collect", "2. Learn", "3. Act", "4. Report", "--collect-only",
-                 "--weights", "--baseline-episodes", "--lift-only", "mtopt_bringup"):  # fmt: skip
+                 "--weights", "--baseline-episodes", "--lift-only", "mtopt_bringup",
+                 "--act-with", "--policy-camera", "--camera-size"):  # fmt: skip
         assert text in done.stdout, text
 
 
@@ -34,6 +39,8 @@ def test_help_names_every_stage_and_option():
         (["--episodes", "0"], "argument --episodes: must be >= 1"),
         (["--steps", "x"], "argument --steps: expected an integer"),
         (["--net", "huge"], "argument --net: invalid choice"),
+        (["--act-with", "w.ckpt", "--weights", "w.ckpt"], "--act-with runs stages 1 and 2"),
+        (["--camera-size", "4"], "--camera-size must be in 8..640"),
     ],
 )
 def test_bad_options_exit_2_before_anything_is_written(tmp_path, args, message):
@@ -44,21 +51,29 @@ def test_bad_options_exit_2_before_anything_is_written(tmp_path, args, message):
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_tiny_whole_loop(tmp_path):
-    """Collect 2 episodes, train 4 steps, act 3 episodes with the announced weights, report."""
+def test_tiny_whole_loop_acting_with_the_released_network(tmp_path):
+    """What `make demo` runs, tiny: collect 2 episodes through the wrist camera at 64 px, train
+    4 steps, act 3 episodes with the released network announced as weights, report."""
+    released = REPO / "models" / "lift_any_wrist_qnet_loop.ckpt"
+    step = read_checkpoint(released).step
     args = ["--episodes", "2", "--steps", "4", "--eval-episodes", "3", "--net", "tiny",
-            "--batch-size", "8", "--out", str(tmp_path)]  # fmt: skip
+            "--batch-size", "8", "--out", str(tmp_path), "--act-with", str(released),
+            "--policy-camera", "wrist", "--camera-size", "64", "--lift-only"]  # fmt: skip
     done = run(args, 300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
     summary = (run_dir / "summary.md").read_text()
     assert "| 1 collect |" in summary and "2 episodes: scripted/random" in summary
     assert "| 2 learn |" in summary and "4 steps, net tiny" in summary
-    assert "with CEM on weights v4 |" in summary and "| 4 report |" in summary
+    assert f"with CEM on weights v{step} |" in summary and "| 4 report |" in summary
     assert "| stage 3 learned CEM |" in summary  # the learned column of the table
+    assert "acted with" in summary and "not with stage 2's network" in summary
     assert (run_dir / "demo.png").read_bytes()[:4] == b"\x89PNG"
     assert (run_dir / "learner" / "checkpoints" / "qnet_4.ckpt").is_file()
-    assert len(list((run_dir / "stage3_episodes").iterdir())) == 3
+    stage3 = run_dir / "stage3_episodes"
+    assert len(list(stage3.iterdir())) == 3
+    policy = yaml.safe_load((run_dir / "config_eval" / "policy.yaml").read_text())
+    assert policy["/**/policy"]["ros__parameters"]["policy_camera"] == "wrist"
 
 
 @pytest.mark.ros
