@@ -183,8 +183,10 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
 
     who = f"the Q-network {config.act_with}" if config.act_with else "the learned Q-function"
     say(f"stage 3/4: {config.eval_episodes} episodes with {who} (CEM)")
-    # No scripted episodes: CEM once the weights are loaded, random before.
-    eval_config = stage_config(run_dir, "eval", 0.0, task_weights, policy_params)
+    # No scripted episodes: CEM once the weights are loaded, random before. A network given
+    # with --act-with acts greedily, as mtopt-eval measures it.
+    eval_params = {**policy_params, "epsilon": 0.0} if config.act_with else policy_params
+    eval_config = stage_config(run_dir, "eval", 0.0, task_weights, eval_params)
     try:
         announcer = WeightsAnnouncer(WEIGHTS_TOPIC, checkpoint)
     except CheckpointError as exc:

@@ -73,7 +73,8 @@ def test_tiny_whole_loop_acting_with_the_released_network(tmp_path):
     stage3 = run_dir / "stage3_episodes"
     assert len(list(stage3.iterdir())) == 3
     policy = yaml.safe_load((run_dir / "config_eval" / "policy.yaml").read_text())
-    assert policy["/**/policy"]["ros__parameters"]["policy_camera"] == "wrist"
+    params = policy["/**/policy"]["ros__parameters"]
+    assert params["policy_camera"] == "wrist" and params["epsilon"] == 0.0  # greedy
 
 
 @pytest.mark.ros
