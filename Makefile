@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 # tests run on TEST_WORKERS pytest-xdist workers, then the timed (ROS) tests one at a time.
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
-# make demo: collect -> learn -> act with the released lift network (DEMO_RELEASED; empty: act
-# with the network stage 2 learned) -> report (runs/demo/<time>/), about 11 min on 2 cores
-# (docs/results/demo.md). Options: make demo DEMO_ARGS="--help"
+# make demo: collect -> learn -> act with the learned Q-function -> report (runs/demo/<time>/),
+# about 11 min on 2 cores (docs/results/demo.md). Options: make demo DEMO_ARGS="--help"
+# make demo DEMO_RELEASED=1: stage 3 acts with the released lift network (DEMO_RELEASED_ARGS).
 # make demo-collect: collection only, e.g. make demo-collect DEMO_ARGS="--episodes 20"
 DEMO_ARGS ?=
-DEMO_RELEASED ?= --act-with models/lift_any_wrist_qnet_loop.ckpt --policy-camera wrist \
+DEMO_RELEASED ?=
+DEMO_RELEASED_ARGS := --act-with models/lift_any_wrist_qnet_loop.ckpt --policy-camera wrist \
 	--camera-size 64 --lift-only
 
 .PHONY: setup test demo demo-collect lint format clean
@@ -23,7 +24,7 @@ test: setup
 	bash scripts/run_tests.sh $(PY) $(TEST_WORKERS) $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m mtopt_demo $(DEMO_RELEASED) $(DEMO_ARGS)
+	$(PY) -m mtopt_demo $(if $(DEMO_RELEASED),$(DEMO_RELEASED_ARGS)) $(DEMO_ARGS)
 
 demo-collect: setup
 	$(PY) -m mtopt_demo --collect-only $(DEMO_ARGS)
