@@ -18,10 +18,10 @@ simulated cell, every stage through the ROS nodes a robot cell uses.
    learned-CEM episodes of stage 3 (printed and in `summary.md`), and `demo.png` (lift success
    over the episodes of the whole run, per-task rates by policy).
 
-`--act-with CKPT` (what `make demo` passes, with a released network from models/, its camera
-and frame size) runs stages 1 and 2 as usual and acts in stage 3 with that checkpoint instead
-of stage 2's: a newcomer sees collection, a short learning stage, and a network trained at
-scale acting through the same ROS graph.
+`--act-with CKPT` (what `make demo DEMO_RELEASED=1` passes, with the released lift network
+from models/, its camera and frame size) runs stages 1 and 2 as usual and acts greedily in
+stage 3 with that checkpoint instead of stage 2's: collection, a short learning stage, and a
+network trained at scale acting through the same ROS graph.
 
 `--collect-only` (what `make demo-collect` runs) is stage 1 alone; its `summary.md` is a
 per-task table of what was collected and how the SD and the oracle graded it. `--weights CKPT`
