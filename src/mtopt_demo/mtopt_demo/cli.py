@@ -90,10 +90,9 @@ def run_collect_only(config: DemoConfig, say: Progress) -> int:
     cell_args = [*_sd_launch_args(config, say), f"seed:={config.seed}"]
     run_dir = _new_run_dir(config, say)
     ros_environment(say)
-    if config.lift_only or config.policy_camera:
+    if config.lift_only or config.policy_params:
         weights = lift_only_weights(load_task_registry()) if config.lift_only else []
-        params = {"policy_camera": config.policy_camera} if config.policy_camera else {}
-        collect_config = stage_config(run_dir, "collect", None, weights, params)
+        collect_config = stage_config(run_dir, "collect", None, weights, config.policy_params)
         cell_args.append(f"config_dir:={collect_config}")
     say(f"collect {config.episodes} episodes (scripted/random mix, no weights)")
     infos, seconds = collect(
@@ -130,7 +129,7 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
     task_weights = lift_only_weights(registry) if config.lift_only else []
     if config.lift_only:
         say(f"--lift-only: collector task_weights {task_weights}")
-    policy_params = {"policy_camera": config.policy_camera} if config.policy_camera else {}
+    policy_params = config.policy_params
     stage1: list[Any] = []
     if config.weights is not None:
         checkpoint = config.weights.resolve()

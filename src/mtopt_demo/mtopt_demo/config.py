@@ -96,6 +96,11 @@ class DemoConfig:
             raise DemoError(f"--policy-camera must be a camera name, got {self.policy_camera!r}")
         return self
 
+    @property
+    def policy_params(self) -> dict[str, str]:
+        """Policy parameters every stage's config copy overrides (`stage_config`)."""
+        return {"policy_camera": self.policy_camera} if self.policy_camera else {}
+
     def stage_timeout_s(self, episodes: int) -> float:
         """How long a collect stage of `episodes` episodes may take."""
         return self.stage_timeout or 60.0 * episodes + 120.0
