@@ -3,7 +3,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Each test session gets its own random ROS_DOMAIN_ID (see test/conftest.py). The computation
-# tests run on TEST_WORKERS pytest-xdist workers, then the timed (ROS) tests one at a time.
+# tests, then the timed (ROS) tests, run on TEST_WORKERS pytest-xdist workers
+# (scripts/run_tests.sh).
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 # make demo: collect -> learn -> act with the learned Q-function -> report (runs/demo/<time>/),

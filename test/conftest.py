@@ -5,10 +5,12 @@ the same machine cannot cross-talk; subprocesses inherit it; pytest-xdist worker
 their own domain (the session's random base plus the worker's number). MuJoCo renders
 headless (EGL).
 
-`make test` runs the suite in two sessions: the tests marked `serial` (every `ros` test and
-the modules in TIMED_MODULES: node graphs, signals, timed waits) one after the other, as a
-robot cell's timing assumes a machine to itself; the others (computation: learning,
-simulation, parsing, fuzzing) on two pytest-xdist workers before them.
+`make test` runs the suite in three sessions (scripts/run_tests.sh): the computation tests
+(learning, simulation, parsing, fuzzing) on the xdist workers; then the tests marked `timed`
+(every `ros` test and the modules in TIMED_MODULES: node graphs, signals, timed waits) on the
+same number of workers, a whole module per worker (`--dist loadfile`, so a module's graph
+fixture stays in one process), each worker in its own ROS domain; last the tests marked
+`exclusive` (a campaign whose schedule needs the machine to itself), one at a time.
 """
 
 import json
@@ -48,7 +50,7 @@ TIMED_MODULES = frozenset(
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("ros") or item.nodeid.split("::", 1)[0] in TIMED_MODULES:
-            item.add_marker(pytest.mark.serial)
+            item.add_marker(pytest.mark.timed)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "/cell0"
-EPISODES = 4
+EPISODES = 3  # the 2nd and 3rd follow a closing pick: the first-step check runs twice
 
 
 def _edit(path: Path, node: str, **values) -> None:

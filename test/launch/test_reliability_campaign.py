@@ -24,6 +24,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 KILLED = ("sd", "learner", "policy", "sim_cell")
 
 
+# Its fault schedule waits for the learner's first checkpoint: with another graph beside it on
+# 2 cores the learner had none before the campaign's end (measured), so it runs alone.
+@pytest.mark.exclusive
 def test_every_node_type_killed_in_turn_and_nothing_is_lost(tmp_path):
     out = tmp_path / "campaign"
     proc = subprocess.run(
