@@ -10,7 +10,7 @@ headless (EGL).
 (every `ros` test and the modules in TIMED_MODULES: node graphs, signals, timed waits) on the
 same number of workers, a whole module per worker (`--dist loadfile`, so a module's graph
 fixture stays in one process), each worker in its own ROS domain; last the tests marked
-`exclusive` (a campaign whose schedule needs the machine to itself), one at a time.
+`exclusive` (fault schedules and deadlines that need the machine to itself), one at a time.
 """
 
 import json
