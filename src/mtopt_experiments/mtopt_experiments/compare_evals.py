@@ -44,7 +44,10 @@ def learned_episodes(path: Path) -> dict[tuple[str, int], dict[str, str]]:
     if rows and not needed <= set(rows[0]):
         missing = sorted(needed - set(rows[0]))
         raise CompareError(f"{csv_path}: not an mtopt-eval episodes.csv (no {missing})")
-    learned = {(r["task"], int(r["episode"])): r for r in rows if r["policy"] == "learned"}
+    try:
+        learned = {(r["task"], int(r["episode"])): r for r in rows if r["policy"] == "learned"}
+    except ValueError as exc:
+        raise CompareError(f"{csv_path}: an episode number is not an integer ({exc})") from None
     if not learned:
         raise CompareError(f"{csv_path}: no learned episodes")
     return learned

@@ -51,6 +51,10 @@ def test_other_scenes_or_no_file_are_refused(tmp_path):
         compare([(a, other)])
     with pytest.raises(CompareError, match="cannot read"):
         compare([(a, tmp_path / "missing")])
+    bad = tmp_path / "bad.csv"
+    bad.write_text((a / "episodes.csv").read_text().replace("lift-any,0,", "lift-any,x,", 1))
+    with pytest.raises(CompareError, match="not an integer"):
+        compare([(a, bad)])
 
 
 def test_cli_prints_one_json_line_and_refuses_bad_input(run_json_cli, tmp_path):
