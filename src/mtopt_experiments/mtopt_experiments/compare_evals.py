@@ -20,12 +20,10 @@ import json
 import sys
 from pathlib import Path
 
-from mtopt_experiments.stats import mcnemar_exact_p
+from mtopt_experiments.stats import paired_comparison
 
 #: What must agree between the two runs of a matched episode.
 SCENE_KEYS = ("scene_seed", "start_state")
-#: Per-task counts of the result.
-COUNTS = ("episodes", "a", "b", "only_a", "only_b")
 
 
 class CompareError(ValueError):
@@ -55,7 +53,7 @@ def learned_episodes(path: Path) -> dict[tuple[str, int], dict[str, str]]:
 
 def compare(pairs: list[tuple[Path, Path]]) -> dict:
     """Pooled paired counts per task over the matched episodes of every (A, B) pair."""
-    tasks: dict[str, dict[str, int]] = {}
+    outcomes: dict[str, tuple[list[str], list[str]]] = {}  # task -> A's and B's "1"/"0"
     for path_a, path_b in pairs:
         a, b = learned_episodes(path_a), learned_episodes(path_b)
         matched = sorted(set(a) & set(b))
@@ -68,15 +66,17 @@ def compare(pairs: list[tuple[Path, Path]]) -> dict:
                         f"{path_a} and {path_b}: {key[0]} episode {key[1]} ran other scenes "
                         f"({field} {a[key][field]} vs {b[key][field]})"
                     )
-            won_a, won_b = a[key]["success"] == "True", b[key]["success"] == "True"
-            t = tasks.setdefault(key[0], dict.fromkeys(COUNTS, 0))
-            t["episodes"] += 1
-            t["a"] += won_a
-            t["b"] += won_b
-            t["only_a"] += won_a and not won_b
-            t["only_b"] += won_b and not won_a
-    for t in tasks.values():
-        t["mcnemar_p"] = round(mcnemar_exact_p(t["only_a"], t["only_b"]), 4)
+            won_a, won_b = outcomes.setdefault(key[0], ([], []))
+            won_a.append("1" if a[key]["success"] == "True" else "0")
+            won_b.append("1" if b[key]["success"] == "True" else "0")
+    tasks = {}
+    for task, (won_a, won_b) in outcomes.items():
+        paired = paired_comparison("".join(won_a), "".join(won_b))
+        tasks[task] = {
+            "episodes": len(won_a), "a": won_a.count("1"), "b": won_b.count("1"),
+            "only_a": paired["only_learned"], "only_b": paired["only_scripted"],
+            "mcnemar_p": paired["mcnemar_p"],
+        }  # fmt: skip
     return {"pairs": len(pairs), "tasks": tasks}
 
 
