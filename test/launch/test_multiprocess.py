@@ -15,10 +15,7 @@ import pytest
 # The demo graph fixture package (conftest `demo_graph_env`), run as `ros2 launch PKG FILE`.
 DEMO_LAUNCH = ["demo_graph", "demo.launch.yaml"]
 
-# Beside another graph on 2 cores a SIGINT landed inside the fixture collector's rclpy take
-# (RuntimeError, exit 1; measured once): its plain rclpy main, unlike mtopt_bridge.node_main,
-# has that race, so the module runs alone until the fixture uses node_main.
-pytestmark = [pytest.mark.ros, pytest.mark.exclusive]
+pytestmark = pytest.mark.ros
 
 
 def pid_alive(pid: int) -> bool:
