@@ -11,6 +11,9 @@ With `mc_lower_bound`, a target is at least the transition's own discounted retu
 success * gamma^(steps after it): a success reached from (s, a) shows that value is possible,
 so the row's label does not wait for the bootstrap to carry the final reward back step by step
 (the "Monte Carlo" label of Quillen et al. 2018, used as a lower bound on the Bellman target).
+With `mc_targets`, the target *is* that return, with no bootstrap and no CEM: Q then estimates
+the value of the policies that collected the data (Quillen et al.'s supervised "Monte Carlo"
+baseline), and acting greedily on it is one step of policy improvement over them.
 
 `done` marks the last transition of an episode. With `bootstrap_truncation`, the last
 transition of an episode cut by the step limit (`truncated`) is not terminal: its target is
@@ -97,10 +100,12 @@ def bellman_targets(
     generator: torch.Generator | None = None,
     bootstrap_truncation: bool = False,
     mc_lower_bound: bool = False,
+    mc_targets: bool = False,
 ) -> torch.Tensor:
     """Q targets (B,) in [0, 1] for a batch; CEM runs only for the non-terminal rows. With
     `bootstrap_truncation`, rows done by the step limit (`batch.truncated`) bootstrap too; with
-    `mc_lower_bound`, no target is below the row's discounted return (see the module docstring).
+    `mc_lower_bound`, no target is below the row's discounted return; with `mc_targets`, the
+    target is that return (no CEM; see the module docstring).
 
     Targets are clamped to [0, 1] (the range of the sigmoid Q); with the seed's sparse 0/1
     reward on terminal transitions and gamma <= 1 the clamp never changes a value (a truncated
@@ -108,7 +113,12 @@ def bellman_targets(
     """
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    needs_returns = mc_lower_bound or mc_targets
+    if needs_returns and (batch.steps_left is None or batch.episode_success is None):
+        raise ValueError("Monte Carlo targets need the batch's steps_left and episode_success")
     with torch.no_grad():
+        if mc_targets:
+            return discounted_returns(batch, gamma)
         reward = batch.reward.float()
         done = batch.done.float()
         if bootstrap_truncation:
@@ -133,11 +143,13 @@ def bellman_targets(
             )
         targets = reward + gamma * (1.0 - done) * value
         if mc_lower_bound:
-            if batch.steps_left is None or batch.episode_success is None:
-                raise ValueError("mc_lower_bound needs the batch's steps_left and episode_success")
-            returns = batch.episode_success.float() * gamma ** batch.steps_left.float()
-            targets = torch.maximum(targets, returns)
+            targets = torch.maximum(targets, discounted_returns(batch, gamma))
         return torch.clamp(targets, 0.0, 1.0)
+
+
+def discounted_returns(batch: TorchBatch, gamma: float) -> torch.Tensor:
+    """Each row's own discounted return: success of its episode * gamma^(steps after it)."""
+    return batch.episode_success.float() * gamma ** batch.steps_left.float()
 
 
 def q_logits(

@@ -28,7 +28,7 @@ Options (`TrainerConfig`; every default reproduces the original QT-Opt-style upd
 - `bootstrap_truncation`: a transition that ended its episode by the step limit bootstraps
   (done = terminated only; see `mtopt_core.bellman`).
 - `mc_lower_bound`: no target below the transition's own discounted return (see
-  `mtopt_core.bellman`).
+  `mtopt_core.bellman`); `mc_targets`: the target is that return (no bootstrap, no CEM).
 - `cem`: the CEM of the Bellman targets, set apart from the acting policy's CEM.
 
 TensorBoard scalars (when `log_dir` is set): train/loss (the conservative penalty included),
@@ -98,6 +98,8 @@ class TrainerConfig:
         bootstrap_truncation: transitions ended by the step limit bootstrap (done =
             terminated only); False treats every episode end as terminal.
         mc_lower_bound: targets are at least the transition's discounted return.
+        mc_targets: targets are the transition's discounted return (Monte Carlo regression,
+            no bootstrap); overrides `mc_lower_bound` and `bootstrap_truncation`.
         seed: seeds the replay sampling and CEM generators of this trainer.
         log_dir: TensorBoard directory (None = no logging).
         log_every: steps between TensorBoard writes.
@@ -122,6 +124,7 @@ class TrainerConfig:
     augment_shift_px: int = 0
     bootstrap_truncation: bool = False
     mc_lower_bound: bool = False
+    mc_targets: bool = False
     seed: int = 0
     log_dir: str | None = None
     log_every: int = 50
@@ -197,6 +200,7 @@ class BellmanUpdater:
         augment_shift_px: int = 0,
         bootstrap_truncation: bool = False,
         mc_lower_bound: bool = False,
+        mc_targets: bool = False,
     ):
         if augment_shift_px < 0:
             raise ValueError(f"augment_shift_px must be >= 0, got {augment_shift_px}")
@@ -206,6 +210,7 @@ class BellmanUpdater:
         self.augment_shift_px = augment_shift_px
         self.bootstrap_truncation = bootstrap_truncation
         self.mc_lower_bound = mc_lower_bound
+        self.mc_targets = mc_targets
         self.device = torch.device(device)
         self.rng = np.random.default_rng(seed)
         # Shifts draw from their own generator: switching augmentation on or off leaves the
@@ -227,7 +232,7 @@ class BellmanUpdater:
         batch = self.augment(self.replay.sample(batch_size, self.rng)).to_torch(self.device)
         targets = bellman_targets(
             self.target1, self.target2, batch, self.gamma, self.cem, self.generator,
-            self.bootstrap_truncation, self.mc_lower_bound,
+            self.bootstrap_truncation, self.mc_lower_bound, self.mc_targets,
         )  # fmt: skip
         return batch, targets
 
@@ -258,7 +263,7 @@ class Trainer:
         self.updater = BellmanUpdater(
             replay, self.target1, self.target2, config.gamma, config.cem, config.seed,
             self.device, config.augment_shift_px, config.bootstrap_truncation,
-            config.mc_lower_bound,
+            config.mc_lower_bound, config.mc_targets,
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(
             self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

@@ -173,6 +173,8 @@ class LearnerConfig:
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     #: No Bellman target below the transition's own discounted return.
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
+    #: The target is the transition's own discounted return (no bootstrap, no CEM).
+    mc_targets: bool = TrainerConfig.mc_targets
     #: A new network also gets the steps remaining, (step_horizon - t) / step_horizon, as a
     #: state input (resumed runs keep their network's setting).
     step_input: bool = False
@@ -293,6 +295,7 @@ class OfflineConfig:
     augment_shift_px: int = TrainerConfig.augment_shift_px
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
+    mc_targets: bool = TrainerConfig.mc_targets
     #: A new network gets the steps remaining of horizon `step_horizon` as an input.
     step_input: bool = False
     step_horizon: int = 12
@@ -343,6 +346,7 @@ class OfflineConfig:
             augment_shift_px=args.augment_shift_px,
             bootstrap_truncation=args.bootstrap_truncation,
             mc_lower_bound=args.mc_lower_bound,
+            mc_targets=args.mc_targets,
             step_input=args.step_input,
             step_horizon=args.step_horizon,
             policy_camera=args.policy_camera,
@@ -425,6 +429,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         augment_shift_px=settings.augment_shift_px,
         bootstrap_truncation=settings.bootstrap_truncation,
         mc_lower_bound=settings.mc_lower_bound,
+        mc_targets=settings.mc_targets,
         seed=settings.seed,
         **overrides,
     )

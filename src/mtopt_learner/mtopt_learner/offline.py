@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="no Bellman target below the transition's own discounted return",
     )
     p.add_argument(
+        "--mc-targets",
+        action="store_true",
+        help="the target is the transition's own discounted return (no bootstrap, no CEM)",
+    )
+    p.add_argument(
         "--step-input",
         action="store_true",
         help="a new network also gets the steps remaining (see --step-horizon) as an input",

@@ -160,6 +160,7 @@ class BellmanUpdaterActor:
         augment_shift_px: int = 0,
         bootstrap_truncation: bool = False,
         mc_lower_bound: bool = False,
+        mc_targets: bool = False,
     ):
         if threads > 0:
             torch.set_num_threads(threads)
@@ -168,7 +169,7 @@ class BellmanUpdaterActor:
         self.updater = BellmanUpdater(
             RemoteReplay(replay), self.target1, self.target2, gamma, cem, seed,
             augment_shift_px=augment_shift_px, bootstrap_truncation=bootstrap_truncation,
-            mc_lower_bound=mc_lower_bound,
+            mc_lower_bound=mc_lower_bound, mc_targets=mc_targets,
         )  # fmt: skip
         self.version = -1
 
@@ -368,6 +369,7 @@ def train_ray(
                 trainer_config.augment_shift_px,
                 trainer_config.bootstrap_truncation,
                 trainer_config.mc_lower_bound,
+                trainer_config.mc_targets,
             )
             for i in range(num_updaters if remaining else 0)
         ]

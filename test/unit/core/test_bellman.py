@@ -178,3 +178,22 @@ def test_the_mc_lower_bound_raises_targets_to_the_rows_discounted_return_only():
     batch.steps_left = None
     with pytest.raises(ValueError, match="steps_left"):
         bellman_targets(q, q, batch, 0.5, mc_lower_bound=True)
+
+
+def test_mc_targets_are_the_rows_discounted_returns_without_a_bootstrap():
+    calls = []
+
+    def never(a):
+        calls.append(a.shape[0])
+        return torch.full((a.shape[0],), 0.9)
+
+    q = ConstQ(never)
+    batch = _batch([0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0])
+    batch.episode_success = torch.tensor([1.0, 1.0, 0.0, 1.0])
+    batch.steps_left = torch.tensor([2, 0, 1, 1])
+    targets = bellman_targets(q, q, batch, 0.5, mc_targets=True)
+    torch.testing.assert_close(targets, torch.tensor([0.25, 1.0, 0.0, 0.5]))
+    assert calls == []  # no CEM, no target network
+    batch.episode_success = None
+    with pytest.raises(ValueError, match="episode_success"):
+        bellman_targets(q, q, batch, 0.5, mc_targets=True)

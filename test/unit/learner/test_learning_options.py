@@ -22,7 +22,7 @@ from mtopt_learner.offline import build_parser
 CONFIG = Path(__file__).resolve().parents[3] / "config"
 OPTIONS = dict(
     conservative_weight=0.5, conservative_mode="relative", conservative_anneal_steps=100,
-    augment_shift_px=4, bootstrap_truncation=True,
+    augment_shift_px=4, bootstrap_truncation=True, mc_lower_bound=True, mc_targets=True,
 )  # fmt: skip
 ROI = (0.25, 0.0, 0.75, 1.0)
 
@@ -34,7 +34,8 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
                                                                  "--steps", "1"]))  # fmt: skip
     names = ("net", "batch_size", "learning_rate", "conservative_weight", "cem_population",
              "cem_elites", "cem_iterations", "conservative_mode", "conservative_anneal_steps",
-             "augment_shift_px", "bootstrap_truncation")  # fmt: skip
+             "augment_shift_px", "bootstrap_truncation", "mc_lower_bound",
+             "mc_targets")  # fmt: skip
     for name in names:
         assert getattr(cfg, name) == getattr(LearnerConfig(), name) == getattr(offline, name)
     assert (cfg.net, cfg.batch_size, cfg.conservative_weight) == ("compact", 64, 1.0)
@@ -82,7 +83,8 @@ def test_bad_learning_options_name_their_field(field, value, message):
 def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
     argv = ["--bags", "b", "--out", "o", "--steps", "1", "--conservative-weight", "0.5",
             "--conservative-mode", "relative", "--conservative-anneal-steps", "100",
-            "--augment-shift-px", "4", "--bootstrap-truncation", "--step-input",
+            "--augment-shift-px", "4", "--bootstrap-truncation", "--mc-lower-bound",
+            "--mc-targets", "--step-input",
             "--step-horizon", "9", "--policy-roi", "0.25", "0", "0.75", "1"]  # fmt: skip
     cfg = OfflineConfig.from_args(build_parser().parse_args(argv)).validate()
     trainer = cfg.trainer_config()
