@@ -65,3 +65,29 @@ def test_q_landscape(run_json_cli):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "--dz" in refused.stderr
+
+
+def test_aim_probe(run_json_cli, tmp_path):
+    args = (
+        "mtopt_experiments.aim_probe", "--out", str(tmp_path), "--train-states", "8",
+        "--test-states", "4", "--steps", "4", "--workers", "1",
+        "--policy-param", "policy_camera=wrist", "--net-option", "state_skip=false",
+    )  # fmt: skip
+    result = run_json_cli(*args)
+    assert result["train_states"] == 8 and 1 <= result["test_states"] <= 4
+    assert result["dist_best_m"] <= min(result["dist_start_m"], result["dist_argmax_m"]) + 1e-6
+    for key in ("hit_argmax", "hit_straight", "hit_best"):
+        assert 0.0 <= result[key] <= result["hit_best"] + (key == "hit_best")
+    cached = sorted(tmp_path.glob("states_*.npz"))
+    assert len(cached) == 2  # training and test states
+    # A second probe (here the blank-image control) reuses the cached states.
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = run_json_cli(*args, "--blank-images")
+    assert again["blank_images"] and again["test_states"] == result["test_states"]
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    refused = subprocess.run(
+        [sys.executable, "-m", "mtopt_experiments.aim_probe", "--out", str(tmp_path),
+         "--sigma", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--sigma" in refused.stderr
