@@ -44,14 +44,6 @@ With `spatial_softmax` the head convs are replaced by a keypoint head (Levine et
 feature map gives an expected image position (x, y); those positions, each channel's mean
 activation and the fused state go through 3 FC layers. Where something is in the image is then
 an explicit input the FC layers can compare with the action's move.
-
-With `action_map` the head's output map is also read at the place the action's sideways move
-points to: a learned affine map of the normalized move (x, y), whose matrix and offset are a
-learned linear function of the gripper height (a move of 5 cm spans more of a close camera's
-image), gives a point of the map; its bilinear sample (C values) joins the output FC layers.
-Q can then depend on what lies where the move goes, the way grasp-affordance maps are read.
-The camera must move with the action frame (the wrist camera with tool-frame actions) for one
-affine map to fit every yaw.
 """
 
 from __future__ import annotations
@@ -107,8 +99,6 @@ class QNetConfig:
             the head can relate the action to image positions (see the module docstring).
         spatial_softmax: a keypoint head instead of the head convs (see the module
             docstring); `head_*` and `state_skip` are then unused.
-        action_map: also read the head's output map where the action's sideways move points
-            (see the module docstring).
     """
 
     num_tasks: int
@@ -135,7 +125,6 @@ class QNetConfig:
     fuse_after_norm: bool = False
     position_embedding: bool = False
     spatial_softmax: bool = False
-    action_map: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fuse_hidden", tuple(int(w) for w in self.fuse_hidden))
@@ -165,8 +154,6 @@ class QNetConfig:
             raise ValueError("QNetConfig.fuse_after_norm needs norm 'group'")
         if not self.height_scale_m > 0:
             raise ValueError(f"QNetConfig.height_scale_m must be > 0, got {self.height_scale_m}")
-        if self.action_map and self.spatial_softmax:
-            raise ValueError("QNetConfig.action_map needs the conv head (spatial_softmax off)")
         if self.head_output_size() < 1:
             raise ValueError(
                 f"QNetConfig: image_size {self.image_size} is too small for the layers"
@@ -326,15 +313,6 @@ class QNet(nn.Module):
             self.position = nn.Parameter(torch.zeros(1, c, s, s))
 
         flat = c * config.head_output_size() ** 2 + (c if config.state_skip else 0)
-        self.move_to_map = None
-        if config.action_map:
-            # (1, height) -> 2 x 2 matrix and offset; starts as "a full move reaches the
-            # map's edge" at every height, and learns the camera's projection.
-            self.move_to_map = nn.Linear(2, 6)
-            nn.init.zeros_(self.move_to_map.weight)
-            with torch.no_grad():
-                self.move_to_map.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0]))
-            flat += c
         if config.spatial_softmax:
             # Per channel: keypoint x, y and mean activation; then the fused state.
             flat = 3 * c + c
@@ -446,22 +424,10 @@ class QNet(nn.Module):
                 if self.position is not None:
                     x = x + self.position
             x = layer(x)
-        out = [x.flatten(1)]
-        if self.move_to_map is not None:
-            out.append(self._read_at_move(x, action, height))
+        x = x.flatten(1)
         if self.config.state_skip:
-            out.append(fused)
-        return self._output(torch.cat(out, dim=1), task)
-
-    def _read_at_move(self, x: torch.Tensor, action: torch.Tensor, height: torch.Tensor):
-        """The map x (B, C, h, w) sampled where each action's sideways move points: (B, C)."""
-        h = (height.float() / self.config.height_scale_m).unsqueeze(1)
-        params = self.move_to_map(torch.cat([torch.ones_like(h), h], dim=1))
-        matrix, offset = params[:, :4].view(-1, 2, 2), params[:, 4:]
-        point = torch.bmm(matrix, action[:, :2].float().unsqueeze(2)).squeeze(2) + offset
-        grid = point.view(-1, 1, 1, 2)  # grid_sample: (x, y) in [-1, 1] over (w, h)
-        sampled = F.grid_sample(x, grid, mode="bilinear", align_corners=False)
-        return sampled.view(x.shape[0], x.shape[1])
+            x = torch.cat([x, fused], dim=1)
+        return self._output(x, task)
 
     def _keypoints(self, features: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) -> (B, 3C): each channel's expected position (x, y in [-1, 1]) under

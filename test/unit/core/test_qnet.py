@@ -309,31 +309,3 @@ def test_the_keypoint_head_reads_where_a_feature_is_and_splits_like_the_conv_hea
     assert net.trunk_layers[0].weight.grad.abs().sum() > 0  # the image reaches Q
     assert QNetConfig.from_dict(cfg.to_dict()) == cfg
     assert set(net.state_dict()) == set(QNet(cfg).state_dict())  # no grid buffers saved
-
-
-def test_the_action_map_reads_the_head_map_where_the_move_points():
-    cfg = QNetConfig.compact(4, image_size=32, state_skip=False, action_map=True)
-    torch.manual_seed(0)
-    net = QNet(cfg).eval()
-    # 2 x 2 map with values 1..4: at the start a normalized move (x, y) points to the map
-    # position (x, y) (grid_sample's convention), so (-0.5, -0.5) is the top-left cell's centre.
-    x = torch.arange(1.0, 5.0).view(1, 1, 2, 2).repeat(4, 1, 1, 1)
-    moves = torch.tensor([[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.0, 0.0]])
-    action = torch.zeros(4, 6)
-    action[:, :2] = moves
-    read = net._read_at_move(x, action, torch.full((4,), 0.2))
-    assert read.view(-1).tolist() == pytest.approx([1.0, 2.0, 3.0, 2.5])
-    # The projection is learned (gradients reach it) and the whole net still splits for CEM.
-    images, action, closed, height, task = _inputs(cfg, 6)
-    with torch.no_grad():
-        whole = net(images, action, closed, height, task)
-        split = torch.sigmoid(net.head_logits(net.trunk(images), action, closed, height, task))
-    assert torch.allclose(whole, split)
-    net(images, action, closed, height, task).sum().backward()
-    assert net.move_to_map.weight.grad.abs().sum() > 0
-    assert QNetConfig.from_dict(cfg.to_dict()) == cfg
-    saved = cfg.to_dict()
-    del saved["action_map"]  # a checkpoint from before the option
-    assert not QNetConfig.from_dict(saved).action_map
-    with pytest.raises(ValueError, match="action_map"):
-        QNetConfig.compact(4, image_size=32, action_map=True, spatial_softmax=True)
