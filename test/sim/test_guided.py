@@ -13,6 +13,7 @@ from mtopt_core.episode_bag import read_bag_messages
 from mtopt_core.tasks import load_task_registry
 from mtopt_policy.scripted import ScriptedConfig, ScriptedPick
 from mtopt_sim.bulk_cell import InProcessCell, WorkerSpec
+from mtopt_sim.env import EnvConfig, MTOptCell
 from mtopt_sim.guided import KIND, GuidedConfig, GuidedPick, yaw_error
 from mtopt_sim.scripted import bin_geometry
 
@@ -58,6 +59,35 @@ def test_noise_free_guided_pick_aims_where_the_blind_pick_cannot(env):
     straight = [_run(env, rng, blind, seed=100 + k) for k in range(EPISODES)]
     assert sum(aimed) >= 0.7 * EPISODES, aimed
     assert sum(aimed) > sum(straight) + 2, (aimed, straight)
+
+
+def test_guided_pick_moves_in_the_tool_frame_of_a_tool_frame_cell():
+    # A cell reading moves in the gripper's frame, turned far from the base frame: the guided
+    # pick's first move must still head for its grasp (read in the wrong frame it would turn
+    # by the yaw, here 1.2 rad).
+    env = MTOptCell(EnvConfig(action_frame="tool"))
+    try:
+        env.reset(seed=4)
+        rng = np.random.default_rng(3)
+        headings = []
+        for x, y in ((0.02, -0.06), (-0.05, 0.05), (0.06, 0.04)):
+            center = env.cell.scene_config.bin_center("right")
+            start = [center[0] + x, center[1] + y, env.cell.floor_z + 0.2]
+            obs, _ = env.reset(options={"start": start, "start_yaw": 1.2, "task": "lift-any"})
+            pick = GuidedPick(
+                env.cell, rng, env.config.action_spec, GuidedConfig(noise=0.0),
+                action_frame="tool",
+            )  # fmt: skip
+            before = env.cell.tcp_pose()[0][:2]
+            o = SimpleNamespace(height=float(obs["gripper_height"][0]), gripper_closed=False)
+            env.step(pick.act(o).action)
+            moved, wanted = env.cell.tcp_pose()[0][:2] - before, pick._xy - before
+            headings.append(moved @ wanted / np.linalg.norm(moved) / np.linalg.norm(wanted))
+    finally:
+        env.close()
+    assert min(headings) > 0.9, headings
+    with pytest.raises(ValueError, match="frame"):
+        GuidedPick(None, rng, action_frame="camera")
 
 
 def test_bulk_collection_runs_the_guided_share_of_lift_episodes(tmp_path):

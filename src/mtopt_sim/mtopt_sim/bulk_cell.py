@@ -377,7 +377,10 @@ class InProcessCell:
             return EpisodeResult(aborted=True, reason=str(exc))
         if guided:
             guide = GuidedConfig(noise=self.spec.guided_noise)
-            plan.source = GuidedPick(self.cell, self.guided_rng, self.planner.spec, guide)
+            plan.source = GuidedPick(
+                self.cell, self.guided_rng, self.planner.spec, guide,
+                action_frame=self.planner.config.action_frame,
+            )  # fmt: skip
         outcome = self.runner.run(plan)
         return EpisodeResult(
             steps=outcome.steps,

@@ -6,7 +6,9 @@ uniformly over the bin and must move to an object, but blind-scripted data never
 move, only noise around straight descents. `GuidedPick` shows it: each step it reads the
 measured gripper pose and the nearest feasible top-down grasp (`mtopt_sim.grasp`), moves toward
 it sideways and in yaw while descending to a hover height, descends the rest once above it,
-closes, rises one step and terminates. Gaussian action noise (`noise`, in normalized units, as
+closes, rises one step and terminates. Its moves are given in the cell's action frame
+(`action_frame`: "base", or "tool" turned with the gripper's yaw, as the runner reads them).
+Gaussian action noise (`noise`, in normalized units, as
 the scripted policies' `action_noise`) makes every approach different; the next step corrects
 it, so the data hold corrective moves, and a noisy last step still misses now and then.
 
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtopt_core.action import ActionSpec
+from mtopt_core.action import ActionSpec, to_base_frame
 from mtopt_policy.policy import Decision, Observation
 from mtopt_sim.cell import SimCell
 from mtopt_sim.grasp import GraspCandidate, GraspPlanner
@@ -71,7 +73,10 @@ class GuidedPick:
         rng: np.random.Generator,
         spec: ActionSpec | None = None,
         config: GuidedConfig | None = None,
+        action_frame: str = "base",
     ):
+        to_base_frame([0.0, 0.0, 0.0], 0.0, action_frame)  # validates the frame
+        self.action_frame = action_frame
         self.cell = cell
         self.rng = rng
         self.spec = spec or ActionSpec()
@@ -136,6 +141,9 @@ class GuidedPick:
             self._last_height = height if dz < -0.008 else None
         else:
             dz = -min(max(height - cfg.hover_height, 0.0), step)
+        # A tool-frame move turns by the yaw the gripper has now (the runner's reference):
+        # express the base-frame error in that frame before clipping each axis.
+        err = to_base_frame([err[0], err[1], 0.0], -yaw, self.action_frame)[:2]
         dxy = np.clip(err, -step, step)
         dyaw = float(np.clip(dyaw, -self.spec.max_yaw_rad, self.spec.max_yaw_rad))
         return self._decision([dxy[0], dxy[1], dz], dyaw, False, False)
