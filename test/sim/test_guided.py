@@ -14,7 +14,7 @@ from mtopt_core.tasks import load_task_registry
 from mtopt_policy.scripted import ScriptedConfig, ScriptedPick
 from mtopt_sim.bulk_cell import InProcessCell, WorkerSpec
 from mtopt_sim.env import EnvConfig, MTOptCell
-from mtopt_sim.guided import KIND, GuidedConfig, GuidedPick, yaw_error
+from mtopt_sim.guided import DECOY_KIND, KIND, GuidedConfig, GuidedPick, yaw_error
 from mtopt_sim.scripted import bin_geometry
 
 EPISODES = 12
@@ -105,6 +105,39 @@ def test_bulk_collection_runs_the_guided_share_of_lift_episodes(tmp_path):
     assert all(r["policy_kind"] != KIND for r in records if not r["task"].startswith("lift"))
     info = list(read_bag_messages(records[0]["bag"]))[-1].message
     assert info.policy_kind == records[0]["policy_kind"]
+
+
+def test_a_decoy_moves_like_a_guided_pick_to_a_random_point_of_the_bin(env, tmp_path):
+    env.reset(seed=5)
+    scene = env.cell.scene_config
+    center, half = np.asarray(scene.bin_center("right")), np.asarray(scene.bin_half("right"))
+    rng = np.random.default_rng(0)
+    config = GuidedConfig(noise=0.0, decoy_fraction=1.0)
+    targets = []
+    for _ in range(20):
+        pick = GuidedPick(env.cell, rng, env.config.action_spec, config)
+        assert pick.kind == DECOY_KIND
+        grasp = pick._target(np.zeros(2))
+        assert grasp.object_index == -1 and pick._target(np.ones(2)) is grasp  # fixed
+        assert (np.abs(grasp.xy - center) <= half - config.decoy_margin + 1e-9).all()
+        targets.append(grasp.xy)
+    assert np.ptp(np.array(targets), axis=0).min() > 0.5 * (half - config.decoy_margin).min()
+    assert GuidedPick(env.cell, rng, env.config.action_spec, GuidedConfig()).kind == KIND
+    with pytest.raises(ValueError, match="decoy_fraction"):
+        GuidedConfig(decoy_fraction=1.5)
+    spec = WorkerSpec(
+        cell_id=2, out_dir=str(tmp_path), seed_entropy=(5, 2, 0), guided_fraction=1.0,
+        guided_decoy_fraction=1.0,
+    )  # fmt: skip
+    cell = InProcessCell(spec, load_task_registry())
+    try:
+        records = cell.collect(2)
+    finally:
+        cell.close()
+    lifts = [r for r in records if r["task"].startswith("lift")]
+    assert lifts and all(r["policy_kind"] == DECOY_KIND for r in lifts)
+    with pytest.raises(ValueError, match="guided_decoy_fraction"):
+        WorkerSpec(cell_id=0, out_dir="x", seed_entropy=(0,), guided_decoy_fraction=-0.1)
 
 
 def test_no_guided_share_runs_no_guided_pick(tmp_path):

@@ -94,6 +94,8 @@ class TrainSimConfig:
     scripted_fraction: float = 0.2
     #: P(guided pick) per lift episode in every round (`mtopt_sim.guided`; 0: none).
     guided_fraction: float = 0.0
+    #: P(a guided pick is a decoy aimed at a random point of the bin; `mtopt_sim.guided`).
+    guided_decoy_fraction: float = 0.0
     workers: int = 2
     camera_size: int = 128
     eval_episodes: int = 100
@@ -123,7 +125,7 @@ class TrainSimConfig:
         for name in ("initial_steps", "steps_per_round", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be >= 1")
-        for name in ("epsilon", "scripted_fraction", "guided_fraction"):
+        for name in ("epsilon", "scripted_fraction", "guided_fraction", "guided_decoy_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if not self.tasks:
@@ -291,6 +293,7 @@ class ClosedLoop:
                 epsilon=cfg.epsilon if weights else None,
                 scripted_fraction=cfg.scripted_fraction if weights else None,
                 guided_fraction=cfg.guided_fraction,
+                guided_decoy_fraction=cfg.guided_decoy_fraction,
                 tasks=cfg.tasks, camera_size=cfg.camera_size,
                 params_files=(str(self.params_file),), progress=cfg.progress,
             )
@@ -514,6 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--guided-fraction", type=float, default=d.guided_fraction,
         help="P(guided pick) per lift episode: simulator-aimed exploration (default 0)",
     )  # fmt: skip
+    p.add_argument(
+        "--guided-decoy-fraction", type=float, default=d.guided_decoy_fraction,
+        help="P(a guided pick aims at a random point of the bin instead of a grasp) (default 0)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=d.workers, help="simulator processes")
     p.add_argument("--camera-size", type=int, default=d.camera_size, help="camera frame [px]")
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="per task")
@@ -548,7 +555,7 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
         initial_episodes=args.initial_episodes, initial_steps=args.initial_steps,
         steps_per_round=args.steps_per_round, epsilon=args.epsilon,
         scripted_fraction=args.scripted_fraction, guided_fraction=args.guided_fraction,
-        workers=args.workers,
+        guided_decoy_fraction=args.guided_decoy_fraction, workers=args.workers,
         camera_size=args.camera_size, eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed, seed=args.seed, policy_params=policy_params, learn=learn,
         threads=args.threads, progress=not args.no_progress,

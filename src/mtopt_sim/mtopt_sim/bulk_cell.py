@@ -118,6 +118,7 @@ class WorkerSpec:
     #: P(guided pick) per lift episode (`mtopt_sim.guided`), before the planner's own mix.
     guided_fraction: float = 0.0
     guided_noise: float = GuidedConfig.noise  # its action noise (normalized units)
+    guided_decoy_fraction: float = 0.0  # P(a guided pick is a decoy) (`mtopt_sim.guided`)
 
     def __post_init__(self) -> None:
         if self.cell_id < 0:
@@ -130,6 +131,10 @@ class WorkerSpec:
             raise ValueError(f"camera_size must be in 8..640, got {self.camera_size}")
         if not 0.0 <= self.guided_fraction <= 1.0:
             raise ValueError(f"guided_fraction must be in [0, 1], got {self.guided_fraction}")
+        if not 0.0 <= self.guided_decoy_fraction <= 1.0:
+            raise ValueError(
+                f"guided_decoy_fraction must be in [0, 1], got {self.guided_decoy_fraction}"
+            )
 
 
 def env_config(
@@ -376,7 +381,9 @@ class InProcessCell:
         except ValueError as exc:  # as policy_node: the goal is aborted with the reason
             return EpisodeResult(aborted=True, reason=str(exc))
         if guided:
-            guide = GuidedConfig(noise=self.spec.guided_noise)
+            guide = GuidedConfig(
+                noise=self.spec.guided_noise, decoy_fraction=self.spec.guided_decoy_fraction
+            )
             plan.source = GuidedPick(
                 self.cell, self.guided_rng, self.planner.spec, guide,
                 action_frame=self.planner.config.action_frame,

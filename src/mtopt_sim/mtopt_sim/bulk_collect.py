@@ -107,6 +107,7 @@ class CollectConfig:
     scripted_fraction: float | None = None
     guided_fraction: float = 0.0  # P(guided pick) per lift episode (`mtopt_sim.guided`)
     guided_noise: float = GuidedConfig.noise
+    guided_decoy_fraction: float = 0.0  # P(a guided pick aims at a random point instead)
     tasks: tuple[str, ...] = ()  # "task" or "task=weight"; () = every task, weight 1
     max_steps: int = 0  # 0: the policy default
     camera_size: int = 64
@@ -239,6 +240,7 @@ def worker_specs(
                 min_free_disk_gb=cfg.min_free_disk_gb,
                 guided_fraction=cfg.guided_fraction,
                 guided_noise=cfg.guided_noise,
+                guided_decoy_fraction=cfg.guided_decoy_fraction,
             )
         except (ConfigError, ValueError) as exc:
             raise CollectUsageError(str(exc)) from None
@@ -616,6 +618,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"guided pick's action noise std, normalized (default {GuidedConfig.noise})",
     )  # fmt: skip
     p.add_argument(
+        "--guided-decoy-fraction", type=_probability, default=0.0,
+        help="P(a guided pick aims at a random point of the bin instead of a grasp), the "
+        "contrast for the move's direction (default 0)",
+    )  # fmt: skip
+    p.add_argument(
         "--tasks", nargs="+", default=(), metavar="TASK[=W]", help="commanded tasks (weights)"
     )
     p.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: policy's)")
@@ -656,6 +663,7 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
         scripted_fraction=args.scripted_fraction,
         guided_fraction=args.guided_fraction,
         guided_noise=args.guided_noise,
+        guided_decoy_fraction=args.guided_decoy_fraction,
         tasks=tuple(args.tasks),
         max_steps=args.max_steps,
         camera_size=args.camera_size,

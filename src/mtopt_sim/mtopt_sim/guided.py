@@ -12,6 +12,12 @@ Gaussian action noise (`noise`, in normalized units, as
 the scripted policies' `action_noise`) makes every approach different; the next step corrects
 it, so the data hold corrective moves, and a noisy last step still misses now and then.
 
+A decoy (`decoy_fraction` of the guided picks, `policy_kind` "guided_decoy") moves exactly
+alike but aims at a random point of the bin with a random yaw instead of a grasp. Aimed and
+decoy picks then differ only in where their sideways moves go, so what tells their successes
+from their failures is whether the move heads for an object in the image, not the form of the
+actions (hover, descent, no gripper flips), which a network could learn instead.
+
 It is an exploration policy only (the privileged poses exist in simulation, never on a robot
 cell, and never in the policy's observation): `mtopt-sim-collect --guided-fraction F` runs it
 for a fraction F of the lift episodes. Its episodes are logged like any other, with
@@ -31,6 +37,7 @@ from mtopt_sim.cell import SimCell
 from mtopt_sim.grasp import GraspCandidate, GraspPlanner
 
 KIND = "guided_pick"
+DECOY_KIND = "guided_decoy"
 
 
 @dataclass(frozen=True)
@@ -42,10 +49,15 @@ class GuidedConfig:
     close_height: float = 0.03  # close at this TCP height (the scripted pick's target)
     aligned_m: float = 0.012  # sideways error below which the final descent starts
     aligned_yaw: float = 0.25  # yaw error below which the final descent starts [rad]
+    #: P(a pick is a decoy: it aims at a random point of the bin, see the module docstring).
+    decoy_fraction: float = 0.0
+    decoy_margin: float = 0.04  # decoy targets stay this far inside the bin walls [m]
 
     def __post_init__(self) -> None:
         if not self.noise >= 0:
             raise ValueError(f"noise must be >= 0, got {self.noise}")
+        if not 0.0 <= self.decoy_fraction <= 1.0:
+            raise ValueError(f"decoy_fraction must be in [0, 1], got {self.decoy_fraction}")
         if not 0 < self.close_height < self.hover_height:
             raise ValueError("need 0 < close_height < hover_height")
 
@@ -87,10 +99,21 @@ class GuidedPick:
         self._last_height: float | None = None  # height before the last final-descent step
         self._yaw: float | None = None  # the target yaw, chosen once (see `act`)
         self._xy = np.zeros(2)  # the target grasp point
+        self._decoy: GraspCandidate | None = None
+        if self.config.decoy_fraction > 0 and rng.random() < self.config.decoy_fraction:
+            scene = cell.scene_config
+            half = np.asarray(scene.bin_half("right")) - self.config.decoy_margin
+            xy = np.asarray(scene.bin_center("right")) + rng.uniform(-half, half)
+            yaw = float(rng.uniform(-math.pi / 2, math.pi / 2))
+            self._decoy = GraspCandidate(-1, xy, yaw, 0.0, 0.0)
+            self.kind = DECOY_KIND
 
     def _target(self, tcp_xy: np.ndarray) -> GraspCandidate | None:
         """The grasp of the chosen object, re-planned each step (it may have been pushed);
-        the first time, the nearest feasible grasp (else the best infeasible one)."""
+        the first time, the nearest feasible grasp (else the best infeasible one); a decoy's
+        fixed random point."""
+        if self._decoy is not None:
+            return self._decoy
         found = self.planner.candidates()
         if self.object_index is not None:
             for c in found:
