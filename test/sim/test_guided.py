@@ -90,16 +90,18 @@ def test_guided_pick_moves_in_the_tool_frame_of_a_tool_frame_cell():
         GuidedPick(None, rng, action_frame="camera")
 
 
-def test_bulk_collection_runs_the_guided_share_of_lift_episodes(tmp_path):
-    registry = load_task_registry()
-    spec = WorkerSpec(
-        cell_id=2, out_dir=str(tmp_path), seed_entropy=(5, 2, 0), guided_fraction=1.0
-    )
-    cell = InProcessCell(spec, registry)
+def _collect(tmp_path, episodes: int, **spec) -> list[dict]:
+    """Episode records of one in-process bulk cell with these `WorkerSpec` settings."""
+    worker = WorkerSpec(cell_id=2, out_dir=str(tmp_path), seed_entropy=(5, 2, 0), **spec)
+    cell = InProcessCell(worker, load_task_registry())
     try:
-        records = cell.collect(4)
+        return cell.collect(episodes)
     finally:
         cell.close()
+
+
+def test_bulk_collection_runs_the_guided_share_of_lift_episodes(tmp_path):
+    records = _collect(tmp_path, 4, guided_fraction=1.0)
     lifts = [r for r in records if r["task"].startswith("lift")]
     assert lifts and all(r["policy_kind"] == KIND for r in lifts)
     assert all(r["policy_kind"] != KIND for r in records if not r["task"].startswith("lift"))
@@ -125,15 +127,7 @@ def test_a_decoy_moves_like_a_guided_pick_to_a_random_point_of_the_bin(env, tmp_
     assert GuidedPick(env.cell, rng, env.config.action_spec, GuidedConfig()).kind == KIND
     with pytest.raises(ValueError, match="decoy_fraction"):
         GuidedConfig(decoy_fraction=1.5)
-    spec = WorkerSpec(
-        cell_id=2, out_dir=str(tmp_path), seed_entropy=(5, 2, 0), guided_fraction=1.0,
-        guided_decoy_fraction=1.0,
-    )  # fmt: skip
-    cell = InProcessCell(spec, load_task_registry())
-    try:
-        records = cell.collect(2)
-    finally:
-        cell.close()
+    records = _collect(tmp_path, 2, guided_fraction=1.0, guided_decoy_fraction=1.0)
     lifts = [r for r in records if r["task"].startswith("lift")]
     assert lifts and all(r["policy_kind"] == DECOY_KIND for r in lifts)
     with pytest.raises(ValueError, match="guided_decoy_fraction"):
@@ -141,12 +135,7 @@ def test_a_decoy_moves_like_a_guided_pick_to_a_random_point_of_the_bin(env, tmp_
 
 
 def test_no_guided_share_runs_no_guided_pick(tmp_path):
-    spec = WorkerSpec(cell_id=2, out_dir=str(tmp_path), seed_entropy=(5, 2, 0))
-    cell = InProcessCell(spec, load_task_registry())
-    try:
-        records = cell.collect(4)
-    finally:
-        cell.close()
+    records = _collect(tmp_path, 4)
     assert all(r["policy_kind"] != KIND for r in records)
 
 
