@@ -8,9 +8,9 @@ measured gripper pose and the nearest feasible top-down grasp (`mtopt_sim.grasp`
 it sideways and in yaw while descending to a hover height, descends the rest once above it,
 closes, rises one step and terminates. Its moves are given in the cell's action frame
 (`action_frame`: "base", or "tool" turned with the gripper's yaw, as the runner reads them).
-Gaussian action noise (`noise`, in normalized units, as
-the scripted policies' `action_noise`) makes every approach different; the next step corrects
-it, so the data hold corrective moves, and a noisy last step still misses now and then.
+Gaussian action noise (`noise`, in normalized units, as the scripted policies' `action_noise`)
+makes every approach different; the next step corrects it, so the data hold corrective moves,
+and a noisy last step still misses now and then.
 
 A decoy (`decoy_fraction` of the guided picks, `policy_kind` "guided_decoy") moves exactly
 alike but aims at a random point of the bin with a random yaw instead of a grasp. Aimed and
