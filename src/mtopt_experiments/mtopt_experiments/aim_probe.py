@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import multiprocessing
@@ -53,7 +54,7 @@ from mtopt_experiments.evaluate import EvalConfig, env_config, parse_policy_para
 
 TASK = "lift-any"
 GRID = np.linspace(-1.0, 1.0, 9)
-MAX_GRASPS = 16  # grasps kept per state (a full bin has about 8 objects)
+MAX_GRASPS = 16  # grasps kept per state (the sim's lift scenes hold 7-9 objects)
 TEST_SEED_OFFSET = 1_000_003  # test scenes are drawn from another seed stream
 
 
@@ -74,8 +75,6 @@ class ProbeStates:
         return len(self.images)
 
     def save(self, path: Path) -> None:
-        import io
-
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **self.__dict__)
         atomic_write_bytes(path, buffer.getvalue())
