@@ -186,16 +186,22 @@ def collect_states(
 
 
 # ------------------------------------------------------------------------------- labels
-def move_endpoints(states: ProbeStates, moves: np.ndarray, frame: str, scale: float):
-    """Gripper (x, y) after each normalized sideways move: states (N), moves (N, K, 2)."""
+def turned(moves: np.ndarray, yaw: np.ndarray, frame: str, sign: float = 1.0) -> np.ndarray:
+    """Sideways moves (N, K, 2) given in `frame` turned into the base frame by each state's
+    yaw (N,) (`to_base_frame`); sign -1 turns base-frame moves into `frame` instead."""
     from mtopt_core.action import to_base_frame
 
     out = np.empty(moves.shape, np.float32)
-    for i in range(len(states)):
+    for i in range(moves.shape[0]):
         for k in range(moves.shape[1]):
-            shift = to_base_frame([*(moves[i, k] * scale), 0.0], float(states.yaw[i]), frame)
-            out[i, k] = states.tcp_xy[i] + np.asarray(shift[:2])
+            out[i, k] = to_base_frame([*moves[i, k], 0.0], sign * float(yaw[i]), frame)[:2]
     return out
+
+
+def move_endpoints(tcp_xy, yaw, moves: np.ndarray, frame: str, scale: float) -> np.ndarray:
+    """Gripper (x, y) after each normalized sideways move: tcp_xy (N, 2), yaw (N,), moves
+    (N, K, 2) in `frame`, `scale` [m] per unit move."""
+    return tcp_xy[:, None, :] + scale * turned(moves, yaw, frame)
 
 
 def grasp_distance(grasps: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -251,18 +257,6 @@ def probe(
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     task = 0  # lift-any's index does not matter: one task here
 
-    def to_action_frame(states, idx, moves):
-        # `train_moves` aims in the base frame; the net acts in its action frame (the inverse
-        # of the turn `to_base_frame` applies).
-        if frame == "base":
-            return moves
-        out = moves.copy()
-        for row, i in enumerate(idx):
-            c, s = math.cos(float(states.yaw[i])), math.sin(float(states.yaw[i]))
-            x, y = moves[row, :, 0].copy(), moves[row, :, 1].copy()
-            out[row, :, 0], out[row, :, 1] = c * x + s * y, -s * x + c * y
-        return np.clip(out, -1.0, 1.0)
-
     def logits(states, idx, moves):
         n, k = moves.shape[:2]
         images = states.images[idx]
@@ -287,8 +281,10 @@ def probe(
     net.train()
     for step in range(1, steps + 1):
         idx = rng.choice(usable, batch_states)
-        moves = to_action_frame(train, idx, train_moves(train, idx, moves_per_state, rng, scale))
-        ends = move_endpoints(_subset(train, idx), moves, frame, scale)
+        # `train_moves` aims in the base frame; the net acts in its action frame.
+        aimed = train_moves(train, idx, moves_per_state, rng, scale)
+        moves = np.clip(turned(aimed, train.yaw[idx], frame, sign=-1.0), -1.0, 1.0)
+        ends = move_endpoints(train.tcp_xy[idx], train.yaw[idx], moves, frame, scale)
         d = grasp_distance(train.grasps[idx], ends)
         labels = np.exp(-0.5 * (d / sigma) ** 2)
         loss = F.binary_cross_entropy_with_logits(
@@ -342,10 +338,13 @@ def score(test: ProbeStates, logits, frame: str, scale: float, radius: float, rn
     with torch.no_grad():
         for lo in range(0, len(idx), 32):
             part = np.arange(lo, min(lo + 32, len(idx)))
-            moves = np.repeat(grid[None], len(part), axis=0)
-            q = logits(sub, part, moves).numpy()
-            ends = move_endpoints(_subset(sub, part), moves, frame, scale)
-            d = grasp_distance(sub.grasps[part], ends)
+            # The grid and 8 random moves per state in one pass (one trunk per image).
+            random_moves = rng.uniform(-1, 1, (len(part), 8, 2)).astype(np.float32)
+            moves = np.concatenate([np.repeat(grid[None], len(part), axis=0), random_moves], 1)
+            q_moves = logits(sub, part, moves).numpy()
+            ends = move_endpoints(sub.tcp_xy[part], sub.yaw[part], moves, frame, scale)
+            d_moves = grasp_distance(sub.grasps[part], ends)
+            q, d = q_moves[:, : len(grid)], d_moves[:, : len(grid)]
             best = q.argmax(axis=1)
             rows = np.arange(len(part))
             hits["argmax"] += list(d[rows, best] < radius)
@@ -354,10 +353,8 @@ def score(test: ProbeStates, logits, frame: str, scale: float, radius: float, rn
             dist["start"] += list(d[:, center])
             dist["argmax"] += list(d[rows, best])
             dist["best"] += list(d.min(axis=1))
-            random_moves = rng.uniform(-1, 1, (len(part), 8, 2)).astype(np.float32)
-            q_all.append(logits(sub, part, random_moves).numpy().ravel())
-            end = move_endpoints(_subset(sub, part), random_moves, frame, scale)
-            y_all.append((grasp_distance(sub.grasps[part], end) < radius).ravel())
+            q_all.append(q_moves[:, len(grid) :].ravel())
+            y_all.append((d_moves[:, len(grid) :] < radius).ravel())
     return {
         "test_states": int(len(idx)),
         **{f"hit_{k}": round(float(np.mean(v)), 4) for k, v in hits.items()},
@@ -376,14 +373,11 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     pos, neg = scores[labels], scores[~labels]
     if len(pos) == 0 or len(neg) == 0:
         return float("nan")
-    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
-    ranks = np.empty(len(order))
-    ranks[order] = np.arange(1, len(order) + 1)
     _, inverse, counts = np.unique(
         np.concatenate([pos, neg]), return_inverse=True, return_counts=True
-    )  # ties share their mean rank
-    sums = np.bincount(inverse, weights=ranks)
-    ranks = (sums / counts)[inverse]
+    )
+    # Ranks from 1; tied scores share the mean rank of their run.
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]
     u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
     return float(u / (len(pos) * len(neg)))
 

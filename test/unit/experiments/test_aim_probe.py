@@ -14,6 +14,7 @@ from mtopt_experiments.aim_probe import (
     auc,
     grasp_distance,
     move_endpoints,
+    turned,
     with_min_clearance,
 )
 
@@ -39,10 +40,13 @@ def states(yaw: float, grasps) -> ProbeStates:
 def test_move_endpoints_turn_tool_frame_moves_by_the_yaw():
     s = states(math.pi / 2, [(0.5, 0.1)])
     moves = np.array([[[1.0, 0.0], [0.0, -0.5]]], np.float32)
-    base = move_endpoints(s, moves, "base", 0.05)
+    base = move_endpoints(s.tcp_xy, s.yaw, moves, "base", 0.05)
     np.testing.assert_allclose(base[0], [[0.55, 0.1], [0.5, 0.075]], atol=1e-6)
-    tool = move_endpoints(s, moves, "tool", 0.05)  # tool x points along base y at yaw pi/2
+    tool = move_endpoints(s.tcp_xy, s.yaw, moves, "tool", 0.05)  # tool x is base y at pi/2
     np.testing.assert_allclose(tool[0], [[0.5, 0.15], [0.525, 0.1]], atol=1e-6)
+    # sign -1 turns base-frame moves into the tool frame: the inverse.
+    back = turned(turned(moves, s.yaw, "tool", sign=-1.0), s.yaw, "tool")
+    np.testing.assert_allclose(back, moves, atol=1e-6)
 
 
 def test_grasp_distance_is_to_the_nearest_grasp_and_inf_without_one():
