@@ -15,6 +15,12 @@ Loading refuses (CheckpointError naming the file and the reason) a file that is 
 truncated, has a wrong magic, a payload hash mismatch, a sidecar or expected hash mismatch,
 an architecture (QNetConfig) or task-list mismatch, or a NaN/Inf tensor. Weights are copied
 into the caller's network only after every check passed, so on error it keeps its weights.
+
+A network only works with the camera, crop and action frame it was trained for, and nothing in
+its tensors says which they were. The learner records them in the metadata
+(`POLICY_SETTINGS_KEY`: those policy node parameters and their values), and
+`policy_settings_mismatch` tells a reader which of its own settings disagree. Checkpoints
+written before the record existed carry none and match anything.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ MAGIC = b"MTOPTQ01"
 HEADER = struct.Struct("<8sQ32s")
 FORMAT_VERSION = 1
 SIDECAR_SUFFIX = ".sha256"
+#: Metadata key of the policy settings a network was trained for: {parameter: value}.
+POLICY_SETTINGS_KEY = "policy_settings"
+#: The policy node parameters that give the network's input image and output move their meaning.
+POLICY_SETTINGS = ("policy_camera", "policy_roi", "action_frame")
 
 
 class CheckpointError(ValueError):
@@ -196,6 +206,37 @@ def read_checkpoint(
         extra=dict(body.get("extra", {})),
         file_sha256=digest,
     )
+
+
+def policy_settings_mismatch(
+    metadata: Mapping[str, Any], own: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """(name, trained value, own value) of every setting recorded in a checkpoint's `metadata`
+    that `own` has with another value (numbers within 1e-6 are equal). Settings either side
+    lacks are not compared."""
+    trained = metadata.get(POLICY_SETTINGS_KEY) or {}
+    if not isinstance(trained, Mapping):
+        return [(POLICY_SETTINGS_KEY, trained, dict(own))]
+    return [
+        (name, trained[name], own[name])
+        for name in POLICY_SETTINGS
+        if name in trained and name in own and not _same_setting(trained[name], own[name])
+    ]
+
+
+def describe_mismatch(mismatch: Sequence[tuple[str, Any, Any]], own_label: str) -> str:
+    """E.g. "trained for action_frame 'tool' (this policy has 'base')"."""
+    return "; ".join(
+        f"trained for {name} {trained!r} ({own_label} {own!r})" for name, trained, own in mismatch
+    )
+
+
+def _same_setting(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(float(a) - float(b)) <= 1e-6
+    return a == b
 
 
 def _check_finite(path: str | os.PathLike, obj: Any, where: str) -> None:

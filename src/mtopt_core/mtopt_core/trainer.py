@@ -55,7 +55,15 @@ from torch import nn
 from mtopt_core.action import ACTION_DIM, DISCRETE, HIGH, LOW
 from mtopt_core.bellman import TorchBatch, bellman_loss, bellman_targets, q_logits
 from mtopt_core.cem import DEFAULT_CEM, CEMConfig
-from mtopt_core.checkpoint import Checkpoint, CheckpointError, check_compatible, read_checkpoint
+from mtopt_core.checkpoint import (
+    POLICY_SETTINGS_KEY,
+    Checkpoint,
+    CheckpointError,
+    check_compatible,
+    describe_mismatch,
+    policy_settings_mismatch,
+    read_checkpoint,
+)
 from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
 from mtopt_core.images import random_shift
 from mtopt_core.qnet import QNet, expand_features
@@ -101,6 +109,9 @@ class TrainerConfig:
         mc_targets: targets are the transition's discounted return (Monte Carlo regression,
             no bootstrap); overrides `mc_lower_bound` and `bootstrap_truncation`.
         seed: seeds the replay sampling and CEM generators of this trainer.
+        policy_settings: (name, value) pairs of the policy settings the network is trained
+            for (`mtopt_core.checkpoint.POLICY_SETTINGS`): written into every checkpoint, and
+            a checkpoint recorded with other values is refused by `load_checkpoint`.
         log_dir: TensorBoard directory (None = no logging).
         log_every: steps between TensorBoard writes.
         progress: show a tqdm progress bar in `train`.
@@ -126,6 +137,7 @@ class TrainerConfig:
     mc_lower_bound: bool = False
     mc_targets: bool = False
     seed: int = 0
+    policy_settings: tuple[tuple[str, Any], ...] = ()
     log_dir: str | None = None
     log_every: int = 50
     progress: bool = True
@@ -454,9 +466,10 @@ class Trainer:
                 "target2": {k: v.cpu() for k, v in self.target2.state_dict().items()},
                 "optimizer": self.optimizer.state_dict(),
             }
-        return _save_checkpoint(
-            path, self.qnet, self.task_names, self.step_count, {"kind": "mtopt_qnet"}, extra
-        )
+        metadata: dict[str, Any] = {"kind": "mtopt_qnet"}
+        if self.config.policy_settings:
+            metadata[POLICY_SETTINGS_KEY] = dict(self.config.policy_settings)
+        return _save_checkpoint(path, self.qnet, self.task_names, self.step_count, metadata, extra)
 
     def load_checkpoint(
         self, path: str | os.PathLike, expected_sha256: str | None = None
@@ -465,6 +478,9 @@ class Trainer:
         current weights when the file is refused."""
         ckpt = read_checkpoint(path, expected_sha256)
         check_compatible(ckpt, self.qnet, self.qnet.config, self.task_names)
+        mismatch = policy_settings_mismatch(ckpt.metadata, dict(self.config.policy_settings))
+        if mismatch:
+            raise CheckpointError(path, describe_mismatch(mismatch, "this run trains for"))
         own = self.qnet.state_dict()
         for name in ("target1", "target2"):
             if name in ckpt.extra:

@@ -28,8 +28,9 @@ Wall time (`elapsed_s` in round.json and the curve) counts the time of every inv
 Learner settings: the defaults below are the configuration measured in
 docs/results/learning.md; `--learn KEY=VALUE` sets any `mtopt_learner.config.OfflineConfig`
 field (e.g. `--learn net=small --learn batch_size=128`). Policy node parameters
-(`--policy-param`, as mtopt-eval's) apply to collection and evaluation alike; `policy_roi` is
-also given to the learner.
+(`--policy-param`, as mtopt-eval's) apply to collection and evaluation alike; `policy_roi`,
+`policy_camera` and `action_frame` are also given to the learner (and recorded in its
+checkpoints).
 
 Progress (stage lines, the collector's and trainer's bars) goes to stderr; the summary is ONE
 JSON line on stdout. Exit status 2 for a bad option or a refused resume, 1 when a stage failed.
@@ -151,9 +152,8 @@ class TrainSimConfig:
                 return tuple(float(v) for v in value)
         return None
 
-    @property
-    def policy_camera(self) -> str | None:
-        return next((str(v) for name, v in self.policy_params if name == "policy_camera"), None)
+    def policy_param(self, key: str) -> str | None:
+        return next((str(v) for name, v in self.policy_params if name == key), None)
 
     def offline_config(self, resume: bool) -> OfflineConfig:
         """The learner's settings: DEFAULT_LEARN, then --learn, then the loop's own paths."""
@@ -166,8 +166,9 @@ class TrainSimConfig:
             values[name] = _coerce(name, value, values.get(name, fields[name].default))
         if self.policy_roi is not None:
             values["policy_roi"] = self.policy_roi
-        if self.policy_camera is not None:
-            values["policy_camera"] = self.policy_camera
+        for key in ("policy_camera", "action_frame"):
+            if self.policy_param(key) is not None:
+                values[key] = self.policy_param(key)
         values.update(
             bags=self.out / "bags", out=self.out / "learn", steps=self.steps_after(self.rounds),
             resume=resume, log_dir=str(self.out / "tensorboard"), threads=self.threads,

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtopt_core.action import ACTION_FRAMES
 from mtopt_core.cem import CEMConfig
 from mtopt_core.images import FULL_FRAME, check_roi
 from mtopt_core.replay import SAMPLERS
@@ -85,6 +86,10 @@ def check_learning_options(config, error) -> None:
         raise error("policy_roi", str(exc).removeprefix("policy_roi ")) from None
     if not config.policy_camera:
         raise error("policy_camera", "must name a camera")
+    if config.action_frame not in ACTION_FRAMES:
+        raise error(
+            "action_frame", f"must be one of {list(ACTION_FRAMES)}, got {config.action_frame!r}"
+        )
 
 
 def positive_int(text: str) -> int:
@@ -186,6 +191,9 @@ class LearnerConfig:
     #: Region of interest (x0, y0, x1, y1, fractions of the frame) the policy crops its camera
     #: frames to (the policy node's policy_roi): the bags' final frames are cropped alike.
     policy_roi: tuple[float, ...] = FULL_FRAME
+    #: Frame of the bags' x/y moves (the policy node's action_frame: base or tool). Recorded in
+    #: every checkpoint; a cell with another frame refuses the weights.
+    action_frame: str = "base"
     #: CEM of the Bellman targets' max over next actions (QT-Opt's 64 / 6 / 2), separate from
     #: the policy node's CEM (config/policy.yaml cem_*).
     cem_population: int = DEFAULT_TARGET_CEM.population
@@ -303,6 +311,8 @@ class OfflineConfig:
     policy_camera: str = "overhead"
     #: The policy's region of interest of the camera frame (the final frames are cropped so).
     policy_roi: tuple[float, ...] = FULL_FRAME
+    #: The policy's action frame (recorded in the checkpoints; see LearnerConfig).
+    action_frame: str = "base"
     #: Q-network preset of a new run (a resumed run keeps the checkpoint's architecture).
     net: str = DEFAULT_NET
     #: QNetConfig overrides of the preset for a new run, "KEY=VALUE" (e.g. "state_skip=false").
@@ -351,6 +361,7 @@ class OfflineConfig:
             step_horizon=args.step_horizon,
             policy_camera=args.policy_camera,
             policy_roi=tuple(args.policy_roi),
+            action_frame=args.action_frame,
             net=args.net,
             net_options=tuple(args.net_option),
             cem_population=args.cem_population,
@@ -431,6 +442,11 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         mc_lower_bound=settings.mc_lower_bound,
         mc_targets=settings.mc_targets,
         seed=settings.seed,
+        policy_settings=(
+            ("policy_camera", settings.policy_camera),
+            ("policy_roi", [float(v) for v in settings.policy_roi]),
+            ("action_frame", settings.action_frame),
+        ),
         **overrides,
     )
 

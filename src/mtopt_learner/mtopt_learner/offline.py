@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from mtopt_core.action import ACTION_FRAMES
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_core.episode_bag import list_episode_bags
 from mtopt_core.images import FULL_FRAME
@@ -155,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("X0", "Y0", "X1", "Y1"),
         help="the policy's region of interest of the camera frame (fractions; the policy"
         " node's policy_roi): final frames are cropped alike (default: the whole frame)",
+    )
+    p.add_argument(
+        "--action-frame",
+        choices=ACTION_FRAMES,
+        default=OfflineConfig.action_frame,
+        help="the policy node's action_frame the bags' moves are in; recorded in the"
+        " checkpoints, and a cell with another frame refuses them (default: %(default)s)",
     )
     p.add_argument(
         "--net",

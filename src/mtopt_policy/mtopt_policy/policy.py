@@ -1,9 +1,10 @@
 """The policy of an MT-Opt cell as plain classes (no rclpy): what `policy_node` runs.
 
 * `WeightsSlot`: verifies announced Q-network checkpoints (version order within a learner run,
-  location inside `weights_dirs`, file sha256, integrity, NaN/Inf, task list, image size, all
-  within a time limit) and keeps the newest good one as *pending*; `swap()` installs it between
-  episodes. A refused checkpoint leaves the current weights in place.
+  location inside `weights_dirs`, file sha256, integrity, NaN/Inf, task list, image size, the
+  policy settings it was trained for, all within a time limit) and keeps the newest good one
+  as *pending*; `swap()` installs it between episodes. A refused checkpoint leaves the current
+  weights in place.
 * `EpisodePlanner`: per episode, picks who acts (the configured mix: scripted pick/place by the
   task's skill with probability `scripted_fraction`, else CEM over the current Q-network with
   epsilon-greedy exploration, or the random policy while no weights are loaded) and the start
@@ -34,7 +35,14 @@ import numpy as np
 
 from mtopt_core.action import ACTION_DIM, GRIPPER, TERMINATE, ActionSpec, to_base_frame
 from mtopt_core.cem import CEMConfig, CEMPolicy
-from mtopt_core.checkpoint import CheckpointError, qnet_from_checkpoint, sidecar_path
+from mtopt_core.checkpoint import (
+    POLICY_SETTINGS,
+    CheckpointError,
+    describe_mismatch,
+    policy_settings_mismatch,
+    qnet_from_checkpoint,
+    sidecar_path,
+)
 from mtopt_core.tasks import TaskRegistry
 from mtopt_policy.config import POLICY_KINDS, PolicyConfig
 from mtopt_policy.inputs import StaleInputError
@@ -107,10 +115,12 @@ class WeightsSlot:
       small regular file inside them too, holding a sha256. (policy_node also requires the
       announced path to be absolute, as WeightsUpdate says.)
     * **Content.** Size limit, the announced sha256, integrity, finiteness, task list, image
-      size; and for an update from the network (`announced`) the version may not exceed the
-      training step recorded in the file (which the sha256 covers; the learner announces
-      version = step). Location and content checks must end within `load_timeout_s` (None: no
-      limit).
+      size, the policy settings the learner recorded (`policy_settings`: camera, region of
+      interest and action frame; a network reads another camera's image or moves in another
+      frame wrongly, without any error of its own); and for an update from the network
+      (`announced`) the version may not exceed the training step recorded in the file (which
+      the sha256 covers; the learner announces version = step). Location and content checks
+      must end within `load_timeout_s` (None: no limit).
 
     Together: with `weights_dirs` holding only files the learner wrote, a stray or hostile
     update can at worst re-announce an older checkpoint under its own (lower) step, and the
@@ -127,8 +137,10 @@ class WeightsSlot:
         weights_dirs: Sequence[str] = (),
         load_timeout_s: float | None = None,
         max_version_jump: int = PolicyConfig.max_version_jump,
+        policy_settings: dict[str, Any] | None = None,
     ):
         self.task_names = tuple(task_names)
+        self.policy_settings = dict(policy_settings or {})
         self.max_bytes = int(max_bytes)
         self.image_size = image_size
         self.cem = cem
@@ -191,6 +203,9 @@ class WeightsSlot:
                 f"network takes {ckpt.qnet_config.image_size} px images, this policy feeds "
                 f"{self.image_size} px (parameter image_size)"
             )
+        mismatch = policy_settings_mismatch(ckpt.metadata, self.policy_settings)
+        if mismatch:
+            raise WeightsRefused(describe_mismatch(mismatch, "this policy has"))
         qnet.eval()
         loaded = LoadedWeights(
             version=version,
@@ -809,5 +824,6 @@ def make_planner(config: PolicyConfig, registry: TaskRegistry) -> EpisodePlanner
         weights_dirs=config.weights_dirs,
         load_timeout_s=config.weights_load_timeout_s,
         max_version_jump=config.max_version_jump,
+        policy_settings={name: getattr(config, name) for name in POLICY_SETTINGS},
     )
     return EpisodePlanner(config, registry, weights, np.random.default_rng(seed))

@@ -11,9 +11,12 @@ from mtopt_core.checkpoint import (
     FORMAT_VERSION,
     HEADER,
     MAGIC,
+    POLICY_SETTINGS_KEY,
     CheckpointError,
+    describe_mismatch,
     file_sha256,
     load_qnet_weights,
+    policy_settings_mismatch,
     qnet_from_checkpoint,
     save_checkpoint,
     sidecar_path,
@@ -195,3 +198,22 @@ def test_only_bounded_regular_files_are_read_and_errors_do_not_echo_content(save
         read_checkpoint(secret)
     assert "wrong magic" in str(err.value) and "hunter2" not in str(err.value)
     assert "passwor" not in str(err.value)
+
+
+def test_policy_settings_mismatch_names_what_differs_and_skips_what_either_side_lacks():
+    trained = {POLICY_SETTINGS_KEY: {"policy_camera": "wrist", "action_frame": "tool",
+                                     "policy_roi": [0.0, 0.0, 1.0, 1.0]}}  # fmt: skip
+    own = {"policy_camera": "wrist", "action_frame": "tool", "policy_roi": (0.0, 0.0, 1.0, 1.0)}
+    assert policy_settings_mismatch(trained, own) == []
+    assert policy_settings_mismatch(trained, {**own, "policy_roi": (0, 0, 1.0, 1 + 1e-9)}) == []
+    moved = {**own, "action_frame": "base", "policy_roi": (0.1, 0.0, 1.0, 1.0)}
+    mismatch = policy_settings_mismatch(trained, moved)
+    assert [name for name, _, _ in mismatch] == ["policy_roi", "action_frame"]
+    described = describe_mismatch(mismatch[1:], "here")
+    assert described == "trained for action_frame 'tool' (here 'base')"
+    # an old checkpoint records nothing; a setting the reader does not have is not compared
+    assert policy_settings_mismatch({}, moved) == []
+    assert policy_settings_mismatch(trained, {"image_size": 64}) == []
+    # a malformed record is a mismatch, not a crash
+    malformed = policy_settings_mismatch({POLICY_SETTINGS_KEY: "tool"}, own)
+    assert malformed[0][0] == POLICY_SETTINGS_KEY

@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mtopt_core.bellman import q_logits
 from mtopt_core.cem import CEMConfig, CEMPolicy
+from mtopt_core.checkpoint import POLICY_SETTINGS_KEY, CheckpointError, read_checkpoint
 from mtopt_core.episode import Episode
 from mtopt_core.gridworld import GridWorld, GridWorldConfig, collect_episode
 from mtopt_core.impersonation import AllImpersonation, Relabel
@@ -310,3 +311,28 @@ def test_step_input_network_trains_and_acts_with_the_step():
     assert 0.0 <= q0[0] <= 1.0
     with pytest.raises(ValueError, match="step"):
         policy.act(image, [False], [0.1], [0])
+
+
+def test_checkpoints_record_the_policy_settings_and_a_run_for_others_refuses_them(
+    replay, tmp_path
+):
+    tool = (("policy_camera", "wrist"), ("policy_roi", [0.0, 0.0, 1.0, 1.0]),
+            ("action_frame", "tool"))  # fmt: skip
+    tr = make_trainer(replay, policy_settings=tool)
+    tr.train(2)
+    tr.save_checkpoint(tmp_path / "tool.ckpt")
+    recorded = read_checkpoint(tmp_path / "tool.ckpt").metadata[POLICY_SETTINGS_KEY]
+    assert recorded == dict(tool)
+    # resuming with the same settings works; with another action frame it is refused, and the
+    # refusing trainer keeps its own weights
+    make_trainer(replay, policy_settings=tool).load_checkpoint(tmp_path / "tool.ckpt")
+    base = make_trainer(replay, policy_settings=tool[:2] + (("action_frame", "base"),))
+    before = flat(base.qnet).clone()
+    with pytest.raises(CheckpointError, match=r"trained for action_frame 'tool' .*'base'"):
+        base.load_checkpoint(tmp_path / "tool.ckpt")
+    torch.testing.assert_close(flat(base.qnet), before)
+    assert base.step_count == 0
+    # a trainer without settings writes none, and its checkpoints load anywhere
+    make_trainer(replay).save_checkpoint(tmp_path / "plain.ckpt")
+    assert POLICY_SETTINGS_KEY not in read_checkpoint(tmp_path / "plain.ckpt").metadata
+    base.load_checkpoint(tmp_path / "plain.ckpt")

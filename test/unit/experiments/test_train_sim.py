@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mtopt_core.checkpoint import read_checkpoint
+from mtopt_core.checkpoint import POLICY_SETTINGS_KEY, read_checkpoint
 from mtopt_experiments import train_sim
 
 VENV_BIN = Path(sys.executable).parent
@@ -56,6 +56,8 @@ def test_rounds_collect_learn_and_evaluate(one_round):
         assert (record["episodes"], record["steps"]) == (episodes, steps)
         ckpt = out / "rounds" / f"r{r:02d}" / "qnet.ckpt"
         assert read_checkpoint(ckpt).file_sha256 == record["sha256"]  # sidecar agrees
+        trained_for = read_checkpoint(ckpt).metadata[POLICY_SETTINGS_KEY]
+        assert (trained_for["policy_camera"], trained_for["action_frame"]) == ("wrist", "base")
         assert ckpt.with_name("qnet.ckpt.sha256").read_text().split()[1] == "qnet.ckpt"
         assert (out / "rounds" / f"r{r:02d}" / "eval" / "results.md").is_file()
         assert record["collected"]["collected"] == episodes - (4 if r else 0)
@@ -121,6 +123,19 @@ def test_round_budget_gives_the_last_round_the_remainder(tmp_path):
     learn = config.offline_config(resume=False)
     assert learn.policy_roi == train_sim.SIM_RIGHT_BIN_ROI and learn.steps == 25
     assert learn.bags == tmp_path / "bags" and learn.labels == "oracle"
+
+
+def test_the_learner_gets_the_policys_camera_region_and_action_frame(tmp_path):
+    params = (("policy_roi", [0.0, 0.0, 1.0, 1.0]), ("policy_camera", "wrist"),
+              ("action_frame", "tool"))  # fmt: skip
+    learn = train_sim.TrainSimConfig(out=tmp_path, policy_params=params).offline_config(False)
+    assert (learn.policy_roi, learn.policy_camera, learn.action_frame) == (
+        (0.0, 0.0, 1.0, 1.0),
+        "wrist",
+        "tool",
+    )
+    default = train_sim.TrainSimConfig(out=tmp_path).offline_config(resume=False)
+    assert (default.policy_camera, default.action_frame) == ("overhead", "base")
 
 
 def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):

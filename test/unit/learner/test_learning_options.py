@@ -1,6 +1,7 @@
 """The learning options (augmentation, conservative mode and anneal, truncation bootstrap, step
-input, policy region of interest, the targets' CEM) from LearnerConfig, config/learner.yaml and
-mtopt-learn's flags to the Trainer, the network and the episode decoder."""
+input, policy region of interest and action frame, the targets' CEM) from LearnerConfig,
+config/learner.yaml and mtopt-learn's flags to the Trainer, the network and the episode
+decoder."""
 
 from dataclasses import fields
 from pathlib import Path
@@ -35,7 +36,7 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
     names = ("net", "batch_size", "learning_rate", "conservative_weight", "cem_population",
              "cem_elites", "cem_iterations", "conservative_mode", "conservative_anneal_steps",
              "augment_shift_px", "bootstrap_truncation", "mc_lower_bound",
-             "mc_targets")  # fmt: skip
+             "mc_targets", "policy_camera", "action_frame")  # fmt: skip
     for name in names:
         assert getattr(cfg, name) == getattr(LearnerConfig(), name) == getattr(offline, name)
     assert (cfg.net, cfg.batch_size, cfg.conservative_weight) == ("compact", 64, 1.0)
@@ -43,17 +44,25 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
     assert trainer.conservative_mode == TrainerConfig().conservative_mode
     assert cfg.qnet_step_horizon() == 0 and cfg.policy_roi == (0.0, 0.0, 1.0, 1.0)
     text = (CONFIG / "learner.yaml").read_text()
-    for name in (*OPTIONS, "step_input", "step_horizon", "policy_roi", "cem_population"):
+    for name in (*OPTIONS, "step_input", "step_horizon", "policy_roi", "action_frame",
+                 "cem_population"):  # fmt: skip
         assert f"    {name}:" in text
     assert {f.name for f in fields(LearnerConfig)} >= set(OPTIONS)
 
 
 def test_learner_config_options_reach_the_trainer_and_the_network():
     cfg = LearnerConfig(**OPTIONS, step_input=True, step_horizon=9, policy_roi=ROI,
-                        cem_population=16, cem_elites=2, cem_iterations=1).validate()  # fmt: skip
+                        policy_camera="wrist", action_frame="tool", cem_population=16,
+                        cem_elites=2, cem_iterations=1).validate()  # fmt: skip
     trainer = cfg.trainer_config(None)
     for name, value in OPTIONS.items():
         assert getattr(trainer, name) == value
+    # recorded in every checkpoint (a cell with other settings refuses the weights)
+    assert dict(trainer.policy_settings) == {
+        "policy_camera": "wrist",
+        "policy_roi": list(ROI),
+        "action_frame": "tool",
+    }
     assert (trainer.cem.population, trainer.cem.elites, trainer.cem.iterations) == (16, 2, 1)
     assert cfg.qnet_step_horizon() == 9
     assert LearnerConfig(step_horizon=9).qnet_step_horizon() == 0  # step_input off
@@ -70,6 +79,7 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
         ("step_horizon", 0, "must be >= 1"),
         ("policy_roi", (0.5, 0.0, 0.2, 1.0), "0 <= x0 < x1 <= 1"),
         ("policy_roi", (0.0, 0.0, 1.0), "4 finite numbers"),
+        ("action_frame", "world", "must be one of"),
     ],
 )
 def test_bad_learning_options_name_their_field(field, value, message):
@@ -85,17 +95,25 @@ def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
             "--conservative-mode", "relative", "--conservative-anneal-steps", "100",
             "--augment-shift-px", "4", "--bootstrap-truncation", "--mc-lower-bound",
             "--mc-targets", "--step-input",
-            "--step-horizon", "9", "--policy-roi", "0.25", "0", "0.75", "1"]  # fmt: skip
+            "--step-horizon", "9", "--policy-roi", "0.25", "0", "0.75", "1",
+            "--policy-camera", "wrist", "--action-frame", "tool"]  # fmt: skip
     cfg = OfflineConfig.from_args(build_parser().parse_args(argv)).validate()
     trainer = cfg.trainer_config()
     for name, value in OPTIONS.items():
         assert getattr(trainer, name) == value
     assert cfg.qnet_step_horizon() == 9
     assert cfg.replay_config(Path("b"), Path("o")).policy_roi == ROI
+    assert dict(trainer.policy_settings) == {
+        "policy_camera": "wrist",
+        "policy_roi": list(ROI),
+        "action_frame": "tool",
+    }
     default = OfflineConfig.from_args(build_parser().parse_args(argv[:6])).validate()
     assert default.trainer_config() == TrainerConfig(
         batch_size=64, learning_rate=1e-3, conservative_weight=1.0,
         cem=CEMConfig(population=16, elites=2, iterations=2), progress=True, log_dir=None,
+        policy_settings=(("policy_camera", "overhead"), ("policy_roi", [0.0, 0.0, 1.0, 1.0]),
+                         ("action_frame", "base")),
     )  # fmt: skip
     assert default.qnet_step_horizon() == 0 and default.policy_roi == (0.0, 0.0, 1.0, 1.0)
 

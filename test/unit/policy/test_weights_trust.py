@@ -17,7 +17,7 @@ from sensor_msgs.msg import Image
 
 from mtopt_bridge.image import numpy_to_image
 from mtopt_bridge.params import ConfigError
-from mtopt_core.checkpoint import save_checkpoint
+from mtopt_core.checkpoint import POLICY_SETTINGS_KEY, save_checkpoint
 from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.tasks import load_task_registry
 from mtopt_policy import policy as policy_module
@@ -280,3 +280,30 @@ def test_the_episode_goes_on_with_the_next_valid_frame():
     assert outcome.steps == 5
     assert port.camera.dropped == 6  # the start observation and 5 steps
     assert all(msg.encoding == "rgb8" and len(msg.data) == 24 * 96 for msg in port.steps)
+
+
+# ------------------------------------------------------------------------ policy settings
+
+
+def test_weights_trained_for_another_action_frame_or_camera_are_refused_and_the_old_stay(
+    tmp_path, names
+):
+    """A network trained on tool-frame moves would move wrongly on a base-frame cell, and one
+    trained on the wrist camera would read the overhead image: no error of its own shows it."""
+    torch.manual_seed(0)
+    net = QNet(QNetConfig.tiny(len(names), image_size=64))
+    trained = {"policy_camera": "wrist", "policy_roi": [0.0, 0.0, 1.0, 1.0],
+               "action_frame": "tool"}  # fmt: skip
+    sha = save_checkpoint(tmp_path / "tool.ckpt", net, names, 5, {POLICY_SETTINGS_KEY: trained})
+    slot = planner().weights  # the defaults: overhead camera, base frame
+    old = slot.offer(str(tmp_path / "old.ckpt"), 1, write(tmp_path / "old.ckpt", names, 1))
+    with pytest.raises(
+        WeightsRefused,
+        match=r"trained for policy_camera 'wrist' \(this policy has 'overhead'\); trained for "
+        r"action_frame 'tool' \(this policy has 'base'\)",
+    ):
+        slot.offer(str(tmp_path / "tool.ckpt"), 5, sha)
+    assert slot.newest() is old
+    # the cell the network was trained for takes it
+    cell = planner(policy_camera="wrist", action_frame="tool").weights
+    assert cell.offer(str(tmp_path / "tool.ckpt"), 5, sha).sha256 == sha
