@@ -7,6 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
+from mtopt_core.checkpoint import POLICY_SETTINGS_KEY, read_checkpoint, save_checkpoint
+from mtopt_core.qnet import QNet, QNetConfig
+from mtopt_core.tasks import load_task_registry
+from mtopt_policy.config import PolicyConfig
+from mtopt_policy.policy import WeightsRefused, make_planner
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -44,3 +53,40 @@ def test_learner_bench_quick(run_json_cli):
                 "bare_torch_steps_per_s", "trainer_apply_steps_per_s",
                 "ray_train_steps_per_s_2_updaters", "elapsed_s"):  # fmt: skip
         assert result[key] > 0, key
+
+
+def test_record_settings(tmp_path, run_json_cli):
+    """`python -m mtopt_learner.record_settings` stamps an old checkpoint with the policy
+    settings it was trained for: the weights stay, a cell with other settings refuses the copy,
+    and a checkpoint that records other values is never rewritten."""
+    names = load_task_registry().names
+    torch.manual_seed(0)
+    net = QNet(QNetConfig.tiny(len(names), image_size=64))
+    save_checkpoint(tmp_path / "old.ckpt", net, names, step=7, metadata={"note": "kept"})
+    out = tmp_path / "tool.ckpt"
+    summary = run_json_cli(
+        "mtopt_learner.record_settings", str(tmp_path / "old.ckpt"), str(out),
+        "--policy-camera", "wrist", "--action-frame", "tool",
+    )  # fmt: skip
+    ckpt = read_checkpoint(out, summary["sha256"])
+    assert ckpt.metadata[POLICY_SETTINGS_KEY] == {
+        "policy_camera": "wrist", "policy_roi": [0.0, 0.0, 1.0, 1.0], "action_frame": "tool"
+    }  # fmt: skip
+    assert ckpt.metadata["note"] == "kept" and ckpt.step == 7
+    for k, v in net.state_dict().items():
+        assert torch.equal(ckpt.state_dict[k], v)
+    base = make_planner(PolicyConfig(policy_camera="wrist").validate(), load_task_registry())
+    with pytest.raises(WeightsRefused, match="trained for action_frame 'tool'"):
+        base.weights.offer(str(out), 7, summary["sha256"])
+    # another record is refused (exit 2, nothing written); so is a bad region
+    for extra, message in (
+        (["--action-frame", "base"], "trained for action_frame 'tool' (asked to record 'base')"),
+        (["--action-frame", "tool", "--policy-roi", "1", "0", "0.5", "1"], "--policy-roi"),
+    ):
+        refused = subprocess.run(
+            [sys.executable, "-m", "mtopt_learner.record_settings", str(out),
+             str(tmp_path / "again.ckpt"), "--policy-camera", "wrist", *extra],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert not (tmp_path / "again.ckpt").exists()
