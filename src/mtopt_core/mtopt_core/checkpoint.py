@@ -232,11 +232,13 @@ def describe_mismatch(mismatch: Sequence[tuple[str, Any, Any]], own_label: str) 
 
 
 def _same_setting(a: Any, b: Any) -> bool:
+    """Equal strings, numbers within 1e-6, or sequences of such; anything else (a crafted
+    record may hold a tensor) is different."""
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(_same_setting(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return abs(float(a) - float(b)) <= 1e-6
-    return a == b
+    return isinstance(a, str) and isinstance(b, str) and a == b
 
 
 def _check_finite(path: str | os.PathLike, obj: Any, where: str) -> None:

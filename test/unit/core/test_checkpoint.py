@@ -217,3 +217,8 @@ def test_policy_settings_mismatch_names_what_differs_and_skips_what_either_side_
     # a malformed record is a mismatch, not a crash
     malformed = policy_settings_mismatch({POLICY_SETTINGS_KEY: "tool"}, own)
     assert malformed[0][0] == POLICY_SETTINGS_KEY
+    crafted = {POLICY_SETTINGS_KEY: {"policy_roi": torch.zeros(4), "action_frame": None}}
+    assert [name for name, _, _ in policy_settings_mismatch(crafted, own)] == [
+        "policy_roi",
+        "action_frame",
+    ]
