@@ -1,5 +1,6 @@
 """Released models (models/): each checkpoint matches its sha256 sidecar and the sha256 in
-models/README.md, is small, and is accepted by the policy node's own weights check."""
+models/README.md, is small, and is accepted by the policy node's own weights check on the cell it
+was trained for (the policy settings it records), and refused by a cell with other settings."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from mtopt_core.checkpoint import POLICY_SETTINGS_KEY, policy_settings_mismatch, read_checkpoint
 from mtopt_core.tasks import load_task_registry
 from mtopt_policy.config import PolicyConfig
-from mtopt_policy.policy import make_planner
+from mtopt_policy.policy import WeightsRefused, make_planner
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 CHECKPOINTS = sorted(MODELS.glob("*.ckpt"))
@@ -29,6 +31,16 @@ def test_released_checkpoint_is_intact_documented_and_loadable(path):
     assert digest in (MODELS / "README.md").read_text()
     assert path.stat().st_size <= 20 * 1024**2
     registry = load_task_registry()
-    slot = make_planner(PolicyConfig(image_size=64).validate(), registry).weights
+    # the cell the network was trained for (the recorded settings; older models record none)
+    trained_for = read_checkpoint(path).metadata.get(POLICY_SETTINGS_KEY, {})
+    cell = PolicyConfig(image_size=64, **trained_for).validate()
+    slot = make_planner(cell, registry).weights
     loaded = slot.offer(str(path), 1, digest, registry.names)  # raises WeightsRefused
     assert loaded.sha256 == digest
+    # a cell with the defaults refuses a model recorded for other settings
+    metadata = {POLICY_SETTINGS_KEY: trained_for}
+    defaults = {k: getattr(PolicyConfig(), k) for k in trained_for}
+    if policy_settings_mismatch(metadata, defaults):
+        default_cell = make_planner(PolicyConfig(image_size=64).validate(), registry).weights
+        with pytest.raises(WeightsRefused, match="trained for"):
+            default_cell.offer(str(path), 1, digest, registry.names)
