@@ -65,6 +65,18 @@ def test_trains_checkpoints_and_resumes(tmp_path, capsys, bags, registry):
     assert (ckpts / "latest").read_text().strip() == "qnet_6.ckpt"
 
 
+def test_a_resume_with_another_action_frame_refuses_the_runs_checkpoint(tmp_path, capsys, bags):
+    out = tmp_path / "run"
+    code, summary, err = learn(capsys, bags, out, "--steps", "2", "--action-frame", "tool")
+    assert code == 0, err
+    assert read_checkpoint(summary["checkpoint"]).metadata["policy_settings"]["action_frame"] == (
+        "tool"
+    )
+    code, _, err = learn(capsys, bags, out, "--steps", "4", "--resume")  # the default: base
+    assert code == 2 and "trained for action_frame 'tool' (this run trains for 'base')" in err
+    assert read_checkpoint(out / "checkpoints" / "qnet_2.ckpt").step == 2  # nothing lost
+
+
 def test_clear_errors(tmp_path, capsys, write_bag):
     empty = tmp_path / "empty"
     (empty / "ep0.part").mkdir(parents=True)  # only a bag still being written
