@@ -92,6 +92,18 @@ def check_learning_options(config, error) -> None:
         )
 
 
+def add_policy_roi_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--policy-roi X0 Y0 X1 Y1` (fractions of the camera frame; default the whole frame)."""
+    parser.add_argument(
+        "--policy-roi",
+        type=float,
+        nargs=4,
+        default=list(FULL_FRAME),
+        metavar=("X0", "Y0", "X1", "Y1"),
+        help=help,
+    )
+
+
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
     try:

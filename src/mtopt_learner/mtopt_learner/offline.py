@@ -42,13 +42,17 @@ import torch
 from mtopt_core.action import ACTION_FRAMES
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_core.episode_bag import list_episode_bags
-from mtopt_core.images import FULL_FRAME
 from mtopt_core.qnet import QNet
 from mtopt_core.replay import SAMPLERS
 from mtopt_core.tasks import TaskRegistryError, load_task_registry
 from mtopt_core.trainer import CONSERVATIVE_MODES, Trainer, TrainerConfig
 from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_point
-from mtopt_learner.config import OfflineConfig, parse_impersonation, positive_int
+from mtopt_learner.config import (
+    OfflineConfig,
+    add_policy_roi_argument,
+    parse_impersonation,
+    positive_int,
+)
 from mtopt_learner.episode_decoder import DEFAULT_ACCEPTED_CLOSERS, LABEL_SOURCES
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import LogReplay, describe_ingest
@@ -148,14 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the policy node's policy_camera: its last frame in a bag is the final observation"
         " (default: %(default)s)",
     )
-    p.add_argument(
-        "--policy-roi",
-        type=float,
-        nargs=4,
-        default=list(FULL_FRAME),
-        metavar=("X0", "Y0", "X1", "Y1"),
-        help="the policy's region of interest of the camera frame (fractions; the policy"
-        " node's policy_roi): final frames are cropped alike (default: the whole frame)",
+    add_policy_roi_argument(
+        p,
+        "the policy's region of interest of the camera frame (fractions; the policy node's"
+        " policy_roi): final frames are cropped alike (default: the whole frame)",
     )
     p.add_argument(
         "--action-frame",

@@ -29,7 +29,8 @@ from mtopt_core.checkpoint import (
     qnet_from_checkpoint,
     save_checkpoint,
 )
-from mtopt_core.images import FULL_FRAME, check_roi
+from mtopt_core.images import check_roi
+from mtopt_learner.config import add_policy_roi_argument
 
 PROG = "python -m mtopt_learner.record_settings"
 
@@ -53,14 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, help="the copy with the record")
     p.add_argument("--policy-camera", required=True, help="the policy node's policy_camera")
     p.add_argument("--action-frame", required=True, choices=ACTION_FRAMES)
-    p.add_argument(
-        "--policy-roi",
-        type=float,
-        nargs=4,
-        default=list(FULL_FRAME),
-        metavar=("X0", "Y0", "X1", "Y1"),
-        help="the policy node's policy_roi (default: the whole frame)",
-    )
+    add_policy_roi_argument(p, "the policy node's policy_roi (default: the whole frame)")
     return p
 
 
