@@ -16,12 +16,15 @@ handler also chains to Python's, whose KeyboardInterrupt could land inside rclpy
 their thread: the sim cell's EGL contexts must be closed where they were used); a signal only
 writes to Python's wakeup pipe, a watcher thread reading it ends the spin through a future (the
 executor's own guard condition, whose trigger is kept until a wait sees it), and the node, the
-executor and the context are shut down in order (`serve`, `StopSignals`).
+executor and the context are shut down in order (`serve`, `StopSignals`). A node still running
+`STOP_STACKS_AFTER_S` after the signal prints every thread's stack to stderr (the node log), so
+a shutdown that hangs says where.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -41,6 +44,9 @@ from mtopt_bridge.params import ConfigError, init_arguments
 EXIT_CONFIG_ERROR = 2
 #: Signals that stop a node (Ctrl-C; a launch escalates SIGINT -> SIGTERM -> SIGKILL).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: A node still running this long after a stop signal prints every thread's stack to stderr
+#: (before a launch's SIGTERM, 5 s after its SIGINT), so a hang in shutdown names its place.
+STOP_STACKS_AFTER_S = 4.0
 
 
 class StopSignals:
@@ -103,8 +109,10 @@ def serve(
 
     def watch() -> None:
         try:
-            if signals.wait() and stopping is not None:
-                stopping()
+            if signals.wait():
+                faulthandler.dump_traceback_later(STOP_STACKS_AFTER_S, file=sys.__stderr__)
+                if stopping is not None:
+                    stopping()
         except BaseException as exc:  # raised in the spinning thread below
             failed.append(exc)
         finally:
@@ -158,7 +166,10 @@ def run_node(
         def spin(node: Node, executor: Executor) -> None:
             serve(executor, signals, None if stopping is None else lambda: stopping(node))
 
-        return _run(make_node, name, threads, args, spin, ros_signal_handlers=False)
+        try:
+            return _run(make_node, name, threads, args, spin, ros_signal_handlers=False)
+        finally:
+            faulthandler.cancel_dump_traceback_later()  # stopped in time
 
 
 def _run(

@@ -208,6 +208,14 @@ def read_checkpoint(
     )
 
 
+def policy_settings_of(source: Any) -> dict[str, Any]:
+    """The `POLICY_SETTINGS` of a config-like object (attributes of those names), as a
+    checkpoint records them: the ROI as a list of floats."""
+    settings = {name: getattr(source, name) for name in POLICY_SETTINGS}
+    settings["policy_roi"] = [float(v) for v in settings["policy_roi"]]
+    return settings
+
+
 def policy_settings_mismatch(
     metadata: Mapping[str, Any], own: Mapping[str, Any]
 ) -> list[tuple[str, Any, Any]]:

@@ -62,10 +62,13 @@ def stage_config(
     scripted_fraction: float | None = None,
     task_weights: Sequence[str] = (),
     policy_params: Mapping[str, Any] | None = None,
+    collector_params: Mapping[str, Any] | None = None,
 ) -> Path:
     """A copy of mtopt_bringup's config/ for one stage (`run_dir/config_<name>`): policy.yaml's
     `scripted_fraction` and collector.yaml's `task_weights` replaced when given, and policy
-    parameters `policy_params` (keys of policy.yaml). A `policy_camera` that is not one of the
+    parameters `policy_params` (keys of policy.yaml) and collector parameters
+    `collector_params` (replaced in every file that sets them for the collector: sim_cell.yaml
+    overrides collector.yaml on the simulated cell). A `policy_camera` that is not one of the
     cell's three cameras (the sim's `wrist`) is also published by the sim cell and recorded by
     the logger."""
     source = bringup_file(CONFIG_DIR)
@@ -90,6 +93,14 @@ def stage_config(
             cameras.append(camera)
             edits.append((LOGGER_CONFIG.name, "/**/logger", "camera_names", cameras, False))
             edits.append((SIM_CELL_CONFIG.name, "/**/sim_cell", "cameras", cameras, True))
+    for key, value in (collector_params or {}).items():
+        files = [
+            name for name in (COLLECTOR_CONFIG.name, SIM_CELL_CONFIG.name)
+            if key in _node_params(target / name, "/**/collector")
+        ]  # fmt: skip
+        if not files:
+            raise BringupError(f"{target}: no collector parameter {key} to override")
+        edits.extend((name, "/**/collector", key, value, False) for name in files)
     for file_name, node, key, value, may_add in edits:
         path = target / file_name
         data = yaml.safe_load(path.read_text())
@@ -99,6 +110,11 @@ def stage_config(
         params[key] = value
         path.write_text(yaml.safe_dump(data, sort_keys=False))
     return target
+
+
+def _node_params(path: Path, node: str) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    return (data.get(node) or {}).get("ros__parameters") or {}
 
 
 def ros_environment(say: Callable[[str], None]) -> None:

@@ -16,8 +16,9 @@ oracle labels in EpisodeInfo (and the SD's, when `--sd-checkpoint` is given, thr
 cell's sd_node).
 
 Lift-type tasks only (a place task needs the held object a lift leaves; through ROS that is
-the collector's sequencing, not a controlled scene). Scenes are the cells' own seeded
-respawns, not the in-process evaluator's, so the two figures agree statistically:
+the collector's sequencing, not a controlled scene). Every episode starts on a freshly
+spawned bin (`FRESH_SCENES`), drawn by the cells' own seeded respawns, not the in-process
+evaluator's scene seeds, so the two figures agree statistically:
 `--compare RESULT_JSON` (an in-process `mtopt-eval` result) reports per task whether the ROS
 rate lies in the in-process 95 % Wilson interval and the two-proportion test's p.
 
@@ -44,6 +45,11 @@ from mtopt_policy.config import CollectorConfig
 WEIGHTS_TOPIC = "/policy/weights"
 #: Sim-cell seconds allowed per episode before the run is given up.
 SECONDS_PER_EPISODE = 30.0
+#: Collector parameters that start every episode on a freshly spawned right bin (reset after
+#: every episode, respawn whatever the bin still holds), as the in-process scenes are. A cell's
+#: ongoing bin holds fewer objects (down to `respawn_below` 5 of 7-9), and both the learned
+#: and the scripted pick lift less often from a sparser bin.
+FRESH_SCENES = {"reset_every": 1, "respawn_below": 1000}
 
 
 def _names(tasks) -> list[str]:
@@ -89,7 +95,9 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
         log(f"mtopt-eval --ros: weights version {weights.version} on {WEIGHTS_TOPIC}")
         for index, task in enumerate(tasks):
             weights_list = [f"{t}={1 if t == task else 0}" for t in lift_tasks]
-            cell_config = stage_config(out, f"ros_{task}", 0.0, weights_list, policy_params)
+            cell_config = stage_config(
+                out, f"ros_{task}", 0.0, weights_list, policy_params, FRESH_SCENES
+            )
             n = config.episodes_per_task
 
             def mine(infos, task=task):

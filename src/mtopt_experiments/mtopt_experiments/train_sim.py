@@ -58,6 +58,7 @@ from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_experiments.evaluate import EvalConfig, evaluate, parse_policy_params
 from mtopt_experiments.stats import wilson_interval
 from mtopt_learner.config import OfflineConfig
+from mtopt_policy.config import CollectorConfig
 
 PROG = "mtopt-train-sim"
 #: The simulated overhead camera's right bin (python -m mtopt_sim.camera_roi).
@@ -104,6 +105,9 @@ class TrainSimConfig:
     seed: int = 0
     #: Policy node parameters for collection and evaluation ((name, value), ...).
     policy_params: tuple[tuple[str, Any], ...] = (("policy_roi", list(SIM_RIGHT_BIN_ROI)),)
+    #: Collector node parameters for collection ((name, value), ...) over the simulated cell's
+    #: (e.g. reset_every=1 with respawn_below=1000: every episode on a freshly spawned bin).
+    collector_params: tuple[tuple[str, Any], ...] = ()
     #: OfflineConfig fields over DEFAULT_LEARN ((name, value), ...).
     learn: tuple[tuple[str, Any], ...] = ()
     #: torch threads while training (0: torch's default).
@@ -131,6 +135,12 @@ class TrainSimConfig:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if not self.tasks:
             raise TrainSimError("--tasks: give at least one task")
+        known = {f.name for f in dataclasses.fields(CollectorConfig)}
+        for name, _ in self.collector_params:
+            if name not in known:
+                raise TrainSimError(
+                    f"--collector-param {name}: not a collector parameter; known: {sorted(known)}"
+                )
 
     @property
     def episodes_per_round(self) -> int:
@@ -183,6 +193,7 @@ class TrainSimConfig:
         data["tasks"] = list(self.tasks)
         data["policy_params"] = [[k, v] for k, v in self.policy_params]
         data["learn"] = [[k, v] for k, v in self.learn]
+        data["collector_params"] = [[k, v] for k, v in self.collector_params]
         return data
 
 
@@ -255,11 +266,13 @@ class ClosedLoop:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, (json.dumps(mine, indent=1) + "\n").encode())
         params = {"/**/policy": {"ros__parameters": dict(self.config.policy_params)}}
+        if self.config.collector_params:
+            params["/**/collector"] = {"ros__parameters": dict(self.config.collector_params)}
         atomic_write_bytes(self.params_file, yaml.safe_dump(params).encode())
 
     @property
     def params_file(self) -> Path:
-        return self.out / "policy_params.yaml"
+        return self.out / "node_params.yaml"
 
     def round_dir(self, round_index: int) -> Path:
         return self.out / "rounds" / f"r{round_index:02d}"
@@ -533,6 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"{list(SIM_RIGHT_BIN_ROI)}); repeatable",
     )  # fmt: skip
     p.add_argument(
+        "--collector-param", action="append", default=[], metavar="NAME=VALUE",
+        help="collector node parameter for collection, e.g. reset_every=1 respawn_below=1000 "
+        "(a fresh bin every episode); repeatable",
+    )  # fmt: skip
+    p.add_argument(
         "--learn", action="append", default=[], metavar="KEY=VALUE",
         help="learner setting (OfflineConfig field) over the defaults; repeatable",
     )  # fmt: skip
@@ -549,8 +567,11 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
             else parse_policy_params(args.policy_param)
         )
         learn = parse_policy_params(args.learn)  # the same NAME=YAML syntax
+        collector_params = parse_policy_params(args.collector_param)
     except ValueError as exc:
-        raise TrainSimError(str(exc).replace("--policy-param", "--policy-param/--learn")) from None
+        raise TrainSimError(
+            str(exc).replace("--policy-param", "--policy-param/--learn/--collector-param")
+        ) from None
     return TrainSimConfig(
         out=args.out, tasks=tuple(args.tasks), episodes=args.episodes, rounds=args.rounds,
         initial_episodes=args.initial_episodes, initial_steps=args.initial_steps,
@@ -559,7 +580,7 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
         guided_decoy_fraction=args.guided_decoy_fraction, workers=args.workers,
         camera_size=args.camera_size, eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed, seed=args.seed, policy_params=policy_params, learn=learn,
-        threads=args.threads, progress=not args.no_progress,
+        collector_params=collector_params, threads=args.threads, progress=not args.no_progress,
     )  # fmt: skip
 
 

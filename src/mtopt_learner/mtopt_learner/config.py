@@ -10,6 +10,7 @@ from pathlib import Path
 
 from mtopt_core.action import ACTION_FRAMES
 from mtopt_core.cem import CEMConfig
+from mtopt_core.checkpoint import policy_settings_of
 from mtopt_core.images import FULL_FRAME, check_roi
 from mtopt_core.replay import SAMPLERS
 from mtopt_core.trainer import CONSERVATIVE_MODES, TrainerConfig
@@ -454,11 +455,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         mc_lower_bound=settings.mc_lower_bound,
         mc_targets=settings.mc_targets,
         seed=settings.seed,
-        policy_settings=(
-            ("policy_camera", settings.policy_camera),
-            ("policy_roi", [float(v) for v in settings.policy_roi]),
-            ("action_frame", settings.action_frame),
-        ),
+        policy_settings=tuple(policy_settings_of(settings).items()),
         **overrides,
     )
 

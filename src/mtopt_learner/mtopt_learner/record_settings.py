@@ -26,6 +26,7 @@ from mtopt_core.checkpoint import (
     CheckpointError,
     describe_mismatch,
     policy_settings_mismatch,
+    policy_settings_of,
     qnet_from_checkpoint,
     save_checkpoint,
 )
@@ -68,11 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() == args.source.resolve():
         print(f"{PROG}: OUT must be another file than the source", file=sys.stderr)
         return 2
-    settings = {
-        "policy_camera": args.policy_camera,
-        "policy_roi": [float(v) for v in args.policy_roi],
-        "action_frame": args.action_frame,
-    }
+    settings = policy_settings_of(args)
     try:
         digest = record_settings(args.source, args.out, settings)
     except CheckpointError as exc:

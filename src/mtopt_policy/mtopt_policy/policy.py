@@ -36,10 +36,10 @@ import numpy as np
 from mtopt_core.action import ACTION_DIM, GRIPPER, TERMINATE, ActionSpec, to_base_frame
 from mtopt_core.cem import CEMConfig, CEMPolicy
 from mtopt_core.checkpoint import (
-    POLICY_SETTINGS,
     CheckpointError,
     describe_mismatch,
     policy_settings_mismatch,
+    policy_settings_of,
     qnet_from_checkpoint,
     sidecar_path,
 )
@@ -824,6 +824,6 @@ def make_planner(config: PolicyConfig, registry: TaskRegistry) -> EpisodePlanner
         weights_dirs=config.weights_dirs,
         load_timeout_s=config.weights_load_timeout_s,
         max_version_jump=config.max_version_jump,
-        policy_settings={name: getattr(config, name) for name in POLICY_SETTINGS},
+        policy_settings=policy_settings_of(config),
     )
     return EpisodePlanner(config, registry, weights, np.random.default_rng(seed))

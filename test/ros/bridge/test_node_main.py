@@ -11,6 +11,7 @@ from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from mtopt_bridge import node_main
 from mtopt_bridge.node_main import run_node
 
 pytestmark = pytest.mark.ros
@@ -138,6 +139,27 @@ def test_stopping_runs_while_the_executor_still_spins_then_close():
     assert _run_ticking(tick, threads=2, stopping=stopping) == 0
     assert _TickingNode.events[0] == "stopping done"
     assert _TickingNode.events[1].startswith("close after")
+
+
+def test_a_node_slow_to_stop_prints_every_threads_stack_and_a_prompt_one_nothing(
+    monkeypatch, capfd
+):
+    """A shutdown that hangs names its place in the node log (before a launch's SIGTERM)."""
+    monkeypatch.setattr(node_main, "STOP_STACKS_AFTER_S", 0.3)
+
+    def tick(node):
+        if node.ticks == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def slow_to_stop(node):
+        time.sleep(1.0)
+
+    assert _run_ticking(tick, threads=2, stopping=slow_to_stop) == 0
+    err = capfd.readouterr().err
+    assert "Timeout (0:00:00.300000)!" in err and "in slow_to_stop" in err, err[-3000:]
+    assert _run_ticking(tick, threads=2) == 0
+    time.sleep(0.6)  # the dump was cancelled when the node stopped
+    assert "Timeout" not in capfd.readouterr().err
 
 
 def test_an_exception_in_a_callback_propagates_after_an_orderly_shutdown():

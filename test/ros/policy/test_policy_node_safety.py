@@ -230,6 +230,7 @@ def test_malformed_frames_are_dropped_and_the_episode_goes_on(setup):
     policy.wait_log("malformed frame dropped", 10)
 
 
+@pytest.mark.exclusive  # a wall-clock bound: a loaded machine took 4.3 s (CI, 2 workers)
 def test_sigint_mid_episode_exits_at_once_without_a_traceback(setup):
     cell, policy, _, _ = setup
     cell.frame = numpy_to_image(np.full((32, 32, 3), 90, np.uint8), "rgb8")

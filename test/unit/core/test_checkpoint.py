@@ -3,6 +3,7 @@ refused with a clear error and the previous weights stay in use."""
 
 import hashlib
 import io
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from mtopt_core.checkpoint import (
     file_sha256,
     load_qnet_weights,
     policy_settings_mismatch,
+    policy_settings_of,
     qnet_from_checkpoint,
     save_checkpoint,
     sidecar_path,
@@ -198,6 +200,16 @@ def test_only_bounded_regular_files_are_read_and_errors_do_not_echo_content(save
         read_checkpoint(secret)
     assert "wrong magic" in str(err.value) and "hunter2" not in str(err.value)
     assert "passwor" not in str(err.value)
+
+
+def test_policy_settings_of_reads_the_recorded_names_from_a_config():
+    config = SimpleNamespace(policy_camera="wrist", policy_roi=(0, 0.25, 1, 0.75),
+                             action_frame="tool", epsilon=0.1)  # fmt: skip
+    settings = policy_settings_of(config)
+    assert settings == {"policy_camera": "wrist", "policy_roi": [0.0, 0.25, 1.0, 0.75],
+                        "action_frame": "tool"}  # fmt: skip
+    assert all(isinstance(v, float) for v in settings["policy_roi"])
+    assert policy_settings_mismatch({POLICY_SETTINGS_KEY: settings}, settings) == []
 
 
 def test_policy_settings_mismatch_names_what_differs_and_skips_what_either_side_lacks():

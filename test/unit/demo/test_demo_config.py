@@ -65,6 +65,20 @@ def test_stage_config_policy_parameters_and_a_wrist_policy_camera(tmp_path):
         stage_config(tmp_path, "bad", None, (), {"no_such": 1})
 
 
+def test_stage_config_collector_parameters_replace_the_sim_cells_overrides_too(tmp_path):
+    """respawn_below is set in collector.yaml and again in sim_cell.yaml (loaded later on the
+    simulated cell): both get the value, or the sim cell's would win."""
+    from mtopt_demo.bringup import BringupError
+
+    target = stage_config(tmp_path, "e", None, (), None, {"respawn_below": 99, "reset_every": 1})
+    for name in ("collector.yaml", "sim_cell.yaml"):
+        assert _params(target / name, "/**/collector")["respawn_below"] == 99
+    assert _params(target / "collector.yaml", "/**/collector")["reset_every"] == 1
+    assert "reset_every" not in _params(target / "sim_cell.yaml", "/**/collector")
+    with pytest.raises(BringupError, match="no collector parameter no_such"):
+        stage_config(tmp_path, "bad", None, (), None, {"no_such": 1})
+
+
 def test_stage_config_without_overrides_is_a_plain_copy(tmp_path):
     target = stage_config(tmp_path, "collect")
     source = bringup_file(POLICY_CONFIG).parent

@@ -248,3 +248,7 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
     rows = read_csv(out / "episodes.csv")
     assert len(rows) == 2 and {r["policy_kind"] for r in rows} == {"cem"}
     assert {r["task"] for r in rows} == {"lift-any"}
+    # every episode starts on a freshly spawned bin, as the in-process scenes do
+    logs = "".join(p.read_text(errors="replace") for p in out.rglob("*.log"))
+    assert "bin reset done (scheduled (every 1 episodes))" in logs, logs[-3000:]
+    assert "after the reset: respawned objects" in logs, logs[-3000:]

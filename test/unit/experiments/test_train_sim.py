@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mtopt_core.checkpoint import POLICY_SETTINGS_KEY, read_checkpoint
 from mtopt_experiments import train_sim
@@ -22,6 +23,10 @@ TINY = [
     "--learn", "cem_population=4", "--learn", "cem_elites=1", "--learn", "cem_iterations=1",
     "--learn", "learning_rate=1e-3", "--no-progress",
 ]  # fmt: skip
+
+
+#: Every episode on a freshly spawned bin (the one-round run; its resumes repeat it).
+FRESH_BINS = ("--collector-param", "reset_every=1", "--collector-param", "respawn_below=99")
 
 
 def run(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -41,7 +46,7 @@ def json_line(proc: subprocess.CompletedProcess) -> dict:
 @pytest.fixture(scope="module")
 def one_round(tmp_path_factory):
     out = tmp_path_factory.mktemp("loop") / "run"
-    return out, json_line(run(out, "--episodes", "6", "--rounds", "1"))
+    return out, json_line(run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS))
 
 
 def test_rounds_collect_learn_and_evaluate(one_round):
@@ -72,30 +77,36 @@ def test_rounds_collect_learn_and_evaluate(one_round):
     ]
     assert (out / "curve.png").stat().st_size > 0
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
+    # the collector parameters reach the bulk collector's parameter file
+    params = yaml.safe_load((out / "node_params.yaml").read_text())
+    assert params["/**/collector"]["ros__parameters"] == {"reset_every": 1, "respawn_below": 99}
+    assert params["/**/policy"]["ros__parameters"]["policy_camera"] == "wrist"
 
 
 def test_a_rerun_resumes_and_more_rounds_extend(one_round):
     out, first = one_round
-    again = json_line(run(out, "--episodes", "6", "--rounds", "1"))
+    again = json_line(run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS))
     assert again["sha256"] == first["sha256"]  # nothing redone
-    extended = json_line(run(out, "--episodes", "8", "--rounds", "2"))
+    extended = json_line(run(out, "--episodes", "8", "--rounds", "2", *FRESH_BINS))
     assert extended["rounds"] == 2 and extended["episodes"] == 8 and extended["steps"] == 7
     assert extended["sha256"] != first["sha256"]
 
 
 def test_a_resume_with_other_settings_is_refused(one_round):
     out, _ = one_round
-    proc = run(out, "--episodes", "6", "--rounds", "1", "--eval-seed", "5")
+    proc = run(out, "--episodes", "6", "--rounds", "1", "--eval-seed", "5", *FRESH_BINS)
     assert proc.returncode == 2
     assert "eval_seed" in proc.stderr and "config.json" in proc.stderr
+    proc = run(out, "--episodes", "6", "--rounds", "1")  # without the collector parameters
+    assert proc.returncode == 2 and "collector_params" in proc.stderr
     # A run started before a setting existed resumes at that setting's default only.
     config = out / "config.json"
     written = json.loads(config.read_text())
     del written["guided_fraction"]
     config.write_text(json.dumps(written))
-    proc = run(out, "--episodes", "6", "--rounds", "1", "--guided-fraction", "0.5")
+    proc = run(out, "--episodes", "6", "--rounds", "1", "--guided-fraction", "0.5", *FRESH_BINS)
     assert proc.returncode == 2 and "guided_fraction" in proc.stderr
-    json_line(run(out, "--episodes", "6", "--rounds", "1"))
+    json_line(run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS))
 
 
 @pytest.mark.parametrize(
@@ -105,6 +116,7 @@ def test_a_resume_with_other_settings_is_refused(one_round):
         (["--episodes", "4", "--rounds", "1"], "leaves no episodes for 1 rounds"),
         (["--episodes", "6", "--rounds", "1", "--learn", "no_such=1"], "--learn no_such: not a"),
         (["--episodes", "6", "--rounds", "1", "--learn", "batch_size=x"], "must be of type int"),
+        (["--episodes", "6", "--collector-param", "respawn=1"], "respawn: not a collector"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(tmp_path, args, message):
