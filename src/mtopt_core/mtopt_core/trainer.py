@@ -17,6 +17,9 @@ Options (`TrainerConfig`; every default reproduces the original QT-Opt-style upd
 - `augment_shift_px` k > 0: DrQ random shift of the images of every sampled batch (pad k px,
   random crop; s and s' shifted independently, per transition), done by the Bellman updater so
   the targets see the shifted s' (Kostrikov et al. 2020; QT-Opt trained with random crops).
+- `augment_mirror`: each sampled transition is reflected about the gripper's x-z plane with
+  probability 1/2 (s, s' and the action alike; `mtopt_core.mirror`), the wrist camera's symmetry
+  in the tool frame.
 - `conservative_weight` > 0 with `conservative_mode` "absolute" (Q of random actions pushed to
   0) or "relative" (CQL(H): logsumexp of Q over random actions minus Q of the data action),
   optionally annealed linearly to 0 over `conservative_anneal_steps`. The relative term acts
@@ -66,6 +69,7 @@ from mtopt_core.checkpoint import (
 )
 from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
 from mtopt_core.images import random_shift
+from mtopt_core.mirror import mirror_actions, mirror_images
 from mtopt_core.qnet import QNet, expand_features
 from mtopt_core.replay import Batch, ReplayBuffer
 
@@ -103,6 +107,8 @@ class TrainerConfig:
             `conservative_weight` to 0 over this many steps (as on-policy data grows).
         augment_shift_px: DrQ random shift of batch images by up to this many pixels (0 =
             off): see the module docstring.
+        augment_mirror: reflect half the sampled transitions (`mtopt_core.mirror`); valid
+            only for the wrist camera and tool-frame moves (the learner checks).
         bootstrap_truncation: transitions ended by the step limit bootstrap (done =
             terminated only); False treats every episode end as terminal.
         mc_lower_bound: targets are at least the transition's discounted return.
@@ -133,6 +139,7 @@ class TrainerConfig:
     conservative_samples: int = 4
     conservative_anneal_steps: int = 0
     augment_shift_px: int = 0
+    augment_mirror: bool = False
     bootstrap_truncation: bool = False
     mc_lower_bound: bool = False
     mc_targets: bool = False
@@ -197,8 +204,8 @@ class TrainerConfig:
 
 
 class BellmanUpdater:
-    """Samples transitions from the replay, augments their images (`augment_shift_px`) and
-    labels them with Bellman targets."""
+    """Samples transitions from the replay, augments them (`augment_shift_px`,
+    `augment_mirror`) and labels them with Bellman targets."""
 
     def __init__(
         self,
@@ -213,6 +220,7 @@ class BellmanUpdater:
         bootstrap_truncation: bool = False,
         mc_lower_bound: bool = False,
         mc_targets: bool = False,
+        augment_mirror: bool = False,
     ):
         if augment_shift_px < 0:
             raise ValueError(f"augment_shift_px must be >= 0, got {augment_shift_px}")
@@ -220,6 +228,7 @@ class BellmanUpdater:
         self.target1, self.target2 = target1, target2
         self.gamma, self.cem = gamma, cem
         self.augment_shift_px = augment_shift_px
+        self.augment_mirror = augment_mirror
         self.bootstrap_truncation = bootstrap_truncation
         self.mc_lower_bound = mc_lower_bound
         self.mc_targets = mc_targets
@@ -228,11 +237,18 @@ class BellmanUpdater:
         # Shifts draw from their own generator: switching augmentation on or off leaves the
         # sampled transitions and CEM draws of a seed unchanged.
         self.augment_rng = np.random.default_rng([seed, 1])
+        self.mirror_rng = np.random.default_rng([seed, 2])
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
     def augment(self, batch: Batch) -> Batch:
-        """The DrQ random shift of s and s', each image with its own offset (in place)."""
+        """The mirror (s, s' and the action of a transition together) and the DrQ random
+        shift of s and s', each image with its own offset (in place)."""
+        if self.augment_mirror:
+            flip = self.mirror_rng.random(len(batch)) < 0.5
+            batch.image = mirror_images(batch.image, flip)
+            batch.next_image = mirror_images(batch.next_image, flip)
+            batch.action = mirror_actions(batch.action, flip)
         k = self.augment_shift_px
         if k > 0:
             batch.image = random_shift(batch.image, k, self.augment_rng)
@@ -275,7 +291,7 @@ class Trainer:
         self.updater = BellmanUpdater(
             replay, self.target1, self.target2, config.gamma, config.cem, config.seed,
             self.device, config.augment_shift_px, config.bootstrap_truncation,
-            config.mc_lower_bound, config.mc_targets,
+            config.mc_lower_bound, config.mc_targets, config.augment_mirror,
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(
             self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

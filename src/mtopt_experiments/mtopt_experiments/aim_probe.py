@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from mtopt_core.atomic_io import atomic_write_bytes
+from mtopt_core.mirror import mirror_actions, mirror_images, mirror_settings_error
 from mtopt_experiments.evaluate import EvalConfig, env_config, parse_policy_params, policy_config
 
 TASK = "lift-any"
@@ -243,9 +244,11 @@ def probe(
     lr: float = 1e-3,
     seed: int = 0,
     blank_images: bool = False,
+    mirror: bool = False,
     log=print,
 ) -> dict[str, Any]:
-    """Train Q on the grasp labels of `train`; score its aim on `test`."""
+    """Train Q on the grasp labels of `train`; score its aim on `test`. `mirror`: each
+    training state is seen reflected with probability 1/2 (`mtopt_core.mirror`)."""
     import torch
     import torch.nn.functional as F
 
@@ -253,19 +256,23 @@ def probe(
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    flip_rng = np.random.default_rng([seed, 1])  # the same states and moves with or without
     net = QNet(qnet_config)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     task = 0  # lift-any's index does not matter: one task here
 
-    def logits(states, idx, moves):
+    def logits(states, idx, moves, flip=None):
         n, k = moves.shape[:2]
         images = states.images[idx]
         if blank_images:
             images = np.zeros_like(images)
-        feats = net.trunk(torch.as_tensor(images))
         actions = np.zeros((n * k, 6), np.float32)
         actions[:, :2] = moves.reshape(-1, 2)
         actions[:, 2] = -1.0
+        if flip is not None:  # the labels stay those of the unreflected moves
+            images = mirror_images(images, flip)
+            actions = mirror_actions(actions, np.repeat(flip, k))
+        feats = net.trunk(torch.as_tensor(images))
         rep = lambda v: torch.as_tensor(np.repeat(v[idx], k))  # noqa: E731
         return net.head_logits(
             expand_features(feats, k),
@@ -287,8 +294,9 @@ def probe(
         ends = move_endpoints(train.tcp_xy[idx], train.yaw[idx], moves, frame, scale)
         d = grasp_distance(train.grasps[idx], ends)
         labels = np.exp(-0.5 * (d / sigma) ** 2)
+        flip = flip_rng.random(batch_states) < 0.5 if mirror else None
         loss = F.binary_cross_entropy_with_logits(
-            logits(train, idx, moves), torch.as_tensor(labels, dtype=torch.float32)
+            logits(train, idx, moves, flip), torch.as_tensor(labels, dtype=torch.float32)
         )
         optimizer.zero_grad()
         loss.backward()
@@ -402,6 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="grasps with less clearance [m] are not targets (-1: every object's best grasp)",
     )  # fmt: skip
     p.add_argument("--blank-images", action="store_true", help="control: black images")
+    p.add_argument(
+        "--mirror", action="store_true",
+        help="reflect half the training states (mtopt_core.mirror; wrist camera, tool frame)",
+    )  # fmt: skip
     p.add_argument("--net", default="compact", help="network preset (compact)")
     p.add_argument(
         "--net-option", action="append", default=[], metavar="KEY=VALUE",
@@ -451,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
             image_size=64,
         )
         net = preset_config(args.net, 1, policy.image_size, options=args.net_option)
+        if args.mirror:
+            why = mirror_settings_error(
+                {"policy_camera": policy.policy_camera, "action_frame": policy.action_frame}
+            )
+            if why:
+                raise ValueError(why)
     except (ValueError, LearnError) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
@@ -467,12 +485,13 @@ def main(argv: list[str] | None = None) -> int:
     result = probe(
         train, test, net, frame=policy.action_frame, scale=policy.max_translation_m,
         sigma=args.sigma, radius=args.radius, steps=args.steps, seed=args.seed,
-        blank_images=args.blank_images, log=log,
+        blank_images=args.blank_images, mirror=args.mirror, log=log,
     )  # fmt: skip
     print(json.dumps({
         "train_states": len(train), "steps": args.steps, "sigma": args.sigma,
         "radius": args.radius, "min_clearance": args.min_clearance,
         "descend_steps": args.descend_steps, "blank_images": args.blank_images,
+        "mirror": args.mirror,
         "net": args.net, "net_options": args.net_option, "policy_params": args.policy_param,
         **result, "wall_s": round(time.monotonic() - started, 1),
     }), flush=True)  # fmt: skip

@@ -12,6 +12,7 @@ from mtopt_core.action import ACTION_FRAMES
 from mtopt_core.cem import CEMConfig
 from mtopt_core.checkpoint import policy_settings_of
 from mtopt_core.images import FULL_FRAME, check_roi
+from mtopt_core.mirror import mirror_settings_error
 from mtopt_core.replay import SAMPLERS
 from mtopt_core.trainer import CONSERVATIVE_MODES, TrainerConfig
 from mtopt_learner.checkpoints import KEEP_CHECKPOINTS
@@ -79,6 +80,12 @@ def check_learning_options(config, error) -> None:
     for name in ("conservative_anneal_steps", "augment_shift_px"):
         if getattr(config, name) < 0:
             raise error(name, f"must be >= 0, got {getattr(config, name)}")
+    if config.augment_mirror:
+        why = mirror_settings_error(
+            {"policy_camera": config.policy_camera, "action_frame": config.action_frame}
+        )
+        if why:
+            raise error("augment_mirror", why.removeprefix("augment_mirror "))
     if config.step_horizon < 1:
         raise error("step_horizon", f"must be >= 1, got {config.step_horizon}")
     try:
@@ -187,6 +194,9 @@ class LearnerConfig:
     conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
     #: DrQ random shift of the training images by up to this many pixels (0 = off).
     augment_shift_px: int = TrainerConfig.augment_shift_px
+    #: Reflect half the sampled transitions about the gripper's x-z plane (mtopt_core.mirror;
+    #: needs policy_camera wrist and action_frame tool).
+    augment_mirror: bool = TrainerConfig.augment_mirror
     #: Episode ends by the step limit bootstrap (done = terminated only); False: terminal.
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     #: No Bellman target below the transition's own discounted return.
@@ -314,6 +324,7 @@ class OfflineConfig:
     conservative_mode: str = TrainerConfig.conservative_mode
     conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
     augment_shift_px: int = TrainerConfig.augment_shift_px
+    augment_mirror: bool = TrainerConfig.augment_mirror
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     mc_targets: bool = TrainerConfig.mc_targets
@@ -367,6 +378,7 @@ class OfflineConfig:
             conservative_mode=args.conservative_mode,
             conservative_anneal_steps=args.conservative_anneal_steps,
             augment_shift_px=args.augment_shift_px,
+            augment_mirror=args.augment_mirror,
             bootstrap_truncation=args.bootstrap_truncation,
             mc_lower_bound=args.mc_lower_bound,
             mc_targets=args.mc_targets,
@@ -451,6 +463,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         conservative_mode=settings.conservative_mode,
         conservative_anneal_steps=settings.conservative_anneal_steps,
         augment_shift_px=settings.augment_shift_px,
+        augment_mirror=settings.augment_mirror,
         bootstrap_truncation=settings.bootstrap_truncation,
         mc_lower_bound=settings.mc_lower_bound,
         mc_targets=settings.mc_targets,

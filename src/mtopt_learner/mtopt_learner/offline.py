@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="DrQ random shift of the training images by up to K px (0 = off)",
     )
     p.add_argument(
+        "--augment-mirror",
+        action="store_true",
+        help="reflect half the sampled transitions about the gripper's x-z plane (needs "
+        "--policy-camera wrist --action-frame tool)",
+    )
+    p.add_argument(
         "--bootstrap-truncation",
         action="store_true",
         help="episodes ended by the step limit bootstrap (done = terminated only)",

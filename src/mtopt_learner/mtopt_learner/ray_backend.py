@@ -161,6 +161,7 @@ class BellmanUpdaterActor:
         bootstrap_truncation: bool = False,
         mc_lower_bound: bool = False,
         mc_targets: bool = False,
+        augment_mirror: bool = False,
     ):
         if threads > 0:
             torch.set_num_threads(threads)
@@ -169,7 +170,7 @@ class BellmanUpdaterActor:
         self.updater = BellmanUpdater(
             RemoteReplay(replay), self.target1, self.target2, gamma, cem, seed,
             augment_shift_px=augment_shift_px, bootstrap_truncation=bootstrap_truncation,
-            mc_lower_bound=mc_lower_bound, mc_targets=mc_targets,
+            mc_lower_bound=mc_lower_bound, mc_targets=mc_targets, augment_mirror=augment_mirror,
         )  # fmt: skip
         self.version = -1
 
@@ -370,6 +371,7 @@ def train_ray(
                 trainer_config.bootstrap_truncation,
                 trainer_config.mc_lower_bound,
                 trainer_config.mc_targets,
+                trainer_config.augment_mirror,
             )
             for i in range(num_updaters if remaining else 0)
         ]

@@ -91,3 +91,10 @@ def test_aim_probe(run_json_cli, tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "--sigma" in refused.stderr
+    base_frame_mirror = subprocess.run(
+        [sys.executable, "-m", "mtopt_experiments.aim_probe", "--out", str(tmp_path),
+         "--mirror", "--policy-param", "policy_camera=wrist"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert base_frame_mirror.returncode == 2
+    assert "action_frame is 'base'" in base_frame_mirror.stderr

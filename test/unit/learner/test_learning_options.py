@@ -35,7 +35,7 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
                                                                  "--steps", "1"]))  # fmt: skip
     names = ("net", "batch_size", "learning_rate", "conservative_weight", "cem_population",
              "cem_elites", "cem_iterations", "conservative_mode", "conservative_anneal_steps",
-             "augment_shift_px", "bootstrap_truncation", "mc_lower_bound",
+             "augment_shift_px", "augment_mirror", "bootstrap_truncation", "mc_lower_bound",
              "mc_targets", "policy_camera", "action_frame")  # fmt: skip
     for name in names:
         assert getattr(cfg, name) == getattr(LearnerConfig(), name) == getattr(offline, name)
@@ -45,7 +45,7 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
     assert cfg.qnet_step_horizon() == 0 and cfg.policy_roi == (0.0, 0.0, 1.0, 1.0)
     text = (CONFIG / "learner.yaml").read_text()
     for name in (*OPTIONS, "step_input", "step_horizon", "policy_roi", "action_frame",
-                 "cem_population"):  # fmt: skip
+                 "cem_population", "augment_mirror"):  # fmt: skip
         assert f"    {name}:" in text
     assert {f.name for f in fields(LearnerConfig)} >= set(OPTIONS)
 
@@ -53,9 +53,10 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
 def test_learner_config_options_reach_the_trainer_and_the_network():
     cfg = LearnerConfig(**OPTIONS, step_input=True, step_horizon=9, policy_roi=ROI,
                         policy_camera="wrist", action_frame="tool", cem_population=16,
-                        cem_elites=2, cem_iterations=1).validate()  # fmt: skip
+                        cem_elites=2, cem_iterations=1,
+                        augment_mirror=True).validate()  # fmt: skip
     trainer = cfg.trainer_config(None)
-    for name, value in OPTIONS.items():
+    for name, value in {**OPTIONS, "augment_mirror": True}.items():
         assert getattr(trainer, name) == value
     # recorded in every checkpoint (a cell with other settings refuses the weights)
     assert dict(trainer.policy_settings) == {
@@ -80,6 +81,7 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
         ("policy_roi", (0.5, 0.0, 0.2, 1.0), "0 <= x0 < x1 <= 1"),
         ("policy_roi", (0.0, 0.0, 1.0), "4 finite numbers"),
         ("action_frame", "world", "must be one of"),
+        ("augment_mirror", True, "needs policy_camera 'wrist' and action_frame 'tool'"),
     ],
 )
 def test_bad_learning_options_name_their_field(field, value, message):
