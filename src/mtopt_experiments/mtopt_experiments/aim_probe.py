@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 
 from mtopt_core.atomic_io import atomic_write_bytes
+from mtopt_core.checkpoint import policy_settings_of
 from mtopt_core.mirror import mirror_actions, mirror_images, mirror_settings_error
 from mtopt_experiments.evaluate import EvalConfig, env_config, parse_policy_params, policy_config
 
@@ -464,9 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         net = preset_config(args.net, 1, policy.image_size, options=args.net_option)
         if args.mirror:
-            why = mirror_settings_error(
-                {"policy_camera": policy.policy_camera, "action_frame": policy.action_frame}
-            )
+            why = mirror_settings_error(policy_settings_of(policy))
             if why:
                 raise ValueError(why)
     except (ValueError, LearnError) as exc:

@@ -81,9 +81,7 @@ def check_learning_options(config, error) -> None:
         if getattr(config, name) < 0:
             raise error(name, f"must be >= 0, got {getattr(config, name)}")
     if config.augment_mirror:
-        why = mirror_settings_error(
-            {"policy_camera": config.policy_camera, "action_frame": config.action_frame}
-        )
+        why = mirror_settings_error(policy_settings_of(config))
         if why:
             raise error("augment_mirror", why.removeprefix("augment_mirror "))
     if config.step_horizon < 1:
