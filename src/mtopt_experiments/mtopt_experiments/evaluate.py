@@ -233,7 +233,8 @@ class PairedSceneRunner:
 
         torch.set_num_threads(1)  # one core per worker
         self.config = config
-        self.policy = policy
+        # The baseline is the seed's noisy scripted pick, whatever prefix collection used.
+        self.policy = dataclasses.replace(policy, scripted_prefix_steps=0)
         self.registry = load_task_registry(policy.tasks_file or None)
         self.weights = load_weights(config.checkpoint, sha256, policy, self.registry)
         self.env = MTOptCell(env_config(policy, config.camera_size), registry=self.registry)

@@ -68,6 +68,10 @@ class PolicyConfig:
     seed: int = -1
     #: Scripted policies add the seed's action and start noise (False: noise-free scripts).
     scripted_noise: bool = True
+    #: A scripted pick first takes k random moves (gripper open, no terminate), k uniform in
+    #: 0..this, then descends from where they left it: data that shows descend-and-close
+    #: from off-script poses, where a learned policy often is (0 = the seed's script).
+    scripted_prefix_steps: int = 0
     #: CEM (QT-Opt's defaults 64 / 6 / 2).
     cem_population: int = 64
     cem_elites: int = 6
@@ -225,6 +229,11 @@ class PolicyConfig:
             )
         if self.seed < -1:
             raise ConfigError(f"parameter seed must be >= -1, got {self.seed}")
+        if not 0 <= self.scripted_prefix_steps < self.max_steps:
+            raise ConfigError(
+                f"parameter scripted_prefix_steps must be in 0..max_steps-1 "
+                f"({self.max_steps - 1}), got {self.scripted_prefix_steps}"
+            )
         _check_xy("right_bin_center", self.right_bin_center)
         _check_xy("left_bin_center", self.left_bin_center)
         _check_xy("right_bin_half", self.right_bin_half, positive=True)
@@ -331,6 +340,11 @@ class CollectorConfig:
             raise ConfigError(f"parameter episodes must be >= 0, got {self.episodes}")
         if self.seed < -1:
             raise ConfigError(f"parameter seed must be >= -1, got {self.seed}")
+        if not 0 <= self.scripted_prefix_steps < self.max_steps:
+            raise ConfigError(
+                f"parameter scripted_prefix_steps must be in 0..max_steps-1 "
+                f"({self.max_steps - 1}), got {self.scripted_prefix_steps}"
+            )
         if self.respawn_below < 0:
             raise ConfigError(f"parameter respawn_below must be >= 0, got {self.respawn_below}")
         if self.reset_every < 0:

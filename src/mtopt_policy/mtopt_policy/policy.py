@@ -456,13 +456,29 @@ class RandomSource:
 
 
 class ScriptedSource:
-    """The scripted pick or place (`mtopt_policy.scripted`), acting on the gripper height."""
+    """The scripted pick or place (`mtopt_policy.scripted`), acting on the gripper height,
+    after `prefix_steps` random moves (gripper kept, no terminate; `scripted_prefix_steps`)."""
 
-    def __init__(self, scripted: ScriptedPick | ScriptedPlace):
+    def __init__(
+        self,
+        scripted: ScriptedPick | ScriptedPlace,
+        actions: RandomActions | None = None,
+        prefix_steps: int = 0,
+    ):
+        if prefix_steps and actions is None:
+            raise ValueError("a random prefix needs RandomActions")
         self.scripted = scripted
         self.kind = scripted.kind
+        self.actions = actions
+        self.prefix_left = prefix_steps
 
     def act(self, obs: Observation) -> Decision:
+        if self.prefix_left > 0:
+            self.prefix_left -= 1
+            action = self.actions.sample(obs.gripper_closed, obs.height)
+            action[GRIPPER] = float(obs.gripper_closed)
+            action[TERMINATE] = 0.0
+            return Decision(action, math.nan, True)
         action = self.scripted.act({"gripper_height": np.array([obs.height], np.float32)})
         return Decision(np.asarray(action, np.float32), math.nan, True)
 
@@ -603,7 +619,10 @@ class EpisodePlanner:
             starter = self.start_samplers[bin_]
         else:
             starter = self.scripted[bin_]
-            source = ScriptedSource(starter)
+            prefix = 0
+            if kind == "scripted_pick" and self.config.scripted_prefix_steps > 0:
+                prefix = int(self.rng.integers(0, self.config.scripted_prefix_steps + 1))
+            source = ScriptedSource(starter, self.actions, prefix)
         options = starter.start_options(self.bins)  # resets a scripted policy's phase, too
         yaw = options.get("start_yaw")
         if yaw is None:  # the place script keeps any yaw: draw one like the pick does

@@ -10,7 +10,8 @@ import pytest
 
 from mtopt_core.action import GRIPPER, TERMINATE, ActionSpec
 from mtopt_policy.config import ConfigError, PolicyConfig
-from mtopt_policy.policy import RandomActions
+from mtopt_core.tasks import load_task_registry
+from mtopt_policy.policy import Observation, RandomActions, make_planner
 from mtopt_policy.scripted import (
     BinGeometry,
     ScriptedPick,
@@ -117,3 +118,39 @@ def test_gripper_flips_happen_only_in_the_act_window():
     )
     place.start_options(BINS)
     assert place.act({"gripper_height": np.array([0.20])})[GRIPPER] == 1.0  # keeps holding
+
+
+def _observation(height: float) -> Observation:
+    return Observation(np.zeros((8, 8, 3), np.uint8), None, gripper_closed=False, height=height)
+
+
+def test_scripted_prefix_moves_at_random_then_hands_over_to_the_pick():
+    registry = load_task_registry(None)
+    config = PolicyConfig(
+        seed=3, scripted_fraction=1.0, scripted_noise=False, scripted_prefix_steps=3
+    ).validate()
+    planner = make_planner(config, registry)
+    prefixes = []
+    for i in range(60):
+        source = planner.plan(f"e{i}", "lift-any").source
+        k = source.prefix_left
+        prefixes.append(k)
+        moves = [source.act(_observation(0.20)) for _ in range(k)]
+        for decision in moves:  # random moves: gripper kept open, never terminating
+            assert decision.exploratory
+            assert decision.action[GRIPPER] == 0.0 and decision.action[TERMINATE] == 0.0
+        if moves:
+            assert np.std([d.action[:4] for d in moves]) > 0.1
+        first = source.act(_observation(0.20)).action  # the noise-free pick descends
+        assert first[2] == -1.0 and first[GRIPPER] == 0.0 and first[TERMINATE] == 0.0
+    assert set(prefixes) == {0, 1, 2, 3}
+    # Places keep their script; the default is the seed's script for both.
+    assert all(planner.plan(f"p{i}", "place-any").source.prefix_left == 0 for i in range(20))
+    plain = make_planner(PolicyConfig(seed=3, scripted_fraction=1.0).validate(), registry)
+    assert all(plain.plan(f"e{i}", "lift-any").source.prefix_left == 0 for i in range(20))
+
+
+def test_scripted_prefix_must_leave_steps_for_the_pick():
+    for bad in (-1, PolicyConfig.max_steps):
+        with pytest.raises(ConfigError, match="scripted_prefix_steps"):
+            PolicyConfig(scripted_prefix_steps=bad).validate()
