@@ -340,11 +340,6 @@ class CollectorConfig:
             raise ConfigError(f"parameter episodes must be >= 0, got {self.episodes}")
         if self.seed < -1:
             raise ConfigError(f"parameter seed must be >= -1, got {self.seed}")
-        if not 0 <= self.scripted_prefix_steps < self.max_steps:
-            raise ConfigError(
-                f"parameter scripted_prefix_steps must be in 0..max_steps-1 "
-                f"({self.max_steps - 1}), got {self.scripted_prefix_steps}"
-            )
         if self.respawn_below < 0:
             raise ConfigError(f"parameter respawn_below must be >= 0, got {self.respawn_below}")
         if self.reset_every < 0:
