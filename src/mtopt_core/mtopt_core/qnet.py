@@ -10,8 +10,9 @@
       -> 2 FC layers -> logit -> sigmoid, Q in [0, 1]
 
 The forward pass is split in two so CEM can evaluate many actions for one state cheaply:
-`trunk(images) -> features` runs once per state, `head_logits(features, action, ...)` runs per
-candidate action on features broadcast with `expand_features`.
+`trunk(images) -> features` runs every layer before the action enters once per state,
+`head_logits(features, action, ...)` runs per candidate action on features broadcast with
+`expand_features`.
 
 The multi-headed variant the seed compares against (Appendix A, Fig. 10) keeps the task one-hot
 input and replaces the 2 output FC layers by one head of 3 FC layers per task; each sample's
@@ -360,8 +361,13 @@ class QNet(nn.Module):
         return self.config.num_tasks
 
     def trunk(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, 3) uint8 images -> (B, C, h, w) features."""
-        return self.trunk_layers(images_to_input(images, self.config.image_size))
+        """(B, H, W, 3) uint8 images -> (B, C, h, w) features: every layer before the action
+        enters, i.e. the trunk and, with `fuse_after_norm`, the first head conv and its norm
+        (they do not depend on the action, so CEM runs them once per state)."""
+        x = self.trunk_layers(images_to_input(images, self.config.image_size))
+        for layer in list(self.head_convs)[: self._fuse_at]:
+            x = layer(x)
+        return x
 
     def head_logits(
         self,
@@ -417,12 +423,10 @@ class QNet(nn.Module):
         if self.config.spatial_softmax:
             x = torch.cat([self._keypoints(features), fused], dim=1)
             return self._output(x, task)
-        x = features
-        for i, layer in enumerate(self.head_convs):
-            if i == self._fuse_at:
-                x = x + fused[:, :, None, None]
-                if self.position is not None:
-                    x = x + self.position
+        x = features + fused[:, :, None, None]  # `trunk` ran the head layers before this
+        if self.position is not None:
+            x = x + self.position
+        for layer in list(self.head_convs)[self._fuse_at :]:
             x = layer(x)
         x = x.flatten(1)
         if self.config.state_skip:
