@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from mtopt_core.action import GRIPPER, TERMINATE, ActionSpec
-from mtopt_policy.config import ConfigError, PolicyConfig
 from mtopt_core.tasks import load_task_registry
+from mtopt_policy.config import ConfigError, PolicyConfig
 from mtopt_policy.policy import Observation, RandomActions, make_planner
 from mtopt_policy.scripted import (
     BinGeometry,
