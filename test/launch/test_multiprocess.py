@@ -62,10 +62,14 @@ def test_demo_runs_to_completion(start_launch, demo_graph_env, tmp_path):
     assert len(episodes) == 2, out
     for steps, received, expected, cell_id in episodes:
         assert int(steps) == 8 and int(received) == int(expected) == 8 and cell_id == "7"
-    assert (
-        "summary: episodes=2 steps=16 policy_steps_received=16 feedback_received=16 "
-        "episode_infos=2 cell_ids=7" in out
+    # Action feedback is best effort: once the result is in, rclpy drops the goal's feedback
+    # still queued (its feedback callback is removed); seen once: 10 of 16 received.
+    summary = re.search(
+        r"summary: episodes=2 steps=16 policy_steps_received=16 feedback_received=(\d+) "
+        r"episode_infos=2 cell_ids=7",
+        out,
     )
+    assert summary and 1 <= int(summary.group(1)) <= 16, out
     # The required collector's exit ended the launch and the cell was stopped.
     assert "required node 'demo/demo_collector' exited with code 0" in out
     assert "process has finished cleanly: demo/demo_cell" in out
