@@ -18,7 +18,8 @@ writes to Python's wakeup pipe, a watcher thread reading it ends the spin throug
 executor's own guard condition, whose trigger is kept until a wait sees it), and the node, the
 executor and the context are shut down in order (`serve`, `StopSignals`). A node still running
 `STOP_STACKS_AFTER_S` after the signal prints every thread's stack to stderr (the node log), so
-a shutdown that hangs says where.
+a shutdown that hangs says where; a process that hangs after its node stopped (at interpreter
+exit) prints them when SIGTERM ends it.
 """
 
 from __future__ import annotations
@@ -167,9 +168,16 @@ def run_node(
             serve(executor, signals, None if stopping is None else lambda: stopping(node))
 
         try:
-            return _run(make_node, name, threads, args, spin, ros_signal_handlers=False)
+            code = _run(make_node, name, threads, args, spin, ros_signal_handlers=False)
         finally:
             faulthandler.cancel_dump_traceback_later()  # stopped in time
+    if signals.received and threading.current_thread() is threading.main_thread():
+        # The node stopped, but the process may still hang on its way out (a thread the
+        # interpreter waits for at exit): a launch's SIGTERM then prints every thread's stack
+        # before it ends the process as before.
+        faulthandler.unregister(signal.SIGTERM)  # a repeat in one process installs anew
+        faulthandler.register(signal.SIGTERM, file=sys.__stderr__, all_threads=True, chain=True)
+    return code
 
 
 def _run(

@@ -2,6 +2,8 @@
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -160,6 +162,41 @@ def test_a_node_slow_to_stop_prints_every_threads_stack_and_a_prompt_one_nothing
     assert _run_ticking(tick, threads=2) == 0
     time.sleep(0.6)  # the dump was cancelled when the node stopped
     assert "Timeout" not in capfd.readouterr().err
+
+
+HANGS_AT_EXIT = """
+import os, signal, threading, time
+from rclpy.node import Node
+from mtopt_bridge.node_main import run_node
+
+def make_node():
+    node = Node("hangs_at_exit")
+    node.create_timer(0.05, lambda: os.kill(os.getpid(), signal.SIGINT))
+    return node
+
+code = run_node(make_node, "hangs_at_exit")
+print("node stopped", code, flush=True)
+threading.Thread(target=lambda: time.sleep(60), name="forgotten_worker").start()
+"""
+
+
+def test_a_process_that_hangs_after_its_node_stopped_prints_the_stacks_on_sigterm():
+    """A node that stopped on SIGINT but whose process does not exit (a thread the interpreter
+    waits for) prints every thread's stack when the launch's SIGTERM ends it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGS_AT_EXIT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline().strip() == "node stopped 0"
+        time.sleep(0.3)
+        assert proc.poll() is None  # hung at exit
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    assert "forgotten_worker" in err or "in <lambda>" in err, err[-3000:]
 
 
 def test_an_exception_in_a_callback_propagates_after_an_orderly_shutdown():
