@@ -460,13 +460,8 @@ class ScriptedSource:
     after `prefix_steps` random moves (gripper kept, no terminate; `scripted_prefix_steps`)."""
 
     def __init__(
-        self,
-        scripted: ScriptedPick | ScriptedPlace,
-        actions: RandomActions | None = None,
-        prefix_steps: int = 0,
+        self, scripted: ScriptedPick | ScriptedPlace, actions: RandomActions, prefix_steps: int = 0
     ):
-        if prefix_steps and actions is None:
-            raise ValueError("a random prefix needs RandomActions")
         self.scripted = scripted
         self.kind = scripted.kind
         self.actions = actions
