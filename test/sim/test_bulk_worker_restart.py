@@ -24,8 +24,9 @@ import pytest
 from mtopt_core.episode_bag import list_episode_bags
 from mtopt_core.tasks import load_task_registry
 from mtopt_learner.episode_decoder import episode_from_bag
+from mtopt_sim import bulk_collect
 from mtopt_sim.bulk_cell import BulkCollectError
-from mtopt_sim.bulk_collect import _run_processes
+from mtopt_sim.bulk_collect import CollectConfig, _run_processes
 
 CLI = [sys.executable, "-m", "mtopt_sim.bulk_collect"]
 
@@ -127,6 +128,26 @@ def spawn_workers(pid: int) -> list[int]:
         if ppid == pid and b"spawn_main" in cmdline:
             found.append(int(stat.parent.name))
     return sorted(found)
+
+
+def test_a_bag_a_killed_worker_completed_but_never_reported_counts(tmp_path, monkeypatch):
+    out = tmp_path / "eps"
+
+    def complete_bag(name: str) -> None:
+        (out / name).mkdir(parents=True)
+        (out / name / "metadata.yaml").write_text("rosbag2_bagfile_information: {}\n")
+
+    def killed_between_rename_and_report(jobs, on_record, restart, *args) -> int:
+        ((spec, _),) = jobs
+        complete_bag(f"cell{spec.cell_id}_20260101T000000_lost_00001")  # its report is lost
+        return 1
+
+    complete_bag("cell0_20260101T000000_done_00000")
+    monkeypatch.setattr(bulk_collect, "_run_processes", killed_between_rename_and_report)
+    cfg = CollectConfig(episodes=2, out=out, workers=1, progress=False)
+    summary = bulk_collect.collect(cfg).summary
+    assert (summary["existing_before"], summary["collected"], summary["total"]) == (1, 1, 2)
+    assert summary["unreported"] == 1 and summary["episodes_by_kind"] == {}
 
 
 def test_the_command_survives_a_sigkilled_worker(tmp_path):

@@ -549,14 +549,25 @@ def collect(cfg: CollectConfig, registry: TaskRegistry | None = None) -> Collect
         bar.close()
         remove_stale_parts(out, cells)  # of workers that were stopped mid-episode
     wall = time.monotonic() - started
-    result.summary = summarize(cfg, result.records, before, len(stale), wall, restarts)
+    # Counted on disk: a worker killed between renaming its bag and reporting it leaves a
+    # complete bag whose record never arrived.
+    total = sum(existing_bags(out).values())
+    result.summary = summarize(cfg, result.records, before, len(stale), wall, restarts, total)
     return result
 
 
 def summarize(
-    cfg: CollectConfig, records, before: int, stale: int, wall: float, restarts: int = 0
+    cfg: CollectConfig,
+    records,
+    before: int,
+    stale: int,
+    wall: float,
+    restarts: int = 0,
+    total: int | None = None,
 ) -> dict:
-    """The JSON summary line."""
+    """The JSON summary line. `total` is the complete bags on disk after the run (default:
+    `before` plus the reported episodes); `unreported` are bags whose report was lost."""
+    total = before + len(records) if total is None else total
     by_task: dict[str, dict[str, int]] = defaultdict(lambda: {"episodes": 0, "successes": 0})
     for r in records:
         by_task[r["task"]]["episodes"] += 1
@@ -567,8 +578,9 @@ def summarize(
         "out": str(cfg.out),
         "episodes_wanted": cfg.episodes,
         "existing_before": before,
-        "collected": len(records),
-        "total": before + len(records),
+        "collected": total - before,
+        "unreported": max(0, total - before - len(records)),
+        "total": total,
         "workers": cfg.workers,
         "backend": "ray" if cfg.ray_address else "processes",
         "wall_s": round(wall, 2),
