@@ -17,6 +17,10 @@ Options (`TrainerConfig`; every default reproduces the original QT-Opt-style upd
 - `augment_shift_px` k > 0: DrQ random shift of the images of every sampled batch (pad k px,
   random crop; s and s' shifted independently, per transition), done by the Bellman updater so
   the targets see the shifted s' (Kostrikov et al. 2020; QT-Opt trained with random crops).
+- `augment_translate` p > 0: each sampled transition with the gripper open, not closing or
+  terminating, is relabelled with probability p as if the gripper had started a few cm to the
+  side: its image s warped to that camera pose and its sideways move lengthened to reach the
+  same s' (`mtopt_core.translate`; the wrist camera's geometry); s' and the target unchanged.
 - `augment_mirror`: each sampled transition is reflected about the gripper's x-z plane with
   probability 1/2 (s, s' and the action alike; `mtopt_core.mirror`), the wrist camera's symmetry
   in the tool frame.
@@ -70,6 +74,7 @@ from mtopt_core.checkpoint import (
 from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
 from mtopt_core.images import random_shift
 from mtopt_core.mirror import mirror_actions, mirror_images
+from mtopt_core.translate import TranslateSettings, translate_batch
 from mtopt_core.qnet import QNet, expand_features
 from mtopt_core.replay import Batch, ReplayBuffer
 
@@ -109,6 +114,9 @@ class TrainerConfig:
             off): see the module docstring.
         augment_mirror: reflect half the sampled transitions (`mtopt_core.mirror`); valid
             only for the wrist camera and tool-frame moves (the learner checks).
+        augment_translate: probability of relabelling an eligible transition with a sideways
+            translation (`mtopt_core.translate`; 0 = off); the wrist camera and tool-frame
+            moves only (the learner checks).
         bootstrap_truncation: transitions ended by the step limit bootstrap (done =
             terminated only); False treats every episode end as terminal.
         mc_lower_bound: targets are at least the transition's discounted return.
@@ -140,6 +148,7 @@ class TrainerConfig:
     conservative_anneal_steps: int = 0
     augment_shift_px: int = 0
     augment_mirror: bool = False
+    augment_translate: float = 0.0
     bootstrap_truncation: bool = False
     mc_lower_bound: bool = False
     mc_targets: bool = False
@@ -199,6 +208,10 @@ class TrainerConfig:
             raise ValueError(
                 f"TrainerConfig.augment_shift_px must be >= 0, got {self.augment_shift_px}"
             )
+        if not 0.0 <= self.augment_translate <= 1.0:
+            raise ValueError(
+                f"TrainerConfig.augment_translate must be in [0, 1], got {self.augment_translate}"
+            )
         if self.log_every < 1:
             raise ValueError(f"TrainerConfig.log_every must be >= 1, got {self.log_every}")
 
@@ -221,6 +234,7 @@ class BellmanUpdater:
         mc_lower_bound: bool = False,
         mc_targets: bool = False,
         augment_mirror: bool = False,
+        augment_translate: float = 0.0,
     ):
         if augment_shift_px < 0:
             raise ValueError(f"augment_shift_px must be >= 0, got {augment_shift_px}")
@@ -238,12 +252,22 @@ class BellmanUpdater:
         # sampled transitions and CEM draws of a seed unchanged.
         self.augment_rng = np.random.default_rng([seed, 1])
         self.mirror_rng = np.random.default_rng([seed, 2])
+        self.translate = (
+            TranslateSettings(probability=augment_translate) if augment_translate > 0 else None
+        )
+        self.translate_rng = np.random.default_rng([seed, 3])
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
 
     def augment(self, batch: Batch) -> Batch:
-        """The mirror (s, s' and the action of a transition together) and the DrQ random
-        shift of s and s', each image with its own offset (in place)."""
+        """The sideways translation (s and the action), the mirror (s, s' and the action of a
+        transition together) and the DrQ random shift of s and s', each image with its own
+        offset (in place)."""
+        if self.translate is not None:
+            batch.image, batch.action, _ = translate_batch(
+                batch.image, batch.action, batch.gripper_closed, batch.height,
+                self.translate_rng, self.translate,
+            )  # fmt: skip
         if self.augment_mirror:
             flip = self.mirror_rng.random(len(batch)) < 0.5
             batch.image = mirror_images(batch.image, flip)
@@ -292,6 +316,7 @@ class Trainer:
             replay, self.target1, self.target2, config.gamma, config.cem, config.seed,
             self.device, config.augment_shift_px, config.bootstrap_truncation,
             config.mc_lower_bound, config.mc_targets, config.augment_mirror,
+            config.augment_translate,
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(
             self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

@@ -84,6 +84,17 @@ def check_learning_options(config, error) -> None:
         why = mirror_settings_error(policy_settings_of(config))
         if why:
             raise error("augment_mirror", why.removeprefix("augment_mirror "))
+    if not 0.0 <= config.augment_translate <= 1.0:
+        raise error("augment_translate", f"must be in [0, 1], got {config.augment_translate}")
+    if config.augment_translate > 0:
+        why = mirror_settings_error(policy_settings_of(config))
+        if why:  # the same camera and frame as the mirror
+            wrong = why.split("; ", 1)[1]
+            raise error(
+                "augment_translate",
+                f"needs policy_camera 'wrist' and action_frame 'tool' (the wrist camera's "
+                f"geometry); {wrong}",
+            )
     if config.step_horizon < 1:
         raise error("step_horizon", f"must be >= 1, got {config.step_horizon}")
     try:
@@ -195,6 +206,9 @@ class LearnerConfig:
     #: Reflect half the sampled transitions about the gripper's x-z plane (mtopt_core.mirror;
     #: needs policy_camera wrist and action_frame tool).
     augment_mirror: bool = TrainerConfig.augment_mirror
+    #: Probability of relabelling a transition as if the gripper had started a few cm to the
+    #: side (mtopt_core.translate; needs policy_camera wrist and action_frame tool; 0 = off).
+    augment_translate: float = TrainerConfig.augment_translate
     #: Episode ends by the step limit bootstrap (done = terminated only); False: terminal.
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     #: No Bellman target below the transition's own discounted return.
@@ -323,6 +337,7 @@ class OfflineConfig:
     conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
     augment_shift_px: int = TrainerConfig.augment_shift_px
     augment_mirror: bool = TrainerConfig.augment_mirror
+    augment_translate: float = TrainerConfig.augment_translate
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     mc_targets: bool = TrainerConfig.mc_targets
@@ -377,6 +392,7 @@ class OfflineConfig:
             conservative_anneal_steps=args.conservative_anneal_steps,
             augment_shift_px=args.augment_shift_px,
             augment_mirror=args.augment_mirror,
+            augment_translate=args.augment_translate,
             bootstrap_truncation=args.bootstrap_truncation,
             mc_lower_bound=args.mc_lower_bound,
             mc_targets=args.mc_targets,
@@ -462,6 +478,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         conservative_anneal_steps=settings.conservative_anneal_steps,
         augment_shift_px=settings.augment_shift_px,
         augment_mirror=settings.augment_mirror,
+        augment_translate=settings.augment_translate,
         bootstrap_truncation=settings.bootstrap_truncation,
         mc_lower_bound=settings.mc_lower_bound,
         mc_targets=settings.mc_targets,

@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy-camera wrist --action-frame tool)",
     )
     p.add_argument(
+        "--augment-translate",
+        type=float,
+        default=TrainerConfig.augment_translate,
+        metavar="P",
+        help="relabel each eligible transition with probability P as if the gripper had "
+        "started a few cm to the side (needs --policy-camera wrist --action-frame tool; 0 = off)",
+    )
+    p.add_argument(
         "--bootstrap-truncation",
         action="store_true",
         help="episodes ended by the step limit bootstrap (done = terminated only)",

@@ -162,6 +162,7 @@ class BellmanUpdaterActor:
         mc_lower_bound: bool = False,
         mc_targets: bool = False,
         augment_mirror: bool = False,
+        augment_translate: float = 0.0,
     ):
         if threads > 0:
             torch.set_num_threads(threads)
@@ -171,6 +172,7 @@ class BellmanUpdaterActor:
             RemoteReplay(replay), self.target1, self.target2, gamma, cem, seed,
             augment_shift_px=augment_shift_px, bootstrap_truncation=bootstrap_truncation,
             mc_lower_bound=mc_lower_bound, mc_targets=mc_targets, augment_mirror=augment_mirror,
+            augment_translate=augment_translate,
         )  # fmt: skip
         self.version = -1
 
@@ -372,6 +374,7 @@ def train_ray(
                 trainer_config.mc_lower_bound,
                 trainer_config.mc_targets,
                 trainer_config.augment_mirror,
+                trainer_config.augment_translate,
             )
             for i in range(num_updaters if remaining else 0)
         ]
