@@ -55,13 +55,37 @@ class WristCameraModel:
 ACTION_TO_CAMERA_FRAME = np.array([-1.0, 1.0])
 
 
-def finger_mask(images: np.ndarray, min_images: int = 8, max_std: float = 1.0):
-    """(H, W) bool: pixels that do not change across `images` (B, H, W, C) of an open gripper
-    in different scenes, i.e. the gripper's own fingers and palm; None with fewer than
+def finger_mask(images: np.ndarray, min_images: int = 8, max_std: float = 15.0):
+    """(H, W) bool: pixels that barely change across `images` (B, H, W, C) of an open gripper
+    in different scenes, i.e. the gripper's own fingers and palm (camera noise aside: a few
+    grey levels), grown by one pixel for their blurred edges; None with fewer than
     `min_images` images."""
     if len(images) < min_images:
         return None
-    return images.astype(np.float32).std(axis=0).max(axis=-1) < max_std
+    still = images.astype(np.float32).std(axis=0).max(axis=-1) < max_std
+    grown = still.copy()
+    grown[1:] |= still[:-1]
+    grown[:-1] |= still[1:]
+    grown[:, 1:] |= still[:, :-1]
+    grown[:, :-1] |= still[:, 1:]
+    return grown
+
+
+def fill_masked(images: torch.Tensor, mask: np.ndarray, iterations: int = 12) -> torch.Tensor:
+    """(B, C, H, W) float images with the pixels of `mask` (H, W) filled from their unmasked
+    neighbours (repeated 3x3 averaging): what a moved camera would see where the unmoved one
+    sees its own fingers is unknown; a smooth guess is better than a copy of the fingers."""
+    known = torch.from_numpy(~mask).float()[None, None]
+    filled = images * known
+    kernel = torch.ones(1, 1, 3, 3)
+    channels = images.shape[1]
+    for _ in range(iterations):
+        weight = F.conv2d(known, kernel, padding=1)
+        total = F.conv2d(filled, kernel.repeat(channels, 1, 1, 1), padding=1, groups=channels)
+        grown = (weight > 0).float()
+        filled = torch.where(known.bool(), filled, total / weight.clamp(min=1e-6) * grown)
+        known = torch.maximum(known, grown)
+    return filled
 
 
 def source_pixels(
@@ -108,6 +132,8 @@ def translate_images(
     src = source_pixels(h, shift_m, floor_depth_m, camera)
     grid = torch.from_numpy((src + 0.5) / h * 2 - 1).float()  # align_corners=False
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    if keep is not None:
+        x = fill_masked(x, keep)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     out = out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     if keep is not None:
