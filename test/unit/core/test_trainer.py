@@ -366,3 +366,21 @@ def test_mirror_reflects_s_next_s_and_the_action_of_the_same_transitions():
     tr = Trainer(net, buf, TrainerConfig(batch_size=8, cem=CEMConfig(8, 2, 1), progress=False,
                                          augment_mirror=True))  # fmt: skip
     assert tr.updater.augment_mirror and np.isfinite(tr.step()["loss"])
+
+
+def test_translation_relabels_s_and_the_action_and_keeps_next_s_and_the_target_inputs():
+    buf = noise_replay()
+    net = QNet(QNetConfig.tiny(4, image_size=12))
+    plain = BellmanUpdater(buf, net, net, 0.9, CEMConfig(8, 2, 1), seed=3)
+    moved = BellmanUpdater(buf, net, net, 0.9, CEMConfig(8, 2, 1), seed=3, augment_translate=1.0)
+    a, _ = plain.next_batch(64)
+    b, _ = moved.next_batch(64)
+    for name in ("task", "next_image", "reward", "done", "height", "gripper_closed"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name))
+    changed = ~torch.isclose(a.action[:, :2], b.action[:, :2]).all(dim=1)
+    assert changed.any()
+    assert not torch.equal(a.image[changed], b.image[changed])
+    torch.testing.assert_close(a.action[:, 2:], b.action[:, 2:])
+    tr = Trainer(net, buf, TrainerConfig(batch_size=8, cem=CEMConfig(8, 2, 1), progress=False,
+                                         augment_translate=0.5))  # fmt: skip
+    assert tr.updater.translate is not None and np.isfinite(tr.step()["loss"])

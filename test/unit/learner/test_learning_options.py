@@ -35,8 +35,8 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
                                                                  "--steps", "1"]))  # fmt: skip
     names = ("net", "batch_size", "learning_rate", "conservative_weight", "cem_population",
              "cem_elites", "cem_iterations", "conservative_mode", "conservative_anneal_steps",
-             "augment_shift_px", "augment_mirror", "bootstrap_truncation", "mc_lower_bound",
-             "mc_targets", "policy_camera", "action_frame")  # fmt: skip
+             "augment_shift_px", "augment_mirror", "augment_translate", "bootstrap_truncation",
+             "mc_lower_bound", "mc_targets", "policy_camera", "action_frame")  # fmt: skip
     for name in names:
         assert getattr(cfg, name) == getattr(LearnerConfig(), name) == getattr(offline, name)
     assert (cfg.net, cfg.batch_size, cfg.conservative_weight) == ("compact", 64, 1.0)
@@ -45,7 +45,7 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
     assert cfg.qnet_step_horizon() == 0 and cfg.policy_roi == (0.0, 0.0, 1.0, 1.0)
     text = (CONFIG / "learner.yaml").read_text()
     for name in (*OPTIONS, "step_input", "step_horizon", "policy_roi", "action_frame",
-                 "cem_population", "augment_mirror"):  # fmt: skip
+                 "cem_population", "augment_mirror", "augment_translate"):  # fmt: skip
         assert f"    {name}:" in text
     assert {f.name for f in fields(LearnerConfig)} >= set(OPTIONS)
 
@@ -54,9 +54,9 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
     cfg = LearnerConfig(**OPTIONS, step_input=True, step_horizon=9, policy_roi=ROI,
                         policy_camera="wrist", action_frame="tool", cem_population=16,
                         cem_elites=2, cem_iterations=1,
-                        augment_mirror=True).validate()  # fmt: skip
+                        augment_mirror=True, augment_translate=0.25).validate()  # fmt: skip
     trainer = cfg.trainer_config(None)
-    for name, value in {**OPTIONS, "augment_mirror": True}.items():
+    for name, value in {**OPTIONS, "augment_mirror": True, "augment_translate": 0.25}.items():
         assert getattr(trainer, name) == value
     # recorded in every checkpoint (a cell with other settings refuses the weights)
     assert dict(trainer.policy_settings) == {
@@ -82,6 +82,8 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
         ("policy_roi", (0.0, 0.0, 1.0), "4 finite numbers"),
         ("action_frame", "world", "must be one of"),
         ("augment_mirror", True, "needs policy_camera 'wrist' and action_frame 'tool'"),
+        ("augment_translate", 0.5, "needs policy_camera 'wrist' and action_frame 'tool'"),
+        ("augment_translate", 1.5, "must be in \\[0, 1\\]"),
     ],
 )
 def test_bad_learning_options_name_their_field(field, value, message):
