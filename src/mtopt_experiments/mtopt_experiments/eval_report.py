@@ -2,7 +2,9 @@
 
 `summarize` turns the per-episode rows (one per scene and policy) into per-task counts, rates
 with 95 % Wilson intervals and the paired comparison (discordant scenes, exact McNemar p), plus
-the mean over tasks. `write_report` writes `results.md`, `tasks.csv`, `episodes.csv`,
+the mean over tasks; when the rows say how each episode closed the gripper (`closes`,
+`first_close`: the in-process evaluator's), also where the grasps went (`grasp_outcomes`).
+`write_report` writes `results.md`, `tasks.csv`, `episodes.csv`,
 `results.png` and `result.json`.
 """
 
@@ -24,6 +26,20 @@ POLICIES = ("learned", "scripted")
 def _rate(successes: int, n: int) -> dict:
     lo, hi = wilson_interval(successes, n)
     return {"rate": round(successes / n, 4) if n else 0.0, "ci": [round(lo, 4), round(hi, 4)]}
+
+
+def grasp_outcomes(rows: Sequence[dict]) -> dict:
+    """Where one policy's episodes of a task went, from their gripper closes: no close at
+    all; the first close stopped on something (`held`: the fingers' object-detected flag) and
+    of those how many lifted; the first close on nothing (`empty`); closed more than once."""
+    held = [r for r in rows if r["first_close"] == "held"]
+    return {
+        "no_close": sum(r["first_close"] == "none" for r in rows),
+        "held": len(held),
+        "held_success": sum(bool(r["success"]) for r in held),
+        "empty": sum(r["first_close"] == "empty" for r in rows),
+        "closed_again": sum(int(r["closes"]) >= 2 for r in rows),
+    }
 
 
 def summarize(rows: Sequence[dict], tasks: Sequence[str], with_sd: bool = False) -> dict:
@@ -54,6 +70,10 @@ def summarize(rows: Sequence[dict], tasks: Sequence[str], with_sd: bool = False)
             entry[f"{p}_rate"], entry[f"{p}_ci"] = rate["rate"], rate["ci"]
         entry.update(paired_comparison(outcomes["learned"], outcomes["scripted"]))
         entry["scenes_redrawn"] = sum(scenes[k]["learned"]["scene_draws"] - 1 for k in order)
+        if all("first_close" in scenes[k][p] for k in order for p in POLICIES):
+            entry["grasp_outcomes"] = {
+                p: grasp_outcomes([scenes[k][p] for k in order]) for p in POLICIES
+            }
         if with_sd:
             graded = [scenes[k][p] for k in order for p in POLICIES]
             for p in POLICIES:
@@ -140,6 +160,24 @@ def format_markdown(result: dict, settings: dict) -> str:
     if with_sd:
         cells += ["", "", ""]
     lines.append("| " + " | ".join(cells) + " |")
+    grasps = {t: e["grasp_outcomes"] for t, e in result["tasks"].items() if "grasp_outcomes" in e}
+    if grasps:
+        lines += [
+            "",
+            "Grasps: the first close of the episode stopped on something (the fingers' "
+            "object-detected flag; how many of those episodes succeeded) or on nothing; "
+            "episodes that closed more than once (tried again) or never.",
+            "",
+            "| task | policy | first close held | of those, success | first close empty "
+            "| closed again | never closed |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for task, by_policy in grasps.items():
+            for p, g in by_policy.items():
+                lines.append(
+                    f"| {task} | {p} | {g['held']} | {g['held_success']} | {g['empty']} "
+                    f"| {g['closed_again']} | {g['no_close']} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -157,7 +195,10 @@ def task_records(result: dict) -> list[dict]:
     """tasks.csv: one record per task, then the mean."""
     records = []
     for task, e in result["tasks"].items():
-        record = {"task": task, **{k: v for k, v in e.items() if not k.endswith("_ci")}}
+        record = {
+            "task": task,
+            **{k: v for k, v in e.items() if not k.endswith("_ci") and k != "grasp_outcomes"},
+        }
         for p in POLICIES:
             record[f"{p}_ci_low"], record[f"{p}_ci_high"] = e[f"{p}_ci"]
         records.append(record)

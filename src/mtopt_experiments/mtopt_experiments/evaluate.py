@@ -30,7 +30,7 @@ seeds), so evaluation scenes are never training scenes. Each episode's outcome d
 
 Output (in --out, default runs/eval/<time>): `results.md` (per-task table), `tasks.csv`,
 `episodes.csv` (one row per episode and policy: scene seed, start pose, start-state hash,
-outcome), `results.png` (per-task success with 95 % Wilson intervals) and `result.json`, the
+outcome, gripper closes and what the first one held), `results.png` (per-task success with 95 % Wilson intervals) and `result.json`, the
 line printed on stdout. Progress goes to stderr. Exit status 2 for a bad option or a refused
 checkpoint (verified by the policy node's own `WeightsSlot`), 1 when a place scene never got an
 object held in `--scene-draws` draws.
@@ -336,7 +336,8 @@ class PairedSceneRunner:
         # Hash of the complete physical state the episode starts from: equal for the two
         # policies of a scene (same scene, same start pose).
         start_state = hashlib.sha256(env.cell.data.qpos.tobytes()).hexdigest()[:16]
-        steps = 0
+        steps, closes, first_close = 0, 0, "none"
+        was_closed = bool(obs["gripper_closed"])
         while True:
             observation = Observation(
                 image=obs["image"],
@@ -348,6 +349,12 @@ class PairedSceneRunner:
             decision = plan.source.act(observation)
             obs, _, terminated, truncated, info = env.step(decision.action)
             steps += 1
+            closed = bool(obs["gripper_closed"])
+            if closed and not was_closed:  # a close: did the fingers stop on something?
+                closes += 1
+                if closes == 1:
+                    first_close = "held" if bool(obs["object_detected"]) else "empty"
+            was_closed = closed
             if terminated or truncated:
                 break
         row = {
@@ -360,6 +367,8 @@ class PairedSceneRunner:
             "steps": steps,
             "terminated": bool(terminated),
             "success": bool(info["oracle"][plan.task]),
+            "closes": closes,
+            "first_close": first_close,
         }
         if self.grader is not None:
             views = env.render_sd_cameras(self.grader.image_size)

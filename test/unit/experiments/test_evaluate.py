@@ -222,6 +222,42 @@ def test_summary_pairs_scenes_and_tests_the_discordant_ones():
         eval_report.summarize(rows[:-1], ["lift-any", "place-any"])
 
 
+def test_grasp_outcomes_count_where_each_policys_first_close_went():
+    rows = _rows("lift-any", "110000", "100000")
+    closes = {  # (closes, first close) per episode: learned, scripted
+        0: ((1, "held"), (1, "held")),
+        1: ((2, "empty"), (1, "held")),
+        2: ((1, "held"), (1, "empty")),
+        3: ((0, "none"), (1, "empty")),
+        4: ((2, "held"), (0, "none")),
+        5: ((1, "empty"), (1, "held")),
+    }
+    for row in rows:
+        row["closes"], row["first_close"] = closes[row["episode"]][row["policy"] != "learned"]
+    lift = eval_report.summarize(rows, ["lift-any"])["tasks"]["lift-any"]
+    assert lift["grasp_outcomes"]["learned"] == {
+        "no_close": 1, "held": 3, "held_success": 1, "empty": 2, "closed_again": 2,
+    }  # fmt: skip
+    assert lift["grasp_outcomes"]["scripted"] == {
+        "no_close": 1, "held": 3, "held_success": 1, "empty": 2, "closed_again": 0,
+    }  # fmt: skip
+    result = {**eval_report.summarize(rows, ["lift-any"]), "checkpoint": "q.ckpt",
+              "sha256": "0" * 64, "episodes_per_task": 6, "seed": 1, "epsilon": 0.0,
+              "wall_time_s": 1.0}  # fmt: skip
+    settings = {"cem": "64/6/2", "image_size": 64, "policy_roi": [0, 0, 1, 1],
+                "camera_size": 64, "max_steps": 12}  # fmt: skip
+    text = eval_report.format_markdown(result, settings)
+    assert "| lift-any | learned | 3 | 1 | 2 | 2 | 1 |" in text
+    assert all("grasp" not in k for k in eval_report.task_records(result)[0])
+    # Rows that do not say how the gripper closed (the ROS evaluator's): no such section.
+    assert (
+        "grasp_outcomes"
+        not in eval_report.summarize(_rows("lift-any", "10", "01"), ["lift-any"])["tasks"][
+            "lift-any"
+        ]
+    )
+
+
 @pytest.mark.ros
 def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry):
     """--ros: the sim cell's nodes (real DDS) act with the announced checkpoint on lift-any
