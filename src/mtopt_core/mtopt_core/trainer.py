@@ -74,9 +74,9 @@ from mtopt_core.checkpoint import (
 from mtopt_core.checkpoint import save_checkpoint as _save_checkpoint
 from mtopt_core.images import random_shift
 from mtopt_core.mirror import mirror_actions, mirror_images
-from mtopt_core.translate import TranslateSettings, translate_batch
 from mtopt_core.qnet import QNet, expand_features
 from mtopt_core.replay import Batch, ReplayBuffer
+from mtopt_core.translate import TranslateSettings, translate_batch
 
 CONSERVATIVE_MODES = ("absolute", "relative")
 

@@ -6,16 +6,17 @@ move of a). The gripper at p - d would have reached the same s' with the move m 
 camera fixed to the gripper, the image at p - d is the image at p seen from a camera moved by
 -d: for the bin floor (a plane), a homography of the image at p. So (warp(s), a + d, s') is
 another transition with the same Bellman target, for every d that keeps the move inside the
-action bounds. The collected picks go mostly straight down; these relabelled moves show the
-network, from the data's own successes and failures, which sideways move brings the gripper
-over what it then grasped (or missed): the aiming the aim probe finds needs dense labels for
-(`docs/results/learning.md`).
+action bounds. The collected picks move sideways only by their noise; the relabelled moves
+show the network, from the data's own successes and failures, which sideways move brings the
+gripper over what it then grasped or missed (measured: no gain, `docs/results/learning.md`).
 
-Approximations: the scene is taken as the floor plane lifted by `plane_height_m` (objects a
-few cm tall are displaced by at most a pixel or two at the start height); pixels the moved
-camera sees outside the original image repeat the border; pixels showing the gripper's own
-fingers (rigid with the camera) are kept. Only rows with the gripper open, not terminating
-and at least `min_height_m` above the floor are translated.
+Approximations: the scene is taken as a plane `plane_height_m` above the bin floor (objects
+and the bin walls are off it: against rendered images the warped start image differs from the
+moved camera's by about a third of what the unwarped one does, test/sim); pixels the moved
+camera sees outside the original image repeat the border; the gripper's own fingers and palm
+(rigid with the camera) are kept, and filled around before the warp. Only rows with the
+gripper open, not closing or terminating, and at least `min_height_m` above the floor are
+translated.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ class WristCameraModel:
     """A pinhole camera on the gripper, in the gripper's body frame moved to the TCP (z along
     the tool axis toward the fingers, fingers closing along y; the action's tool-frame x is
     this frame's -x, its y this y). Default: the simulated cell's wrist camera
-    (`mtopt_sim.robot.RobotConfig.wrist_camera_*`, its mount 12.75 cm above the TCP).
-    Its image's horizontal axis is +y; its view is tilted from the tool axis toward +x by
-    `tilt_rad`."""
+    (`mtopt_sim.robot.RobotConfig.wrist_camera_*`: 5.5 cm behind the tool axis, 9.75 cm above
+    the TCP). Its image's horizontal axis is +y; its view is tilted from the tool axis toward
+    +x by `tilt_rad`."""
 
     position_m: tuple[float, float, float] = (-0.055, 0.0, -0.0975)
     tilt_rad: float = 0.40
@@ -103,6 +104,8 @@ def source_pixels(
     rays_cam = np.stack([cols / f, -rows / f, -np.ones_like(cols)], axis=-1)  # (H, W, 3)
     axes = camera.axes()
     rays = rays_cam @ axes.T  # tool frame
+    if not (rays[..., 2] > 0).all():
+        raise ValueError("the camera model sees above the horizon: no plane warp for it")
     origin = np.asarray(camera.position_m)
     b = len(shift_m)
     moved = np.zeros((b, 3))
@@ -143,7 +146,7 @@ def translate_images(
 
 @dataclass(frozen=True)
 class TranslateSettings:
-    """The augmentation's knobs (TrainerConfig.augment_translate_*)."""
+    """The augmentation's settings (`TrainerConfig.augment_translate` sets `probability`)."""
 
     max_shift_m: float = 0.04  # largest |d| per axis
     max_translation_m: float = 0.05  # the action scale (PolicyConfig.max_translation_m)

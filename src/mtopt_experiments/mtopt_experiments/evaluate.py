@@ -28,11 +28,12 @@ command-line seeds, the bulk collector's 32-bit scene seeds, the gym probe's 31-
 seeds), so evaluation scenes are never training scenes. Each episode's outcome depends only on
 (S, task, k), not on --workers.
 
-Output (in --out, default runs/eval/<time>): `results.md` (per-task table), `tasks.csv`,
-`episodes.csv` (one row per episode and policy: scene seed, start pose, start-state hash,
-outcome, gripper closes and what the first one held), `results.png` (per-task success with 95 % Wilson intervals) and `result.json`, the
-line printed on stdout. Progress goes to stderr. Exit status 2 for a bad option or a refused
-checkpoint (verified by the policy node's own `WeightsSlot`), 1 when a place scene never got an
+Output (in --out, default runs/eval/<time>): `results.md` (per-task table, and where the
+grasps went), `tasks.csv`, `episodes.csv` (one row per episode and policy: scene seed, start
+pose, start-state hash, outcome, gripper closes and what the first one held), `results.png`
+(per-task success with 95 % Wilson intervals) and `result.json`, the line printed on stdout.
+Progress goes to stderr. Exit status 2 for a bad option or a refused checkpoint (verified by
+the policy node's own `WeightsSlot`), 1 when a place scene never got an
 object held in `--scene-draws` draws.
 """
 
