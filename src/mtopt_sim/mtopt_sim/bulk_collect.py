@@ -550,9 +550,12 @@ def collect(cfg: CollectConfig, registry: TaskRegistry | None = None) -> Collect
         remove_stale_parts(out, cells)  # of workers that were stopped mid-episode
     wall = time.monotonic() - started
     # Counted on disk: a worker killed between renaming its bag and reporting it leaves a
-    # complete bag whose record never arrived.
-    total = sum(existing_bags(out).values())
-    result.summary = summarize(cfg, result.records, before, len(stale), wall, restarts, total)
+    # complete bag whose record never arrived. Only this run's cells count as collected.
+    after = existing_bags(out)
+    collected = sum(after.get(c, 0) - existing.get(c, 0) for c in cells)
+    result.summary = summarize(
+        cfg, result.records, before, len(stale), wall, restarts, collected, sum(after.values())
+    )
     return result
 
 
@@ -563,11 +566,14 @@ def summarize(
     stale: int,
     wall: float,
     restarts: int = 0,
+    collected: int | None = None,
     total: int | None = None,
 ) -> dict:
-    """The JSON summary line. `total` is the complete bags on disk after the run (default:
-    `before` plus the reported episodes); `unreported` are bags whose report was lost."""
-    total = before + len(records) if total is None else total
+    """The JSON summary line. `collected`: the complete bags this run's cells added (counted
+    on disk; default the reported episodes), `unreported` those whose report was lost;
+    `total`: the complete bags in the output after the run (default `before` + collected)."""
+    collected = len(records) if collected is None else collected
+    total = before + collected if total is None else total
     by_task: dict[str, dict[str, int]] = defaultdict(lambda: {"episodes": 0, "successes": 0})
     for r in records:
         by_task[r["task"]]["episodes"] += 1
@@ -578,8 +584,8 @@ def summarize(
         "out": str(cfg.out),
         "episodes_wanted": cfg.episodes,
         "existing_before": before,
-        "collected": total - before,
-        "unreported": max(0, total - before - len(records)),
+        "collected": collected,
+        "unreported": max(0, collected - len(records)),
         "total": total,
         "workers": cfg.workers,
         "backend": "ray" if cfg.ray_address else "processes",
