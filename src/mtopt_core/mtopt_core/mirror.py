@@ -46,8 +46,13 @@ def mirror_actions(actions: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def mirror_settings_error(policy_settings: dict) -> str | None:
-    """Why the mirror is not a symmetry under these policy settings (None: it is)."""
+def mirror_settings_error(
+    policy_settings: dict,
+    option: str = "augment_mirror",
+    reason: str = "the wrist camera's symmetry",
+) -> str | None:
+    """Why `option` (the mirror, or another augmentation built on the wrist camera in the tool
+    frame, e.g. `augment_translate`) is not valid under these policy settings (None: it is)."""
     wrong = [
         f"{name} is {policy_settings.get(name)!r}"
         for name, value in MIRROR_POLICY_SETTINGS
@@ -56,4 +61,4 @@ def mirror_settings_error(policy_settings: dict) -> str | None:
     if not wrong:
         return None
     need = " and ".join(f"{name} {value!r}" for name, value in MIRROR_POLICY_SETTINGS)
-    return f"augment_mirror needs {need} (the wrist camera's symmetry); {', '.join(wrong)}"
+    return f"{option} needs {need} ({reason}); {', '.join(wrong)}"

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtopt_core.action import GRIPPER, TERMINATE
+from mtopt_core.action import GRIPPER, TERMINATE, ActionSpec
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class TranslateSettings:
     """The augmentation's settings (`TrainerConfig.augment_translate` sets `probability`)."""
 
     max_shift_m: float = 0.04  # largest |d| per axis
-    max_translation_m: float = 0.05  # the action scale (PolicyConfig.max_translation_m)
+    max_translation_m: float = ActionSpec.max_translation_m  # the action scale
     plane_height_m: float = 0.03  # the plane above the floor the warp assumes
     min_height_m: float = 0.08  # rows below: not translated (parallax too large)
     probability: float = 0.5  # of translating an eligible row

@@ -87,14 +87,11 @@ def check_learning_options(config, error) -> None:
     if not 0.0 <= config.augment_translate <= 1.0:
         raise error("augment_translate", f"must be in [0, 1], got {config.augment_translate}")
     if config.augment_translate > 0:
-        why = mirror_settings_error(policy_settings_of(config))
-        if why:  # the same camera and frame as the mirror
-            wrong = why.split("; ", 1)[1]
-            raise error(
-                "augment_translate",
-                f"needs policy_camera 'wrist' and action_frame 'tool' (the wrist camera's "
-                f"geometry); {wrong}",
-            )
+        why = mirror_settings_error(
+            policy_settings_of(config), "augment_translate", "the wrist camera's geometry"
+        )
+        if why:
+            raise error("augment_translate", why.removeprefix("augment_translate "))
     if config.step_horizon < 1:
         raise error("step_horizon", f"must be >= 1, got {config.step_horizon}")
     try:

@@ -565,15 +565,13 @@ def summarize(
     before: int,
     stale: int,
     wall: float,
-    restarts: int = 0,
-    collected: int | None = None,
-    total: int | None = None,
+    restarts: int,
+    collected: int,
+    total: int,
 ) -> dict:
     """The JSON summary line. `collected`: the complete bags this run's cells added (counted
-    on disk; default the reported episodes), `unreported` those whose report was lost;
-    `total`: the complete bags in the output after the run (default `before` + collected)."""
-    collected = len(records) if collected is None else collected
-    total = before + collected if total is None else total
+    on disk), `unreported` those whose report was lost; `total`: the complete bags in the
+    output after the run."""
     by_task: dict[str, dict[str, int]] = defaultdict(lambda: {"episodes": 0, "successes": 0})
     for r in records:
         by_task[r["task"]]["episodes"] += 1
