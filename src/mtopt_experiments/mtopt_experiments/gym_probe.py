@@ -84,7 +84,8 @@ class ProbeConfig:
         eval_scene_seed: evaluation episode k respawns the scene from seed eval_scene_seed + k
             (another value = another evaluation set, e.g. to re-check a network on fresh
             scenes with `--weights`).
-        max_steps: episode step limit (the policy node's default).
+        max_steps: episode step limit (12, the policy node's default when
+            docs/results/gym_probe.md was measured).
         image_size: policy camera image side [px].
         policy_roi: region of interest (x0, y0, x1, y1, fractions) of the policy camera frame
             (`EnvConfig.policy_roi`; the full frame by default).

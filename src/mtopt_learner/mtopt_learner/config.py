@@ -216,7 +216,7 @@ class LearnerConfig:
     #: state input (resumed runs keep their network's setting).
     step_input: bool = False
     #: The cells' episode step limit (the policy's max_steps), the horizon of step_input.
-    step_horizon: int = 12
+    step_horizon: int = 20
     #: The camera the policy acts on (the policy node's policy_camera): its last frame in a
     #: bag is the episode's final observation.
     policy_camera: str = "overhead"
@@ -340,7 +340,7 @@ class OfflineConfig:
     mc_targets: bool = TrainerConfig.mc_targets
     #: A new network gets the steps remaining of horizon `step_horizon` as an input.
     step_input: bool = False
-    step_horizon: int = 12
+    step_horizon: int = 20
     #: The policy's camera (its last frame in a bag is the final observation).
     policy_camera: str = "overhead"
     #: The policy's region of interest of the camera frame (the final frames are cropped so).

@@ -43,8 +43,9 @@ class PolicyConfig:
     #: is then centre-cropped to a square and resized to image_size. [0, 0, 1, 1] = the
     #: whole frame. The learner must be given the same value (its policy_roi).
     policy_roi: tuple[float, ...] = FULL_FRAME
-    #: Step limit of an episode whose goal says max_steps = 0.
-    max_steps: int = 12
+    #: Step limit of an episode whose goal says max_steps = 0. The seed's episodes take about
+    #: 10 steps on average; a limit of 20 leaves room for a second attempt after a missed grasp.
+    max_steps: int = 20
     #: Each step waits up to this long for an image and a gripper state newer than the end of
     #: the previous action; none by then aborts the episode ("camera overhead stale for 1.3 s").
     max_staleness_s: float = 1.0

@@ -168,7 +168,7 @@ def test_policy_config_is_the_nodes_with_the_evaluations_settings():
     policy = evaluate.policy_config(evaluate.EvalConfig(checkpoint="x", policy_params=roi), 32)
     env = evaluate.env_config(policy, camera_size=96)
     assert env.policy_roi == (0.1, 0.2, 0.6, 0.9) and env.policy_frame_size == 96
-    assert (env.image_size, env.max_steps, env.policy_camera) == (32, 12, "overhead")
+    assert (env.image_size, env.max_steps, env.policy_camera) == (32, 20, "overhead")
     assert env.place_skills == policy.place_skills and env.present_before_grading
     assert evaluate.env_config(policy, camera_size=0).policy_frame_size == 32
     with pytest.raises(ValueError, match="set by --epsilon"):
