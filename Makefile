@@ -9,12 +9,12 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 # make demo: collect -> learn -> act with the learned Q-function -> report (runs/demo/<time>/),
 # about 11 min on 2 cores (docs/results/demo.md). Options: make demo DEMO_ARGS="--help"
-# make demo DEMO_RELEASED=1: stage 3 acts with the released lift network (DEMO_RELEASED_ARGS).
+# make demo DEMO_RELEASED=1: stage 3 acts with the released tool-frame lift network
+# (DEMO_RELEASED_ARGS); its camera and action frame come from the policy settings it records.
 # make demo-collect: collection only, e.g. make demo-collect DEMO_ARGS="--episodes 20"
 DEMO_ARGS ?=
 DEMO_RELEASED ?=
-DEMO_RELEASED_ARGS := --act-with models/lift_any_wrist_qnet_loop.ckpt --policy-camera wrist \
-	--camera-size 64 --lift-only
+DEMO_RELEASED_ARGS := --act-with models/lift_any_wrist_tool_qnet.ckpt --camera-size 64 --lift-only
 
 .PHONY: setup test demo demo-collect lint format clean
 

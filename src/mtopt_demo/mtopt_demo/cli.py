@@ -18,10 +18,13 @@ simulated cell, every stage through the ROS nodes a robot cell uses.
    learned-CEM episodes of stage 3 (printed and in `summary.md`), and `demo.png` (lift success
    over the episodes of the whole run, per-task rates by policy).
 
-`--act-with CKPT` (what `make demo DEMO_RELEASED=1` passes, with the released lift network
-from models/, its camera and frame size) runs stages 1 and 2 as usual and acts greedily in
+`--act-with CKPT` (what `make demo DEMO_RELEASED=1` passes, with the released tool-frame lift
+network from models/ and its frame size) runs stages 1 and 2 as usual and acts greedily in
 stage 3 with that checkpoint instead of stage 2's: collection, a short learning stage, and a
-network trained at scale acting through the same ROS graph.
+network trained at scale acting through the same ROS graph. The policy settings CKPT records
+(camera, ROI, action frame: a policy node refuses weights trained for other ones) apply to
+every stage and to stage 2's training; a `--policy-camera` or `--action-frame` that disagrees
+with them is refused. A checkpoint without a record (older ones) takes the options as given.
 
 `--collect-only` (what `make demo-collect` runs) is stage 1 alone; its `summary.md` is a
 per-task table of what was collected and how the SD and the oracle graded it. `--weights CKPT`
@@ -78,6 +81,11 @@ def _sd_launch_args(config: DemoConfig, say: Progress) -> list[str]:
     return [*args, f"camera_size:={size}"]
 
 
+def _settings_text(params: dict[str, Any]) -> str:
+    """E.g. "policy_camera 'wrist', action_frame 'tool'"."""
+    return ", ".join(f"{name} {value!r}" for name, value in params.items())
+
+
 def _new_run_dir(config: DemoConfig, say: Progress) -> Path:
     run_dir = config.out.resolve() / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=False)
@@ -111,13 +119,11 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
 
     registry = load_task_registry()
     cell_args = _sd_launch_args(config, say)  # a bad SD checkpoint fails before any output
-    if config.act_with is not None:  # and so does a bad --act-with checkpoint
-        from mtopt_core.checkpoint import read_checkpoint
-
-        try:
-            read_checkpoint(config.act_with)
-        except (CheckpointError, OSError) as exc:
-            raise DemoError(f"--act-with {config.act_with}: {exc}") from None
+    # And so does a bad --act-with checkpoint. from_args has adopted its policy settings
+    # already; a config built in code gets them here (idempotent).
+    config = config.with_act_with_settings()
+    if config.act_with is not None and config.policy_params:
+        say(f"--act-with {config.act_with}: policy {_settings_text(config.policy_params)}")
     run_dir = _new_run_dir(config, say)
     ros_environment(say)
 
@@ -162,7 +168,7 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
         started = time.monotonic()
         summary = learn(
             run_dir, run_dir / "stage1_episodes", config.steps, config.net, config.batch_size,
-            config.threads, config.seed, say, config.policy_camera,
+            config.threads, config.seed, say, policy_params,
         )  # fmt: skip
         stages.append(
             StageResult(
@@ -179,6 +185,9 @@ def run_demo(config: DemoConfig, say: Progress) -> int:
                 f"Stage 3 acted with {config.act_with} (--act-with), not with stage 2's network"
                 f" ({summary['checkpoint']})."
             )
+    if policy_params:
+        trained = " (stage 2 trained for them)" if config.weights is None else ""
+        notes.append(f"Policy settings in every stage: {_settings_text(policy_params)}{trained}.")
 
     who = f"the Q-network {config.act_with}" if config.act_with else "the learned Q-function"
     say(f"stage 3/4: {config.eval_episodes} episodes with {who} (CEM)")

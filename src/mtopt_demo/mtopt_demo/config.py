@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from mtopt_core.action import ACTION_FRAMES
 from mtopt_demo.episodes import LIFT_TASK
 
 PROG = "mtopt-demo"
@@ -16,6 +19,9 @@ DEFAULT_EPISODES = 40
 DEFAULT_EVAL_EPISODES = 24
 DEFAULT_STEPS = 600
 NETS = ("tiny", "compact", "small")
+#: The demo's option for each policy setting a checkpoint records (`mtopt_core.checkpoint.
+#: POLICY_SETTINGS`); policy_roi has none: only an --act-with checkpoint's record sets it.
+SETTING_OPTIONS = {"policy_camera": "--policy-camera", "action_frame": "--action-frame"}
 
 
 class DemoError(RuntimeError):
@@ -55,13 +61,20 @@ class DemoConfig:
     #: Stage 1 only: collect and report what was collected and how it was graded.
     collect_only: bool = False
     #: Stages 1 and 2 run as usual, then stage 3 acts with this checkpoint (a released network)
-    #: instead of stage 2's.
+    #: instead of stage 2's; the policy settings it records apply to every stage
+    #: (`with_act_with_settings`).
     act_with: Path | None = None
     #: The policy's camera in every stage ("" = config/policy.yaml's); the sim's "wrist" camera
     #: is then published and logged too.
     policy_camera: str = ""
     #: Side of the sim cameras' frames [px] (0 = the sim cell's default).
     camera_size: int = 0
+    #: Frame of the policy's x/y moves in every stage, and of stage 2's training ("" =
+    #: config/policy.yaml's, which is the learner's default too).
+    action_frame: str = ""
+    #: The policy's region of interest [x0, y0, x1, y1] in every stage and stage 2 (() =
+    #: config/policy.yaml's); no option sets it: it comes from an --act-with checkpoint's record.
+    policy_roi: tuple[float, ...] = ()
 
     def validate(self) -> DemoConfig:
         """Return self, or raise DemoError naming the bad option."""
@@ -94,12 +107,79 @@ class DemoConfig:
             )
         if "/" in self.policy_camera:
             raise DemoError(f"--policy-camera must be a camera name, got {self.policy_camera!r}")
+        if self.action_frame and self.action_frame not in ACTION_FRAMES:
+            raise DemoError(
+                f"--action-frame must be one of {', '.join(ACTION_FRAMES)}, "
+                f"got {self.action_frame!r}"
+            )
+        if self.policy_roi:
+            from mtopt_core.images import check_roi
+
+            try:
+                check_roi(self.policy_roi, "policy_roi")
+            except ValueError as exc:
+                raise DemoError(str(exc)) from None
         return self
 
     @property
-    def policy_params(self) -> dict[str, str]:
-        """Policy parameters every stage's config copy overrides (`stage_config`)."""
-        return {"policy_camera": self.policy_camera} if self.policy_camera else {}
+    def policy_params(self) -> dict[str, Any]:
+        """Policy parameters every stage's config copy overrides (`stage_config`), and the
+        policy settings stage 2 trains for: the ones given (or adopted from --act-with)."""
+        params: dict[str, Any] = {}
+        if self.policy_camera:
+            params["policy_camera"] = self.policy_camera
+        if self.policy_roi:
+            params["policy_roi"] = [float(v) for v in self.policy_roi]  # ROS: a float array
+        if self.action_frame:
+            params["action_frame"] = self.action_frame
+        return params
+
+    def with_act_with_settings(self) -> DemoConfig:
+        """With --act-with: this config with the policy settings its checkpoint records
+        (camera, ROI, action frame), so that every stage's policy and stage 2's training match
+        the network stage 3 acts with (a policy node refuses weights trained for other
+        settings). A checkpoint without a record (older ones) leaves the config as given.
+        Raises DemoError for an unreadable checkpoint or an option that disagrees with the
+        record. Idempotent."""
+        if self.act_with is None:
+            return self
+        from mtopt_core.checkpoint import (
+            POLICY_SETTINGS,
+            POLICY_SETTINGS_KEY,
+            CheckpointError,
+            policy_settings_mismatch,
+            read_checkpoint,
+        )
+
+        try:
+            recorded = read_checkpoint(self.act_with).metadata.get(POLICY_SETTINGS_KEY)
+        except (CheckpointError, OSError) as exc:
+            raise DemoError(f"--act-with {self.act_with}: {exc}") from None
+        if not recorded:
+            return self
+        if not isinstance(recorded, Mapping):
+            raise DemoError(f"--act-with {self.act_with}: malformed policy settings {recorded!r}")
+        conflicts = [
+            f"{SETTING_OPTIONS.get(name, name)} {given!r} disagrees with --act-with "
+            f"{self.act_with}, which records {name} {trained!r}"
+            for name, trained, given in policy_settings_mismatch(
+                {POLICY_SETTINGS_KEY: recorded}, self.policy_params
+            )
+        ]
+        if conflicts:
+            it = "it" if len(conflicts) == 1 else "them"
+            raise DemoError(f"{'; '.join(conflicts)}: leave {it} out to use the checkpoint's")
+        adopted = {name: recorded[name] for name in POLICY_SETTINGS if name in recorded}
+        try:
+            if not all(adopted.values()):  # "" / [] would mean "policy.yaml's", not the record
+                raise DemoError("empty values")
+            if "policy_roi" in adopted:
+                adopted["policy_roi"] = tuple(float(v) for v in adopted["policy_roi"])
+            return dataclasses.replace(self, **adopted).validate()
+        except (DemoError, TypeError, ValueError) as exc:  # a record the demo cannot pass on
+            raise DemoError(
+                f"--act-with {self.act_with}: recorded policy settings {dict(recorded)}: {exc}"
+            ) from None
 
     def stage_timeout_s(self, episodes: int) -> float:
         """How long a collect stage of `episodes` episodes may take."""
@@ -107,7 +187,7 @@ class DemoConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoConfig:
-        return cls(
+        config = cls(
             episodes=args.episodes,
             eval_episodes=args.eval_episodes,
             steps=args.steps,
@@ -125,7 +205,10 @@ class DemoConfig:
             act_with=args.act_with,
             policy_camera=args.policy_camera,
             camera_size=args.camera_size,
+            action_frame=args.action_frame,
         ).validate()
+        # Here, not in run_demo: an option that disagrees with the checkpoint is a bad argument.
+        return config.with_act_with_settings()
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -217,7 +300,8 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         default=None,
         metavar="CKPT",
         help="stages 1 and 2 run as usual, then stage 3 acts with this Q-network checkpoint"
-        " (e.g. a released one from models/) instead of stage 2's",
+        " (e.g. a released one from models/) instead of stage 2's; every stage, and stage 2's"
+        " training, use the policy settings it records (camera, ROI, action frame)",
     )
     p.add_argument(
         "--policy-camera",
@@ -225,6 +309,13 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         metavar="NAME",
         help="the policy's camera in every stage (default: config/policy.yaml's); the sim's"
         " 'wrist' camera is then published and logged too",
+    )
+    p.add_argument(
+        "--action-frame",
+        choices=ACTION_FRAMES,
+        default="",
+        help="frame of the policy's x/y moves in every stage and of stage 2's training"
+        " (default: config/policy.yaml's); tool: the moves turn with the gripper's yaw",
     )
     p.add_argument(
         "--camera-size",

@@ -164,12 +164,14 @@ def learn(
     threads: int,
     seed: int,
     say: Progress,
-    policy_camera: str = "",
+    policy_settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train offline on a stage's bags into `run_dir/learner` (oracle labels, skill-level
     impersonation, re-balanced sampling, the conservative penalty); returns `mtopt-learn`'s
-    summary (steps, episodes, final loss, checkpoint path and sha256). `policy_camera`: the
-    policy's camera in the bags ("" = the learner's default)."""
+    summary (steps, episodes, final loss, checkpoint path and sha256). `policy_settings`: the
+    policy's policy_camera / policy_roi / action_frame the bags were collected with (those not
+    given: the learner's defaults, which are config/policy.yaml's); the checkpoints record
+    them, and the network is trained for them."""
     from mtopt_core.checkpoint import CheckpointError
     from mtopt_core.tasks import TaskRegistryError
     from mtopt_learner.checkpoints import CHECKPOINT_DIR, checkpoint_steps
@@ -178,6 +180,9 @@ def learn(
     from mtopt_learner.offline import train
 
     out = run_dir / "learner"
+    settings = dict(policy_settings or {})
+    if "policy_roi" in settings:
+        settings["policy_roi"] = tuple(settings["policy_roi"])  # OfflineConfig's type
     config = OfflineConfig(
         bags=episode_dir,
         out=out,
@@ -194,7 +199,7 @@ def learn(
         threads=threads,
         seed=seed,
         progress=False,
-        **({"policy_camera": policy_camera} if policy_camera else {}),
+        **settings,
     )
     say(f"stage 2: mtopt_learner.offline.train({config})")
     logging.getLogger("mtopt_learner.log_replay").setLevel(logging.ERROR)

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mtopt_core.checkpoint import read_checkpoint
+from mtopt_core.checkpoint import POLICY_SETTINGS_KEY, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
 VENV_BIN = Path(sys.executable).parent
 DEMO = [sys.executable, "-m", "mtopt_demo"]
+#: The released network `make demo DEMO_RELEASED=1` acts with; it records the policy settings it
+#: was trained for (policy_camera wrist, action_frame tool).
+TOOL_NETWORK = REPO / "models" / "lift_any_wrist_tool_qnet.ckpt"
 
 
 def run(args: list[str], timeout_s: float, command: list[str] = DEMO):
@@ -27,7 +30,7 @@ def test_help_names_every_stage_and_option():
     assert done.returncode == 0, done.stderr
     for text in ("1. Collect", "2. Learn", "3. Act", "4. Report", "--collect-only",
                  "--weights", "--baseline-episodes", "--lift-only", "mtopt_bringup",
-                 "--act-with", "--policy-camera", "--camera-size"):  # fmt: skip
+                 "--act-with", "--policy-camera", "--action-frame", "--camera-size"):  # fmt: skip
         assert text in done.stdout, text
 
 
@@ -41,6 +44,13 @@ def test_help_names_every_stage_and_option():
         (["--net", "huge"], "argument --net: invalid choice"),
         (["--act-with", "w.ckpt", "--weights", "w.ckpt"], "--act-with runs stages 1 and 2"),
         (["--camera-size", "4"], "--camera-size must be in 8..640"),
+        (["--action-frame", "gripper"], "argument --action-frame: invalid choice: 'gripper'"),
+        (["--act-with", "missing.ckpt"], "--act-with missing.ckpt: checkpoint missing.ckpt"),
+        (
+            ["--act-with", str(TOOL_NETWORK), "--action-frame", "base"],
+            f"--action-frame 'base' disagrees with --act-with {TOOL_NETWORK}, which records "
+            "action_frame 'tool'",
+        ),
     ],
 )
 def test_bad_options_exit_2_before_anything_is_written(tmp_path, args, message):
@@ -52,13 +62,14 @@ def test_bad_options_exit_2_before_anything_is_written(tmp_path, args, message):
 @pytest.mark.ros
 @pytest.mark.slow
 def test_tiny_whole_loop_acting_with_the_released_network(tmp_path):
-    """What `make demo` runs, tiny: collect 2 episodes through the wrist camera at 64 px, train
-    4 steps, act 2 episodes with the released network announced as weights, report."""
-    released = REPO / "models" / "lift_any_wrist_qnet_loop.ckpt"
-    step = read_checkpoint(released).step
+    """What `make demo DEMO_RELEASED=1` runs, tiny: collect 2 episodes through the wrist camera
+    at 64 px with tool-frame moves (the settings the released network records), train 4 steps
+    for them, act 2 episodes with the released network announced as weights, report."""
+    recorded = read_checkpoint(TOOL_NETWORK)
+    step, trained_for = recorded.step, recorded.metadata[POLICY_SETTINGS_KEY]
     args = ["--episodes", "2", "--steps", "4", "--eval-episodes", "2", "--net", "tiny",
-            "--batch-size", "8", "--out", str(tmp_path), "--act-with", str(released),
-            "--policy-camera", "wrist", "--camera-size", "64", "--lift-only"]  # fmt: skip
+            "--batch-size", "8", "--out", str(tmp_path), "--act-with", str(TOOL_NETWORK),
+            "--camera-size", "64", "--lift-only"]  # fmt: skip
     done = run(args, 300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     (run_dir,) = tmp_path.iterdir()
@@ -69,12 +80,15 @@ def test_tiny_whole_loop_acting_with_the_released_network(tmp_path):
     assert "| stage 3 learned CEM |" in summary  # the learned column of the table
     assert "acted with" in summary and "not with stage 2's network" in summary
     assert (run_dir / "demo.png").read_bytes()[:4] == b"\x89PNG"
-    assert (run_dir / "learner" / "checkpoints" / "qnet_4.ckpt").is_file()
+    stage2 = read_checkpoint(run_dir / "learner" / "checkpoints" / "qnet_4.ckpt")
+    assert stage2.metadata[POLICY_SETTINGS_KEY] == trained_for  # trained for stage 3's settings
     stage3 = run_dir / "stage3_episodes"
     assert len(list(stage3.iterdir())) == 2
-    policy = yaml.safe_load((run_dir / "config_eval" / "policy.yaml").read_text())
-    params = policy["/**/policy"]["ros__parameters"]
-    assert params["policy_camera"] == "wrist" and params["epsilon"] == 0.0  # greedy
+    for stage in ("collect", "eval"):
+        policy = yaml.safe_load((run_dir / f"config_{stage}" / "policy.yaml").read_text())
+        params = policy["/**/policy"]["ros__parameters"]
+        assert (params["policy_camera"], params["action_frame"]) == ("wrist", "tool"), stage
+    assert params["epsilon"] == 0.0  # stage 3 is greedy
 
 
 @pytest.mark.ros
