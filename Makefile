@@ -7,13 +7,14 @@ PY := $(VENV)/bin/python
 # (scripts/run_tests.sh).
 PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
-# make demo: collect -> learn -> act with the learned Q-function -> report (runs/demo/<time>/),
-# about 11 min on 2 cores (docs/results/demo.md). Options: make demo DEMO_ARGS="--help"
-# make demo DEMO_RELEASED=1: stage 3 acts with the released tool-frame lift network
-# (DEMO_RELEASED_ARGS); its camera and action frame come from the policy settings it records.
+# make demo: collect -> learn -> act -> report (runs/demo/<time>/), about 11 min on 2 cores
+# (docs/results/demo.md). Stage 3 acts with the released tool-frame lift network
+# (DEMO_RELEASED_ARGS; its camera and action frame come from the policy settings it records);
+# make demo DEMO_RELEASED=0: stage 3 acts with stage 2's network instead.
+# Options: make demo DEMO_ARGS="--help"
 # make demo-collect: collection only, e.g. make demo-collect DEMO_ARGS="--episodes 20"
 DEMO_ARGS ?=
-DEMO_RELEASED ?=
+DEMO_RELEASED ?= 1
 DEMO_RELEASED_ARGS := --act-with models/lift_any_wrist_tool_qnet.ckpt --camera-size 64 --lift-only
 
 .PHONY: setup test demo demo-collect lint format clean
@@ -25,7 +26,7 @@ test: setup
 	bash scripts/run_tests.sh $(PY) $(TEST_WORKERS) $(PYTEST_ARGS)
 
 demo: setup
-	$(PY) -m mtopt_demo $(if $(DEMO_RELEASED),$(DEMO_RELEASED_ARGS)) $(DEMO_ARGS)
+	$(PY) -m mtopt_demo $(if $(filter 1,$(DEMO_RELEASED)),$(DEMO_RELEASED_ARGS)) $(DEMO_ARGS)
 
 demo-collect: setup
 	$(PY) -m mtopt_demo --collect-only $(DEMO_ARGS)

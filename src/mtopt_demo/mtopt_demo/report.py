@@ -5,6 +5,7 @@ episodes (before any weights), stage 3's CEM episodes on the learned weights. Ce
 oracle's success of the commanded task; "lift-any achieved" counts any object lifted in an
 episode of a lift task, whatever object it asked for. `--collect-only` runs report
 `collection_table` instead: what was collected and how the SD and the oracle graded it.
+When the cell ran a success detector, `sd_table` sets its verdicts beside the oracle's.
 """
 
 from __future__ import annotations
@@ -211,6 +212,48 @@ def plot_report(report: Report, path: Path, window: int = 10) -> Path:
     return path
 
 
+def sd_verdict(info: Any, task: str | None = None) -> bool | None:
+    """The SD's verdict on `task` (default: the commanded one); None = not graded by an SD."""
+    task = info.task if task is None else task
+    names = list(info.task_names)
+    probabilities = list(getattr(info, "sd_probabilities", ()))
+    if task not in names or len(probabilities) != len(names):
+        return None
+    return probabilities[names.index(task)] >= 0.5
+
+
+def sd_table(report: Report) -> str:
+    """Markdown: per group, the SD's and the oracle's lift-any verdicts over lift episodes and
+    how often the SD agrees with the oracle ('' when no episode was graded by an SD)."""
+    rows = []
+    for group in report.groups:
+        graded = sd_lift = oracle_lift = same_task = same_all = compared = 0
+        for _, g, info in report.episodes:
+            if g != group or sd_verdict(info) is None or oracle_success(info) is None:
+                continue
+            graded += 1
+            same_task += int(sd_verdict(info) == oracle_success(info))
+            names = list(info.task_names)
+            same = [sd_verdict(info, t) == oracle_success(info, t) for t in names]
+            same_all, compared = same_all + sum(same), compared + len(same)
+            if info.task in report.lift_tasks:
+                sd_lift += int(bool(sd_verdict(info, LIFT_TASK)))
+                oracle_lift += int(bool(oracle_success(info, LIFT_TASK)))
+        if graded:
+            rows.append(
+                f"| {group} | {graded} | {sd_lift} | {oracle_lift} | {same_task}/{graded} "
+                f"| {same_all}/{compared} ({100.0 * same_all / compared:.1f}%) |"
+            )
+    if not rows:
+        return ""
+    head = [
+        f"| policy | episodes graded by both | {LIFT_TASK} in lift episodes: SD | oracle "
+        "| SD = oracle on the commanded task | SD = oracle over all tasks |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    return "\n".join(head + rows)
+
+
 def format_summary(
     report: Report,
     stages: Sequence[StageResult],
@@ -223,6 +266,9 @@ def format_summary(
     lines += [f"| {s.name} | {s.seconds:.0f} | {s.detail} |" for s in stages]
     lines += [f"| **total** | {total_s:.0f} | |", ""]
     lines += ["## Oracle success", "", format_tables(report), ""]
+    sd = sd_table(report)
+    if sd:
+        lines += ["## Success detector", "", sd, ""]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     lines += ["![demo](demo.png)", ""]

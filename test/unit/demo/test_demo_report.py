@@ -16,14 +16,22 @@ from mtopt_demo.episodes import (
     oracle_success,
     policy_group,
 )
-from mtopt_demo.report import StageResult, build_report, format_tables, write_report
+from mtopt_demo.report import (
+    StageResult,
+    build_report,
+    format_tables,
+    sd_table,
+    sd_verdict,
+    write_report,
+)
 
 REGISTRY = load_task_registry()
 _counter = iter(range(10_000))
 
 
-def info(task, kind, successes=(), version=-1, aborted=False, oracle=True, steps=4):
-    """An EpisodeInfo-like record; `successes` are the tasks the oracle says succeeded."""
+def info(task, kind, successes=(), version=-1, aborted=False, oracle=True, steps=4, sd=None):
+    """An EpisodeInfo-like record; `successes` are the tasks the oracle says succeeded, `sd`
+    those the SD says succeeded (None: no SD graded it)."""
     k = next(_counter)
     return SimpleNamespace(
         episode_id=f"ep{k:05d}",
@@ -37,6 +45,7 @@ def info(task, kind, successes=(), version=-1, aborted=False, oracle=True, steps
         task_names=list(REGISTRY.names),
         has_oracle=oracle,
         oracle_success=[n in successes for n in REGISTRY.names] if oracle else [],
+        sd_probabilities=[] if sd is None else [0.9 if n in sd else 0.1 for n in REGISTRY.names],
     )
 
 
@@ -145,3 +154,36 @@ def test_report_with_stage3_only(tmp_path):
     _, text = write_report(tmp_path, [], learned, REGISTRY)
     assert (tmp_path / "demo.png").is_file()
     assert "| lift-any | - | - | 1/2 (50%) |" in text
+
+
+def test_no_sd_section_without_sd_grades(episodes, tmp_path):
+    stage1, stage3 = episodes
+    assert sd_table(build_report(stage1, stage3, REGISTRY)) == ""
+    _, text = write_report(tmp_path, stage1, stage3, REGISTRY)
+    assert "## Success detector" not in text
+
+
+def test_sd_verdicts_beside_the_oracle(tmp_path):
+    n = len(REGISTRY.names)
+    stage1 = [
+        info("lift-any", "scripted_pick", lifted("can"), sd=lifted("can")),  # agrees
+        info("lift-any", "scripted_pick", sd=lifted("can")),  # false positive on 2 tasks
+        info("place-any", "scripted_place", ("place-any",), sd=("place-any",)),
+    ]
+    stage3 = [
+        info("lift-any", "cem", lifted("milk"), version=1, sd=()),  # misses 2 tasks
+        info("lift-any", "cem", version=1),  # no SD: not counted
+    ]
+    assert sd_verdict(stage1[0]) is True and sd_verdict(stage3[1]) is None
+    table = sd_table(build_report(stage1, stage3, REGISTRY))
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert lines[2] == (
+        f"| {STAGE1_SCRIPTED} | 3 | 2 | 1 | 2/3 | {3 * n - 2}/{3 * n} "
+        f"({100.0 * (3 * n - 2) / (3 * n):.1f}%) |"
+    )
+    assert lines[3] == (
+        f"| {STAGE3_LEARNED} | 1 | 0 | 1 | 0/1 | {n - 2}/{n} ({100.0 * (n - 2) / n:.1f}%) |"
+    )
+    _, text = write_report(tmp_path, stage1, stage3, REGISTRY)
+    assert "## Success detector" in text and table in text
