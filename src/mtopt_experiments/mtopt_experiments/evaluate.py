@@ -10,6 +10,9 @@ scene both policies run from the same scene state and the same start pose:
   start noise, action noise), as `mtopt_policy.policy.EpisodePlanner` runs it;
 * **learned**: CEM over the checkpoint's Q-network with the policy node's CEM settings, greedy
   unless `--epsilon` (the node's per-step probability of a random action) is given.
+  `--learned-start cell` starts it where the policy node starts a CEM episode on a cell
+  instead (its own uniform draw over the bin, without the scripted start noise); the scenes
+  stay paired, the start poses do not.
 
 The env is the cell seen through the policy node's parameters (camera, `--camera-size` frame,
 `policy_roi`, image size = the checkpoint's, action scale) and runs the shared episode protocol
@@ -76,6 +79,8 @@ TASK_STRIDE = 10**6
 EPISODE_STRIDE = 10
 #: Limits that keep the seed fields from overlapping.
 MAX_SEED = 10**9
+#: Where a learned episode starts (EvalConfig.learned_start).
+LEARNED_STARTS = ("scripted", "cell")
 MAX_TASKS = SEED_STRIDE // TASK_STRIDE
 MAX_EPISODES_PER_TASK = TASK_STRIDE // EPISODE_STRIDE
 MAX_SCENE_DRAWS = EPISODE_STRIDE
@@ -119,6 +124,9 @@ class EvalConfig:
         policy_params: policy node parameters (`PolicyConfig` fields) that differ from the
             node's defaults, e.g. (("cem_population", 32),); `image_size` defaults to the
             checkpoint's.
+        learned_start: "scripted": the learned episode starts where the scripted episode of
+            the scene started; "cell": where the policy node starts a CEM episode (its own
+            uniform draw, no start noise).
     """
 
     checkpoint: str
@@ -132,8 +140,13 @@ class EvalConfig:
     scene_draws: int = 10
     camera_size: int = 0
     policy_params: tuple[tuple[str, Any], ...] = ()
+    learned_start: str = "scripted"
 
     def __post_init__(self) -> None:
+        if self.learned_start not in LEARNED_STARTS:
+            raise ValueError(
+                f"learned_start must be one of {LEARNED_STARTS}, got {self.learned_start!r}"
+            )
         if not 1 <= self.episodes_per_task < MAX_EPISODES_PER_TASK:
             raise ValueError(
                 f"episodes_per_task must be in 1..{MAX_EPISODES_PER_TASK - 1}, got "
@@ -263,12 +276,11 @@ class PairedSceneRunner:
         seed, draws = self._draw_scene(task, task_index, episode, place)
         scripted_kind = planner.scripted[planner.start_bin(task)].kind
         scripted = planner.plan(f"eval-{task}-{episode}-scripted", task, 0, scripted_kind)
-        # The learned policy starts where the scripted one does (the scripted start draw).
-        learned = dataclasses.replace(
-            planner.plan(f"eval-{task}-{episode}-learned", task, 0, "cem"),
-            start_position=scripted.start_position,
-            start_yaw=scripted.start_yaw,
-        )
+        learned = planner.plan(f"eval-{task}-{episode}-learned", task, 0, "cem")
+        if self.config.learned_start == "scripted":
+            learned = dataclasses.replace(
+                learned, start_position=scripted.start_position, start_yaw=scripted.start_yaw
+            )
         scene = {"task": task, "episode": episode, "scene_seed": seed, "scene_draws": draws}
         return scene, scripted, learned, int(cem_seed)
 
@@ -476,6 +488,7 @@ def evaluate(config: EvalConfig, out: Path, log=print, progress: bool = True) ->
         "seed": config.seed,
         "episodes_per_task": config.episodes_per_task,
         "epsilon": config.epsilon,
+        "learned_start": config.learned_start,
         "sd_checkpoint": config.sd_checkpoint,
         **result,
         "out": str(out),
@@ -559,6 +572,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a policy node parameter (PolicyConfig field), e.g. cem_population=32; repeatable",
     )
     p.add_argument(
+        "--learned-start",
+        choices=LEARNED_STARTS,
+        default=EvalConfig.learned_start,
+        help="learned episode's start: the scene's scripted start (default), or the policy "
+        "node's own draw as on a cell (no start noise)",
+    )
+    p.add_argument(
         "--ros",
         action="store_true",
         help="through the ROS graph of --workers simulated cells (lift-type tasks; the learned"
@@ -610,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
             scene_draws=args.scene_draws,
             camera_size=args.camera_size,
             policy_params=parse_policy_params(args.policy_param),
+            learned_start=args.learned_start,
         )
     except ValueError as exc:
         return fail(str(exc))

@@ -288,3 +288,33 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
     logs = "".join(p.read_text(errors="replace") for p in out.rglob("*.log"))
     assert "bin reset done (scheduled (every 1 episodes))" in logs, logs[-3000:]
     assert "after the reset: respawned objects" in logs, logs[-3000:]
+
+
+def test_learned_start_cell_is_the_nodes_noise_free_draw(tmp_path, registry):
+    """--learned-start cell: same scene, but the learned episode starts from the policy node's
+    own uniform draw (inside the start margin), not from the scripted start."""
+    ckpt = write_qnet(tmp_path / "qnet.ckpt", registry.names)
+    sha = evaluate.hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    starts = {}
+    for mode in evaluate.LEARNED_STARTS:
+        config = evaluate.EvalConfig(checkpoint=str(ckpt), tasks=("lift-any",), learned_start=mode)
+        policy = evaluate.policy_config(config, image_size=32)
+        runner = evaluate.PairedSceneRunner(config, policy, sha)
+        try:
+            starts[mode] = [runner._scene("lift-any", k) for k in range(8)]
+        finally:
+            runner.close()
+    center, half = policy.right_bin_center, policy.right_bin_half
+    for (scene, scripted, learned, _), (scene_c, scripted_c, learned_c, _) in zip(
+        starts["scripted"], starts["cell"], strict=True
+    ):
+        assert scene == scene_c and (scripted.start_position == scripted_c.start_position).all()
+        assert (learned.start_position == scripted.start_position).all()
+        assert learned.start_yaw == scripted.start_yaw
+        assert not (learned_c.start_position == scripted_c.start_position).all()
+        for axis in (0, 1):
+            assert abs(learned_c.start_position[axis] - center[axis]) <= (
+                half[axis] - policy.start_margin + 1e-9
+            )
+    with pytest.raises(ValueError, match="learned_start must be one of"):
+        evaluate.EvalConfig(checkpoint="x", learned_start="anywhere")
