@@ -84,6 +84,16 @@ def test_existing_clips_are_kept(generated):
     assert manifest["cells"][0]["existing"] == 2 and manifest["cells"][0]["written"] == 0
 
 
+def test_a_stopped_cell_records_nothing_more(generated, tmp_path):
+    """What an orphaned pool worker does: existing clips are counted, no new clip is recorded."""
+    config = examples.GeneratorConfig(frames=3, size=48, min_frames=3)
+    stats = examples.generate_cell(
+        generated, 4, 2, config, None, ["lift-carrot"], progress=False, stop=lambda: True
+    )
+    assert stats["stopped"] and stats["written"] == 0 and stats["existing"] == 1
+    assert not (generated / "lift-carrot" / "success" / "cell4" / "clip001").exists()
+
+
 def test_bad_arguments(tmp_path, capsys):
     assert examples.main(["--out", str(tmp_path), "--tasks", "lift-cloth"]) == 2
     assert "unknown task 'lift-cloth'" in capsys.readouterr().err

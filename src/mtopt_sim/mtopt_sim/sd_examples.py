@@ -30,8 +30,10 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,13 +347,15 @@ def clip_seed(base: int, cell: int, task_index: int, success: bool, clip: int) -
 
 def generate_cell(
     out: Path, cell: int, clips: int, config: GeneratorConfig, tasks_file: str | None,
-    tasks: list[str] | None, progress: bool = True,
+    tasks: list[str] | None, progress: bool = True, stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Record every (task, outcome, clip) of one cell; returns counts and timing."""
+    """Record every (task, outcome, clip) of one cell; returns counts and timing. `stop` is
+    asked before each clip; when it says yes the cell stops (`stats["stopped"]`)."""
     registry = load_task_registry(tasks_file)
     names = tasks or list(registry.names)
     recorder = ClipRecorder(cell, registry, config)
-    stats = {"cell": cell, "written": 0, "existing": 0, "given_up": [], "seconds": 0.0}
+    stats = {"cell": cell, "written": 0, "existing": 0, "given_up": [], "seconds": 0.0,
+             "stopped": False}  # fmt: skip
     start = time.perf_counter()
     try:
         for task in names:
@@ -362,6 +366,9 @@ def generate_cell(
                     if all((clip_dir / f"{c}.mp4").is_file() for c in CAMERAS):
                         stats["existing"] += 1
                         continue
+                    if stop is not None and stop():
+                        stats["stopped"] = True
+                        return stats
                     seed = clip_seed(config.seed, cell, registry.index(task), success, k)
                     clip = recorder.record(task, success, seed)
                     if clip is None:
@@ -379,7 +386,10 @@ def generate_cell(
 
 
 def _generate_cell_job(args: tuple) -> dict[str, Any]:
-    return generate_cell(*args)
+    # A pool worker whose parent was killed would go on recording its cell (and race a
+    # restarted run for the same clip folders): it stops once it has been orphaned.
+    parent = os.getppid()
+    return generate_cell(*args, stop=lambda: os.getppid() != parent)
 
 
 def build_parser() -> argparse.ArgumentParser:
