@@ -24,6 +24,7 @@ DETECTORS = sorted(MODELS.glob("*success_detector*.ckpt"))
 
 def test_there_is_a_released_q_network_and_success_detector():
     assert QNETS, f"no released Q-network in {MODELS}"
+    assert DETECTORS, f"no released success detector in {MODELS}"
     assert set(MODELS.glob("*.ckpt")) == set(QNETS) | set(DETECTORS), "a model of unknown kind"
 
 
