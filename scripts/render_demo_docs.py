@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Regenerate docs/demo/demo.png, the README's picture of `make demo`: runs `make demo` with its
-defaults (about 11 min on 2 cores) into --out and copies the run's demo.png and summary.md.
+defaults (about 13 min on 2 cores) into --out and copies the run's demo.png.
 
     .venv/bin/python scripts/render_demo_docs.py [--out runs/demo_docs] [--run RUN_DIR]
 
@@ -42,9 +42,8 @@ def main(argv: list[str]) -> int:
         if not (run / "demo.png").is_file():
             raise SystemExit(f"render_demo_docs: {run} has no demo.png")
     args.docs.mkdir(parents=True, exist_ok=True)
-    for name in ("demo.png", "summary.md"):
-        shutil.copyfile(run / name, args.docs / name)
-    print(f"wrote {args.docs / 'demo.png'} and {args.docs / 'summary.md'} from {run}")
+    shutil.copyfile(run / "demo.png", args.docs / "demo.png")
+    print(f"wrote {args.docs / 'demo.png'} from {run}")
     return 0
 
 

@@ -18,8 +18,8 @@ simulated cell, every stage through the ROS nodes a robot cell uses.
    learned-CEM episodes of stage 3 (printed and in `summary.md`), and `demo.png` (lift success
    over the episodes of the whole run, per-task rates by policy).
 
-`--act-with CKPT` (what `make demo DEMO_RELEASED=1` passes, with the released tool-frame lift
-network from models/ and its frame size) runs stages 1 and 2 as usual and acts greedily in
+`--act-with CKPT` (what `make demo` passes, with the released tool-frame lift network from
+models/ and the released success detector) runs stages 1 and 2 as usual and acts greedily in
 stage 3 with that checkpoint instead of stage 2's: collection, a short learning stage, and a
 network trained at scale acting through the same ROS graph. The policy settings CKPT records
 (camera, ROI, action frame: a policy node refuses weights trained for other ones) apply to

@@ -1,5 +1,5 @@
-"""scripts/render_demo_docs.py: copies a demo run's picture and summary into the docs folder, and
-refuses a directory that is not a demo run."""
+"""scripts/render_demo_docs.py: copies a demo run's picture into the docs folder, and refuses a
+directory that is not a demo run."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
 
 
-def test_copies_the_run_picture_and_summary(tmp_path):
+def test_copies_the_run_picture(tmp_path):
     run = tmp_path / "runs" / "20261206-010000"
     run.mkdir(parents=True)
     (run / "demo.png").write_bytes(b"\x89PNG picture")
@@ -23,7 +23,6 @@ def test_copies_the_run_picture_and_summary(tmp_path):
     result = _run("--run", str(run), "--docs", str(docs))
     assert result.returncode == 0, result.stderr
     assert (docs / "demo.png").read_bytes() == b"\x89PNG picture"
-    assert (docs / "summary.md").read_text() == "# summary\n"
 
 
 def test_refuses_a_directory_without_a_demo_picture(tmp_path):
