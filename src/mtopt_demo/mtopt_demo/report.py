@@ -212,6 +212,18 @@ def plot_report(report: Report, path: Path, window: int = 10) -> Path:
     return path
 
 
+#: SD probability counted as a success (the collector's `success_threshold`).
+SD_THRESHOLD = 0.5
+
+
+def sd_agreement(info: Any) -> list[bool]:
+    """Per task of an episode graded by both: does the SD's verdict match the oracle's."""
+    return [
+        (p >= SD_THRESHOLD) == bool(truth)
+        for p, truth in zip(info.sd_probabilities, info.oracle_success, strict=True)
+    ]
+
+
 def sd_verdict(info: Any, task: str | None = None) -> bool | None:
     """The SD's verdict on `task` (default: the commanded one); None = not graded by an SD."""
     task = info.task if task is None else task
@@ -219,7 +231,7 @@ def sd_verdict(info: Any, task: str | None = None) -> bool | None:
     probabilities = list(getattr(info, "sd_probabilities", ()))
     if task not in names or len(probabilities) != len(names):
         return None
-    return probabilities[names.index(task)] >= 0.5
+    return probabilities[names.index(task)] >= SD_THRESHOLD
 
 
 def sd_table(report: Report) -> str:
@@ -233,8 +245,7 @@ def sd_table(report: Report) -> str:
                 continue
             graded += 1
             same_task += int(sd_verdict(info) == oracle_success(info))
-            names = list(info.task_names)
-            same = [sd_verdict(info, t) == oracle_success(info, t) for t in names]
+            same = sd_agreement(info)
             same_all, compared = same_all + sum(same), compared + len(same)
             if info.task in report.lift_tasks:
                 sd_lift += int(bool(sd_verdict(info, LIFT_TASK)))
@@ -307,14 +318,11 @@ def collection_table(infos: Sequence[Any]) -> str:
         index = names.index(info.task) if info.task in names else None
         if len(info.sd_probabilities) and index is not None:
             row["sd_graded"] += 1
-            row["sd_success"] += int(info.sd_probabilities[index] >= 0.5)
+            row["sd_success"] += int(info.sd_probabilities[index] >= SD_THRESHOLD)
         if info.has_oracle and index is not None:
             row["oracle_success"] += int(info.oracle_success[index])
         if len(info.sd_probabilities) and info.has_oracle:
-            same = [
-                (p >= 0.5) == bool(truth)
-                for p, truth in zip(info.sd_probabilities, info.oracle_success, strict=True)
-            ]
+            same = sd_agreement(info)
             agree, compared = agree + sum(same), compared + len(same)
             per_episode.append(sum(same) / len(same))
     lines = [
