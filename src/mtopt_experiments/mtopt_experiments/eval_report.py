@@ -3,7 +3,9 @@
 `summarize` turns the per-episode rows (one per scene and policy) into per-task counts, rates
 with 95 % Wilson intervals and the paired comparison (discordant scenes, exact McNemar p), plus
 the mean over tasks; when the rows say how each episode closed the gripper (`closes`,
-`first_close`: the in-process evaluator's), also where the grasps went (`grasp_outcomes`).
+`first_close`: the in-process evaluator's), also where the grasps went (`grasp_outcomes`), and
+when they say whether the skill succeeded on any target (`skill_success`), how often
+(`skill_outcomes`).
 `write_report` writes `results.md`, `tasks.csv`, `episodes.csv`,
 `results.png` and `result.json`.
 """
@@ -73,6 +75,10 @@ def summarize(rows: Sequence[dict], tasks: Sequence[str], with_sd: bool = False)
         if all("first_close" in scenes[k][p] for k in order for p in POLICIES):
             entry["grasp_outcomes"] = {
                 p: grasp_outcomes([scenes[k][p] for k in order]) for p in POLICIES
+            }
+        if all("skill_success" in scenes[k][p] for k in order for p in POLICIES):
+            entry["skill_outcomes"] = {
+                p: sum(bool(scenes[k][p]["skill_success"]) for k in order) for p in POLICIES
             }
         if with_sd:
             graded = [scenes[k][p] for k in order for p in POLICIES]
@@ -178,6 +184,23 @@ def format_markdown(result: dict, settings: dict) -> str:
                     f"| {task} | {p} | {g['held']} | {g['held_success']} | {g['empty']} "
                     f"| {g['closed_again']} | {g['no_close']} |"
                 )
+    skills = {t: e["skill_outcomes"] for t, e in result["tasks"].items() if "skill_outcomes" in e}
+    if skills:
+        lines += [
+            "",
+            "Skill: episodes in which the oracle judged some task of the commanded task's skill "
+            "a success (a lift-banana episode that lifted a bottle counts here, not as a "
+            "success).",
+            "",
+            "| task | learned: skill | learned: task | scripted: skill | scripted: task |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for task, by_policy in skills.items():
+            e = result["tasks"][task]
+            lines.append(
+                f"| {task} | {by_policy['learned']} | {e['learned']} "
+                f"| {by_policy['scripted']} | {e['scripted']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -197,7 +220,7 @@ def task_records(result: dict) -> list[dict]:
     for task, e in result["tasks"].items():
         record = {
             "task": task,
-            **{k: v for k, v in e.items() if not k.endswith("_ci") and k != "grasp_outcomes"},
+            **{k: v for k, v in e.items() if not k.endswith(("_ci", "_outcomes"))},
         }
         for p in POLICIES:
             record[f"{p}_ci_low"], record[f"{p}_ci_high"] = e[f"{p}_ci"]

@@ -383,6 +383,12 @@ class PairedSceneRunner:
             "closes": closes,
             "first_close": first_close,
         }
+        # What else the episode achieved: a multi-task policy can do the skill on the wrong
+        # target (lift a bottle when asked for a banana).
+        achieved = [name for name in self.registry.names if info["oracle"].get(name)]
+        skill = self.registry.tasks_of_skill(self.registry.skill_of(plan.task))
+        row["achieved"] = ";".join(achieved)
+        row["skill_success"] = any(name in skill for name in achieved)
         if self.grader is not None:
             views = env.render_sd_cameras(self.grader.image_size)
             stacked = np.stack([views[name] for name in self.grader.cameras])

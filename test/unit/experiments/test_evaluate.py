@@ -114,6 +114,11 @@ def test_scripted_baseline_ran_on_the_same_scenes_and_starts(cli_run):
         for row in (learned, scripted):
             assert row["success"] in ("True", "False")
             assert (float(row["sd_probability"]) >= 0.5) == (row["sd_success"] == "True")
+            # the oracle's other verdicts: a success is also the skill's, and is listed
+            achieved = row["achieved"].split(";") if row["achieved"] else []
+            assert (task in achieved) == (row["success"] == "True")
+            if row["success"] == "True":
+                assert row["skill_success"] == "True"
     assert len(seeds) == len(scenes)  # a fresh scene per episode
 
 
@@ -256,6 +261,26 @@ def test_grasp_outcomes_count_where_each_policys_first_close_went():
             "lift-any"
         ]
     )
+
+
+def test_skill_outcomes_count_episodes_that_did_the_skill_on_any_target():
+    """A lift-banana episode that lifted a bottle did the skill, not the task: counted apart."""
+    rows = _rows("lift-banana", "1000", "0000")
+    skill = {0: (True, False), 1: (True, True), 2: (True, False), 3: (False, False)}
+    for row in rows:
+        row["skill_success"] = skill[row["episode"]][row["policy"] != "learned"]
+    result = {**eval_report.summarize(rows, ["lift-banana"]), "checkpoint": "q.ckpt",
+              "sha256": "0" * 64, "episodes_per_task": 4, "seed": 1, "epsilon": 0.0,
+              "wall_time_s": 1.0}  # fmt: skip
+    entry = result["tasks"]["lift-banana"]
+    assert entry["skill_outcomes"] == {"learned": 3, "scripted": 1}
+    settings = {"cem": "64/6/2", "image_size": 64, "policy_roi": [0, 0, 1, 1],
+                "camera_size": 64, "max_steps": 20}  # fmt: skip
+    assert "| lift-banana | 3 | 1 | 1 | 0 |" in eval_report.format_markdown(result, settings)
+    assert all("skill" not in k for k in eval_report.task_records(result)[0])
+    # Rows without the field (the ROS evaluator's): no such section.
+    plain = eval_report.summarize(_rows("lift-any", "10", "01"), ["lift-any"])
+    assert "skill_outcomes" not in plain["tasks"]["lift-any"]
 
 
 @pytest.mark.ros
