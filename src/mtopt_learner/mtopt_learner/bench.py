@@ -276,8 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     registry = load_task_registry()
     net_config = QNetConfig.small(len(registry))
-    batch_size = 64 if args.quick else 128
-    num_bags, bellman_batches, train_steps, reps = (20, 4, 4, 1) if args.quick else (40, 6, 6, 2)
+    # --quick is the smoke size (make test): every figure, from a few small batches.
+    batch_size = 16 if args.quick else 128
+    num_bags, bellman_batches, train_steps, reps = (20, 2, 2, 1) if args.quick else (40, 6, 6, 2)
     result: dict[str, Any] = {
         "bench": "mtopt_learner",
         "quick": args.quick,
