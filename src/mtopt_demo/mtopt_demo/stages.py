@@ -78,10 +78,13 @@ def collect(
     timeout_s: float,
     say: Progress,
     until: Callable[[list[Any]], bool] | None = None,
+    progress_of: Callable[[list[Any]], str] | None = None,
 ) -> tuple[list[Any], float]:
     """Run the sim cell until `episodes` bags are in `run_dir/stage<N>_episodes` (or, with
     `until`, until it says the EpisodeInfos so far are enough: the cell is then stopped);
-    returns their EpisodeInfos and the seconds it took. Node output goes to `run_dir/logs/`."""
+    returns their EpisodeInfos and the seconds it took. Node output goes to `run_dir/logs/`.
+    `progress_of(infos)` says how far along the progress lines are (default: "n/episodes
+    episodes"; with `until` and several cells, `episodes` is each cell's cap, not the goal)."""
     episode_dir = run_dir / f"stage{stage}_episodes"
     log_path = run_dir / "logs" / f"stage{stage}_launch.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +122,10 @@ def collect(
                 changed = len(infos) != last_count and now - last_line >= 5.0
                 if changed or now - last_line >= PROGRESS_EVERY_S:
                     counts = _counts(infos, stage)
-                    say(f"stage {stage}: {len(infos)}/{episodes} episodes [{counts}]")
+                    done = (
+                        progress_of(infos) if progress_of else f"{len(infos)}/{episodes} episodes"
+                    )
+                    say(f"stage {stage}: {done} [{counts}]")
                     last_line, last_count = now, len(infos)
         except BaseException:
             stop_launch(proc)

@@ -119,6 +119,10 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
             infos, seconds = collect(
                 index + 1, out, per_cell, args, SECONDS_PER_EPISODE * 2 * n + 120.0, say,
                 until=lambda infos, n=n, mine=mine: len(mine(infos)) >= n,
+                progress_of=lambda infos, n=n, mine=mine, task=task: (
+                    f"{min(len(mine(infos)), n)}/{n} {task} episodes on the weights, "
+                    f"{len(infos)} logged"
+                ),
             )  # fmt: skip
             counted = sorted(mine(infos), key=lambda i: (i.start_time.sec, i.start_time.nanosec))[
                 :n

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -301,6 +302,9 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout  # progress goes to stderr
+    # progress counts toward the task's goal, not against a cell's cap
+    assert re.search(r"stage 1: [0-2]/2 lift-any episodes on the weights, \d+ logged",
+                     proc.stderr), proc.stderr[-2000:]  # fmt: skip
     result = json.loads(lines[0])
     entry = result["tasks"]["lift-any"]
     assert result["ros"] is True and entry["episodes"] == 2 and 0 <= entry["learned"] <= 2
