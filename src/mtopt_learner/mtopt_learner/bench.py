@@ -260,7 +260,9 @@ def bench_trainer(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer bags and repetitions")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke size: fewer bags, small batches"
+    )
     parser.add_argument(
         "--threads",
         type=int,
