@@ -114,6 +114,22 @@ def _count_cell(entry: dict, policy: str) -> str:
     )
 
 
+def _captioned_table(
+    caption: str, header: Sequence[str], rows: Sequence[Sequence[Any]], text_columns: int
+) -> list[str]:
+    """A second table of results.md: a blank line, the caption, a blank line, then the table
+    with its first `text_columns` columns left-aligned and the counts right-aligned."""
+    align = ["---"] * text_columns + ["---:"] * (len(header) - text_columns)
+    return [
+        "",
+        caption,
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(align) + "|",
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
+    ]
+
+
 def format_markdown(result: dict, settings: dict) -> str:
     """results.md: what was run, then the per-task table and the mean over tasks."""
     with_sd = bool(result.get("sd_checkpoint"))
@@ -168,39 +184,28 @@ def format_markdown(result: dict, settings: dict) -> str:
     lines.append("| " + " | ".join(cells) + " |")
     grasps = {t: e["grasp_outcomes"] for t, e in result["tasks"].items() if "grasp_outcomes" in e}
     if grasps:
-        lines += [
-            "",
+        lines += _captioned_table(
             "Grasps: the first close of the episode stopped on something (the fingers' "
             "object-detected flag; how many of those episodes succeeded) or on nothing; "
             "episodes that closed more than once (tried again) or never.",
-            "",
-            "| task | policy | first close held | of those, success | first close empty "
-            "| closed again | never closed |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        for task, by_policy in grasps.items():
-            for p, g in by_policy.items():
-                lines.append(
-                    f"| {task} | {p} | {g['held']} | {g['held_success']} | {g['empty']} "
-                    f"| {g['closed_again']} | {g['no_close']} |"
-                )
+            ["task", "policy", "first close held", "of those, success", "first close empty",
+             "closed again", "never closed"],
+            [[task, p, g["held"], g["held_success"], g["empty"], g["closed_again"], g["no_close"]]
+             for task, by_policy in grasps.items() for p, g in by_policy.items()],
+            text_columns=2,
+        )  # fmt: skip
     skills = {t: e["skill_outcomes"] for t, e in result["tasks"].items() if "skill_outcomes" in e}
     if skills:
-        lines += [
-            "",
+        lines += _captioned_table(
             "Skill: episodes in which the oracle judged some task of the commanded task's skill "
             "a success (a lift-banana episode that lifted a bottle counts here, not as a "
             "success).",
-            "",
-            "| task | learned: skill | learned: task | scripted: skill | scripted: task |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for task, by_policy in skills.items():
-            e = result["tasks"][task]
-            lines.append(
-                f"| {task} | {by_policy['learned']} | {e['learned']} "
-                f"| {by_policy['scripted']} | {e['scripted']} |"
-            )
+            ["task", "learned: skill", "learned: task", "scripted: skill", "scripted: task"],
+            [[task, by_policy["learned"], result["tasks"][task]["learned"],
+              by_policy["scripted"], result["tasks"][task]["scripted"]]
+             for task, by_policy in skills.items()],
+            text_columns=1,
+        )  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
