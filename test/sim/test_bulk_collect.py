@@ -103,6 +103,27 @@ def three_episodes(tmp_path_factory):
     return spec, records, plans
 
 
+def test_place_starts_turn_lift_draws_into_place_episodes_from_a_grasp(tmp_path):
+    spec = WorkerSpec(
+        cell_id=4, out_dir=str(tmp_path), seed_entropy=(12, 4, 0), place_start_fraction=1.0
+    )
+    cell = InProcessCell(spec, REGISTRY)
+    try:
+        records = cell.collect(3)
+    finally:
+        cell.close()
+    places = REGISTRY.tasks_of_skill("object_manipulation")
+    place_names = {t if isinstance(t, str) else t.name for t in places}
+    # Every draw grasps first (the noise-free pick on these scenes holds), so no lift runs.
+    assert [r["task"] in place_names for r in records] == [True] * 3, records
+    assert all(r["grasped_start"] for r in records)
+    for r in records:  # each place episode starts holding what the unlogged grasp picked
+        first = next(m for m in read_bag_messages(r["bag"]) if m.topic.endswith("gripper/state"))
+        assert first.message.object_detected, r
+    with pytest.raises(ValueError, match="place_start_fraction"):
+        WorkerSpec(cell_id=0, out_dir="x", seed_entropy=(0,), place_start_fraction=-0.1)
+
+
 def test_a_bulk_bag_is_a_logger_bag_the_learner_decodes(three_episodes):
     spec, records, plans = three_episodes
     for record, plan in zip(records, plans, strict=True):

@@ -98,6 +98,8 @@ class TrainSimConfig:
     guided_fraction: float = 0.0
     #: P(a guided pick is a decoy aimed at a random point of the bin; `mtopt_sim.guided`).
     guided_decoy_fraction: float = 0.0
+    #: P(a lift draw becomes a privileged grasp + place episode) in every round (sim only).
+    place_start_fraction: float = 0.0
     workers: int = 2
     camera_size: int = 128
     eval_episodes: int = 100
@@ -130,7 +132,8 @@ class TrainSimConfig:
         for name in ("initial_steps", "steps_per_round", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be >= 1")
-        for name in ("epsilon", "scripted_fraction", "guided_fraction", "guided_decoy_fraction"):
+        fractions = ("epsilon", "scripted_fraction", "guided_fraction", "guided_decoy_fraction")
+        for name in (*fractions, "place_start_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if not self.tasks:
@@ -308,6 +311,7 @@ class ClosedLoop:
                 scripted_fraction=cfg.scripted_fraction if weights else None,
                 guided_fraction=cfg.guided_fraction,
                 guided_decoy_fraction=cfg.guided_decoy_fraction,
+                place_start_fraction=cfg.place_start_fraction,
                 tasks=cfg.tasks, camera_size=cfg.camera_size,
                 params_files=(str(self.params_file),), progress=cfg.progress,
             )
@@ -535,6 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--guided-decoy-fraction", type=float, default=d.guided_decoy_fraction,
         help="P(a guided pick aims at a random point of the bin instead of a grasp) (default 0)",
     )  # fmt: skip
+    p.add_argument(
+        "--place-start-fraction", type=float, default=d.place_start_fraction,
+        help="P(a lift draw becomes an unlogged noise-free grasp and a place episode) (default 0)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=d.workers, help="simulator processes")
     p.add_argument("--camera-size", type=int, default=d.camera_size, help="camera frame [px]")
     p.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="per task")
@@ -577,7 +585,8 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
         initial_episodes=args.initial_episodes, initial_steps=args.initial_steps,
         steps_per_round=args.steps_per_round, epsilon=args.epsilon,
         scripted_fraction=args.scripted_fraction, guided_fraction=args.guided_fraction,
-        guided_decoy_fraction=args.guided_decoy_fraction, workers=args.workers,
+        guided_decoy_fraction=args.guided_decoy_fraction,
+        place_start_fraction=args.place_start_fraction, workers=args.workers,
         camera_size=args.camera_size, eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed, seed=args.seed, policy_params=policy_params, learn=learn,
         collector_params=collector_params, threads=args.threads, progress=not args.no_progress,

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from mtopt_policy.collector import (
     Grade,
     OracleReading,
     StatusSnapshot,
+    TaskSequencer,
     align_to_registry,
     task_success,
 )
@@ -119,6 +121,9 @@ class WorkerSpec:
     guided_fraction: float = 0.0
     guided_noise: float = GuidedConfig.noise  # its action noise (normalized units)
     guided_decoy_fraction: float = 0.0  # P(a guided pick is a decoy) (`mtopt_sim.guided`)
+    #: P(a lift draw instead grasps with the privileged noise-free pick, unlogged, and runs a
+    #: place task holding what it grasped): more place data than lifts alone feed (sim only).
+    place_start_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell_id < 0:
@@ -135,6 +140,40 @@ class WorkerSpec:
             raise ValueError(
                 f"guided_decoy_fraction must be in [0, 1], got {self.guided_decoy_fraction}"
             )
+        if not 0.0 <= self.place_start_fraction <= 1.0:
+            raise ValueError(
+                f"place_start_fraction must be in [0, 1], got {self.place_start_fraction}"
+            )
+
+
+class GraspedPlaceStarts(TaskSequencer):
+    """The collector's task choice, except that a lift draw becomes, with P = `fraction`, a
+    privileged grasp (`grasp()`: True when something is held) followed by a place task.
+
+    On a cell a place episode only follows a lift that held something, so place data grows with
+    the lift success rate (a few % of the episodes early on); in simulation the noise-free pick
+    can hand the arm an object the way the evaluator sets up its place scenes."""
+
+    def __init__(
+        self,
+        config: CollectorConfig,
+        registry: TaskRegistry,
+        rng: np.random.Generator,
+        fraction: float,
+        draw_rng: np.random.Generator,
+        grasp: Callable[[], bool],
+    ):
+        super().__init__(
+            registry, config.lift_skill, config.place_skill, config.parsed_task_weights(), rng
+        )
+        self.fraction, self.draw_rng, self.grasp = fraction, draw_rng, grasp
+        self.grasped = False  # the last task drawn starts from a privileged grasp
+
+    def next_task(self) -> str:
+        self.grasped = False
+        if not self.holding and self.draw_rng.random() < self.fraction and self.grasp():
+            self.holding = self.grasped = True
+        return super().next_task()
 
 
 def env_config(
@@ -236,6 +275,7 @@ class InProcessCell:
         self.planner = make_planner(policy_cfg, self.registry)
         # Its own stream: the guided share changes no other draw of the planner.
         self.guided_rng = np.random.default_rng([policy_seed, 1])
+        self.place_start_rng = np.random.default_rng([policy_seed, 3])
         self.runner = EpisodeRunner(EnvCellPort(self), policy_cfg)
         self.weights = WeightsFile(spec.weights, spec.weights_sha256) if spec.weights else None
         if self.weights is not None:
@@ -262,6 +302,13 @@ class InProcessCell:
         self.loop = CollectorLoop(
             collector_cfg, self.registry, self, np.random.default_rng(collector_seed)
         )
+        if spec.place_start_fraction > 0:
+            self.loop.sequencer = GraspedPlaceStarts(
+                collector_cfg, self.registry, self.loop.sequencer.rng,
+                fraction=spec.place_start_fraction,
+                draw_rng=np.random.default_rng([policy_seed, 2]),
+                grasp=self._privileged_grasp,
+            )  # fmt: skip
         self.target = 0  # CollectorLoop runs while fewer episodes than this are logged
         self.records: list[dict[str, Any]] = []
         self.status: StatusSnapshot | None = None
@@ -351,6 +398,7 @@ class InProcessCell:
                 "terminated": r.terminated,
                 "aborted": r.aborted,
                 "success": success,
+                "grasped_start": bool(getattr(self.loop.sequencer, "grasped", False)),
                 "bag": str(path),
             }
         )
@@ -447,6 +495,18 @@ class InProcessCell:
 
     def gripper_holding(self) -> bool | None:
         return bool(self.cell.gripper_status().object_detected)
+
+    def _privileged_grasp(self) -> bool:
+        """Grasp an object of the current scene with the simulator's noise-free scripted pick,
+        as the evaluator does before a place task (not an episode: nothing is logged)."""
+        from mtopt_sim.scripted import ScriptedPick, pick_config, run_episode
+
+        held_task = self.loop.config.held_task
+        picker = ScriptedPick(
+            pick_config(noisy=False), self.env.config.action_spec, self.place_start_rng
+        )
+        record = run_episode(self.env, picker, held_task)
+        return bool(record.oracle[held_task]) and bool(self.cell.held_objects())
 
     def oracle(self, after: float) -> OracleReading | None:
         result = self.env.evaluate_oracle()

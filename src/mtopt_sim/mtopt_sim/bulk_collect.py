@@ -10,8 +10,10 @@ cell's own collector and policy logic in-process (`mtopt_sim.bulk_cell`): task c
 -> place sequencing, bin resets and respawns, the planner's scripted / random / CEM mix with
 epsilon on the loaded weights, the present move and oracle grade (and the success detector's,
 with --sd-checkpoint). --guided-fraction G runs the simulator-aimed guided pick
-(`mtopt_sim.guided`) in that share of the lift episodes instead. Every episode is one rosbag2
-MCAP bag under --out with the logger's topics, message types and EpisodeInfo
+(`mtopt_sim.guided`) in that share of the lift episodes instead. --place-start-fraction P turns
+that share of the lift draws into a place episode that starts from an unlogged noise-free grasp
+(as the evaluator's place scenes): place data no longer waits for successful lifts. Every
+episode is one rosbag2 MCAP bag under --out with the logger's topics, message types and EpisodeInfo
 (`mtopt_sim.bag_writer`), named like the logger's bags (`cell<k>_<UTC start>_<tag>_<counter>`,
 ids that follow `mtopt_core.episodes`), written as `<id>.part` and renamed when complete. Their
 EpisodeInfo says `closed_by: mtopt-sim-collect` (`mtopt_core.episodes.SIM_COLLECT_CLOSER`), a
@@ -108,6 +110,7 @@ class CollectConfig:
     guided_fraction: float = 0.0  # P(guided pick) per lift episode (`mtopt_sim.guided`)
     guided_noise: float = GuidedConfig.noise
     guided_decoy_fraction: float = 0.0  # P(a guided pick aims at a random point instead)
+    place_start_fraction: float = 0.0  # P(a lift draw -> privileged grasp + place episode)
     tasks: tuple[str, ...] = ()  # "task" or "task=weight"; () = every task, weight 1
     max_steps: int = 0  # 0: the policy default
     camera_size: int = 64
@@ -241,6 +244,7 @@ def worker_specs(
                 guided_fraction=cfg.guided_fraction,
                 guided_noise=cfg.guided_noise,
                 guided_decoy_fraction=cfg.guided_decoy_fraction,
+                place_start_fraction=cfg.place_start_fraction,
             )
         except (ConfigError, ValueError) as exc:
             raise CollectUsageError(str(exc)) from None
@@ -596,6 +600,7 @@ def summarize(
         },
         "by_task": {t: by_task[t] for t in sorted(by_task)},
         "aborted": sum(bool(r["aborted"]) for r in records),
+        "grasped_place_starts": sum(bool(r.get("grasped_start")) for r in records),
         "stale_parts_removed": stale,
         "worker_restarts": restarts,
     }
@@ -639,6 +644,11 @@ def build_parser() -> argparse.ArgumentParser:
         "contrast for the move's direction (default 0)",
     )  # fmt: skip
     p.add_argument(
+        "--place-start-fraction", type=_probability, default=0.0,
+        help="P(a lift draw becomes an unlogged noise-free grasp and a place episode holding "
+        "what it grasped): more place data (simulation only; default 0)",
+    )  # fmt: skip
+    p.add_argument(
         "--tasks", nargs="+", default=(), metavar="TASK[=W]", help="commanded tasks (weights)"
     )
     p.add_argument("--max-steps", type=int, default=0, help="steps per episode (0: policy's)")
@@ -680,6 +690,7 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
         guided_fraction=args.guided_fraction,
         guided_noise=args.guided_noise,
         guided_decoy_fraction=args.guided_decoy_fraction,
+        place_start_fraction=args.place_start_fraction,
         tasks=tuple(args.tasks),
         max_steps=args.max_steps,
         camera_size=args.camera_size,

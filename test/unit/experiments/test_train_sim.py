@@ -117,6 +117,7 @@ def test_a_resume_with_other_settings_is_refused(one_round):
         (["--episodes", "6", "--rounds", "1", "--learn", "no_such=1"], "--learn no_such: not a"),
         (["--episodes", "6", "--rounds", "1", "--learn", "batch_size=x"], "must be of type int"),
         (["--episodes", "6", "--rounds", "1", "--collector-param", "respawn=1"], "respawn: not a"),
+        (["--episodes", "6", "--rounds", "1", "--place-start-fraction", "2"], "--place-start-fra"),
     ],
 )
 def test_bad_options_exit_2_with_a_message(tmp_path, args, message):
