@@ -46,11 +46,30 @@ TIMED_MODULES = frozenset(
 )
 
 
+#: The longest modules of each session (1-2.5 min each in CI on 2 cores), run first: with the
+#: xdist schedulers a long module that starts last leaves the other worker idle meanwhile.
+LONGEST_FIRST = (
+    "test/unit/core/test_learning_e2e.py",
+    "test/unit/demo/test_cli.py",
+    "test/unit/experiments/test_train_sim.py",
+    "test/launch/test_sim_cell_launch.py",
+    "test/launch/test_learner_launch.py",
+    "test/launch/test_episode_protocol_launch.py",
+    "test/sim/test_bulk_collect.py",
+)
+
+
+def _module(item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects by markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.get_closest_marker("ros") or item.nodeid.split("::", 1)[0] in TIMED_MODULES:
+        if item.get_closest_marker("ros") or _module(item) in TIMED_MODULES:
             item.add_marker(pytest.mark.timed)
+    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_module(item), len(rank)))  # stable: order kept
 
 
 @pytest.fixture

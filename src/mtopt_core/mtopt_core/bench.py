@@ -9,8 +9,8 @@ Measures (small preset, 64 px, 12 tasks, default CEM 64/6/2, on CPU):
   iteration (plus one trunk pass per state for the per-state floor);
 - Bellman targets per second at batch 256 (CEM over target1, clipped double Q with target2);
 - training steps per second at batch 256 (Bellman targets + forward/backward + Adam step);
-- memory of a 100k-transition replay buffer at 64 px filled with synthetic 10-step episodes:
-  the buffer's own byte count and the process RSS growth.
+- memory of a 100k-transition replay buffer (10k with --quick) at 64 px filled with synthetic
+  10-step episodes: the buffer's own byte count and the process RSS growth.
 
 Times are the fastest of N interleaved repetitions (robust to other load on a shared machine).
 """
@@ -119,11 +119,13 @@ def _filled_replay(size: int, episodes: int) -> ReplayBuffer:
     return buf
 
 
-def bench_bellman_and_train(net: QNet, reps_bellman: int, train_steps: int) -> dict:
+def bench_bellman_and_train(
+    net: QNet, reps_bellman: int, train_steps: int, batch_size: int = 256
+) -> dict:
     size = net.config.image_size
     replay = _filled_replay(size, 200)
-    trainer = Trainer(net, replay, TrainerConfig(batch_size=256, progress=False))
-    batch = replay.sample(256, np.random.default_rng(0)).to_torch()
+    trainer = Trainer(net, replay, TrainerConfig(batch_size=batch_size, progress=False))
+    batch = replay.sample(batch_size, np.random.default_rng(0)).to_torch()
     batch.done.zero_()  # every row needs a CEM max (the worst case)
     gen = torch.Generator().manual_seed(0)
     (t,) = _best_times(
@@ -138,11 +140,11 @@ def bench_bellman_and_train(net: QNet, reps_bellman: int, train_steps: int) -> d
         trainer.step()
     step = (time.perf_counter() - t0) / train_steps
     return {
-        "bellman_batch": 256,
-        "bellman_targets_per_s": 256 / t,
-        "train_batch": 256,
+        "bellman_batch": batch_size,
+        "bellman_targets_per_s": batch_size / t,
+        "train_batch": batch_size,
         "train_steps_per_s": 1 / step,
-        "train_transitions_per_s": 256 / step,
+        "train_transitions_per_s": batch_size / step,
     }
 
 
@@ -172,7 +174,7 @@ def bench_replay_memory(size: int, transitions: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (< 30 s)")
+    parser.add_argument("--quick", action="store_true", help="smoke-sized: fewer repetitions, a 10k-transition replay, batch 32")
     parser.add_argument(
         "--threads",
         type=int,
@@ -196,9 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         "cem": [CEMConfig().population, CEMConfig().elites, CEMConfig().iterations],
     }
     # Memory first, so the RSS growth is not hidden by memory freed by the other stages.
-    result.update(bench_replay_memory(64, 100_000))
-    result.update(bench_cem(net, reps=10 if args.quick else 50))
-    result.update(bench_bellman_and_train(net, 1 if args.quick else 3, 1 if args.quick else 5))
+    result.update(bench_replay_memory(64, 10_000 if args.quick else 100_000))
+    result.update(bench_cem(net, reps=3 if args.quick else 50))
+    if args.quick:
+        result.update(bench_bellman_and_train(net, 1, 1, batch_size=32))
+    else:
+        result.update(bench_bellman_and_train(net, 3, 5))
     result["peak_rss_bytes"] = _rss_bytes("VmHWM")
     result["elapsed_s"] = time.perf_counter() - t_start
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}))
