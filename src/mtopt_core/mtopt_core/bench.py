@@ -174,7 +174,11 @@ def bench_replay_memory(size: int, transitions: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke-sized: fewer repetitions, a 10k-transition replay, batch 32")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke-sized: fewer repetitions, a 10k-transition replay, batch 32",
+    )
     parser.add_argument(
         "--threads",
         type=int,

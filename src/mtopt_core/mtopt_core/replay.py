@@ -15,6 +15,12 @@ Samplers:
 - `rebalanced` (MT-Opt): the task is uniform over tasks that hold any data; inside the task,
   success and failure are 50/50 (when one side is empty the other is taken); inside a buffer,
   transitions are uniform.
+- `rebalanced_near_miss`: as `rebalanced`, but half of a task's failure draws come from its
+  near misses (when it has any): failures of episodes that succeeded at another task they are
+  relabelled for, e.g. a lift-banana failure that lifted a bottle, a place-bottom failure that
+  placed on the top-left section. Under `rebalanced` such contrasts are a few percent of a
+  task's failures (most failures lift nothing), so a network can score "holds something" high
+  for every lift-X task and still fit the batch.
 - `uniform` (the ablation): transitions uniform over all stored relabelled transitions (a
   transition relabelled for k tasks counts k times).
 """
@@ -32,7 +38,9 @@ from mtopt_core.bellman import TorchBatch
 from mtopt_core.episode import Episode
 from mtopt_core.impersonation import Impersonation, Relabel
 
-SAMPLERS = ("rebalanced", "uniform")
+SAMPLERS = ("rebalanced", "rebalanced_near_miss", "uniform")
+#: The outcome key of a task's near-miss buffer (next to True / False: success / failure).
+NEAR_MISS = "near_miss"
 # Estimated Python-object cost, counted against the budget next to the arrays' own bytes.
 EPISODE_OVERHEAD_BYTES = 1024
 REFERENCE_OVERHEAD_BYTES = 64
@@ -45,7 +53,8 @@ class ReplayConfig:
     Fields:
         memory_budget_bytes: upper bound on the bytes held (episode arrays plus a per-episode
             and per-reference overhead estimate); oldest episodes are evicted beyond it.
-        sampler: "rebalanced" (tasks uniform, success/failure 50/50 per task) or "uniform"
+        sampler: "rebalanced" (tasks uniform, success/failure 50/50 per task),
+            "rebalanced_near_miss" (the same, half of the failures near misses) or "uniform"
             (uniform over stored relabelled transitions).
         seed: seed of the sampler's random generator.
     """
@@ -99,7 +108,7 @@ class _Entry:
 
     def __init__(self, episode: Episode):
         self.episode = episode
-        self.refs: list[tuple[int, bool]] = []  # (task index, success) buffers holding it
+        self.refs: list[tuple[int, bool | str]] = []  # (task, outcome) buffers holding it
 
 
 class _Fifo:
@@ -151,7 +160,9 @@ class ReplayBuffer:
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self._episodes: OrderedDict[int, _Entry] = OrderedDict()
-        self._buffers = {(t, s): _Fifo() for t in range(len(task_names)) for s in (True, False)}
+        self._buffers = {
+            (t, s): _Fifo() for t in range(len(task_names)) for s in (True, False, NEAR_MISS)
+        }
         self._next_key = 0
         self._nbytes = 0
         self._num_transitions = 0
@@ -186,6 +197,10 @@ class ReplayBuffer:
                     f"episode {episode.episode_id!r}: task {r.task!r} relabelled twice"
                 )
             refs.append(ref)
+        # A failure of an episode that succeeded at another of its tasks is also a near miss
+        # (indexed for the sampler that draws them).
+        if self.config.sampler == "rebalanced_near_miss" and any(s for _, s in refs):
+            refs += [(t, NEAR_MISS) for t, success in refs if not success]
         size = self._entry_bytes(episode, len(refs))
         if size > self.config.memory_budget_bytes:
             raise ValueError(
@@ -246,7 +261,7 @@ class ReplayBuffer:
     @property
     def num_relabelled_transitions(self) -> int:
         """Transitions over all (task, outcome) buffers (an episode counts once per relabel)."""
-        return sum(b.transitions for b in self._buffers.values())
+        return sum(b.transitions for (_, s), b in self._buffers.items() if s != NEAR_MISS)
 
     def buffer_sizes(self) -> dict[str, dict[str, int]]:
         """Per task: episodes and transitions in its success and failure buffers."""
@@ -258,6 +273,7 @@ class ReplayBuffer:
                 "failure_episodes": len(f),
                 "success_transitions": s.transitions,
                 "failure_transitions": f.transitions,
+                "near_miss_episodes": len(self._buffers[(t, NEAR_MISS)]),
             }
         return out
 
@@ -270,33 +286,42 @@ class ReplayBuffer:
         rng = self.rng if rng is None else rng
         if not self._episodes:
             raise ValueError("cannot sample from an empty replay buffer")
-        if self.config.sampler == "rebalanced":
+        if self.config.sampler != "uniform":
             refs = self._choose_rebalanced(batch_size, rng)
         else:
             refs = self._choose_uniform(batch_size, rng)
         return self._gather(refs, rng)
 
-    def _choose_rebalanced(self, n: int, rng: np.random.Generator) -> list[tuple[int, bool]]:
+    def _choose_rebalanced(self, n: int, rng: np.random.Generator) -> list[tuple[int, bool | str]]:
         tasks = [
             t for t in range(len(self.task_names))
             if self._buffers[(t, True)].transitions or self._buffers[(t, False)].transitions
         ]  # fmt: skip
         chosen_tasks = np.asarray(tasks)[rng.integers(len(tasks), size=n)]
         want_success = rng.random(n) < 0.5
-        refs = []
-        for t, s in zip(chosen_tasks.tolist(), want_success.tolist(), strict=True):
+        near_misses = self.config.sampler == "rebalanced_near_miss"
+        # Drawn for every row (used by failure rows only); never drawn by `rebalanced`, whose
+        # random stream stays what it was.
+        want_near = rng.random(n) < 0.5 if near_misses else np.zeros(n, bool)
+        refs: list[tuple[int, bool | str]] = []
+        for t, s, near in zip(
+            chosen_tasks.tolist(), want_success.tolist(), want_near.tolist(), strict=True
+        ):
             if self._buffers[(t, s)].transitions == 0:
                 s = not s
-            refs.append((t, s))
+            if not s and near and near_misses and self._buffers[(t, NEAR_MISS)].transitions:
+                refs.append((t, NEAR_MISS))
+            else:
+                refs.append((t, s))
         return refs
 
     def _choose_uniform(self, n: int, rng: np.random.Generator) -> list[tuple[int, bool]]:
-        keys = list(self._buffers)
+        keys = [k for k in self._buffers if k[1] != NEAR_MISS]
         counts = np.asarray([self._buffers[k].transitions for k in keys], dtype=np.int64)
         picks = np.searchsorted(np.cumsum(counts), rng.integers(counts.sum(), size=n), "right")
         return [keys[i] for i in picks.tolist()]
 
-    def _gather(self, refs: list[tuple[int, bool]], rng: np.random.Generator) -> Batch:
+    def _gather(self, refs: list[tuple[int, bool | str]], rng: np.random.Generator) -> Batch:
         n = len(refs)
         shape = self._image_shape
         image = np.empty((n, *shape), dtype=np.uint8)
@@ -316,11 +341,12 @@ class ReplayBuffer:
         steps_left = np.empty(n, np.int64)
         success = np.zeros(n, np.float32)
         # Group rows by buffer so each buffer locates its transitions in one vectorized call.
-        groups: dict[tuple[int, bool], list[int]] = {}
+        groups: dict[tuple[int, bool | str], list[int]] = {}
         for row, ref in enumerate(refs):
             groups.setdefault(ref, []).append(row)
         for ref, rows in groups.items():
             buf = self._buffers[ref]
+            won = ref[1] is True  # a near miss is a failure of its task
             keys, steps = buf.locate(rng.integers(buf.transitions, size=len(rows)))
             for row, key, t in zip(rows, keys.tolist(), steps.tolist(), strict=True):
                 ep = self._episodes[key].episode
@@ -334,13 +360,13 @@ class ReplayBuffer:
                 next_height[row] = ep.height[t + 1]
                 action[row] = ep.actions[t]
                 task[row] = ref[0]
-                success[row] = float(ref[1])
+                success[row] = float(won)
                 last = t == ep.num_steps - 1
                 done[row] = float(last)
                 truncated[row] = float(last and not ep.terminated)
                 step[row] = t
                 steps_left[row] = ep.num_steps - 1 - t
-                reward[row] = float(last and ref[1])
+                reward[row] = float(last and won)
         return Batch(
             image=image,
             gripper_closed=grip,

@@ -154,7 +154,7 @@ class LearnerConfig:
     tasks_file: str = ""
     #: Impersonation function: orig, all, skill (the seed's default), skill_stochastic:PS,PF.
     impersonation: str = "skill"
-    #: Replay sampling: rebalanced (MT-Opt) or uniform (ablation).
+    #: Replay sampling: rebalanced (MT-Opt), rebalanced_near_miss or uniform (ablation).
     sampler: str = "rebalanced"
     #: Labels: sd (EpisodeInfo SD probabilities) or oracle (simulator ground truth, sim only).
     labels: str = "sd"

@@ -68,6 +68,41 @@ def _step_of(batch):
     return np.rint(batch.action[:, 0] * 10).astype(int)
 
 
+def test_near_miss_sampler_draws_half_the_failures_from_other_tasks_successes():
+    def near_misses(buf, count):
+        """Episodes that failed task a but succeeded at b (a lift that held the wrong object),
+        marked by a height no other episode has."""
+        for i in range(count):
+            ep = episode(3, i, "a")
+            ep.height[:] = 9.0
+            buf.add(ep, [Relabel("a", False, True), Relabel("b", True, False)])
+
+    buf = ReplayBuffer(TASKS, ReplayConfig(sampler="rebalanced_near_miss", seed=0))
+    fill(buf, "a", True, 20)
+    fill(buf, "a", False, 190)
+    near_misses(buf, 10)
+    sizes = buf.buffer_sizes()
+    assert sizes["a"]["near_miss_episodes"] == 10 and sizes["b"]["near_miss_episodes"] == 0
+    assert sizes["a"]["failure_episodes"] == 200  # a near miss is still one of a's failures
+    batch = buf.sample(20000)
+    rows = batch.task == 0
+    failures = batch.episode_success[rows] == 0
+    near = batch.height[rows] == 9.0
+    assert np.all(batch.reward[rows][near] == 0) and np.all(failures[near])
+    # Half of a's failures come from the near-miss buffer, plus its 10/200 share of the rest.
+    assert 0.5 < near[failures].mean() < 0.56, near[failures].mean()
+    # The plain rebalanced sampler draws them at their share of the failures.
+    plain = ReplayBuffer(TASKS, ReplayConfig(sampler="rebalanced", seed=0))
+    fill(plain, "a", True, 20)
+    fill(plain, "a", False, 190)
+    near_misses(plain, 10)
+    assert plain.buffer_sizes()["a"]["near_miss_episodes"] == 0
+    batch = plain.sample(20000)
+    rows = batch.task == 0
+    failures = batch.episode_success[rows] == 0
+    assert 0.03 < (batch.height[rows] == 9.0)[failures].mean() < 0.07
+
+
 def test_uniform_sampler_follows_the_data():
     buf = ReplayBuffer(TASKS, ReplayConfig(sampler="uniform", seed=1))
     fill(buf, "a", True, 30, steps=2)  # 60 transitions
