@@ -98,3 +98,44 @@ def test_aim_probe(run_json_cli, tmp_path):
     )  # fmt: skip
     assert base_frame_mirror.returncode == 2
     assert "action_frame is 'base'" in base_frame_mirror.stderr
+
+
+def test_task_contrast(run_json_cli, tmp_path):
+    import torch
+
+    from mtopt_core.checkpoint import save_checkpoint
+    from mtopt_core.qnet import QNet, QNetConfig
+    from mtopt_core.tasks import load_task_registry
+    from mtopt_experiments.task_contrast import sibling_groups, tied_rank
+    from mtopt_sim.bulk_cell import InProcessCell, WorkerSpec
+
+    names = load_task_registry().names
+    spec = WorkerSpec(
+        cell_id=5, out_dir=str(tmp_path / "bags"), seed_entropy=(3, 5, 0),
+        place_start_fraction=1.0,
+    )  # fmt: skip
+    cell = InProcessCell(spec)
+    try:
+        cell.collect(3)
+    finally:
+        cell.close()
+    torch.manual_seed(0)
+    ckpt = tmp_path / "q.ckpt"
+    save_checkpoint(ckpt, QNet(QNetConfig.tiny(len(names), image_size=64)), names, step=1)
+    result = run_json_cli(
+        "mtopt_experiments.task_contrast", str(ckpt), str(tmp_path / "bags"), "--episodes", "5"
+    )
+    assert result["bags_read"] == 3
+    groups = sibling_groups(load_task_registry(), names)
+    assert set(result["skills"]) == set(groups) == {"object_acquisition", "object_manipulation"}
+    for skill, row in result["skills"].items():
+        k = len(groups[skill])
+        assert row["siblings"] == groups[skill] and row["chance_rank"] == (k - 1) / 2
+        assert row["episodes"] == 0 or 0 <= row["mean_rank"] <= k - 1
+    assert tied_rank(torch.tensor([0.5, 0.9, 0.505]).numpy(), 0) == 1.5  # 0.9 above, a tie
+    refused = subprocess.run(
+        [sys.executable, "-m", "mtopt_experiments.task_contrast", str(ckpt), str(tmp_path),
+         "--episodes", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "--episodes must be >= 1" in refused.stderr
