@@ -17,15 +17,21 @@ skill was done scores every sibling alike (rank at chance). Per skill:
 * `q_achieved`, `q_others`: mean Q of the achieved sibling and of the others.
 
 The images are decoded as the learner decodes them, with the policy settings the checkpoint
-records (camera, region of interest). Prints one JSON line; progress on stderr.
+records (camera, region of interest). With `--control-steps S`, a fresh network of the
+checkpoint's architecture is trained supervised (achieved or not) on the last transitions of
+four bags in five for S steps, and both networks are scored on the fifth (`control`): whether
+the architecture can tell the siblings apart from these transitions at all, which the RL
+training then did or did not learn. Prints one JSON line; progress on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,23 +54,62 @@ def sibling_groups(registry: TaskRegistry, task_names) -> dict[str, list[str]]:
     return {skill: names for skill, names in groups.items() if len(names) >= 2}
 
 
-def last_transition_q(net, episode, task_indices: list[int]) -> np.ndarray:
-    """Q of the episode's last (observation, action) for each task index."""
+@dataclass
+class Sample:
+    """The last transition of one bag with exactly one achieved sibling of `skill`."""
+
+    bag: str
+    skill: str
+    image: np.ndarray
+    action: np.ndarray
+    gripper_closed: bool
+    height: float
+    object_detected: bool
+    step: int
+    siblings: list[int]  # task indices of the skill's siblings
+    achieved: int  # position of the achieved task in `siblings`
+
+    @property
+    def held_out(self) -> bool:
+        """One bag in five, by a hash of its name: the supervised control's test split."""
+        return int(hashlib.sha256(self.bag.encode()).hexdigest(), 16) % 5 == 0
+
+
+def sample_tensors(samples: list[Sample]):
+    """One row per (sample, sibling): the QNet inputs and the label (achieved or not)."""
     import torch
 
-    n, t = len(task_indices), episode.num_steps - 1
+    def rows(values, dtype=torch.float32):
+        return torch.as_tensor(np.asarray(values)).to(dtype)
 
-    def rows(array, dtype=torch.float32):
-        return torch.as_tensor(np.asarray(array[t : t + 1])).to(dtype).repeat_interleave(n, 0)
+    expanded = [(s, j) for s in samples for j in range(len(s.siblings))]
+    inputs = (
+        rows([s.image for s, _ in expanded], torch.uint8),
+        rows([s.action for s, _ in expanded]),
+        rows([s.gripper_closed for s, _ in expanded]),
+        rows([s.height for s, _ in expanded]),
+        rows([s.siblings[j] for s, j in expanded], torch.long),
+        rows([s.object_detected for s, _ in expanded]),
+        rows([s.step for s, _ in expanded], torch.long),
+    )
+    return inputs, rows([float(j == s.achieved) for s, j in expanded])
 
+
+def score(net, samples: list[Sample]) -> list[np.ndarray]:
+    """Q of every sibling of each sample's last transition."""
+    import torch
+
+    if not samples:
+        return []
+    inputs, _ = sample_tensors(samples)
+    step = inputs[6] if net.config.step_horizon > 0 else None
     with torch.no_grad():
-        q = net(
-            rows(episode.images, torch.uint8), rows(episode.actions),
-            rows(episode.gripper_closed), rows(episode.height),
-            torch.as_tensor(task_indices), rows(episode.object_detected),
-            step=torch.full((n,), t) if net.config.step_horizon > 0 else None,
-        )  # fmt: skip
-    return q.numpy()
+        q = net.eval()(*inputs[:6], step=step).numpy()
+    out, at = [], 0
+    for s in samples:
+        out.append(q[at : at + len(s.siblings)])
+        at += len(s.siblings)
+    return out
 
 
 def tied_rank(q: np.ndarray, k: int, tolerance: float = TIE_TOLERANCE) -> float:
@@ -73,21 +118,39 @@ def tied_rank(q: np.ndarray, k: int, tolerance: float = TIE_TOLERANCE) -> float:
     return float(np.sum(others > q[k] + tolerance) + 0.5 * np.sum(abs(others - q[k]) <= tolerance))
 
 
-def contrast(checkpoint: str, bag_dir: Path, episodes: int, seed: int, log=None) -> dict:
+def summarize(groups: dict[str, list[str]], samples: list[Sample], qs: list[np.ndarray]) -> dict:
+    """Per skill: episodes, mean rank and top-1 against chance, mean Q achieved / others."""
+    out = {}
+    for skill, siblings in groups.items():
+        k = len(siblings)
+        got = [(s, q) for s, q in zip(samples, qs, strict=True) if s.skill == skill]
+        ranks = np.array([tied_rank(q, s.achieved) for s, q in got], dtype=float)
+        achieved = [float(q[s.achieved]) for s, q in got]
+        others = [float((q.sum() - q[s.achieved]) / (k - 1)) for s, q in got]
+        out[skill] = {
+            "siblings": siblings,
+            "episodes": len(got),
+            "mean_rank": round(float(ranks.mean()), 3) if got else None,
+            "chance_rank": (k - 1) / 2,
+            "top1": round(float(np.mean(ranks == 0)), 3) if got else None,
+            "chance_top1": round(1 / k, 3),
+            "q_achieved": round(float(np.mean(achieved)), 3) if got else None,
+            "q_others": round(float(np.mean(others)), 3) if got else None,
+        }
+    return out
+
+
+def read_samples(bag_dir: Path, registry, names, groups, settings, image_size, episodes, seed,
+                 log=None) -> tuple[list[Sample], int]:  # fmt: skip
+    """Up to `episodes` samples from the bags in a seeded random order; (samples, bags read)."""
     from mtopt_learner.episode_decoder import EpisodeBagError, episode_from_bag
 
-    net, ckpt = qnet_from_checkpoint(checkpoint)
-    net.eval()
-    names = list(ckpt.task_names)
-    registry = load_task_registry()
-    groups = sibling_groups(registry, names)
-    settings = ckpt.metadata.get(POLICY_SETTINGS_KEY) or {}
     bags = list_episode_bags(bag_dir)
     random.Random(seed).shuffle(bags)
-    rows: dict[str, list[tuple[int, float, float]]] = {skill: [] for skill in groups}
+    samples: list[Sample] = []
     read = 0
     for bag in bags:
-        if sum(len(r) for r in rows.values()) >= episodes:
+        if len(samples) >= episodes:
             break
         read += 1
         try:
@@ -95,7 +158,7 @@ def contrast(checkpoint: str, bag_dir: Path, episodes: int, seed: int, log=None)
                 bag, registry, "oracle",
                 policy_camera=settings.get("policy_camera", "overhead"),
                 policy_roi=settings.get("policy_roi", (0.0, 0.0, 1.0, 1.0)),
-                image_size=net.config.image_size,
+                image_size=image_size,
             )  # fmt: skip
         except EpisodeBagError as exc:
             if log:
@@ -103,36 +166,73 @@ def contrast(checkpoint: str, bag_dir: Path, episodes: int, seed: int, log=None)
             continue
         if not decoded.usable:
             continue
-        episode = decoded.episode
+        ep, t = decoded.episode, decoded.episode.num_steps - 1
         for skill, siblings in groups.items():
-            achieved = [s for s in siblings if episode.labels.get(s)]
-            if len(achieved) != 1:
-                continue
-            q = last_transition_q(net, episode, [names.index(s) for s in siblings])
-            k = siblings.index(achieved[0])
-            rows[skill].append(
-                (tied_rank(q, k), float(q[k]), float((q.sum() - q[k]) / (len(q) - 1)))
-            )
-        if log and read % 100 == 0:
-            log(f"{PROG}: {read} bags read, {sum(len(r) for r in rows.values())} used")
+            achieved = [s for s in siblings if ep.labels.get(s)]
+            if len(achieved) == 1:
+                samples.append(Sample(
+                    bag.name, skill, ep.images[t], ep.actions[t], bool(ep.gripper_closed[t]),
+                    float(ep.height[t]), bool(ep.object_detected[t]), t,
+                    [names.index(s) for s in siblings], siblings.index(achieved[0]),
+                ))  # fmt: skip
+        if log and read % 200 == 0:
+            log(f"{PROG}: {read} bags read, {len(samples)} samples")
+    return samples, read
+
+
+def fit_control(qnet_config, samples: list[Sample], steps: int, log=None):
+    """A fresh network of the checkpoint's architecture, trained supervised (cross-entropy
+    on achieved / not, batch 64, Adam 1e-3, seed 0) on the samples' last transitions."""
+    import torch
+    import torch.nn.functional as F
+
+    from mtopt_core.qnet import QNet
+
+    torch.manual_seed(0)
+    net = QNet(qnet_config).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    inputs, labels = sample_tensors(samples)
+    rng = np.random.default_rng(0)
+    for i in range(steps):
+        idx = torch.as_tensor(rng.integers(len(labels), size=64))
+        step = inputs[6][idx] if qnet_config.step_horizon > 0 else None
+        logits = net.logits(*(x[idx] for x in inputs[:6]), step=step)
+        loss = F.binary_cross_entropy_with_logits(logits, labels[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if log and (i + 1) % 500 == 0:
+            log(f"{PROG}: control step {i + 1}/{steps}, loss {float(loss):.3f}")
+    return net.eval()
+
+
+def contrast(
+    checkpoint: str, bag_dir: Path, episodes: int, seed: int, control_steps: int = 0, log=None
+) -> dict:
+    net, ckpt = qnet_from_checkpoint(checkpoint)
+    names = list(ckpt.task_names)
+    registry = load_task_registry()
+    groups = sibling_groups(registry, names)
+    settings = ckpt.metadata.get(POLICY_SETTINGS_KEY) or {}
+    samples, read = read_samples(
+        bag_dir, registry, names, groups, settings, net.config.image_size, episodes, seed, log
+    )
     result: dict = {
         "checkpoint": str(checkpoint),
         "bags": str(bag_dir),
         "bags_read": read,
-        "skills": {},
+        "skills": summarize(groups, samples, score(net, samples)),
     }
-    for skill, siblings in groups.items():
-        k, got = len(siblings), rows[skill]
-        ranks = np.array([r[0] for r in got], dtype=float)
-        result["skills"][skill] = {
-            "siblings": siblings,
-            "episodes": len(got),
-            "mean_rank": round(float(ranks.mean()), 3) if got else None,
-            "chance_rank": (k - 1) / 2,
-            "top1": round(float(np.mean(ranks == 0)), 3) if got else None,
-            "chance_top1": round(1 / k, 3),
-            "q_achieved": round(float(np.mean([r[1] for r in got])), 3) if got else None,
-            "q_others": round(float(np.mean([r[2] for r in got])), 3) if got else None,
+    if control_steps > 0:
+        train = [s for s in samples if not s.held_out]
+        test = [s for s in samples if s.held_out]
+        control = fit_control(ckpt.qnet_config, train, control_steps, log) if train else None
+        result["control"] = {
+            "steps": control_steps,
+            "train_episodes": len(train),
+            "test_episodes": len(test),
+            "checkpoint_on_test": summarize(groups, test, score(net, test)),
+            "control_on_test": summarize(groups, test, score(control, test) if control else []),
         }
     return result
 
@@ -145,13 +245,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bags", type=Path, help="directory of episode bags (oracle labels)")
     p.add_argument("--episodes", type=int, default=200, help="achieved-sibling episodes to use")
     p.add_argument("--seed", type=int, default=0, help="seed of the bag order (default 0)")
+    p.add_argument(
+        "--control-steps", type=int, default=0,
+        help="also train a fresh network of the same architecture supervised for this many "
+        "steps on 4/5 of the samples and compare both on the other fifth (default 0: no)",
+    )  # fmt: skip
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.episodes < 1:
-        print(f"{PROG}: error: --episodes must be >= 1", file=sys.stderr)
+    if args.episodes < 1 or args.control_steps < 0:
+        print(f"{PROG}: error: --episodes must be >= 1, --control-steps >= 0", file=sys.stderr)
         return 2
     if not args.bags.is_dir():
         print(f"{PROG}: error: {args.bags} is not a directory", file=sys.stderr)
@@ -161,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     try:
         result = contrast(
-            args.checkpoint, args.bags, args.episodes, args.seed,
+            args.checkpoint, args.bags, args.episodes, args.seed, args.control_steps,
             log=lambda m: print(m, file=sys.stderr),
         )  # fmt: skip
     except CheckpointError as exc:

@@ -123,9 +123,13 @@ def test_task_contrast(run_json_cli, tmp_path):
     ckpt = tmp_path / "q.ckpt"
     save_checkpoint(ckpt, QNet(QNetConfig.tiny(len(names), image_size=64)), names, step=1)
     result = run_json_cli(
-        "mtopt_experiments.task_contrast", str(ckpt), str(tmp_path / "bags"), "--episodes", "5"
-    )
+        "mtopt_experiments.task_contrast", str(ckpt), str(tmp_path / "bags"), "--episodes", "5",
+        "--control-steps", "2",
+    )  # fmt: skip
     assert result["bags_read"] == 3
+    control = result["control"]
+    assert control["steps"] == 2 and control["train_episodes"] + control["test_episodes"] <= 5
+    assert set(control["control_on_test"]) == set(result["skills"])
     groups = sibling_groups(load_task_registry(), names)
     assert set(result["skills"]) == set(groups) == {"object_acquisition", "object_manipulation"}
     for skill, row in result["skills"].items():
