@@ -15,12 +15,14 @@ Samplers:
 - `rebalanced` (MT-Opt): the task is uniform over tasks that hold any data; inside the task,
   success and failure are 50/50 (when one side is empty the other is taken); inside a buffer,
   transitions are uniform.
-- `rebalanced_near_miss`: as `rebalanced`, but half of a task's failure draws come from its
-  near misses (when it has any): failures of episodes that succeeded at another task they are
-  relabelled for, e.g. a lift-banana failure that lifted a bottle, a place-bottom failure that
-  placed on the top-left section. Under `rebalanced` such contrasts are a few percent of a
-  task's failures (most failures lift nothing), so a network can score "holds something" high
-  for every lift-X task and still fit the batch.
+- `rebalanced_near_miss`: as `rebalanced`, but half of a task's failure draws are the last
+  transition of one of its near misses (when it has any): failures of episodes that succeeded
+  at another task they are relabelled for, e.g. a lift-banana failure that lifted a bottle, a
+  place-bottom failure that placed on the top-left section. Under `rebalanced` the labelled
+  end of such a contrast is a fraction of a percent of a task's rows (most failures lift
+  nothing, and an episode has 10-20 transitions) against several percent for its successes'
+  ends, so a network can score "holds something, terminate" high for every lift-X task and
+  still fit the batch; the last transition is where the two outcomes differ.
 - `uniform` (the ablation): transitions uniform over all stored relabelled transitions (a
   transition relabelled for k tasks counts k times).
 """
@@ -350,6 +352,8 @@ class ReplayBuffer:
             keys, steps = buf.locate(rng.integers(buf.transitions, size=len(rows)))
             for row, key, t in zip(rows, keys.tolist(), steps.tolist(), strict=True):
                 ep = self._episodes[key].episode
+                if ref[1] == NEAR_MISS:
+                    t = ep.num_steps - 1
                 image[row] = ep.images[t]
                 next_image[row] = ep.images[t + 1]
                 grip[row] = ep.gripper_closed[t]

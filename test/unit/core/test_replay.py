@@ -68,7 +68,7 @@ def _step_of(batch):
     return np.rint(batch.action[:, 0] * 10).astype(int)
 
 
-def test_near_miss_sampler_draws_half_the_failures_from_other_tasks_successes():
+def test_near_miss_sampler_draws_half_the_failures_at_the_end_of_near_misses():
     def near_misses(buf, count):
         """Episodes that failed task a but succeeded at b (a lift that held the wrong object),
         marked by a height no other episode has."""
@@ -89,6 +89,8 @@ def test_near_miss_sampler_draws_half_the_failures_from_other_tasks_successes():
     failures = batch.episode_success[rows] == 0
     near = batch.height[rows] == 9.0
     assert np.all(batch.reward[rows][near] == 0) and np.all(failures[near])
+    # ... drawn at their labelled end, the last transition (the plain failures at any step).
+    assert batch.done[rows][near].mean() > 0.9 and batch.done[rows][failures & ~near].mean() < 0.5
     # Half of a's failures come from the near-miss buffer, plus its 10/200 share of the rest.
     assert 0.5 < near[failures].mean() < 0.56, near[failures].mean()
     # The plain rebalanced sampler draws them at their share of the failures.
