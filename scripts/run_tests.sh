@@ -9,9 +9,6 @@ python="$1"
 workers="$2"
 shift 2
 status=0
-# One OpenMP thread per process: WORKERS processes (and the nodes and CLIs they start) already
-# share the cores, and a second spinning thread per process only slows them down.
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 run() {
     "$python" -m pytest "$@"
     local code=$?
