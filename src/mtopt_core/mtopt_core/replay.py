@@ -311,7 +311,7 @@ class ReplayBuffer:
         ):
             if self._buffers[(t, s)].transitions == 0:
                 s = not s
-            if not s and near and near_misses and self._buffers[(t, NEAR_MISS)].transitions:
+            if not s and near and self._buffers[(t, NEAR_MISS)].transitions:
                 refs.append((t, NEAR_MISS))
             else:
                 refs.append((t, s))

@@ -326,7 +326,7 @@ class PairedSceneRunner:
     def _set_scene(self, seed: int, place: bool) -> bool:
         """Respawn the scene from `seed`; for a place task also grasp an object with the
         privileged noise-free pick. Returns False when that grasp failed."""
-        from mtopt_sim.scripted import ScriptedPick, pick_config, run_episode
+        from mtopt_sim.scripted import privileged_grasp
 
         env = self.env
         # The arm's trajectories are timed in absolute simulated time, so a replay from a
@@ -336,11 +336,7 @@ class PairedSceneRunner:
         env.respawn(seed)
         if not place:
             return True
-        picker = ScriptedPick(
-            pick_config(noisy=False), env.config.action_spec, np.random.default_rng(seed)
-        )
-        record = run_episode(env, picker, HELD_TASK)
-        return bool(record.oracle[HELD_TASK]) and bool(env.cell.held_objects())
+        return privileged_grasp(env, np.random.default_rng(seed), HELD_TASK)
 
     def _run(self, plan: EpisodePlan, task_index: int) -> dict:
         """One episode of `plan` in the env; the row's outcome fields."""

@@ -145,6 +145,8 @@ def read_samples(bag_dir: Path, registry, names, groups, settings, image_size, e
     """Up to `episodes` samples from the bags in a seeded random order; (samples, bags read)."""
     from mtopt_learner.episode_decoder import EpisodeBagError, episode_from_bag
 
+    # The camera and region the network was trained for; the decoder's defaults otherwise.
+    recorded = {k: settings[k] for k in ("policy_camera", "policy_roi") if k in settings}
     bags = list_episode_bags(bag_dir)
     random.Random(seed).shuffle(bags)
     samples: list[Sample] = []
@@ -154,12 +156,7 @@ def read_samples(bag_dir: Path, registry, names, groups, settings, image_size, e
             break
         read += 1
         try:
-            decoded = episode_from_bag(
-                bag, registry, "oracle",
-                policy_camera=settings.get("policy_camera", "overhead"),
-                policy_roi=settings.get("policy_roi", (0.0, 0.0, 1.0, 1.0)),
-                image_size=image_size,
-            )  # fmt: skip
+            decoded = episode_from_bag(bag, registry, "oracle", image_size=image_size, **recorded)
         except EpisodeBagError as exc:
             if log:
                 log(f"{PROG}: skipped {bag.name}: {exc}")

@@ -132,8 +132,10 @@ class TrainSimConfig:
         for name in ("initial_steps", "steps_per_round", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be >= 1")
-        fractions = ("epsilon", "scripted_fraction", "guided_fraction", "guided_decoy_fraction")
-        for name in (*fractions, "place_start_fraction"):
+        for name in (
+            "epsilon", "scripted_fraction", "guided_fraction", "guided_decoy_fraction",
+            "place_start_fraction",
+        ):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if not self.tasks:

@@ -497,16 +497,11 @@ class InProcessCell:
         return bool(self.cell.gripper_status().object_detected)
 
     def _privileged_grasp(self) -> bool:
-        """Grasp an object of the current scene with the simulator's noise-free scripted pick,
-        as the evaluator does before a place task (not an episode: nothing is logged)."""
-        from mtopt_sim.scripted import ScriptedPick, pick_config, run_episode
+        """Grasp an object of the current scene as the evaluator does before a place task
+        (not an episode: nothing is logged)."""
+        from mtopt_sim.scripted import privileged_grasp
 
-        held_task = self.loop.config.held_task
-        picker = ScriptedPick(
-            pick_config(noisy=False), self.env.config.action_spec, self.place_start_rng
-        )
-        record = run_episode(self.env, picker, held_task)
-        return bool(record.oracle[held_task]) and bool(self.cell.held_objects())
+        return privileged_grasp(self.env, self.place_start_rng, self.loop.config.held_task)
 
     def oracle(self, after: float) -> OracleReading | None:
         result = self.env.evaluate_oracle()

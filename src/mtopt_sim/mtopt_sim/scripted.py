@@ -141,6 +141,15 @@ def run_episode(env: MTOptCell, policy: ScriptedPick | ScriptedPlace, task: str)
     )
 
 
+def privileged_grasp(env: MTOptCell, rng: np.random.Generator, task: str) -> bool:
+    """Grasp an object of the current scene with the noise-free pick aimed at objects, as an
+    episode of `task` (a lift task) through the env; True when the oracle says `task`
+    succeeded and the gripper holds something. How simulated place scenes start."""
+    picker = ScriptedPick(pick_config(noisy=False), env.config.action_spec, rng)
+    record = run_episode(env, picker, task)
+    return bool(record.oracle[task]) and bool(env.cell.held_objects())
+
+
 @dataclass
 class CollectorConfig:
     """The pick -> place -> reset schedule."""
