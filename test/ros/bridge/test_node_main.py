@@ -151,6 +151,11 @@ def test_a_node_slow_to_stop_prints_every_threads_stack_and_a_prompt_one_nothing
 
     def tick(node):
         if node.ticks == 2:
+            # faulthandler reads the other threads' frames without the GIL: a thread running
+            # Python code meanwhile can crash the dump (once, the pytest worker). A hung node
+            # is mostly blocked; here the timer stops so its executor threads block too.
+            for timer in node.timers:
+                timer.cancel()
             os.kill(os.getpid(), signal.SIGINT)
 
     def slow_to_stop(node):
