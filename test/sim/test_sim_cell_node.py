@@ -291,3 +291,36 @@ def test_parameter_cameras_adds_the_wrist_camera(ros):
         client.close()
         output = _stop(proc)
     assert proc.returncode == 0, output
+
+
+def test_scene_seeds_give_the_evaluators_scenes_in_order(ros):
+    """scene_seeds:=[a, b]: the start-up scene is seed a's, the first respawn seed b's (the
+    objects `SimCell.respawn` draws from those seeds, as the in-process evaluator's scenes),
+    and the next respawn the cell's own draw."""
+    import numpy as np
+
+    from mtopt_sim.cell import CellConfig, SimCell
+
+    seeds = (4_294_967_296 + 7, 4_294_967_296 + 17)
+    cell = SimCell(CellConfig())
+    expected = [", ".join(cell.respawn(np.random.default_rng(seed))) for seed in seeds]
+    cell.close()
+    ns = f"/simscenes{os.getpid()}"
+    scene_seeds = f"scene_seeds:=[{seeds[0]}, {seeds[1]}]"
+    proc = _start_node(ns, "fast", 2.0, 50.0, "-p", "cell_id:=1", "-p", scene_seeds)
+    client = _Client(ns)
+    try:
+        assert client.respawn.wait_for_service(timeout_sec=60.0), _stop(proc)
+        answers = []
+        for _ in range(2):
+            future = client.respawn.call_async(Trigger.Request())
+            assert client.spin_until(future.done, timeout=20.0)
+            answers.append(future.result().message)
+    finally:
+        client.close()
+        output = _stop(proc)
+    assert proc.returncode == 0, output
+    assert f"start-up scene: {expected[0]}; scene seed {seeds[0]}" in output, output[-3000:]
+    assert answers[0] == f"spawned: {expected[1]}; scene seed {seeds[1]}", answers
+    assert answers[1].endswith("; the cell's own draw"), answers
+    assert f"spawned {expected[1]}; scene seed {seeds[1]}" in output  # the respawn log line

@@ -17,13 +17,18 @@ cell's sd_node).
 
 Lift-type tasks only (a place task needs the held object a lift leaves; through ROS that is
 the collector's sequencing, not a controlled scene). Every episode starts on a freshly
-spawned bin (`FRESH_SCENES`), drawn by the cells' own seeded respawns, not the in-process
-evaluator's scene seeds, so the two figures agree statistically:
-`--compare RESULT_JSON` (an in-process `mtopt-eval` result) reports per task whether the ROS
-rate lies in the in-process 95 % Wilson interval and the two-proportion test's p.
+spawned bin (`FRESH_SCENES`) of the in-process evaluator's scene set for `--seed`: cell c of W
+runs its lift episodes on the evaluator's lift scenes c, c + W, c + 2W, ... of the task (its
+sim cell's `scene_seeds`: the start-up scene, then one per bin reset; each lift, with the place
+after it when it lifted, is followed by one reset). The start pose is the policy node's own
+draw, as with the in-process `--learned-start cell`. `--compare RESULT_JSON` (an in-process
+`mtopt-eval` result) reports per task whether the ROS rate lies in the in-process 95 % Wilson
+interval and the two-proportion test's p; with the same `--seed` and the result's
+`episodes.csv` beside it, also the paired comparison on the scenes both ran (exact McNemar).
 
-Output in --out: `result.json` (the stdout line), `episodes.csv`, the run directory of the
-cells (bags, parameter files, node logs).
+Output in --out: `result.json` (the stdout line), `episodes.csv` (with each episode's cell and
+scene seed), the run directory of the cells (bags, parameter files, node logs: the sim cells
+log every scene's seed).
 """
 
 from __future__ import annotations
@@ -36,10 +41,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.tasks import load_task_registry
-from mtopt_experiments.stats import two_proportion_p, wilson_interval
+from mtopt_experiments.evaluate import scene_seed
+from mtopt_experiments.stats import mcnemar_exact_p, two_proportion_p, wilson_interval
 from mtopt_policy.config import CollectorConfig
 
 WEIGHTS_TOPIC = "/policy/weights"
@@ -54,6 +62,64 @@ FRESH_SCENES = {"reset_every": 1, "respawn_below": 1000}
 
 def _names(tasks) -> list[str]:
     return [t if isinstance(t, str) else t.name for t in tasks]
+
+
+def cell_scene_seeds(seed: int, task_index: int, cell: int, cells: int, count: int) -> list[int]:
+    """The evaluator's lift scenes of one cell: episodes cell, cell + cells, ... (draw 0)."""
+    return [scene_seed(seed, task_index, cell + cells * j) for j in range(count)]
+
+
+def set_scene_seeds(config_dir: Path, seeds_by_cell: list[list[int]]) -> None:
+    """Give each cell's sim_cell its scene seeds (a `/cell<c>/sim_cell` block in the copied
+    sim_cell.yaml; the `/**/sim_cell` block still applies to every cell)."""
+    path = Path(config_dir) / "sim_cell.yaml"
+    data = yaml.safe_load(path.read_text())
+    for cell, seeds in enumerate(seeds_by_cell):
+        data[f"/cell{cell}/sim_cell"] = {"ros__parameters": {"scene_seeds": seeds}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def scenes_of_episodes(infos, lift_tasks, seeds_by_cell) -> dict[str, tuple[int, int | None]]:
+    """episode_id -> (cell, scene seed or None) of every lift episode: a cell's lift episodes
+    in start order ran on its scene seeds in order (past the list: the cell's own draws)."""
+    by_cell: dict[int, list] = {}
+    for info in infos:
+        if info.task in lift_tasks:
+            by_cell.setdefault(int(info.cell_id), []).append(info)
+    scenes = {}
+    for cell, episodes in by_cell.items():
+        episodes.sort(key=lambda i: (i.start_time.sec, i.start_time.nanosec))
+        seeds = seeds_by_cell[cell] if cell < len(seeds_by_cell) else []
+        for j, info in enumerate(episodes):
+            scenes[str(info.episode_id)] = (cell, seeds[j] if j < len(seeds) else None)
+    return scenes
+
+
+def paired_with_in_process(rows, result_json: str, task: str) -> dict[str, Any] | None:
+    """ROS against in-process learned outcomes on the scenes both ran (the in-process
+    episodes.csv beside `result_json`); None without that file or shared scenes."""
+    path = Path(result_json).with_name("episodes.csv")
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        in_process = {
+            int(r["scene_seed"]): r["success"] == "True"
+            for r in csv.DictReader(f) if r["task"] == task and r["policy"] == "learned"
+        }  # fmt: skip
+    pairs = [
+        (r["success"], in_process[r["scene_seed"]]) for r in rows
+        if r["task"] == task and r["scene_seed"] in in_process
+    ]  # fmt: skip
+    if not pairs:
+        return None
+    only_ros = sum(a and not b for a, b in pairs)
+    only_in_process = sum(b and not a for a, b in pairs)
+    return {
+        "scenes": len(pairs), "ros": sum(a for a, _ in pairs),
+        "in_process": sum(b for _, b in pairs), "only_ros": only_ros,
+        "only_in_process": only_in_process,
+        "mcnemar_p": round(mcnemar_exact_p(only_ros, only_in_process), 4),
+    }  # fmt: skip
 
 
 def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, Any]:
@@ -99,6 +165,15 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
                 out, f"ros_{task}", 0.0, weights_list, policy_params, FRESH_SCENES
             )
             n = config.episodes_per_task
+            # Each collector may log up to twice the episodes (place episodes in between); the
+            # cells are stopped as soon as the task has its episodes.
+            per_cell = 2 * n // config.workers + 2
+            seeds_by_cell = [
+                cell_scene_seeds(config.seed, registry.index(task), cell, config.workers,
+                                 per_cell + 1)
+                for cell in range(config.workers)
+            ]  # fmt: skip
+            set_scene_seeds(cell_config, seeds_by_cell)
 
             def mine(infos, task=task):
                 return [
@@ -113,9 +188,6 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
             ]  # fmt: skip
             if config.sd_checkpoint:
                 args.append(f"sd_checkpoint:={config.sd_checkpoint}")
-            # Each collector may log up to twice the episodes (place episodes in between); the
-            # cells are stopped as soon as the task has its episodes.
-            per_cell = 2 * n // config.workers + 2
             infos, seconds = collect(
                 index + 1, out, per_cell, args, SECONDS_PER_EPISODE * 2 * n + 120.0, say,
                 until=lambda infos, n=n, mine=mine: len(mine(infos)) >= n,
@@ -132,10 +204,13 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
                     f"{task}: {len(counted)} of {n} episodes with the weights in {seconds:.0f} s"
                 )
             successes = [bool(oracle_success(i)) for i in counted]
+            scenes = scenes_of_episodes(infos, lift_tasks, seeds_by_cell)
             for info, success in zip(counted, successes, strict=True):
+                cell, seed = scenes[str(info.episode_id)]
                 rows.append({
-                    "task": task, "episode_id": str(info.episode_id), "steps": int(info.steps),
-                    "success": success, "policy_kind": str(info.policy_kind),
+                    "task": task, "episode_id": str(info.episode_id), "cell": cell,
+                    "scene_seed": seed, "steps": int(info.steps), "success": success,
+                    "policy_kind": str(info.policy_kind),
                 })  # fmt: skip
             k = sum(successes)
             low, high = wilson_interval(k, n)
@@ -154,9 +229,18 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
                     "two_proportion_p": round(
                         two_proportion_p(k, n, ref["learned"], ref["episodes"]), 4
                     ),
+                    "paired": paired_with_in_process(rows, compare, task),
                 }  # fmt: skip
             per_task[task] = entry
             log(f"mtopt-eval --ros: {task}: {k}/{n} lifted through ROS in {seconds:.0f} s")
+            paired = entry.get("in_process", {}).get("paired")
+            if paired:
+                log(
+                    f"mtopt-eval --ros: {task}: on the {paired['scenes']} scenes both ran, "
+                    f"ROS {paired['ros']}, in-process {paired['in_process']} (only ROS "
+                    f"{paired['only_ros']} / only in-process {paired['only_in_process']}, "
+                    f"McNemar p = {paired['mcnemar_p']})"
+                )
     result = {
         "checkpoint": str(config.checkpoint), "sha256": announcer.sha256, "ros": True,
         "seed": config.seed, "episodes_per_task": config.episodes_per_task,
@@ -166,7 +250,9 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
     }  # fmt: skip
     buffer = io.StringIO()
     writer = csv.DictWriter(
-        buffer, ["task", "episode_id", "steps", "success", "policy_kind"], lineterminator="\n"
+        buffer,
+        ["task", "episode_id", "cell", "scene_seed", "steps", "success", "policy_kind"],
+        lineterminator="\n",
     )
     writer.writeheader()
     writer.writerows(rows)

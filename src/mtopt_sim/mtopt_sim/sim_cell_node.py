@@ -23,6 +23,11 @@ Services:
   sim/respawn                std_srvs/Trigger: new random object set, arm home, bin level;
                              the objects settle in sim time without any output (logged)
 
+Scenes: the start-up scene and each respawn draw their objects from the cell's `seed`, or, with
+`scene_seeds`, take the next seed of that list (the in-process evaluator's scene seeds, so a
+ROS evaluation runs on the evaluator's scenes; past its end the cell's own draws go on). The
+log line of each scene names its seed.
+
 Parameters: see `SimCellNodeConfig`. All simulation work (physics, EGL rendering) happens in the
 executor's single thread; the logic lives in `SimCellRunner` / `SimCell`.
 """
@@ -33,6 +38,7 @@ import math
 import sys
 from dataclasses import dataclass
 
+import numpy as np
 from builtin_interfaces.msg import Time
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -73,6 +79,9 @@ class SimCellNodeConfig:
 
     cell_id: int = 0  # seeds the cell's look (lighting, colours, camera jitter)
     seed: int = 0  # seeds the first object set
+    #: Seeds of the scenes in order: the start-up scene, then one per sim/respawn (see the
+    #: module docstring); () = the cell's own draws from `seed`.
+    scene_seeds: tuple[int, ...] = ()
     mode: str = "realtime"  # "realtime" | "fast" (as fast as possible while moving)
     camera_rate_hz: float = 10.0  # per camera, in sim time
     #: Cameras published: the cell's three and optionally the gripper's "wrist" camera (for a
@@ -105,6 +114,8 @@ class SimCellNodeConfig:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"parameter {name} must be > 0, got {getattr(self, name)}")
+        if any(seed < 0 for seed in self.scene_seeds):
+            raise ConfigError(f"parameter scene_seeds must be >= 0, got {list(self.scene_seeds)}")
         if self.oracle_rate_hz < 0:
             raise ConfigError(f"parameter oracle_rate_hz must be >= 0, got {self.oracle_rate_hz}")
         unknown = set(self.cameras) - set(POLICY_CAMERA_NAMES)
@@ -154,14 +165,18 @@ def gripper_state_msg(cell: SimCell, stamp: float) -> GripperState:
     return msg
 
 
-def respawn_log_line(before: float, after: float, names) -> str:
+def respawn_log_line(before: float, after: float, names, seed: int | None = None) -> str:
     """The info line of a `sim/respawn`: the objects settle in `after - before` s of sim time
     during which nothing is published (a gap in every stream's stamps, not message loss;
     `mtopt-reliability` reads these lines, `mtopt_experiments.graph_monitor.sim_pauses`)."""
     return (
         f"sim/respawn: sim time {before:.4f} -> {after:.4f} s without outputs (objects "
-        f"settling); spawned {', '.join(names)}"
+        f"settling); spawned {', '.join(names)}; {scene_seed_text(seed)}"
     )
+
+
+def scene_seed_text(seed: int | None) -> str:
+    return "the cell's own draw" if seed is None else f"scene seed {seed}"
 
 
 def camera_image_msg(image, camera: str, stamp: float) -> Image:
@@ -184,7 +199,10 @@ class SimCellNode(Node):
             self.registry = load_task_registry(cfg.tasks_file or None)
         self.oracle = SuccessOracle(self.registry)
         self.cell = SimCell(CellConfig(cell_id=cfg.cell_id), seed=cfg.seed)
-        self.cell.respawn()
+        self._scene_seeds = list(cfg.scene_seeds)  # the seeds still to use, in order
+        seed = self._next_scene_seed()
+        names = self.cell.respawn(None if seed is None else np.random.default_rng(seed))
+        self.get_logger().info(f"start-up scene: {', '.join(names)}; {scene_seed_text(seed)}")
         runner_cfg = RunnerConfig(
             mode=cfg.mode,
             camera_rate_hz=cfg.camera_rate_hz,
@@ -332,12 +350,16 @@ class SimCellNode(Node):
         except ValueError as exc:
             self.get_logger().error(f"reset_bin/motor rejected: {exc}")
 
+    def _next_scene_seed(self) -> int | None:
+        return self._scene_seeds.pop(0) if self._scene_seeds else None
+
     def _on_respawn(self, request, response):
         before = self.cell.time
-        names = self.runner.respawn()
-        self.get_logger().info(respawn_log_line(before, self.cell.time, names))
+        seed = self._next_scene_seed()
+        names = self.runner.respawn(seed)
+        self.get_logger().info(respawn_log_line(before, self.cell.time, names, seed))
         response.success = True
-        response.message = "spawned: " + ", ".join(names)
+        response.message = f"spawned: {', '.join(names)}; {scene_seed_text(seed)}"
         return response
 
     def destroy_node(self) -> None:

@@ -292,6 +292,14 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
     reference = {"tasks": {"lift-any": {"learned": 1, "episodes": 4, "learned_rate": 0.25,
                                         "learned_ci": [0.05, 0.7]}}}  # fmt: skip
     (tmp_path / "ref.json").write_text(json.dumps(reference))
+    # The in-process episodes beside it: learned successes on the first scenes of seed 0.
+    lift_any = registry.index("lift-any")
+    in_process = {evaluate.scene_seed(0, lift_any, k): k % 2 == 0 for k in range(8)}
+    (tmp_path / "episodes.csv").write_text(
+        "task,episode,scene_seed,policy,success\n"
+        + "".join(f"lift-any,{k},{seed},learned,{success}\nlift-any,{k},{seed},scripted,False\n"
+                  for k, (seed, success) in enumerate(in_process.items()))
+    )  # fmt: skip
     out = tmp_path / "ros"
     proc = subprocess.run(
         [str(VENV_BIN / "mtopt-eval"), str(ckpt), "--ros", "--tasks", "lift-any",
@@ -313,8 +321,16 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
     rows = read_csv(out / "episodes.csv")
     assert len(rows) == 2 and {r["policy_kind"] for r in rows} == {"cem"}
     assert {r["task"] for r in rows} == {"lift-any"}
-    # every episode starts on a freshly spawned bin, as the in-process scenes do
+    # On the evaluator's lift-any scenes of seed 0: cell 0's are scenes 0, 1, 2, ... (one
+    # cell), and the episodes ran on the scenes its sim cell logged for them.
     logs = "".join(p.read_text(errors="replace") for p in out.rglob("*.log"))
+    for row in rows:
+        assert int(row["scene_seed"]) in in_process and row["cell"] == "0", row
+        assert f"scene seed {row['scene_seed']}" in logs, logs[-3000:]
+    paired = entry["in_process"]["paired"]
+    assert paired["scenes"] == 2 and paired["ros"] == entry["learned"], paired
+    assert paired["in_process"] == sum(in_process[int(r["scene_seed"])] for r in rows), paired
+    # every episode starts on a freshly spawned bin, as the in-process scenes do
     assert "bin reset done (scheduled (every 1 episodes))" in logs, logs[-3000:]
     assert "after the reset: respawned objects" in logs, logs[-3000:]
 
