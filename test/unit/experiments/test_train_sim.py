@@ -158,7 +158,7 @@ def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
     import time
 
     out = tmp_path / "run"
-    args = ["--episodes", "14", "--rounds", "1", "--initial-episodes", "10"]
+    args = ["--episodes", "10", "--rounds", "0", "--initial-episodes", "10"]
     command = [str(VENV_BIN / "mtopt-train-sim"), "--out", str(out), *TINY, *args]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -173,4 +173,4 @@ def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
     assert "rerun the same command to resume" in err
     assert not list((out / "bags").glob("*.part"))
     summary = json_line(run(out, *args))
-    assert summary["episodes"] == 14 and summary["rounds"] == 1
+    assert summary["episodes"] == 10 and summary["rounds"] == 0
