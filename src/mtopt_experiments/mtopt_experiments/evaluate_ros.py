@@ -46,8 +46,9 @@ import yaml
 from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.tasks import load_task_registry
+from mtopt_experiments.compare_evals import learned_episodes
 from mtopt_experiments.evaluate import scene_seed
-from mtopt_experiments.stats import mcnemar_exact_p, two_proportion_p, wilson_interval
+from mtopt_experiments.stats import paired_comparison, two_proportion_p, wilson_interval
 from mtopt_policy.config import CollectorConfig
 
 WEIGHTS_TOPIC = "/policy/weights"
@@ -95,30 +96,36 @@ def scenes_of_episodes(infos, lift_tasks, seeds_by_cell) -> dict[str, tuple[int,
     return scenes
 
 
-def paired_with_in_process(rows, result_json: str, task: str) -> dict[str, Any] | None:
-    """ROS against in-process learned outcomes on the scenes both ran (the in-process
-    episodes.csv beside `result_json`); None without that file or shared scenes."""
+def in_process_outcomes(result_json: str) -> dict[tuple[str, int], bool]:
+    """(task, scene seed) -> success of the learned episodes of the in-process evaluation whose
+    `episodes.csv` lies beside `result_json` ({} without that file). Read before the cells run,
+    so a malformed file (CompareError) costs no ROS run."""
     path = Path(result_json).with_name("episodes.csv")
     if not path.is_file():
-        return None
-    with path.open(newline="") as f:
-        in_process = {
-            int(r["scene_seed"]): r["success"] == "True"
-            for r in csv.DictReader(f) if r["task"] == task and r["policy"] == "learned"
-        }  # fmt: skip
+        return {}
+    return {
+        (r["task"], int(r["scene_seed"])): r["success"] == "True"
+        for r in learned_episodes(path).values()
+    }
+
+
+def paired_with_in_process(rows, in_process, task: str) -> dict[str, Any] | None:
+    """ROS against in-process learned outcomes (`in_process_outcomes`) on the scenes both ran;
+    None without shared scenes."""
     pairs = [
-        (r["success"], in_process[r["scene_seed"]]) for r in rows
-        if r["task"] == task and r["scene_seed"] in in_process
+        (r["success"], in_process[(task, r["scene_seed"])]) for r in rows
+        if r["task"] == task and (task, r["scene_seed"]) in in_process
     ]  # fmt: skip
     if not pairs:
         return None
-    only_ros = sum(a and not b for a, b in pairs)
-    only_in_process = sum(b and not a for a, b in pairs)
+    paired = paired_comparison(
+        "".join("1" if ros else "0" for ros, _ in pairs),
+        "".join("1" if other else "0" for _, other in pairs),
+    )
     return {
-        "scenes": len(pairs), "ros": sum(a for a, _ in pairs),
-        "in_process": sum(b for _, b in pairs), "only_ros": only_ros,
-        "only_in_process": only_in_process,
-        "mcnemar_p": round(mcnemar_exact_p(only_ros, only_in_process), 4),
+        "scenes": len(pairs), "ros": sum(ros for ros, _ in pairs),
+        "in_process": sum(other for _, other in pairs), "only_ros": paired["only_learned"],
+        "only_in_process": paired["only_scripted"], "mcnemar_p": paired["mcnemar_p"],
     }  # fmt: skip
 
 
@@ -143,6 +150,7 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
     if not 1 <= config.workers <= 4:
         raise ValueError("--ros runs 1..4 cells (--workers)")
     reference = json.loads(Path(compare).read_text()) if compare else None
+    in_process = in_process_outcomes(compare) if compare else {}
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +237,7 @@ def evaluate_ros(config, out: Path, log=print, compare: str = "") -> dict[str, A
                     "two_proportion_p": round(
                         two_proportion_p(k, n, ref["learned"], ref["episodes"]), 4
                     ),
-                    "paired": paired_with_in_process(rows, compare, task),
+                    "paired": paired_with_in_process(rows, in_process, task),
                 }  # fmt: skip
             per_task[task] = entry
             log(f"mtopt-eval --ros: {task}: {k}/{n} lifted through ROS in {seconds:.0f} s")

@@ -296,8 +296,9 @@ def test_ros_evaluation_runs_the_cell_graph_with_the_weights(tmp_path, registry)
     lift_any = registry.index("lift-any")
     in_process = {evaluate.scene_seed(0, lift_any, k): k % 2 == 0 for k in range(8)}
     (tmp_path / "episodes.csv").write_text(
-        "task,episode,scene_seed,policy,success\n"
-        + "".join(f"lift-any,{k},{seed},learned,{success}\nlift-any,{k},{seed},scripted,False\n"
+        "task,episode,scene_seed,start_state,policy,success\n"
+        + "".join(f"lift-any,{k},{seed},s{k},learned,{success}\n"
+                  f"lift-any,{k},{seed},s{k},scripted,False\n"
                   for k, (seed, success) in enumerate(in_process.items()))
     )  # fmt: skip
     out = tmp_path / "ros"
