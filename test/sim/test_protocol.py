@@ -23,7 +23,6 @@ from mtopt_experiments.evaluate_scripted import acquire_object
 from mtopt_policy.collector import CollectorLoop, EpisodeResult, OracleReading
 from mtopt_policy.config import CollectorConfig, PolicyConfig
 from mtopt_policy.policy import (
-    MODE_DELTA,
     EpisodeRunner,
     MoveResult,
     Observation,
@@ -33,6 +32,7 @@ from mtopt_policy.protocol import TERMINATED, TRUNCATED
 from mtopt_sim.env import EnvConfig, MTOptCell
 from mtopt_sim.robot import RobotConfig
 from mtopt_sim.scripted import ScriptedPick, pick_config
+from mtopt_sim.sim_params import sim_policy_config
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 SPEC = ActionSpec()
@@ -133,24 +133,19 @@ def test_the_present_pose_is_the_arm_controllers():
 
 
 class EnvCellPort:
-    """The policy node's `CellPort` on a simulated cell, without ROS: arm moves, gripper and
-    observations through the env's protocol pieces."""
+    """The policy node's `CellPort` on a simulated cell, without ROS: arm and gripper goals to
+    the env's controller, observations from the env."""
 
     def __init__(self, env: MTOptCell):
         self.env = env
         self.steps: list[tuple[Observation, np.ndarray]] = []
 
     def move(self, mode, translation, yaw, duration):
-        if mode == MODE_DELTA:
-            self.env.move_by(translation, yaw)
-        else:
-            self.env.move_to(translation, yaw)
-        position, yaw_now = self.env.cell.tcp_pose()
-        return MoveResult(0, "", position, yaw_now)
+        report = self.env.controller.move(mode, translation, yaw, duration)
+        return MoveResult(int(report.outcome), report.message, report.position, report.yaw)
 
     def gripper(self, close):
-        self.env.cell.actuate_gripper(close)
-        return "REACHED"
+        return self.env.actuate_gripper(close)
 
     def wait_first_inputs(self, timeout):
         pass
@@ -288,8 +283,12 @@ def test_the_gym_env_and_the_cells_policy_and_collector_give_the_same_episodes(s
     covered the protocol's cases (which episodes lift depends on MuJoCo's last bits, which
     differ between CPUs)."""
     registry = load_task_registry()
-    policy = PolicyConfig(
-        seed=seed, scripted_fraction=0.6, random_terminate_prob=0.05, action_frame=frame
+    policy = dataclasses.replace(
+        sim_policy_config(),  # the step timing the env's defaults use
+        seed=seed,
+        scripted_fraction=0.6,
+        random_terminate_prob=0.05,
+        action_frame=frame,
     ).validate()  # random episodes run into the step limit about every other time
     collector = CollectorConfig(seed=seed, reset_every=0, reset_when_empty=False, grade=False)
     config = EnvConfig(action_frame=frame)

@@ -70,6 +70,7 @@ from mtopt_policy.policy import (
     WeightsSlot,
     make_planner,
 )
+from mtopt_sim.sim_params import SIM_POLICY
 
 PROG = "mtopt-eval"
 #: Scene seeds start above every 32-bit seed (see the module docstring).
@@ -172,10 +173,11 @@ class EvalConfig:
 
 # ------------------------------------------------------------------------ the policy's setup
 def policy_config(config: EvalConfig, image_size: int) -> PolicyConfig:
-    """The policy node's parameters for this evaluation: its defaults (config/policy.yaml),
+    """The policy node's parameters for this evaluation: its defaults (config/policy.yaml) with
+    a simulated cell's overrides (config/sim_cell.yaml: step motion time, start speed),
     `policy_params`, the checkpoint's image size unless given, `epsilon` and `seed`."""
     fields = {f.name: f for f in dataclasses.fields(PolicyConfig)}
-    values: dict[str, Any] = {"image_size": image_size}
+    values: dict[str, Any] = {**SIM_POLICY, "image_size": image_size}
     for name, value in config.policy_params:
         if name not in fields:
             raise ValueError(f"unknown policy parameter {name!r}; known: {sorted(fields)}")

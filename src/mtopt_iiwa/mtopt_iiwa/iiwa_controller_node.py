@@ -51,7 +51,6 @@ from mtopt_bridge.qos import STATE_QOS
 from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.kinematics import rotation_to_quaternion
 from mtopt_iiwa.motion import (
-    MODE_ABSOLUTE,
     GripperMonitor,
     GripperOutcome,
     MotionPlan,
@@ -60,6 +59,7 @@ from mtopt_iiwa.motion import (
     kinematics_for,
     plan_joint_move,
     plan_move,
+    plan_rise,
     plan_setpoint,
     safety_of,
 )
@@ -443,17 +443,8 @@ class IiwaControllerNode(Node):
 
     # -- iiwa/go_home, iiwa/present -------------------------------------------------------------
     def _rise_plan(self, q):
-        """A straight vertical move to the top of the free space when the gripper is below it
-        over the bins (e.g. down in a bin), else None. A joint-space move interpolates joints,
-        not the gripper's path, so starting it low could sweep the gripper through a bin wall."""
-        cfg = self.config
-        tcp = self.kin.fk(q)
-        top = self.volumes.top
-        over = any(v.over(tcp.position) for v in self.volumes.volumes)
-        if not over or tcp.position[2] >= top - cfg.position_tolerance:
-            return None
-        target = [tcp.position[0], tcp.position[1], top]
-        return plan_move(self.kin, cfg, q, MODE_ABSOLUTE, target, tcp.yaw)
+        """`mtopt_iiwa.motion.plan_rise`: straight up out of a bin first, or None."""
+        return plan_rise(self.kin, self.config, q)
 
     def _joint_service(self, name: str, target_q, response: Trigger.Response) -> Trigger.Response:
         """Joint-space move to `target_q`, rising straight out of the bins first (preempts a

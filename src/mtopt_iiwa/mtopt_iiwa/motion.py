@@ -236,6 +236,20 @@ def plan_move(
     )
 
 
+def plan_rise(kin: IiwaKinematics, config: IiwaControllerConfig, q_current) -> MotionPlan | None:
+    """A straight vertical move to the top of the free space when the gripper is below it over
+    the bins (e.g. down in a bin), else None: what a joint-space move (home, present) starts
+    with. A joint-space move interpolates joints, not the gripper's path, so starting it low
+    could sweep the gripper through a bin wall."""
+    volumes, _ = safety_of(config)
+    tcp = kin.fk(np.asarray(q_current, dtype=np.float64))
+    over = any(v.over(tcp.position) for v in volumes.volumes)
+    if not over or tcp.position[2] >= volumes.top - config.position_tolerance:
+        return None
+    target = [tcp.position[0], tcp.position[1], volumes.top]
+    return plan_move(kin, config, q_current, MODE_ABSOLUTE, target, tcp.yaw)
+
+
 def plan_joint_move(
     kin: IiwaKinematics, config: IiwaControllerConfig, q_current, q_target, duration: float = 0.0
 ) -> MotionPlan:

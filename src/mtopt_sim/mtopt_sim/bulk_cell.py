@@ -13,8 +13,9 @@ the episode with `EpisodeRunner` (the protocol's start and steps, `mtopt_policy.
   simulated cell (`mtopt_sim.env.MTOptCell`); the bag is written by `CellBagWriter` (the
   logger's recorder, recording as `mtopt-sim-collect`, the bags' `closed_by`); with an SD
   checkpoint, `mtopt_sd.grader.Grader` (the SD node's) grades.
-* `EnvCellPort` is the policy's `CellPort`: the arm and gripper moves are the env's protocol
-  moves (`move_by`, `move_to`, `actuate_gripper`), so an episode here has the physics of
+* `EnvCellPort` is the policy's `CellPort`: the arm and gripper goals go to the env's
+  `SimController` (the arm controller node's planning, monitoring and holding, in simulated
+  time), so an episode here moves as through the ROS graph and has the physics of
   `MTOptCell.reset` / `step` for the same actions; observations are rendered on demand.
 * `WeightsFile` loads `--weights` into the planner's `WeightsSlot` (verified exactly like a
   `WeightsUpdate` on the policy node) and reloads it between episodes when a learner rewrites
@@ -56,7 +57,6 @@ from mtopt_policy.collector import (
 from mtopt_policy.collector_node import GRADE_FIELDS, episode_info_msg
 from mtopt_policy.config import CollectorConfig, PolicyConfig
 from mtopt_policy.policy import (
-    MODE_DELTA,
     Decision,
     EpisodePlan,
     EpisodeRunner,
@@ -73,6 +73,7 @@ from mtopt_sim.env import EnvConfig, MTOptCell
 from mtopt_sim.guided import GuidedConfig, GuidedPick
 from mtopt_sim.robot import ROS_JOINT_NAMES
 from mtopt_sim.sim_cell_node import camera_image_msg, gripper_state_msg, joint_state_msg
+from mtopt_sim.sim_params import sim_collector_config, sim_policy_config
 
 log = logging.getLogger("mtopt_sim.bulk")
 
@@ -85,21 +86,6 @@ class BulkCollectError(RuntimeError):
     """Bulk collection cannot go on (bag writing keeps failing, weights refused, ...)."""
 
 
-#: The simulated cell's collector settings: config/sim_cell.yaml overrides config/collector.yaml
-#: (robot values) with these for every simulated cell.
-SIM_COLLECTOR = {
-    "use_oracle": True,
-    "use_oracle_for_sequencing": True,
-    "respawn_when_empty": True,
-    "respawn_below": 5,
-}
-
-
-def sim_collector_config() -> CollectorConfig:
-    """The collector node's parameters on a simulated cell (defaults + SIM_COLLECTOR)."""
-    return dataclasses.replace(CollectorConfig(), **SIM_COLLECTOR)
-
-
 @dataclass(frozen=True)
 class WorkerSpec:
     """Everything one worker needs; crosses to spawn processes and Ray actors by pickling."""
@@ -108,7 +94,7 @@ class WorkerSpec:
     out_dir: str
     #: Seeds the scene, the policy and the task choice (numpy SeedSequence entropy).
     seed_entropy: tuple[int, ...]
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    policy: PolicyConfig = field(default_factory=sim_policy_config)
     collector: CollectorConfig = field(default_factory=sim_collector_config)
     camera_size: int = 64  # side of the three camera frames in the bag [px]
     camera_frames: str = "step"  # "step": every policy step + the final frames; "final"
@@ -199,6 +185,9 @@ def env_config(
         min_translation_m=protocol.min_translation_m,
         min_yaw_rad=protocol.min_yaw_rad,
         safe_height=protocol.safe_height,
+        step_duration_s=policy.step_duration_s,
+        start_speed_mps=policy.start_speed_mps,
+        start_yaw_speed_rps=policy.start_yaw_speed_rps,
     )
 
 
@@ -539,21 +528,11 @@ class EnvCellPort:
         self.protocol = self.env.protocol
 
     def move(self, mode: int, translation, yaw: float, duration: float) -> MoveResult:
-        if mode == MODE_DELTA:
-            clamped = False
-            if self.protocol.moves_arm(translation, yaw):  # a null move leaves the arm alone
-                clamped = self.env.move_by(translation, yaw)["clamped"]
-            outcome = 1 if clamped else 0  # CLAMPED / REACHED
-        else:
-            self.env.move_to(translation, yaw)
-            outcome = 0
-        position, yaw_now = self.env.cell.tcp_pose()
-        return MoveResult(outcome, "", position, yaw_now)
+        report = self.env.controller.move(mode, translation, yaw, duration)
+        return MoveResult(int(report.outcome), report.message, report.position, report.yaw)
 
     def gripper(self, close: bool) -> str:
-        cell = self.env.cell
-        cell.actuate_gripper(close)
-        return "STALLED" if close and cell.gripper_status().object_detected else "REACHED"
+        return self.env.actuate_gripper(close)
 
     def wait_first_inputs(self, timeout: float) -> None:
         pass  # observations are rendered on demand

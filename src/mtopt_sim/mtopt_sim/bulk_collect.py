@@ -31,8 +31,9 @@ never repeats episodes already collected, and the same command on the same direc
 collects the same episodes (up to timestamps and ids).
 
 Configuration: the policy and collector node parameters (`mtopt_policy.config.PolicyConfig`,
-`CollectorConfig`) at their defaults with the simulated cell's collector overrides
-(config/sim_cell.yaml: oracle labels, oracle sequencing, respawn below 5 objects), then
+`CollectorConfig`) at their defaults with the simulated cell's overrides (config/sim_cell.yaml,
+`mtopt_sim.sim_params`: oracle labels, oracle sequencing, respawn below 5 objects, step motion
+time and start speed), then
 --params-file files (ROS 2 parameter files such as config/policy.yaml; blocks matching
 `/cell<k>/policy` and `/cell<k>/collector` apply), then the flags.
 
@@ -77,13 +78,9 @@ from mtopt_core.episode_bag import list_episode_bags, remove_stale_parts
 from mtopt_core.episodes import episode_cell
 from mtopt_core.tasks import TaskRegistry, TaskRegistryError, load_task_registry
 from mtopt_policy.config import CollectorConfig, PolicyConfig
-from mtopt_sim.bulk_cell import (
-    CAMERA_FRAMES,
-    BulkCollectError,
-    WorkerSpec,
-    sim_collector_config,
-)
+from mtopt_sim.bulk_cell import CAMERA_FRAMES, BulkCollectError, WorkerSpec
 from mtopt_sim.guided import GuidedConfig
+from mtopt_sim.sim_params import sim_collector_config, sim_policy_config
 
 PROG = "mtopt-sim-collect"
 log = logging.getLogger("mtopt_sim.bulk")
@@ -193,7 +190,7 @@ def task_weights(
 def node_configs(cfg: CollectConfig, cell: int) -> tuple[PolicyConfig, CollectorConfig]:
     """The policy and collector node parameters of cell `cell` (see the module docstring)."""
     files = list(cfg.params_files)
-    policy = config_from_params_files(PolicyConfig(), files, f"/cell{cell}/policy")
+    policy = config_from_params_files(sim_policy_config(), files, f"/cell{cell}/policy")
     overrides: dict[str, Any] = {}
     if cfg.epsilon is not None:
         overrides["epsilon"] = cfg.epsilon

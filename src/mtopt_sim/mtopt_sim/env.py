@@ -16,11 +16,15 @@ Episodes follow the episode protocol of every cell (`mtopt_policy.protocol`, set
 * `reset(options={"task": ..., "start": ...})` is the protocol's start: an episode of a
   lift-type task (a skill not in `place_skills`) opens the gripper first, releasing anything
   held; a place-type episode keeps holding what the previous lift picked. With a `start` pose,
-  a gripper below `safe_height` then rises vertically to it and the arm moves to the start.
-* Each step: the translation and yaw are added to the commanded TCP pose (unless both are below
-  `min_translation_m` / `min_yaw_rad`), clamped to the workspace box, solved with
-  damped-least-squares IK (joint limits enforced) and executed as a joint-space motion; then the
-  gripper opens/closes if the action's bit differs from its commanded state.
+  a gripper below `safe_height` then rises vertically to it and the arm moves to the start
+  (at `start_speed_mps`, as the policy node times its pre-episode moves).
+* Each step: the translation and yaw (unless both are below `min_translation_m` /
+  `min_yaw_rad`) are one move of the arm controller, as a cell's policy node sends it: added to
+  the measured TCP pose, clamped into the free space, a straight line in `step_duration_s`,
+  followed until reached or stalled, and a stalled arm is held where it stopped
+  (`mtopt_sim.controller.SimController`, the `controller` parameters); then the gripper
+  opens/closes if the action's bit differs from its commanded state, and the controller waits
+  until the fingers reach their target or stall on an object.
 * The episode ends when the action's terminate bit is set (terminated) or after `max_steps`
   (truncated); `info["ending"]` says which. Then the arm moves to the present pose (the arm
   controller's `present_q`; `present_before_grading`), `final_settle_time` passes, and the
@@ -39,8 +43,8 @@ before the episode, via the safe height), `start_yaw` (rad), and `task` (a task 
 reward at the episode end is that task's oracle outcome).
 
 The protocol's pieces are public for in-process cells that drive the env the way the ROS policy
-node drives a cell (`move_by`, `move_to`, `present`, `observation`, `cell.actuate_gripper`):
-the same calls in the same order give the same physics as `reset` / `step`.
+node drives a cell (`controller.move`, `move_by`, `move_to`, `present`, `actuate_gripper`,
+`observation`): the same calls in the same order give the same physics as `reset` / `step`.
 """
 
 from __future__ import annotations
@@ -57,10 +61,14 @@ from mtopt_core import action as action_mod
 from mtopt_core.action import ACTION_FRAMES, ActionSpec, to_base_frame
 from mtopt_core.images import FULL_FRAME, check_roi, policy_image
 from mtopt_core.tasks import TaskRegistry, load_task_registry
+from mtopt_iiwa.config import IiwaControllerConfig
+from mtopt_iiwa.kinematics import wrap_angle
 from mtopt_policy.protocol import TERMINATED, TRUNCATED, EpisodeProtocol
 from mtopt_sim.cell import CellConfig, SimCell
+from mtopt_sim.controller import MODE_ABSOLUTE, MODE_DELTA, SimController
 from mtopt_sim.oracle import OracleConfig, OracleResult, SuccessOracle
 from mtopt_sim.scene import POLICY_CAMERA_NAMES
+from mtopt_sim.sim_params import SIM_POLICY, sim_controller_config
 
 ENV_ID = "mtopt_sim/MTOptCell-v0"
 #: The defaults of the episode protocol (the policy and collector nodes' parameters).
@@ -100,9 +108,14 @@ class EnvConfig:
     #: A step whose translation [m] and yaw [rad] are both below these does not move the arm.
     min_translation_m: float = PROTOCOL.min_translation_m
     min_yaw_rad: float = PROTOCOL.min_yaw_rad
-    #: The commanded TCP pose snaps to the measured one when they differ by more than this [m]
-    #: (e.g. the gripper was blocked by an object), so commands never wind up.
-    reanchor_distance: float = 0.01
+    #: The arm controller's parameters (a simulated cell's: config/iiwa.yaml + sim_cell.yaml).
+    controller: IiwaControllerConfig = field(default_factory=sim_controller_config)
+    #: Motion time of a step [s] and speed of the pre-episode moves [m/s], [rad/s] (the policy
+    #: node's `step_duration_s`, `start_speed_mps`, `start_yaw_speed_rps`; 0 = the controller's
+    #: own timing).
+    step_duration_s: float = SIM_POLICY["step_duration_s"]
+    start_speed_mps: float = SIM_POLICY["start_speed_mps"]
+    start_yaw_speed_rps: float = 3.0
     safe_height: float = PROTOCOL.safe_height  # pre-episode moves' height above the floor [m]
     render_size: int = 256  # side of `render()` images (render_mode "rgb_array")
 
@@ -126,6 +139,12 @@ class EnvConfig:
             len(self.present_q) != 7 or not np.all(np.isfinite(self.present_q))
         ):
             raise ValueError(f"present_q must be 7 finite joint angles, got {self.present_q}")
+        for name in ("step_duration_s", "start_speed_mps"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if not (np.isfinite(self.start_yaw_speed_rps) and self.start_yaw_speed_rps > 0):
+            raise ValueError(f"start_yaw_speed_rps must be > 0, got {self.start_yaw_speed_rps}")
         _ = self.protocol  # validates max_steps, safe_height, ...
 
     @property
@@ -164,6 +183,7 @@ class MTOptCell(gym.Env):
         self.protocol = self.config.protocol
         self.oracle = SuccessOracle(self.registry, self.config.oracle)
         self.cell = SimCell(self.config.cell)
+        self.controller = SimController(self.cell, self.config.controller)
         self.present_q = np.array(
             self.cell.present_qpos if self.config.present_q is None else self.config.present_q
         )
@@ -181,8 +201,6 @@ class MTOptCell(gym.Env):
         self._steps = 0
         self._task: str | None = None
         self._episode_over = True
-        self._cmd_pos = np.zeros(3)
-        self._cmd_yaw = 0.0
         # The yaw measured at the end of the last arm move: a tool-frame step turns by it, as
         # the policy's runner turns by the yaw its last move reported.
         self._move_yaw = 0.0
@@ -208,8 +226,7 @@ class MTOptCell(gym.Env):
         self._steps = 0
         self._task = task
         self._episode_over = False
-        self._cmd_pos, self._cmd_yaw = self.cell.tcp_pose()
-        self._move_yaw = self._cmd_yaw
+        self._move_yaw = self.cell.tcp_pose()[1]
         return self._observation(), {"task": task}
 
     def step(self, action):
@@ -223,7 +240,7 @@ class MTOptCell(gym.Env):
             translation = to_base_frame(translation, self._move_yaw, self.config.action_frame)
             info.update(self.move_by(translation, dyaw), moved=True)
         if close != cell.gripper_closed:
-            cell.actuate_gripper(close)
+            self.actuate_gripper(close)
         self._steps += 1
         ending = protocol.ending(self._steps, terminate)
         reward = 0.0
@@ -274,43 +291,46 @@ class MTOptCell(gym.Env):
         return self.oracle.evaluate(self.cell)
 
     # ------------------------------------------------- the protocol's moves (also for ports)
-    def move_by(self, translation, dyaw: float) -> dict[str, Any]:
-        """One step's arm move (a policy node's MODE_DELTA move): `translation` [m] and `dyaw`
-        [rad] added to the commanded TCP pose (which snaps to the measured one when they differ
-        by more than `reanchor_distance`), clamped to the workspace box. Returns the step info
-        `ik_position_error` and `clamped`."""
-        cell = self.cell
-        measured, measured_yaw = cell.tcp_pose()
-        if np.linalg.norm(self._cmd_pos - measured) > self.config.reanchor_distance:
-            self._cmd_pos, self._cmd_yaw = measured, measured_yaw
-        wanted = self._cmd_pos + np.asarray(translation, dtype=float)
-        target, yaw = cell.config.workspace.clip(wanted, self._cmd_yaw + dyaw, cell.floor_z)
-        ik = cell.move_tcp(target, yaw)
-        self._cmd_pos, self._cmd_yaw = target, yaw
-        self._move_yaw = cell.tcp_pose()[1]
-        return {
-            "ik_position_error": ik.position_error,
-            "clamped": bool(np.any(np.abs(wanted - target) > 1e-9)),
-        }
+    def move_by(self, translation, dyaw: float, duration: float | None = None) -> dict[str, Any]:
+        """One step's arm move (a policy node's MODE_DELTA move): `translation` [m] (base frame)
+        and `dyaw` [rad] added to the measured TCP pose in `duration` [s] (None: the step's
+        `step_duration_s`). Returns the step info `move_outcome` (REACHED, CLAMPED, BLOCKED,
+        ...) and `clamped`."""
+        if duration is None:
+            duration = self.config.step_duration_s
+        report = self.controller.move(MODE_DELTA, translation, dyaw, duration)
+        self._move_yaw = report.yaw
+        return {"move_outcome": report.outcome.name, "clamped": report.clamped}
 
-    def move_to(self, position, yaw: float | None = None) -> None:
-        """The start move (a policy node's MODE_ABSOLUTE move) to a TCP `position` [m] and
-        `yaw` [rad] (None: keep it): across at the safe height when it is more than 2 cm away
-        sideways, then straight to the position. The commanded pose becomes the measured one."""
-        cell = self.cell
+    def move_to(self, position, yaw: float | None = None, rise: float = 0.0) -> None:
+        """The pre-episode moves of a policy node (`EpisodeRunner`'s start): a vertical move by
+        `rise` [m] (with a start speed it always runs: it tells where the gripper is), then a
+        MODE_ABSOLUTE move to the TCP `position` [m] and `yaw` [rad] (None: keep it), timed by
+        `start_speed_mps` and `start_yaw_speed_rps`; the controller routes it over the walls."""
+        cfg = self.config
         goal = _start_position(position)
-        pos, current_yaw = cell.tcp_pose()
-        yaw = current_yaw if yaw is None else float(yaw)
-        safe_z = cell.floor_z + self.protocol.safe_height
-        if np.linalg.norm(goal[:2] - pos[:2]) > 0.02:
-            cell.move_tcp(np.array([goal[0], goal[1], max(goal[2], safe_z)]), yaw)
-        cell.move_tcp(goal, yaw)
-        self._cmd_pos, self._cmd_yaw = cell.tcp_pose()
-        self._move_yaw = self._cmd_yaw
+        speed = cfg.start_speed_mps
+        where, where_yaw = self.cell.tcp_pose()
+        if rise > 0 or speed > 0:
+            rise_time = max(rise / speed, 0.05) if speed > 0 else 0.0
+            probe = self.controller.move(MODE_DELTA, (0.0, 0.0, rise), 0.0, rise_time)
+            where, where_yaw = probe.position, probe.yaw
+        yaw = where_yaw if yaw is None else float(yaw)
+        duration = 0.0
+        if speed > 0:
+            distance = float(np.linalg.norm(goal - where))
+            turn = abs(wrap_angle(yaw - where_yaw))
+            duration = max(0.1, distance / speed, turn / cfg.start_yaw_speed_rps)
+        self._move_yaw = self.controller.move(MODE_ABSOLUTE, goal, yaw, duration).yaw
+
+    def actuate_gripper(self, close: bool) -> str:
+        """A gripper command through the controller; its outcome (REACHED, STALLED, TIMEOUT)."""
+        return self.controller.gripper(close).name
 
     def present(self) -> None:
-        """The arm to the present pose (`present_q`), the gripper as it is."""
-        self.cell.move_joints(self.present_q)
+        """The arm to the present pose (`present_q`) as iiwa/present does it (straight up out
+        of the bin first), the gripper as it is."""
+        self.controller.joint_move(self.present_q)
 
     def observation(self) -> dict[str, Any]:
         """The observation of the current state (what `reset` and `step` return)."""
@@ -325,16 +345,13 @@ class MTOptCell(gym.Env):
         height = float(np.float32(cell.gripper_height()))
         lift = task is not None and protocol.opens_gripper_first(self.registry.skill_of(task))
         if lift and cell.gripper_closed:
-            cell.actuate_gripper(close=False)
+            self.actuate_gripper(close=False)
         if start is None:
             return
         if isinstance(start, str):
-            cell.go_home()
+            self.controller.joint_move(cell.home_qpos)
             return
-        rise = protocol.rise(height)
-        if rise > 0:
-            self.move_by((0.0, 0.0, rise), 0.0)
-        self.move_to(start, start_yaw)
+        self.move_to(start, start_yaw, rise=protocol.rise(height))
 
     def policy_frame(self) -> np.ndarray:
         """The policy camera's full frame (`policy_frame_size` square) the image is cut from."""
