@@ -15,8 +15,10 @@ scene both policies run from the same scene state and the same start pose:
   stay paired, the start poses do not.
 
 The env is the cell seen through the policy node's parameters (camera, `--camera-size` frame,
-`policy_roi`, image size = the checkpoint's, action scale) and runs the shared episode protocol
-(`mtopt_policy.protocol`: start, step limit, present move, grading there). The scripted
+`policy_roi`, image size = the checkpoint's, action scale, a simulated cell's step duration and
+start speed) and runs the shared episode protocol (`mtopt_policy.protocol`: start, step limit,
+present move, grading there); its arm and gripper move as the arm controller node moves them
+(`mtopt_sim.controller`). The scripted
 episode runs first, then the scene is rebuilt bit for bit (same seed, same
 simulated clock) and the learned episode runs. Place tasks start holding an object, as after
 a successful lift: the simulator's privileged, noise-free scripted pick grasps one first; a
