@@ -19,6 +19,7 @@ from mtopt_iiwa.motion import (
     kinematics_for,
     plan_joint_move,
     plan_move,
+    plan_rise,
     plan_setpoint,
 )
 from mtopt_iiwa.safety import JointLimits
@@ -104,6 +105,18 @@ def test_joint_move_to_home(kin, q_start):
     assert speeds.max() <= CFG.max_joint_velocity + 1e-9
     beyond = plan_joint_move(kin, CFG, q_start, [0, 0, 0, -2.5, 0, 0, 0])
     assert beyond.clamped and "joint limits" in beyond.message
+
+
+def test_a_joint_move_rises_straight_out_of_a_bin_first(kin, q_start):
+    top = CFG.right_bin_high[2]
+    low = kin.ik([0.50, -0.20, 0.06], 0.3, q_start, rest_q=REST).q
+    rise = plan_rise(kin, CFG, low)
+    start = kin.fk(low).position
+    np.testing.assert_allclose(rise.target_position, [start[0], start[1], top], atol=1e-3)
+    assert rise.target_yaw == pytest.approx(kin.fk(low).yaw, abs=1e-3)
+    # Already at the top, or not over a bin: no rise.
+    assert plan_rise(kin, CFG, rise.final_q) is None
+    assert plan_rise(kin, CFG, np.array(CFG.home_q)) is None
 
 
 def test_bad_requests_raise(kin, q_start):
