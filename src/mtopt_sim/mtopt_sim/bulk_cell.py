@@ -525,7 +525,6 @@ class EnvCellPort:
     def __init__(self, owner: InProcessCell):
         self.owner = owner
         self.env = owner.env
-        self.protocol = self.env.protocol
 
     def move(self, mode: int, translation, yaw: float, duration: float) -> MoveResult:
         report = self.env.controller.move(mode, translation, yaw, duration)

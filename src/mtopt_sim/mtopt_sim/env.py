@@ -63,6 +63,7 @@ from mtopt_core.images import FULL_FRAME, check_roi, policy_image
 from mtopt_core.tasks import TaskRegistry, load_task_registry
 from mtopt_iiwa.config import IiwaControllerConfig
 from mtopt_iiwa.kinematics import wrap_angle
+from mtopt_policy.config import PolicyConfig
 from mtopt_policy.protocol import TERMINATED, TRUNCATED, EpisodeProtocol
 from mtopt_sim.cell import CellConfig, SimCell
 from mtopt_sim.controller import MODE_ABSOLUTE, MODE_DELTA, SimController
@@ -115,7 +116,7 @@ class EnvConfig:
     #: own timing).
     step_duration_s: float = SIM_POLICY["step_duration_s"]
     start_speed_mps: float = SIM_POLICY["start_speed_mps"]
-    start_yaw_speed_rps: float = 3.0
+    start_yaw_speed_rps: float = PolicyConfig.start_yaw_speed_rps
     safe_height: float = PROTOCOL.safe_height  # pre-episode moves' height above the floor [m]
     render_size: int = 256  # side of `render()` images (render_mode "rgb_array")
 
