@@ -519,8 +519,9 @@ class InProcessCell:
 
 class EnvCellPort:
     """The `CellPort` of `EpisodeRunner` over the gym env (what `policy_node` does over the arm
-    controller's actions and the cell's topics): moves are the env's protocol moves, the
-    observation is rendered when asked for, each step is recorded into the episode's bag."""
+    controller's actions and the cell's topics): arm and gripper goals go to the env's
+    `SimController` as they are, the observation is rendered when asked for, each step is
+    recorded into the episode's bag."""
 
     def __init__(self, owner: InProcessCell):
         self.owner = owner
