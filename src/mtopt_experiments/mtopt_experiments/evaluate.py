@@ -72,7 +72,7 @@ from mtopt_policy.policy import (
     WeightsSlot,
     make_planner,
 )
-from mtopt_sim.sim_params import SIM_POLICY
+from mtopt_sim.sim_params import sim_policy_config
 
 PROG = "mtopt-eval"
 #: Scene seeds start above every 32-bit seed (see the module docstring).
@@ -179,7 +179,7 @@ def policy_config(config: EvalConfig, image_size: int) -> PolicyConfig:
     a simulated cell's overrides (config/sim_cell.yaml: step motion time, start speed),
     `policy_params`, the checkpoint's image size unless given, `epsilon` and `seed`."""
     fields = {f.name: f for f in dataclasses.fields(PolicyConfig)}
-    values: dict[str, Any] = {**SIM_POLICY, "image_size": image_size}
+    values: dict[str, Any] = {"image_size": image_size}
     for name, value in config.policy_params:
         if name not in fields:
             raise ValueError(f"unknown policy parameter {name!r}; known: {sorted(fields)}")
@@ -187,7 +187,7 @@ def policy_config(config: EvalConfig, image_size: int) -> PolicyConfig:
             raise ValueError(f"policy parameter {name} is set by --{name}")
         values[name] = _coerce_param(name, value, fields[name].default)
     values.update(epsilon=config.epsilon, seed=config.seed)
-    return PolicyConfig(**values).validate()
+    return dataclasses.replace(sim_policy_config(), **values).validate()
 
 
 def _coerce_param(name: str, value: Any, default: Any) -> Any:

@@ -134,7 +134,7 @@ class IiwaControllerNode(Node):
         self.config = declare_config(self, IiwaControllerConfig)
         cfg = self.config
         self.kin = kinematics_for(cfg)
-        self.volumes, self.limits = safety_of(cfg)
+        _, self.limits = safety_of(cfg)
         self.get_logger().info(f"parameters: {describe_config(cfg)}")
         # Set by close(): running goals end at once. Goals in progress are counted so close()
         # can wait for them before the executor and the node go away.
@@ -442,10 +442,6 @@ class IiwaControllerNode(Node):
         return status.outcome, q_now, status.message
 
     # -- iiwa/go_home, iiwa/present -------------------------------------------------------------
-    def _rise_plan(self, q):
-        """`mtopt_iiwa.motion.plan_rise`: straight up out of a bin first, or None."""
-        return plan_rise(self.kin, self.config, q)
-
     def _joint_service(self, name: str, target_q, response: Trigger.Response) -> Trigger.Response:
         """Joint-space move to `target_q`, rising straight out of the bins first (preempts a
         running move; moves preempt it)."""
@@ -464,7 +460,7 @@ class IiwaControllerNode(Node):
                 )
                 return response
             outcome, message = Outcome.REACHED, ""
-            rise = self._rise_plan(q)
+            rise = plan_rise(self.kin, self.config, q)
             if rise is not None:
                 outcome, q, message = self._follow(
                     f"{name} (rise)",

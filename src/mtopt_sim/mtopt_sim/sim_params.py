@@ -1,7 +1,7 @@
 """A simulated cell's node parameters: config/sim_cell.yaml's overrides of the robot cell's
 defaults (config/policy.yaml, collector.yaml, iiwa.yaml), for the in-process paths (the gym
 env, bulk collection, the evaluator) that run those nodes' logic without ROS. Light: no
-simulator import. test/unit/sim/test_sim_params.py keeps them equal to the YAML file."""
+simulator import. test/sim/test_controller.py keeps them equal to the YAML file."""
 
 from __future__ import annotations
 
