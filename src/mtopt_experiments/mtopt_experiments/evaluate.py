@@ -316,6 +316,16 @@ class PairedSceneRunner:
         rows.append({**scene, "policy": "learned", **self._run(learned, task_index)})
         return rows
 
+    def run_learned(self, task: str, episode: int, on_step=None) -> dict:
+        """Only the learned policy on scene `episode` of `task`, exactly as `run_scene` runs
+        it; `on_step(decision, obs, info)` is called after every step. Its row."""
+        scene, _, learned, cem_seed = self._scene(task, episode)
+        if not self._set_scene(scene["scene_seed"], learned.start_bin == "left"):
+            raise SceneError(f"{task} episode {episode}: the scene replay did not hold an object")
+        self.weights.current.policy.generator.manual_seed(cem_seed)
+        row = self._run(learned, self.registry.index(task), on_step)
+        return {**scene, "policy": "learned", **row}
+
     def _draw_scene(self, task: str, task_index: int, episode: int, place: bool):
         """Set up the first usable scene of this episode: (its seed, draws used)."""
         for draw in range(self.config.scene_draws):
@@ -342,7 +352,7 @@ class PairedSceneRunner:
             return True
         return privileged_grasp(env, np.random.default_rng(seed), HELD_TASK)
 
-    def _run(self, plan: EpisodePlan, task_index: int) -> dict:
+    def _run(self, plan: EpisodePlan, task_index: int, on_step=None) -> dict:
         """One episode of `plan` in the env; the row's outcome fields."""
         env = self.env
         obs, _ = env.reset(options=self._reset_options(plan))
@@ -362,6 +372,8 @@ class PairedSceneRunner:
             decision = plan.source.act(observation)
             obs, _, terminated, truncated, info = env.step(decision.action)
             steps += 1
+            if on_step is not None:
+                on_step(decision, obs, info)
             closed = bool(obs["gripper_closed"])
             if closed and not was_closed:  # a close: did the fingers stop on something?
                 closes += 1

@@ -4,6 +4,7 @@ message."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,38 @@ def test_task_contrast(run_json_cli, tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert refused.returncode == 2 and "--episodes must be >= 1" in refused.stderr
+
+
+def test_trace_episodes(run_json_cli, tmp_path):
+    from mtopt_experiments.trace_episodes import FIRST_CLOSE, first_close_kind
+
+    released = Path(__file__).resolve().parents[3] / "models" / "lift_any_wrist_tool_qnet.ckpt"
+    out = tmp_path / "traces.jsonl"
+    result = run_json_cli(
+        "mtopt_experiments.trace_episodes", str(released), "--out", str(out), "--episodes", "2",
+        "--policy-param", "policy_camera=wrist", "--policy-param", "action_frame=tool",
+    )  # fmt: skip
+    episodes = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result["episodes"] == len(episodes) == 2
+    assert result["successes"] == sum(e["success"] for e in episodes)
+    assert sum(v["episodes"] for v in result["first_close"].values()) == 2
+    for episode in episodes:
+        assert len(episode["trace"]) == episode["steps"]
+        assert episode["first_close_kind"] == first_close_kind(episode["trace"])
+        assert episode["first_close_kind"] in FIRST_CLOSE
+
+    def step(closed: bool, holding: int) -> dict:
+        return {"gripper_closed": closed, "holding": holding}
+
+    assert first_close_kind([step(False, 0)]) == "none"
+    assert first_close_kind([step(False, 0), step(True, 0), step(True, 1)]) == "empty"
+    assert first_close_kind([step(True, 1), step(True, 1)]) == "held_kept"
+    assert first_close_kind([step(True, 1), step(True, 0), step(True, 1)]) == "held_lost"
+    assert first_close_kind([step(True, 1), step(False, 0)]) == "held_reopened"
+    refused = subprocess.run(
+        [sys.executable, "-m", "mtopt_experiments.trace_episodes", str(released), "--out",
+         str(out), "--task", "fly", "--policy-param", "policy_camera=wrist",
+         "--policy-param", "action_frame=tool"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "unknown task" in refused.stderr

@@ -364,3 +364,23 @@ def test_learned_start_cell_is_the_nodes_noise_free_draw(tmp_path, registry):
             )
     with pytest.raises(ValueError, match="learned_start must be one of"):
         evaluate.EvalConfig(checkpoint="x", learned_start="anywhere")
+
+
+def test_run_learned_is_run_scenes_learned_episode(tmp_path, registry):
+    """`run_learned` (the step tracer's entry) replays exactly the learned episode that
+    `run_scene` runs after the scripted one, and reports every step."""
+    ckpt = write_qnet(tmp_path / "qnet.ckpt", registry.names)
+    sha = evaluate.hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    config = evaluate.EvalConfig(checkpoint=str(ckpt), tasks=("lift-any",), learned_start="cell")
+    runner = evaluate.PairedSceneRunner(config, evaluate.policy_config(config, 32), sha)
+    try:
+        for episode in range(2):
+            _, paired = runner.run_scene("lift-any", episode)
+            steps = []
+            alone = runner.run_learned("lift-any", episode, lambda *args, s=steps: s.append(args))
+            assert alone == paired
+            assert len(steps) == alone["steps"]
+            decision, obs, info = steps[-1]
+            assert decision.action.shape == (6,) and "oracle" in info and "image" in obs
+    finally:
+        runner.close()
