@@ -13,8 +13,9 @@ Prints one JSON line: episodes, successes, and the episodes by what their first 
 (`first_close`): `none`, `empty` (held nothing), `held_kept` (held, the gripper stayed closed
 and still held at the end), `held_lost` (held, then lost while closed), `held_reopened` (held,
 then opened); each {"episodes", "successes"}. Also `lost_rate_by_move`: of the steps that
-started holding and kept the gripper closed, the share that ended holding nothing, by the size
-of the step's sideways move (normalized, |(x, y)|). Progress on stderr.
+started holding, kept the gripper closed and did not terminate, the share that ended holding
+nothing, by the size of the step's sideways move (|(x, y)|) and of its yaw, normalized.
+Progress on stderr.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtopt_core.action import GRIPPER
+from mtopt_core.action import GRIPPER, TERMINATE, YAW
 from mtopt_core.atomic_io import atomic_write_bytes
 from mtopt_core.checkpoint import CheckpointError
 from mtopt_experiments.evaluate import (
@@ -79,24 +80,30 @@ def first_close_kind(steps: list[dict]) -> str:
 
 
 def lost_by_move(episodes: list[dict]) -> dict[str, dict]:
-    """Of the steps that started holding and kept the gripper closed: how many ended holding
-    nothing, by the size of the step's sideways move."""
-    counts = {f"{lo}-{hi}": [0, 0] for lo, hi in MOVE_BINS}
+    """Of the steps that started holding, kept the gripper closed and did not terminate (a
+    terminating step's outcome includes the present move): how many ended holding nothing, by
+    the size of the step's sideways move (|(x, y)|) and of its yaw (|yaw|), normalized."""
+    counts = {dim: {f"{lo}-{hi}": [0, 0] for lo, hi in MOVE_BINS} for dim in ("sideways", "yaw")}
     for episode in episodes:
         trace = episode["trace"]
         for before, step in zip(trace, trace[1:], strict=False):
+            action = step["action"]
             if not (before["holding"] and before["gripper_closed"]):
                 continue
-            if step["action"][GRIPPER] < 0.5:  # the step opens: a release, not a loss
+            if action[GRIPPER] < 0.5 or action[TERMINATE] >= 0.5:
                 continue
-            move = float(np.hypot(*step["action"][:2]))
-            for lo, hi in MOVE_BINS:
-                if lo <= move < hi:
-                    counts[f"{lo}-{hi}"][0] += 1
-                    counts[f"{lo}-{hi}"][1] += int(not step["holding"])
+            sizes = {"sideways": float(np.hypot(action[0], action[1])), "yaw": abs(action[YAW])}
+            for dim, size in sizes.items():
+                for lo, hi in MOVE_BINS:
+                    if lo <= size < hi:
+                        counts[dim][f"{lo}-{hi}"][0] += 1
+                        counts[dim][f"{lo}-{hi}"][1] += int(not step["holding"])
     return {
-        key: {"steps": n, "lost": lost, "rate": round(lost / n, 4) if n else None}
-        for key, (n, lost) in counts.items()
+        dim: {
+            key: {"steps": n, "lost": lost, "rate": round(lost / n, 4) if n else None}
+            for key, (n, lost) in bins.items()
+        }
+        for dim, bins in counts.items()
     }
 
 
