@@ -307,19 +307,23 @@ class PairedSceneRunner:
         """Both policies on scene `episode` of `task`: one row per policy."""
         task_index = self.registry.index(task)
         scene, scripted, learned, cem_seed = self._scene(task, episode)
-        seed, place = scene["scene_seed"], learned.start_bin == "left"
         # Scripted first: its noise draws never depend on how long the learned episode ran.
         rows = [{**scene, "policy": "scripted", **self._run(scripted, task_index)}]
-        if not self._set_scene(seed, place):
-            raise SceneError(f"{task} episode {episode}: the scene replay did not hold an object")
-        self.weights.current.policy.generator.manual_seed(cem_seed)
-        rows.append({**scene, "policy": "learned", **self._run(learned, task_index)})
+        rows.append(self._run_learned(task, episode, scene, learned, cem_seed))
         return rows
 
     def run_learned(self, task: str, episode: int, on_step=None) -> dict:
         """Only the learned policy on scene `episode` of `task`, exactly as `run_scene` runs
         it; `on_step(decision, obs, info)` is called after every step. Its row."""
         scene, _, learned, cem_seed = self._scene(task, episode)
+        return self._run_learned(task, episode, scene, learned, cem_seed, on_step)
+
+    def _run_learned(
+        self, task: str, episode: int, scene: dict, learned: EpisodePlan, cem_seed: int,
+        on_step=None,
+    ) -> dict:  # fmt: skip
+        """The learned episode on the scene respawned from its seed (as after the scripted
+        episode): its row."""
         if not self._set_scene(scene["scene_seed"], learned.start_bin == "left"):
             raise SceneError(f"{task} episode {episode}: the scene replay did not hold an object")
         self.weights.current.policy.generator.manual_seed(cem_seed)
