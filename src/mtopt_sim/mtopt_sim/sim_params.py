@@ -27,6 +27,7 @@ SIM_CONTROLLER = {
     "stall_window": 0.2,
     "stall_joint_threshold": 0.002,
     "gripper_timeout": 1.5,
+    "joint_state_timeout": 1.0,  # no effect in simulated time; kept equal to sim_cell.yaml
 }
 #: `/**/sim_cell` joint_state_rate_hz (also the gripper state): how often the controller's
 #: monitors get a sample.
