@@ -615,6 +615,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_policy_arguments(p: argparse.ArgumentParser) -> None:
+    """--camera-size and --policy-param of the tools that run the evaluator's scenes
+    (q_landscape, trace_episodes)."""
+    p.add_argument("--camera-size", type=int, default=64, help="camera frame side [px] (64)")
+    p.add_argument(
+        "--policy-param", action="append", default=[], metavar="KEY=VALUE",
+        help="policy node parameter, e.g. policy_camera=wrist",
+    )  # fmt: skip
+
+
 def parse_policy_params(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
     """`NAME=VALUE` items (VALUE in YAML: 32, 0.5, true, [0.1, 0.2]) -> ((name, value), ...)."""
     params = []

@@ -32,6 +32,7 @@ from mtopt_experiments.evaluate import (
     EvalConfig,
     PairedSceneRunner,
     SceneError,
+    add_policy_arguments,
     checkpoint_identity,
     parse_policy_params,
     policy_config,
@@ -124,11 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7, help="mtopt-eval scene seed (default 7)")
     p.add_argument("--descend-steps", type=int, default=0, help="straight-down steps first")
     p.add_argument("--dz", type=float, default=-1.0, help="normalized z of the moves (-1)")
-    p.add_argument("--camera-size", type=int, default=64, help="camera frame side [px] (64)")
-    p.add_argument(
-        "--policy-param", action="append", default=[], metavar="KEY=VALUE",
-        help="policy node parameter, e.g. policy_camera=wrist",
-    )  # fmt: skip
+    add_policy_arguments(p)
     return p
 
 

@@ -34,6 +34,7 @@ from mtopt_experiments.evaluate import (
     EvalConfig,
     PairedSceneRunner,
     SceneError,
+    add_policy_arguments,
     checkpoint_identity,
     parse_policy_params,
     policy_config,
@@ -152,11 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=30, help="scenes (default 30)")
     p.add_argument("--seed", type=int, default=11, help="mtopt-eval scene seed (default 11)")
     p.add_argument("--task", default="lift-any", help="task (default lift-any)")
-    p.add_argument("--camera-size", type=int, default=64, help="camera frame side [px] (64)")
-    p.add_argument(
-        "--policy-param", action="append", default=[], metavar="KEY=VALUE",
-        help="policy node parameter, e.g. policy_camera=wrist",
-    )  # fmt: skip
+    add_policy_arguments(p)
     p.add_argument(
         "--learned-start", choices=("cell", "scripted"), default="cell",
         help="as mtopt-eval's --learned-start (default cell)",
