@@ -45,6 +45,13 @@ With `spatial_softmax` the head convs are replaced by a keypoint head (Levine et
 feature map gives an expected image position (x, y); those positions, each channel's mean
 activation and the fused state go through 3 FC layers. Where something is in the image is then
 an explicit input the FC layers can compare with the action's move.
+
+With `grasp_head` the output FC layers get a second output next to Q's logit: the logit of
+"after this action the closed gripper holds an object" (the gripper's object-detected flag of
+the next observation), trained as an auxiliary loss (`TrainerConfig.grasp_weight`) on the
+transitions whose next observation has the gripper closed. Q of a close is learned from a
+reward several steps later; whether the close caught something is known at the next step, in
+every episode, and it shapes the same layers that score the close. Acting ignores it.
 """
 
 from __future__ import annotations
@@ -100,6 +107,8 @@ class QNetConfig:
             the head can relate the action to image positions (see the module docstring).
         spatial_softmax: a keypoint head instead of the head convs (see the module
             docstring); `head_*` and `state_skip` are then unused.
+        grasp_head: a second output, the logit of "the closed gripper holds an object after
+            this action" (see the module docstring); not with `multi_head`.
     """
 
     num_tasks: int
@@ -126,6 +135,7 @@ class QNetConfig:
     fuse_after_norm: bool = False
     position_embedding: bool = False
     spatial_softmax: bool = False
+    grasp_head: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fuse_hidden", tuple(int(w) for w in self.fuse_hidden))
@@ -151,6 +161,8 @@ class QNetConfig:
             raise ValueError(
                 f"QNetConfig.step_horizon must be an integer >= 0, got {self.step_horizon!r}"
             )
+        if self.grasp_head and self.multi_head:
+            raise ValueError("QNetConfig.grasp_head needs the shared output (multi_head false)")
         if self.fuse_after_norm and self.norm != "group":
             raise ValueError("QNetConfig.fuse_after_norm needs norm 'group'")
         if not self.height_scale_m > 0:
@@ -345,6 +357,7 @@ class QNet(nn.Module):
                 nn.ReLU(inplace=True),
                 nn.Linear(config.fc_hidden, 1),
             )
+        self.grasp_fc = nn.Linear(config.fc_hidden, 1) if config.grasp_head else None
 
         self._init_weights()
 
@@ -384,6 +397,22 @@ class QNet(nn.Module):
         (B,) -> (B,). Q = sigmoid(logit). `object_detected` None means "not reported" (all 0,
         as `Episode` stores it); nets without that input ignore it. `step` is required by nets
         with a step input (`step_horizon` > 0) and ignored by the others."""
+        return self.head_outputs(
+            features, action, gripper_closed, height, task, object_detected, step
+        )[0]
+
+    def head_outputs(
+        self,
+        features: torch.Tensor,
+        action: torch.Tensor,
+        gripper_closed: torch.Tensor,
+        height: torch.Tensor,
+        task: torch.Tensor,
+        object_detected: torch.Tensor | None = None,
+        step: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(Q logits (B,), grasp logits (B,) or None without `grasp_head`) in one pass; the
+        inputs as `head_logits`."""
         b = features.shape[0]
         if object_detected is None:
             object_detected = torch.zeros(b, device=features.device)
@@ -442,16 +471,21 @@ class QNet(nn.Module):
         y = (weights * self.keypoint_y).sum(2)
         return torch.cat([x, y, flat.mean(2)], dim=1)
 
-    def _output(self, x: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
-        """The output FC layers (shared, or the sample's task head) -> logits (B,)."""
+    def _output(
+        self, x: torch.Tensor, task: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The output FC layers (shared, or the sample's task head) -> (Q logits (B,), grasp
+        logits (B,) or None)."""
         if self.shared_fc is not None:
-            return self.shared_fc(x).squeeze(1)
+            hidden = self.shared_fc[:-1](x)
+            grasp = None if self.grasp_fc is None else self.grasp_fc(hidden).squeeze(1)
+            return self.shared_fc[-1](hidden).squeeze(1), grasp
         # Multi-headed: every head runs on every sample (cheap next to the convs, and no
         # per-sample weight copies), then each sample keeps the output of its task's head.
         h = F.relu(torch.einsum("bf,nfh->bnh", x, self.mh_w1) + self.mh_b1)
         h = F.relu(torch.einsum("bnh,nhk->bnk", h, self.mh_w2) + self.mh_b2)
         out = (torch.einsum("bnh,nho->bno", h, self.mh_w3) + self.mh_b3).squeeze(2)
-        return out.gather(1, task.unsqueeze(1)).squeeze(1)
+        return out.gather(1, task.unsqueeze(1)).squeeze(1), None
 
     def head(
         self, features, action, gripper_closed, height, task, object_detected=None, step=None

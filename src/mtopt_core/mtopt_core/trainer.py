@@ -36,10 +36,15 @@ Options (`TrainerConfig`; every default reproduces the original QT-Opt-style upd
   (done = terminated only; see `mtopt_core.bellman`).
 - `mc_lower_bound`: no target below the transition's own discounted return (see
   `mtopt_core.bellman`); `mc_targets`: the target is that return (no bootstrap, no CEM).
+- `grasp_weight` w > 0: adds w x the cross-entropy of the network's grasp output (`QNetConfig.
+  grasp_head`) against the next observation's object-detected flag, over the batch's
+  transitions that end with the gripper closed (a close, or a move while closed): whether a
+  close caught something and whether a move kept it, known one step later in every episode.
 - `cem`: the CEM of the Bellman targets, set apart from the acting policy's CEM.
 
 TensorBoard scalars (when `log_dir` is set): train/loss (the conservative penalty included),
-train/conservative_penalty and train/conservative_weight (when on), train/grad_norm,
+train/conservative_penalty and train/conservative_weight (when on), train/grasp_loss (when
+on), train/grad_norm,
 train/target_mean,
 q/<task> (mean online Q over the batch's transitions of that task), replay/<task>/success and
 replay/<task>/failure (episodes), replay/bytes, replay/episodes.
@@ -122,6 +127,8 @@ class TrainerConfig:
         mc_lower_bound: targets are at least the transition's discounted return.
         mc_targets: targets are the transition's discounted return (Monte Carlo regression,
             no bootstrap); overrides `mc_lower_bound` and `bootstrap_truncation`.
+        grasp_weight: weight of the auxiliary grasp loss (0 = off; see the module docstring);
+            > 0 needs a network with `grasp_head`.
         seed: seeds the replay sampling and CEM generators of this trainer.
         policy_settings: (name, value) pairs of the policy settings the network is trained
             for (`mtopt_core.checkpoint.POLICY_SETTINGS`): written into every checkpoint, and
@@ -152,6 +159,7 @@ class TrainerConfig:
     bootstrap_truncation: bool = False
     mc_lower_bound: bool = False
     mc_targets: bool = False
+    grasp_weight: float = 0.0
     seed: int = 0
     policy_settings: tuple[tuple[str, Any], ...] = ()
     log_dir: str | None = None
@@ -212,6 +220,8 @@ class TrainerConfig:
             raise ValueError(
                 f"TrainerConfig.augment_translate must be in [0, 1], got {self.augment_translate}"
             )
+        if not self.grasp_weight >= 0:
+            raise ValueError(f"TrainerConfig.grasp_weight must be >= 0, got {self.grasp_weight}")
         if self.log_every < 1:
             raise ValueError(f"TrainerConfig.log_every must be >= 1, got {self.log_every}")
 
@@ -307,6 +317,11 @@ class Trainer:
             )
         if tuple(replay.task_names) != self.task_names:
             raise ValueError("the replay buffer's task list differs from the trainer's")
+        if config.grasp_weight > 0 and not qnet.config.grasp_head:
+            raise ValueError(
+                "TrainerConfig.grasp_weight > 0 needs a network with a grasp head (net option "
+                "grasp_head=true)"
+            )
         self.device = torch.device(config.device)
         self.qnet = qnet.to(self.device)
         self.target1 = self._frozen_copy(qnet)
@@ -348,8 +363,18 @@ class Trainer:
         cfg = self.config
         self.qnet.train()
         features = self.qnet.trunk(batch.image)  # shared with the conservative penalty
-        logits = q_logits(self.qnet, batch, features)
-        loss = bellman_loss(logits, targets)
+        grasp_loss = None
+        if cfg.grasp_weight > 0:
+            logits, grasp_logits = self.qnet.head_outputs(
+                features, batch.action, batch.gripper_closed, batch.height, batch.task,
+                batch.object_detected, batch.step,
+            )  # fmt: skip
+            loss = bellman_loss(logits, targets)
+            grasp_loss = self._grasp_loss(grasp_logits, batch)
+            loss = loss + cfg.grasp_weight * grasp_loss
+        else:
+            logits = q_logits(self.qnet, batch, features)
+            loss = bellman_loss(logits, targets)
         penalty = None
         weight = self.conservative_weight()
         if weight > 0:
@@ -387,12 +412,24 @@ class Trainer:
             "target_mean": float(targets.mean()),
             "conservative_penalty": None if penalty is None else float(penalty.detach()),
             "conservative_weight": weight,
+            "grasp_loss": None if grasp_loss is None else float(grasp_loss.detach()),
             "learning_rate": lr,
             "q_per_task": q_per_task,
         }
         if cfg.log_dir and self.step_count % cfg.log_every == 0:
             self._log(metrics)
         return metrics
+
+    @staticmethod
+    def _grasp_loss(grasp_logits: torch.Tensor, batch: TorchBatch) -> torch.Tensor:
+        """Cross-entropy of the grasp output against the next object-detected flag, over the
+        rows whose next observation has the gripper closed (0 when the batch has none)."""
+        closed = batch.next_gripper_closed > 0.5
+        if not bool(closed.any()):
+            return grasp_logits.sum() * 0.0
+        return F.binary_cross_entropy_with_logits(
+            grasp_logits[closed], batch.next_object_detected[closed].float()
+        )
 
     def conservative_weight(self) -> float:
         """Weight of the conservative penalty at the next step (linear anneal if configured)."""
@@ -463,6 +500,8 @@ class Trainer:
         if metrics["conservative_penalty"] is not None:
             w.add_scalar("train/conservative_penalty", metrics["conservative_penalty"], s)
             w.add_scalar("train/conservative_weight", metrics["conservative_weight"], s)
+        if metrics["grasp_loss"] is not None:
+            w.add_scalar("train/grasp_loss", metrics["grasp_loss"], s)
         for name, q in metrics["q_per_task"].items():
             w.add_scalar(f"q/{name}", q, s)
         for name, sizes in self.replay.buffer_sizes().items():

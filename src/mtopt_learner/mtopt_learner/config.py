@@ -92,6 +92,8 @@ def check_learning_options(config, error) -> None:
         )
         if why:
             raise error("augment_translate", why.removeprefix("augment_translate "))
+    if not config.grasp_weight >= 0:
+        raise error("grasp_weight", f"must be >= 0, got {config.grasp_weight}")
     if config.step_horizon < 1:
         raise error("step_horizon", f"must be >= 1, got {config.step_horizon}")
     try:
@@ -212,6 +214,9 @@ class LearnerConfig:
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     #: The target is the transition's own discounted return (no bootstrap, no CEM).
     mc_targets: bool = TrainerConfig.mc_targets
+    #: Weight of the auxiliary grasp loss (TrainerConfig.grasp_weight; 0 = off); a new
+    #: network gets the grasp head it trains (QNetConfig.grasp_head).
+    grasp_weight: float = TrainerConfig.grasp_weight
     #: A new network also gets the steps remaining, (step_horizon - t) / step_horizon, as a
     #: state input (resumed runs keep their network's setting).
     step_input: bool = False
@@ -300,6 +305,10 @@ class LearnerConfig:
         """`QNetConfig.step_horizon` of a new network (0 = no step input)."""
         return _qnet_step_horizon(self)
 
+    def qnet_options(self) -> tuple[str, ...]:
+        """QNetConfig overrides of a new network: the grasp head when the grasp loss is on."""
+        return _qnet_options(self, ())
+
 
 # --- one offline run (mtopt-learn) ---------------------------------------------------------------
 
@@ -338,6 +347,7 @@ class OfflineConfig:
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     mc_targets: bool = TrainerConfig.mc_targets
+    grasp_weight: float = TrainerConfig.grasp_weight
     #: A new network gets the steps remaining of horizon `step_horizon` as an input.
     step_input: bool = False
     step_horizon: int = 20
@@ -393,6 +403,7 @@ class OfflineConfig:
             bootstrap_truncation=args.bootstrap_truncation,
             mc_lower_bound=args.mc_lower_bound,
             mc_targets=args.mc_targets,
+            grasp_weight=args.grasp_weight,
             step_input=args.step_input,
             step_horizon=args.step_horizon,
             policy_camera=args.policy_camera,
@@ -446,6 +457,11 @@ class OfflineConfig:
         """`QNetConfig.step_horizon` of a new network (0 = no step input)."""
         return _qnet_step_horizon(self)
 
+    def qnet_options(self) -> tuple[str, ...]:
+        """QNetConfig overrides of a new network: `net_options`, and the grasp head when the
+        grasp loss is on."""
+        return _qnet_options(self, self.net_options)
+
     def replay_config(self, bag_dir: Path, out_dir: Path) -> LogReplayConfig:
         """LogReplay over `bag_dir` with its state under `out_dir`/logreplay."""
         return LogReplayConfig(
@@ -479,6 +495,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         bootstrap_truncation=settings.bootstrap_truncation,
         mc_lower_bound=settings.mc_lower_bound,
         mc_targets=settings.mc_targets,
+        grasp_weight=settings.grasp_weight,
         seed=settings.seed,
         policy_settings=tuple(policy_settings_of(settings).items()),
         **overrides,
@@ -487,3 +504,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
 
 def _qnet_step_horizon(settings: LearnerConfig | OfflineConfig) -> int:
     return settings.step_horizon if settings.step_input else 0
+
+
+def _qnet_options(settings: LearnerConfig | OfflineConfig, options) -> tuple[str, ...]:
+    return (*options, "grasp_head=true") if settings.grasp_weight > 0 else tuple(options)

@@ -350,7 +350,7 @@ class Learner:
         if qnet_config is None:
             qnet_config = preset_config(
                 cfg.net, len(self.registry), replay_image_size(self.replay),
-                cfg.qnet_step_horizon(),
+                cfg.qnet_step_horizon(), cfg.qnet_options(),
             )  # fmt: skip
         torch.manual_seed(cfg.seed)  # the initial weights of a new run
         self.trainer = Trainer(

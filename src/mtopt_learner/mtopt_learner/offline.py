@@ -149,6 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the target is the transition's own discounted return (no bootstrap, no CEM)",
     )
     p.add_argument(
+        "--grasp-weight",
+        type=float,
+        default=OfflineConfig.grasp_weight,
+        metavar="W",
+        help="weight of the auxiliary grasp loss (0 = off; a new network gets a grasp head)",
+    )
+    p.add_argument(
         "--step-input",
         action="store_true",
         help="a new network also gets the steps remaining (see --step-horizon) as an input",
@@ -262,7 +269,7 @@ class OfflineSession:
         image_size = replay_image_size(self.replay)
         qnet_config = make_qnet_config(
             resume_from, config.net, len(registry), image_size, str(self.bags),
-            config.qnet_step_horizon(), config.net_options,
+            config.qnet_step_horizon(), config.qnet_options(),
         )  # fmt: skip
         torch.manual_seed(config.seed)  # the initial weights (the Ray path seeds the same way)
         self.trainer = Trainer(

@@ -345,7 +345,7 @@ def train_ray(
             )
         qnet_config = make_qnet_config(
             resume_from, config.net, len(registry), stats["image_size"], str(bags),
-            config.qnet_step_horizon(), config.net_options,
+            config.qnet_step_horizon(), config.qnet_options(),
         )  # fmt: skip
         torch.manual_seed(config.seed)  # the initial weights, which the updaters receive
         trainer_config = config.trainer_config()

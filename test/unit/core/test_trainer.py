@@ -384,3 +384,58 @@ def test_translation_relabels_s_and_the_action_and_keeps_next_s_and_the_target_i
     tr = Trainer(net, buf, TrainerConfig(batch_size=8, cem=CEMConfig(8, 2, 1), progress=False,
                                          augment_translate=0.5))  # fmt: skip
     assert tr.updater.translate is not None and np.isfinite(tr.step()["loss"])
+
+
+def grasp_replay(episodes=16, size=12):
+    """One close per episode from a red or a blue scene; only the red closes catch an object
+    (the next observation's object-detected flag)."""
+    buf = ReplayBuffer(NAMES)
+    for i in range(episodes):
+        red = i % 2 == 0
+        images = np.zeros((3, size, size, 3), np.uint8)
+        images[..., 0 if red else 2] = 200
+        actions = np.zeros((2, 6), np.float32)
+        actions[:, 4] = 1.0  # close, then move while closed
+        actions[1, 5] = 1.0
+        ep = Episode(
+            images=images, gripper_closed=np.array([False, True, True]),
+            height=np.full(3, 0.1), actions=actions, task=NAMES[0], labels={},
+            episode_id=str(i), object_detected=np.array([False, red, red]),
+        )  # fmt: skip
+        buf.add(ep, [Relabel(NAMES[0], red, True)])
+    return buf
+
+
+def test_grasp_head_learns_whether_the_close_caught_an_object():
+    buf = grasp_replay()
+    torch.manual_seed(0)
+    net = QNet(QNetConfig.tiny(4, image_size=12, grasp_head=True))
+    tr = Trainer(net, buf, TrainerConfig(batch_size=16, cem=CEMConfig(8, 2, 1), progress=False,
+                                         learning_rate=3e-3, grasp_weight=1.0))  # fmt: skip
+    for _ in range(150):
+        metrics = tr.step()
+    assert metrics["grasp_loss"] < 0.2
+    images = np.zeros((2, 12, 12, 3), np.uint8)
+    images[0, ..., 0] = images[1, ..., 2] = 200
+    close = torch.tensor([[0, 0, 0, 0, 1, 0]] * 2, dtype=torch.float32)
+    with torch.no_grad():
+        q, grasp = net.eval().head_outputs(
+            net.trunk(torch.from_numpy(images)), close, torch.zeros(2), torch.full((2,), 0.1),
+            torch.zeros(2, dtype=torch.long), torch.zeros(2),
+        )  # fmt: skip
+    p_red, p_blue = torch.sigmoid(grasp).tolist()
+    assert p_red > 0.8 and p_blue < 0.2
+    assert q.shape == (2,)
+
+
+def test_grasp_weight_needs_a_grasp_head_and_old_configs_have_none(replay):
+    with pytest.raises(ValueError, match="grasp_head=true"):
+        make_trainer(replay, grasp_weight=0.5)
+    with pytest.raises(ValueError, match="grasp_weight"):
+        TrainerConfig(grasp_weight=-1.0)
+    with pytest.raises(ValueError, match="multi_head"):
+        QNetConfig.tiny(4, grasp_head=True, multi_head=True)
+    data = QNetConfig.tiny(4).to_dict()
+    del data["grasp_head"]
+    assert QNetConfig.from_dict(data).grasp_head is False
+    assert make_trainer(replay).step()["grasp_loss"] is None

@@ -24,6 +24,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "config"
 OPTIONS = dict(
     conservative_weight=0.5, conservative_mode="relative", conservative_anneal_steps=100,
     augment_shift_px=4, bootstrap_truncation=True, mc_lower_bound=True, mc_targets=True,
+    grasp_weight=0.5,
 )  # fmt: skip
 ROI = (0.25, 0.0, 0.75, 1.0)
 
@@ -78,6 +79,7 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
         ("conservative_anneal_steps", -1, "must be >= 0"),
         ("augment_shift_px", -3, "must be >= 0"),
         ("step_horizon", 0, "must be >= 1"),
+        ("grasp_weight", -1.0, "must be >= 0"),
         ("policy_roi", (0.5, 0.0, 0.2, 1.0), "0 <= x0 < x1 <= 1"),
         ("policy_roi", (0.0, 0.0, 1.0), "4 finite numbers"),
         ("action_frame", "world", "must be one of"),
@@ -98,7 +100,7 @@ def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
     argv = ["--bags", "b", "--out", "o", "--steps", "1", "--conservative-weight", "0.5",
             "--conservative-mode", "relative", "--conservative-anneal-steps", "100",
             "--augment-shift-px", "4", "--bootstrap-truncation", "--mc-lower-bound",
-            "--mc-targets", "--step-input",
+            "--mc-targets", "--grasp-weight", "0.5", "--step-input",
             "--step-horizon", "9", "--policy-roi", "0.25", "0", "0.75", "1",
             "--policy-camera", "wrist", "--action-frame", "tool"]  # fmt: skip
     cfg = OfflineConfig.from_args(build_parser().parse_args(argv)).validate()
@@ -152,6 +154,7 @@ def test_learner_trains_a_step_input_network_on_roi_cropped_episodes(
         learner.tick()
     learner.close()
     assert learner.step == 2 and learner.trainer.qnet.config.step_horizon == 3
+    assert learner.trainer.qnet.config.grasp_head  # grasp_weight > 0 gives a new net the head
     assert learner.trainer.config.augment_shift_px == 4
     stored = [e.episode for e in learner.replay.buffer._episodes.values()]
     final = written.final_frames["overhead"]
