@@ -38,18 +38,26 @@ class Stopped(CallError):
     """The waiting node is shutting down."""
 
 
-def wait_future(future: Future, timeout_s: float, alive: Callable[[], bool] = lambda: True) -> Any:
-    """The future's result, or raise TimeoutError after `timeout_s` (the future is cancelled),
-    or Stopped as soon as `alive()` turns false (checked every 50 ms)."""
+def wait_future(
+    future: Future,
+    timeout_s: float,
+    alive: Callable[[], bool] = lambda: True,
+    cancel: bool = True,
+) -> Any:
+    """The future's result, or raise TimeoutError after `timeout_s`, or Stopped as soon as
+    `alive()` turns false (checked every 50 ms). Either way the future is cancelled unless
+    `cancel` is false (then a late answer still completes it)."""
     done = threading.Event()
     future.add_done_callback(lambda _f: done.set())
     deadline = time.monotonic() + timeout_s
     while not done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
         if not alive():
-            future.cancel()
+            if cancel:
+                future.cancel()
             raise Stopped("node shutting down")
         if time.monotonic() >= deadline:
-            future.cancel()
+            if cancel:
+                future.cancel()
             raise TimeoutError
     exc = future.exception()
     if exc is not None:
@@ -112,6 +120,15 @@ class CallRejected(CallError):
     """The server refused the goal: nothing was started."""
 
 
+def cancel_if_accepted(future) -> None:
+    """Done callback of a goal request given up on: cancel the goal if it was accepted."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    handle = future.result()
+    if handle is not None and handle.accepted:
+        handle.cancel_goal_async()
+
+
 class GoalRun:
     """One action goal: `send` (accepted or CallError), then `result` (bounded wait)."""
 
@@ -130,13 +147,15 @@ class GoalRun:
 
         if not wait_ready(self.client.server_is_ready, timeout_s, self.alive):
             raise CallError(f"{self.what}: action server not available after {timeout_s:.1f} s")
+        future = self.client.send_goal_async(goal, feedback_callback=heard)
         try:
-            handle = wait_future(
-                self.client.send_goal_async(goal, feedback_callback=heard),
-                timeout_s,
-                self.alive,
-            )
-        except TimeoutError:
+            handle = wait_future(future, timeout_s, self.alive, cancel=False)
+        except (TimeoutError, Stopped) as exc:
+            # Given up on, but still pending: a server that accepts it late must not run it
+            # (it would move the hardware unobserved and stay busy for the next goal).
+            future.add_done_callback(cancel_if_accepted)
+            if isinstance(exc, Stopped):
+                raise
             raise CallError(f"{self.what}: goal not answered within {timeout_s:.1f} s") from None
         if handle is None or not handle.accepted:
             raise CallRejected(f"{self.what}: goal rejected")
