@@ -55,10 +55,43 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 
 # 4. pinned dependencies -------------------------------------------------------------------
+# uv installs the same pinned wheels in a fraction of pip's time (measured 13 s against 92 s
+# for requirements.txt in a new venv). It does not read pip's configuration, so it gets pip's
+# index, extra indexes, find-links and certificate; when anything fails, pip does the install.
+UV_VERSION=0.13.9
+install_with_uv() {  # install_with_uv REQUIREMENTS: 0 when uv installed everything
+    "${PIP[@]}" install "uv==$UV_VERSION" >/dev/null 2>&1 || return 1
+    local lines  # pip's certificate (may be empty), then uv's index options, one per line
+    mapfile -t lines < <("$VENV/bin/python" - <<'PY'
+import subprocess
+import sys
+
+listed = subprocess.run(
+    [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True
+).stdout
+config = {}
+for line in listed.splitlines():  # the environment's entries come first and win, as in pip
+    key, _, value = line.partition("=")
+    config.setdefault(key.rpartition(".")[2], value.strip().strip("'\""))
+print(config.get("cert", ""))
+print("--index-url", config.get("index-url", "https://pypi.org/simple"), sep="\n")
+for key, flag in (("extra-index-url", "--extra-index-url"), ("find-links", "--find-links")):
+    for value in config.get(key, "").split():
+        print(flag, value, sep="\n")
+PY
+    )
+    ((${#lines[@]} > 2)) || return 1
+    local cert="${lines[0]}"
+    env ${cert:+SSL_CERT_FILE="$cert"} "$VENV/bin/uv" pip install -q --python "$VENV/bin/python" \
+        --index-strategy unsafe-best-match "${lines[@]:1}" -r "$1"
+}
 req_hash="$(hash_of "$ROOT/requirements.txt")"
 if ! stamp_ok requirements "$req_hash"; then
     say "installing pinned dependencies (requirements.txt)"
-    "${PIP[@]}" install -r "$ROOT/requirements.txt"
+    if ! install_with_uv "$ROOT/requirements.txt"; then
+        say "uv did not install them; installing with pip"
+        "${PIP[@]}" install -r "$ROOT/requirements.txt"
+    fi
     # The ROS wheels' CMake files carry the include paths of the machine they were built on;
     # point them at this venv's Python and numpy headers (idempotent).
     py_inc="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
