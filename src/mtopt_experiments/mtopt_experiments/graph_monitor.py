@@ -113,10 +113,19 @@ def stream_loss(
     pauses = list(pauses)
     slack = SLOT_TOLERANCE * period_s
     out = StreamLoss(received=len(frames))
+    # One kill is one restart, though two gaps may show it: frames the dying process published
+    # still arrive after the kill (a gap spanning it), then the new process's stamps go back.
+    counted: set[float] = set()
     for (a, ra), (b, rb) in zip(frames, frames[1:], strict=False):
         missing = round((b - a) / period_s) - 1
-        if b < a - slack or (missing > 0 and any(ra <= k < rb for k in kills)):
-            out.restarts += 1
+        spanned = [k for k in kills if ra <= k < rb]
+        if b < a - slack or (missing > 0 and spanned):
+            before = [k for k in kills if k < rb]
+            kill = spanned[0] if spanned else (before[-1] if before else None)
+            if kill is None or kill not in counted:
+                out.restarts += 1
+            if kill is not None:
+                counted.add(kill)
             out.restart_outage_s = round(out.restart_outage_s + (rb - ra), 3)
             out.events.append(("restart", a, b, ra, rb, 0))
             continue

@@ -66,6 +66,15 @@ def test_a_restarted_publisher_is_not_loss():
     forward = frames(slots(0, 10)) + [(60.0, 5.0), (60.05, 5.01)]
     assert stream_loss(forward, P, kills=[2.0]).restarts == 1
     assert stream_loss(forward, P).lost == round((60.0 - slots(0, 10)[-1]) / P) - 1
+    # One kill, two gaps (seen in a campaign): the dying process's last frames arrive after
+    # the kill across a gap, then the new process's stamps go back: one restart.
+    dying = frames(slots(0, 10), start_s=1.9) + [(0.65, 2.05), (0.7, 2.06)]
+    restarted = dying + frames([0.1 + k * P for k in range(10)], start_s=6.0)
+    loss = stream_loss(restarted, P, kills=[2.0])
+    assert loss.restarts == 1 and loss.lost == 0
+    assert [e[0] for e in loss.events] == ["restart", "restart"]
+    # A stamp going back without any kill is a restart of its own.
+    assert stream_loss(restarted, P).restarts == 1
     # ... but not frames still arriving after the kill (they were on their way).
     late = frames(slots(0, 10), start_s=1.95)
     loss = stream_loss(late, P, kills=[2.0])
