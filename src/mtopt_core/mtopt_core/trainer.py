@@ -364,17 +364,17 @@ class Trainer:
         self.qnet.train()
         features = self.qnet.trunk(batch.image)  # shared with the conservative penalty
         grasp_loss = None
-        if cfg.grasp_weight > 0:
+        if cfg.grasp_weight > 0:  # Q and the grasp output in one pass of the head
             logits, grasp_logits = self.qnet.head_outputs(
                 features, batch.action, batch.gripper_closed, batch.height, batch.task,
                 batch.object_detected, batch.step,
             )  # fmt: skip
-            loss = bellman_loss(logits, targets)
             grasp_loss = self._grasp_loss(grasp_logits, batch)
-            loss = loss + cfg.grasp_weight * grasp_loss
         else:
             logits = q_logits(self.qnet, batch, features)
-            loss = bellman_loss(logits, targets)
+        loss = bellman_loss(logits, targets)
+        if grasp_loss is not None:
+            loss = loss + cfg.grasp_weight * grasp_loss
         penalty = None
         weight = self.conservative_weight()
         if weight > 0:
