@@ -1,5 +1,9 @@
 # MT-Opt for ROS 2. `make demo` and `make test` set everything up on first use.
 SHELL := /bin/bash
+# Python caches the bytecode of what it imports (__pycache__, gitignored) in these recipes even
+# where the environment sets PYTHONDONTWRITEBYTECODE (this platform does): setup compiles no
+# bytecode, so without the cache every test process would compile torch & co. at import.
+unexport PYTHONDONTWRITEBYTECODE
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Each test session gets its own random ROS_DOMAIN_ID (see test/conftest.py). The computation
