@@ -361,6 +361,9 @@ class OfflineConfig:
     net: str = DEFAULT_NET
     #: QNetConfig overrides of the preset for a new run, "KEY=VALUE" (e.g. "state_skip=false").
     net_options: tuple[str, ...] = ()
+    #: Observation side [px] the recorded images are resized to (0: as recorded, the policy
+    #: node's image_size; a resumed run takes its checkpoint's).
+    image_size: int = 0
     cem_population: int = DEFAULT_TARGET_CEM.population
     cem_elites: int = DEFAULT_TARGET_CEM.elites
     cem_iterations: int = DEFAULT_TARGET_CEM.iterations
@@ -411,6 +414,7 @@ class OfflineConfig:
             action_frame=args.action_frame,
             net=args.net,
             net_options=tuple(args.net_option),
+            image_size=args.image_size,
             cem_population=args.cem_population,
             cem_elites=args.cem_elites,
             cem_iterations=args.cem_iterations,
@@ -441,6 +445,8 @@ class OfflineConfig:
         except argparse.ArgumentTypeError as exc:
             raise LearnError(f"--impersonation: {exc}") from None
         parse_net_options(self.net_options)  # raises LearnError naming a bad option
+        if self.image_size != 0 and self.image_size < 8:
+            raise LearnError(f"--image-size must be 0 or >= 8, got {self.image_size}")
         problem = accepted_closers_problem(self.accepted_closers)
         if problem:
             raise LearnError(f"--accepted-closer {problem}")
@@ -462,8 +468,11 @@ class OfflineConfig:
         grasp loss is on."""
         return _qnet_options(self, self.net_options)
 
-    def replay_config(self, bag_dir: Path, out_dir: Path) -> LogReplayConfig:
-        """LogReplay over `bag_dir` with its state under `out_dir`/logreplay."""
+    def replay_config(
+        self, bag_dir: Path, out_dir: Path, image_size: int | None = None
+    ) -> LogReplayConfig:
+        """LogReplay over `bag_dir` with its state under `out_dir`/logreplay, observations
+        resized to `image_size` px (None: as recorded)."""
         return LogReplayConfig(
             bag_dir=bag_dir,
             state_dir=out_dir / STATE_DIR,
@@ -473,6 +482,7 @@ class OfflineConfig:
             sampler=self.sampler,
             memory_budget_bytes=int(self.replay_gb * 1e9),
             sd_threshold=self.sd_threshold,
+            image_size=image_size,
             policy_camera=self.policy_camera,
             policy_roi=self.policy_roi,
             accepted_closers=self.accepted_closers,

@@ -90,6 +90,17 @@ def make_qnet_config(
     return qnet_config
 
 
+def observation_size(resume_from: Path | None, image_size: int) -> int | None:
+    """The side [px] to resize the recorded observations to: a resumed checkpoint's (an
+    `image_size` other than 0 must match it), else `image_size` (0: None, as recorded)."""
+    if resume_from is None:
+        return image_size or None
+    size = read_checkpoint(resume_from).qnet_config.image_size
+    if image_size and image_size != size:
+        raise LearnError(f"{resume_from} takes {size} px images, --image-size is {image_size}")
+    return size
+
+
 def replay_image_size(replay: LogReplay) -> int:
     """Observation side [px] of the episodes in a (non-empty) replay buffer."""
     return int(replay.buffer.sample(1, np.random.default_rng(0)).image.shape[1])

@@ -56,7 +56,7 @@ from mtopt_learner.config import (
 from mtopt_learner.episode_decoder import DEFAULT_ACCEPTED_CLOSERS, LABEL_SOURCES
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import LogReplay, describe_ingest
-from mtopt_learner.nets import NETS, make_qnet_config, replay_image_size
+from mtopt_learner.nets import NETS, make_qnet_config, observation_size, replay_image_size
 from mtopt_learner.ray_backend import add_ray_arguments, run_ray, wants_ray
 
 PROG = "mtopt-learn"
@@ -200,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a QNetConfig field of the --net preset for a new run (e.g."
         " state_skip=false, channels=32); repeatable",
     )
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=OfflineConfig.image_size,
+        metavar="PX",
+        help="resize the recorded observations to PX x PX for a new network (0: as recorded;"
+        " --resume takes the checkpoint's)",
+    )
     p.add_argument("--cem-population", type=positive_int, default=OfflineConfig.cem_population)
     p.add_argument("--cem-elites", type=positive_int, default=OfflineConfig.cem_elites)
     p.add_argument("--cem-iterations", type=positive_int, default=OfflineConfig.cem_iterations)
@@ -257,7 +265,8 @@ class OfflineSession:
         resume_from = resume_point(self.out, config.resume)
 
         registry = load_task_registry(config.tasks_file)
-        self.replay = LogReplay(config.replay_config(self.bags, self.out), registry)
+        size = observation_size(resume_from, config.image_size)
+        self.replay = LogReplay(config.replay_config(self.bags, self.out, size), registry)
         self.report = self.ingest()
         if self.replay.buffer.num_episodes == 0:
             raise LearnError(

@@ -77,6 +77,20 @@ def test_a_resume_with_another_action_frame_refuses_the_runs_checkpoint(tmp_path
     assert read_checkpoint(out / "checkpoints" / "qnet_2.ckpt").step == 2  # nothing lost
 
 
+def test_image_size_resizes_the_recorded_observations(tmp_path, capsys, bags):
+    out = tmp_path / "run"  # the bags hold 16 px observations
+    code, summary, err = learn(capsys, bags, out, "--steps", "2", "--image-size", "8")
+    assert code == 0, err
+    assert read_checkpoint(summary["checkpoint"]).qnet_config.image_size == 8
+    code, summary, err = learn(capsys, bags, out, "--steps", "3", "--resume")  # the ckpt's size
+    assert code == 0, err
+    assert read_checkpoint(summary["checkpoint"]).qnet_config.image_size == 8
+    code, _, err = learn(capsys, bags, out, "--steps", "4", "--resume", "--image-size", "16")
+    assert code == 2 and "takes 8 px images, --image-size is 16" in err
+    code, _, err = learn(capsys, bags, tmp_path / "o2", "--steps", "1", "--image-size", "4")
+    assert code == 2 and "--image-size must be 0 or >= 8, got 4" in err
+
+
 def test_clear_errors(tmp_path, capsys, write_bag):
     empty = tmp_path / "empty"
     (empty / "ep0.part").mkdir(parents=True)  # only a bag still being written
