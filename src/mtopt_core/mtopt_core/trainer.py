@@ -41,6 +41,9 @@ Options (`TrainerConfig`; every default reproduces the original QT-Opt-style upd
   transitions that end with the gripper closed (a close, or a move while closed): whether a
   close caught something and whether a move kept it, known one step later in every episode.
 - `cem`: the CEM of the Bellman targets, set apart from the acting policy's CEM.
+- `average_tau` > 0: checkpoints give an exponential moving average of the online weights as
+  the weights to act with (the online ones ride along in the training state for a resume);
+  `lr_decay_steps` > 0: a cosine decay of the learning rate. Both calm the late iterates.
 
 TensorBoard scalars (when `log_dir` is set): train/loss (the conservative penalty included),
 train/conservative_penalty and train/conservative_weight (when on), train/grasp_loss (when
@@ -84,6 +87,8 @@ from mtopt_core.replay import Batch, ReplayBuffer
 from mtopt_core.translate import TranslateSettings, translate_batch
 
 CONSERVATIVE_MODES = ("absolute", "relative")
+#: Training-state key of the online weights in a checkpoint that acts with their average.
+ONLINE_KEY = "online"
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,11 @@ class TrainerConfig:
         lr_final_fraction: see `lr_decay_steps`.
         grad_clip_norm: gradients are rescaled to at most this global L2 norm (0 = off).
         target_tau: Polyak rate at which target1 follows the online net each step.
+        average_tau: if > 0, an exponential moving average of the online weights follows them
+            at this rate each step, and checkpoints give it as the weights to act with (the
+            online weights go into the training state, for a resume). A late iterate of
+            Q-learning with a constant learning rate moves from step to step; the average
+            moves less (cf. Polyak averaging, SWA).
         target2_period: steps between refreshes of target2 from target1.
         cem: CEM settings for the max over next actions in the Bellman target (the targets'
             own CEM, independent of the acting policy's; default QT-Opt's 64 / 6 / 2).
@@ -147,6 +157,7 @@ class TrainerConfig:
     lr_final_fraction: float = 0.1
     grad_clip_norm: float = 10.0
     target_tau: float = 0.01
+    average_tau: float = 0.0
     target2_period: int = 200
     cem: CEMConfig = field(default_factory=CEMConfig)
     conservative_weight: float = 0.0
@@ -190,6 +201,10 @@ class TrainerConfig:
             )
         if not 0.0 < self.target_tau <= 1.0:
             raise ValueError(f"TrainerConfig.target_tau must be in (0, 1], got {self.target_tau}")
+        if not 0.0 <= self.average_tau <= 1.0:
+            raise ValueError(
+                f"TrainerConfig.average_tau must be in [0, 1], got {self.average_tau}"
+            )
         if self.target2_period < 1:
             raise ValueError(
                 f"TrainerConfig.target2_period must be >= 1, got {self.target2_period}"
@@ -326,6 +341,8 @@ class Trainer:
         self.qnet = qnet.to(self.device)
         self.target1 = self._frozen_copy(qnet)
         self.target2 = self._frozen_copy(qnet)
+        # The weights checkpoints give the policy (None: the online weights themselves).
+        self.average = self._frozen_copy(qnet) if config.average_tau > 0 else None
         self.replay = replay
         self.updater = BellmanUpdater(
             replay, self.target1, self.target2, config.gamma, config.cem, config.seed,
@@ -478,14 +495,25 @@ class Trainer:
         return cfg.learning_rate * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def _update_targets(self) -> None:
-        tau = self.config.target_tau
+        cfg = self.config
         with torch.no_grad():
-            for p_t, p in zip(self.target1.parameters(), self.qnet.parameters(), strict=True):
-                p_t.lerp_(p, tau)
-            for b_t, b in zip(self.target1.buffers(), self.qnet.buffers(), strict=True):
-                b_t.copy_(b)
-            if self.step_count % self.config.target2_period == 0:
+            self._follow(self.target1, cfg.target_tau)
+            if self.step_count % cfg.target2_period == 0:
                 self.target2.load_state_dict(self.target1.state_dict())
+            if self.average is not None:
+                self._follow(self.average, cfg.average_tau)
+
+    def _follow(self, module: nn.Module, tau: float) -> None:
+        """Polyak step of `module`'s parameters toward the online net's; buffers copied."""
+        for p_t, p in zip(module.parameters(), self.qnet.parameters(), strict=True):
+            p_t.lerp_(p, tau)
+        for b_t, b in zip(module.buffers(), self.qnet.buffers(), strict=True):
+            b_t.copy_(b)
+
+    @property
+    def acting_net(self) -> nn.Module:
+        """The weights a policy acts with: the average when `average_tau` > 0, else online."""
+        return self.average if self.average is not None else self.qnet
 
     def _log(self, metrics: dict[str, Any]) -> None:
         if self._writer is None:
@@ -537,19 +565,26 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------------------
 
     def save_checkpoint(self, path: str | os.PathLike, training_state: bool = True) -> str:
-        """Write the online weights (plus targets and optimizer state when `training_state`)
-        atomically with a sha256; returns the file's sha256."""
+        """Write the weights to act with (`acting_net`), plus targets, optimizer state and,
+        with averaging, the online weights when `training_state`, atomically with a sha256;
+        returns the file's sha256."""
         extra = {}
         if training_state:
             extra = {
-                "target1": {k: v.cpu() for k, v in self.target1.state_dict().items()},
-                "target2": {k: v.cpu() for k, v in self.target2.state_dict().items()},
+                "target1": _cpu_state(self.target1),
+                "target2": _cpu_state(self.target2),
                 "optimizer": self.optimizer.state_dict(),
             }
+            if self.average is not None:
+                extra[ONLINE_KEY] = _cpu_state(self.qnet)
         metadata: dict[str, Any] = {"kind": "mtopt_qnet"}
+        if self.average is not None:
+            metadata["average_tau"] = self.config.average_tau
         if self.config.policy_settings:
             metadata[POLICY_SETTINGS_KEY] = dict(self.config.policy_settings)
-        return _save_checkpoint(path, self.qnet, self.task_names, self.step_count, metadata, extra)
+        return _save_checkpoint(
+            path, self.acting_net, self.task_names, self.step_count, metadata, extra
+        )
 
     def load_checkpoint(
         self, path: str | os.PathLike, expected_sha256: str | None = None
@@ -562,7 +597,7 @@ class Trainer:
         if mismatch:
             raise CheckpointError(path, describe_mismatch(mismatch, "this run trains for"))
         own = self.qnet.state_dict()
-        for name in ("target1", "target2"):
+        for name in ("target1", "target2", ONLINE_KEY):
             if name in ckpt.extra:
                 sd = ckpt.extra[name]
                 if set(sd) != set(own) or any(sd[k].shape != own[k].shape for k in own):
@@ -573,11 +608,18 @@ class Trainer:
             n_own = [len(g["params"]) for g in self.optimizer.state_dict()["param_groups"]]
             if [len(g.get("params", [])) for g in groups] != n_own:
                 raise CheckpointError(path, "optimizer state does not match the network")
-        # Everything verified: from here on nothing can refuse the file.
-        self.qnet.load_state_dict(ckpt.state_dict)
+        # Everything verified: from here on nothing can refuse the file. A checkpoint of an
+        # averaging run acts with the average; training goes on from its online weights.
+        self.qnet.load_state_dict(ckpt.extra.get(ONLINE_KEY, ckpt.state_dict))
+        if self.average is not None:
+            self.average.load_state_dict(ckpt.state_dict)
         self.target1.load_state_dict(ckpt.extra.get("target1", ckpt.state_dict))
         self.target2.load_state_dict(ckpt.extra.get("target2", ckpt.state_dict))
         if opt_state is not None:
             self.optimizer.load_state_dict(opt_state)
         self.step_count = ckpt.step
         return ckpt
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.cpu() for k, v in module.state_dict().items()}

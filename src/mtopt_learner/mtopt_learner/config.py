@@ -77,9 +77,12 @@ def check_learning_options(config, error) -> None:
             "conservative_mode",
             f"must be one of {list(CONSERVATIVE_MODES)}, got {config.conservative_mode!r}",
         )
-    for name in ("conservative_anneal_steps", "augment_shift_px"):
+    for name in ("conservative_anneal_steps", "augment_shift_px", "lr_decay_steps"):
         if getattr(config, name) < 0:
             raise error(name, f"must be >= 0, got {getattr(config, name)}")
+    for name in ("lr_final_fraction", "average_tau"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise error(name, f"must be in [0, 1], got {getattr(config, name)}")
     if config.augment_mirror:
         why = mirror_settings_error(policy_settings_of(config))
         if why:
@@ -193,6 +196,13 @@ class LearnerConfig:
     #: Adam learning rate and Bellman discount.
     learning_rate: float = DEFAULT_LEARNING_RATE
     gamma: float = TrainerConfig.gamma
+    #: Cosine decay of the learning rate to learning_rate * lr_final_fraction over this many
+    #: steps, resumed ones included (0 = constant).
+    lr_decay_steps: int = TrainerConfig.lr_decay_steps
+    lr_final_fraction: float = TrainerConfig.lr_final_fraction
+    #: Checkpoints give the policy a moving average of the online weights, following them at
+    #: this rate per step (TrainerConfig.average_tau; 0 = the online weights).
+    average_tau: float = TrainerConfig.average_tau
     #: Weight of the conservative penalty on Q of random actions (TrainerConfig; 0 = off).
     conservative_weight: float = DEFAULT_CONSERVATIVE_WEIGHT
     #: absolute: Q of random actions pushed to 0; relative: CQL(H) on Q (random
@@ -338,6 +348,9 @@ class OfflineConfig:
     seed: int = 0
     learning_rate: float = DEFAULT_LEARNING_RATE
     gamma: float = TrainerConfig.gamma
+    lr_decay_steps: int = TrainerConfig.lr_decay_steps
+    lr_final_fraction: float = TrainerConfig.lr_final_fraction
+    average_tau: float = TrainerConfig.average_tau
     conservative_weight: float = DEFAULT_CONSERVATIVE_WEIGHT
     conservative_mode: str = TrainerConfig.conservative_mode
     conservative_anneal_steps: int = TrainerConfig.conservative_anneal_steps
@@ -397,6 +410,9 @@ class OfflineConfig:
             seed=args.seed,
             learning_rate=args.lr,
             gamma=args.gamma,
+            lr_decay_steps=args.lr_decay_steps,
+            lr_final_fraction=args.lr_final_fraction,
+            average_tau=args.average_tau,
             conservative_weight=args.conservative_weight,
             conservative_mode=args.conservative_mode,
             conservative_anneal_steps=args.conservative_anneal_steps,
@@ -495,6 +511,9 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         batch_size=settings.batch_size,
         gamma=settings.gamma,
         learning_rate=settings.learning_rate,
+        lr_decay_steps=settings.lr_decay_steps,
+        lr_final_fraction=settings.lr_final_fraction,
+        average_tau=settings.average_tau,
         cem=CEMConfig(settings.cem_population, settings.cem_elites, settings.cem_iterations),
         conservative_weight=settings.conservative_weight,
         conservative_mode=settings.conservative_mode,

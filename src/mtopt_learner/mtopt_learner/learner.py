@@ -54,7 +54,12 @@ from mtopt_learner.checkpoints import (
 from mtopt_learner.config import STATE_DIR, TENSORBOARD_DIR, LearnerConfig, parse_impersonation
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig
-from mtopt_learner.nets import preset_config, preset_name, replay_image_size
+from mtopt_learner.nets import (
+    check_resumed_image_size,
+    preset_config,
+    preset_name,
+    replay_image_size,
+)
 
 #: Longest sleep of `Learner.run` while nothing is due (keeps a stop request responsive).
 MAX_IDLE_SLEEP_S = 0.5
@@ -120,12 +125,10 @@ class Learner:
                     f"{self.resumed_from} was trained on tasks {list(ckpt.task_names)}, the"
                     f" registry has {list(self.registry.names)}"
                 )
-            size = ckpt.qnet_config.image_size
-            if image_size is not None and image_size != size:
-                raise LearnError(
-                    f"{self.resumed_from} takes {size} px images, image_size is {image_size}"
-                )
-            image_size = size  # episodes recorded at another size are resized to the net's
+            check_resumed_image_size(
+                self.resumed_from, ckpt.qnet_config, cfg.image_size, "image_size"
+            )
+            image_size = ckpt.qnet_config.image_size  # episodes are resized to the net's
             self._resume_config = ckpt.qnet_config
 
         self.replay = LogReplay(

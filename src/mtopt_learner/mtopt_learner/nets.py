@@ -67,38 +67,47 @@ def preset_config(
         raise LearnError(f"net {net} with {image_size} px observations: {exc}") from None
 
 
-def make_qnet_config(
-    resume_from: Path | None,
-    net: str,
-    num_tasks: int,
-    image_size: int,
-    source: str,
-    step_horizon: int = 0,
-    options=(),
-) -> QNetConfig:
-    """The network to train: the resumed checkpoint's (it must take `image_size` px images,
-    the size of the episodes in `source`), else the `net` preset (with `step_horizon` and the
-    overrides `options`)."""
+def resumed_qnet_config(resume_from: Path | None, image_size: int) -> QNetConfig | None:
+    """The network of the checkpoint a run resumes from (None: a new run), read once; an
+    `image_size` other than 0 must be its size."""
     if resume_from is None:
-        return preset_config(net, num_tasks, image_size, step_horizon, options)
+        return None
     qnet_config = read_checkpoint(resume_from).qnet_config
-    if qnet_config.image_size != image_size:
-        raise LearnError(
-            f"{resume_from} takes {qnet_config.image_size} px images, the episodes in"
-            f" {source} have {image_size} px observations"
-        )
+    check_resumed_image_size(resume_from, qnet_config, image_size, "--image-size")
     return qnet_config
 
 
-def observation_size(resume_from: Path | None, image_size: int) -> int | None:
-    """The side [px] to resize the recorded observations to: a resumed checkpoint's (an
-    `image_size` other than 0 must match it), else `image_size` (0: None, as recorded)."""
-    if resume_from is None:
-        return image_size or None
-    size = read_checkpoint(resume_from).qnet_config.image_size
-    if image_size and image_size != size:
-        raise LearnError(f"{resume_from} takes {size} px images, --image-size is {image_size}")
-    return size
+def check_resumed_image_size(
+    resume_from: Path, qnet_config: QNetConfig, image_size: int, setting: str
+) -> None:
+    """A resumed network keeps its observation size: an `image_size` other than 0 (the
+    setting named `setting`) must equal it; the episodes are resized to it."""
+    if image_size and image_size != qnet_config.image_size:
+        raise LearnError(
+            f"{resume_from} takes {qnet_config.image_size} px images, {setting} is {image_size}"
+        )
+
+
+def observation_size(resumed: QNetConfig | None, image_size: int) -> int | None:
+    """The side [px] to resize the recorded observations to: the resumed network's, else
+    `image_size` (0: None, as recorded)."""
+    return resumed.image_size if resumed is not None else image_size or None
+
+
+def make_qnet_config(
+    resumed: QNetConfig | None,
+    net: str,
+    num_tasks: int,
+    image_size: int,
+    step_horizon: int = 0,
+    options=(),
+) -> QNetConfig:
+    """The network to train: the resumed one (its episodes were resized to its size), else
+    the `net` preset for `image_size` px observations (with `step_horizon` and the overrides
+    `options`)."""
+    if resumed is not None:
+        return resumed
+    return preset_config(net, num_tasks, image_size, step_horizon, options)
 
 
 def replay_image_size(replay: LogReplay) -> int:

@@ -56,7 +56,13 @@ from mtopt_learner.config import (
 from mtopt_learner.episode_decoder import DEFAULT_ACCEPTED_CLOSERS, LABEL_SOURCES
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import LogReplay, describe_ingest
-from mtopt_learner.nets import NETS, make_qnet_config, observation_size, replay_image_size
+from mtopt_learner.nets import (
+    NETS,
+    make_qnet_config,
+    observation_size,
+    replay_image_size,
+    resumed_qnet_config,
+)
 from mtopt_learner.ray_backend import add_ray_arguments, run_ray, wants_ray
 
 PROG = "mtopt-learn"
@@ -90,6 +96,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=OfflineConfig.learning_rate)
     p.add_argument("--gamma", type=float, default=TrainerConfig.gamma)
+    p.add_argument(
+        "--lr-decay-steps",
+        type=int,
+        default=OfflineConfig.lr_decay_steps,
+        metavar="N",
+        help="cosine decay of the learning rate to --lr x --lr-final-fraction over N steps,"
+        " resumed ones included (0 = constant)",
+    )
+    p.add_argument(
+        "--lr-final-fraction",
+        type=float,
+        default=OfflineConfig.lr_final_fraction,
+        metavar="F",
+        help="see --lr-decay-steps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--average-tau",
+        type=float,
+        default=OfflineConfig.average_tau,
+        metavar="TAU",
+        help="checkpoints give the policy a moving average of the online weights, following"
+        " them at rate TAU per step (0 = the online weights; the online ones stay in the"
+        " checkpoint for --resume)",
+    )
     p.add_argument(
         "--conservative-weight",
         type=float,
@@ -265,7 +295,8 @@ class OfflineSession:
         resume_from = resume_point(self.out, config.resume)
 
         registry = load_task_registry(config.tasks_file)
-        size = observation_size(resume_from, config.image_size)
+        resumed = resumed_qnet_config(resume_from, config.image_size)
+        size = observation_size(resumed, config.image_size)
         self.replay = LogReplay(config.replay_config(self.bags, self.out, size), registry)
         self.report = self.ingest()
         if self.replay.buffer.num_episodes == 0:
@@ -277,8 +308,8 @@ class OfflineSession:
             )  # fmt: skip
         image_size = replay_image_size(self.replay)
         qnet_config = make_qnet_config(
-            resume_from, config.net, len(registry), image_size, str(self.bags),
-            config.qnet_step_horizon(), config.qnet_options(),
+            resumed, config.net, len(registry), image_size, config.qnet_step_horizon(),
+            config.qnet_options(),
         )  # fmt: skip
         torch.manual_seed(config.seed)  # the initial weights (the Ray path seeds the same way)
         self.trainer = Trainer(

@@ -58,7 +58,7 @@ from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_p
 from mtopt_learner.config import OfflineConfig, positive_int
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig, describe_ingest
-from mtopt_learner.nets import make_qnet_config, observation_size
+from mtopt_learner.nets import make_qnet_config, observation_size, resumed_qnet_config
 
 DEFAULT_UPDATERS = 2
 DEFAULT_PREFETCH = 2
@@ -316,8 +316,9 @@ def train_ray(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     registry = load_task_registry(config.tasks_file)
+    resumed = resumed_qnet_config(resume_from, config.image_size)
     replay_config = config.replay_config(
-        bags, out, observation_size(resume_from, config.image_size)
+        bags, out, observation_size(resumed, config.image_size)
     ).validate()
     try:  # the actor would raise this too, but as an actor-died error
         make_impersonation(replay_config.impersonation, registry)
@@ -346,8 +347,8 @@ def train_ray(
                 )
             )
         qnet_config = make_qnet_config(
-            resume_from, config.net, len(registry), stats["image_size"], str(bags),
-            config.qnet_step_horizon(), config.qnet_options(),
+            resumed, config.net, len(registry), stats["image_size"], config.qnet_step_horizon(),
+            config.qnet_options(),
         )  # fmt: skip
         torch.manual_seed(config.seed)  # the initial weights, which the updaters receive
         trainer_config = config.trainer_config()

@@ -92,11 +92,41 @@ def test_tensorboard_scalars_and_resume(replay, tmp_path):
     assert other.optimizer.state_dict()["state"][0]["step"] == 4
 
 
+def test_weight_average_is_what_checkpoints_act_with_and_a_resume_trains_on(replay, tmp_path):
+    tr = make_trainer(replay, average_tau=0.25)
+    start = flat(tr.qnet)
+    tr.step()
+    torch.testing.assert_close(flat(tr.average), 0.75 * start + 0.25 * flat(tr.qnet))
+    tr.step()
+    assert not torch.allclose(flat(tr.average), flat(tr.qnet))
+    tr.save_checkpoint(tmp_path / "avg.ckpt")
+    ckpt = read_checkpoint(tmp_path / "avg.ckpt")
+    # The policy's weights are the average; the online ones ride along for a resume.
+    torch.testing.assert_close(
+        torch.cat([v.flatten() for v in ckpt.state_dict.values()]), flat(tr.average)
+    )
+    assert ckpt.metadata["average_tau"] == 0.25
+    resumed = make_trainer(replay, average_tau=0.25)
+    resumed.load_checkpoint(tmp_path / "avg.ckpt")
+    torch.testing.assert_close(flat(resumed.qnet), flat(tr.qnet))
+    torch.testing.assert_close(flat(resumed.average), flat(tr.average))
+    # A run without averaging resumes from the online weights too.
+    plain = make_trainer(replay)
+    plain.load_checkpoint(tmp_path / "avg.ckpt")
+    assert plain.average is None
+    torch.testing.assert_close(flat(plain.qnet), flat(tr.qnet))
+    # Weights alone (no training state): just the average.
+    tr.save_checkpoint(tmp_path / "weights.ckpt", training_state=False)
+    assert "online" not in read_checkpoint(tmp_path / "weights.ckpt").extra
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="gamma"):
         TrainerConfig(gamma=1.5)
     with pytest.raises(ValueError, match="target_tau"):
         TrainerConfig(target_tau=0)
+    with pytest.raises(ValueError, match="average_tau"):
+        TrainerConfig(average_tau=1.5)
 
 
 def test_cosine_learning_rate_decay(replay):

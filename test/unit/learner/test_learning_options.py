@@ -11,6 +11,7 @@ import pytest
 
 from mtopt_bridge.params import config_from_params_files
 from mtopt_core.cem import CEMConfig
+from mtopt_core.checkpoint import read_checkpoint
 from mtopt_core.images import policy_image
 from mtopt_core.trainer import TrainerConfig
 from mtopt_learner.config import LearnerConfig, LearnerConfigError, OfflineConfig
@@ -24,7 +25,7 @@ CONFIG = Path(__file__).resolve().parents[3] / "config"
 OPTIONS = dict(
     conservative_weight=0.5, conservative_mode="relative", conservative_anneal_steps=100,
     augment_shift_px=4, bootstrap_truncation=True, mc_lower_bound=True, mc_targets=True,
-    grasp_weight=0.5,
+    grasp_weight=0.5, lr_decay_steps=100, lr_final_fraction=0.2, average_tau=0.01,
 )  # fmt: skip
 ROI = (0.25, 0.0, 0.75, 1.0)
 
@@ -86,6 +87,9 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
         ("augment_mirror", True, "needs policy_camera 'wrist' and action_frame 'tool'"),
         ("augment_translate", 0.5, "needs policy_camera 'wrist' and action_frame 'tool'"),
         ("augment_translate", 1.5, "must be in \\[0, 1\\]"),
+        ("lr_decay_steps", -1, "must be >= 0"),
+        ("lr_final_fraction", 2.0, "must be in \\[0, 1\\]"),
+        ("average_tau", -0.1, "must be in \\[0, 1\\]"),
     ],
 )
 def test_bad_learning_options_name_their_field(field, value, message):
@@ -100,7 +104,8 @@ def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
     argv = ["--bags", "b", "--out", "o", "--steps", "1", "--conservative-weight", "0.5",
             "--conservative-mode", "relative", "--conservative-anneal-steps", "100",
             "--augment-shift-px", "4", "--bootstrap-truncation", "--mc-lower-bound",
-            "--mc-targets", "--grasp-weight", "0.5", "--step-input",
+            "--mc-targets", "--grasp-weight", "0.5", "--lr-decay-steps", "100",
+            "--lr-final-fraction", "0.2", "--average-tau", "0.01", "--step-input",
             "--step-horizon", "9", "--policy-roi", "0.25", "0", "0.75", "1",
             "--policy-camera", "wrist", "--action-frame", "tool"]  # fmt: skip
     cfg = OfflineConfig.from_args(build_parser().parse_args(argv)).validate()
@@ -156,6 +161,9 @@ def test_learner_trains_a_step_input_network_on_roi_cropped_episodes(
     assert learner.step == 2 and learner.trainer.qnet.config.step_horizon == 3
     assert learner.trainer.qnet.config.grasp_head  # grasp_weight > 0 gives a new net the head
     assert learner.trainer.config.augment_shift_px == 4
+    # average_tau: the checkpoint acts with the average and keeps the online weights
+    ckpt = read_checkpoint(learner.checkpoints.last_path)
+    assert "online" in ckpt.extra and ckpt.metadata["average_tau"] == 0.01
     stored = [e.episode for e in learner.replay.buffer._episodes.values()]
     final = written.final_frames["overhead"]
     assert any(np.array_equal(ep.images[-1], policy_image(final, 16, ROI)) for ep in stored)
@@ -167,11 +175,11 @@ def test_net_options_override_the_preset_and_bad_ones_are_refused():
     argv = ["--bags", "b", "--out", "o", "--steps", "1", "--net-option", "state_skip=false",
             "--net-option", "channels=24", "--net-option", "fuse_hidden=[48]"]  # fmt: skip
     cfg = OfflineConfig.from_args(build_parser().parse_args(argv)).validate()
-    net = make_qnet_config(None, cfg.net, 12, 64, "b", 0, cfg.net_options)
+    net = make_qnet_config(None, cfg.net, 12, 64, 0, cfg.net_options)
     assert (net.state_skip, net.channels, net.fuse_hidden) == (False, 24, (48,))
     assert net.first_stride == preset_config("compact", 12, 64).first_stride  # the rest: preset
     for bad in ("chanels=24", "channels", "image_size=32"):
         with pytest.raises(LearnError, match="net option"):
             OfflineConfig(bags=Path("b"), out=Path("o"), steps=1, net_options=(bad,)).validate()
     with pytest.raises(LearnError, match="net compact"):
-        make_qnet_config(None, "compact", 12, 64, "b", 0, ("norm=batch",))
+        make_qnet_config(None, "compact", 12, 64, 0, ("norm=batch",))
