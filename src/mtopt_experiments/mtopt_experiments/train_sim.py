@@ -27,7 +27,10 @@ Wall time (`elapsed_s` in round.json and the curve) counts the time of every inv
 
 Learner settings: the defaults below are the configuration measured in
 docs/results/learning.md; `--learn KEY=VALUE` sets any `mtopt_learner.config.OfflineConfig`
-field (e.g. `--learn net=small --learn batch_size=128`). Policy node parameters
+field (e.g. `--learn net=small --learn batch_size=128`). As in mtopt-learn, the learning rate
+decays over the whole run's steps (initial + rounds x steps-per-round) and the checkpoints act
+with a moving average of the weights (`--learn lr_decay_steps=0 --learn average_tau=0` for a
+constant rate and the online weights). Policy node parameters
 (`--policy-param`, as mtopt-eval's) apply to collection and evaluation alike; `policy_roi`,
 `policy_camera` and `action_frame` are also given to the learner (and recorded in its
 checkpoints).
@@ -73,7 +76,7 @@ DEFAULT_LEARN: dict[str, Any] = {
 #: Per-task fields of the evaluation in the summary line.
 SUMMARY_KEYS = ("episodes", "learned", "learned_rate", "scripted", "scripted_rate", "mcnemar_p")
 #: Settings a resumed run may change (everything else must match config.json).
-EXTENSIBLE = ("episodes", "rounds", "workers", "progress")
+EXTENSIBLE = ("episodes", "rounds", "workers", "threads", "progress")
 
 
 class TrainSimError(ValueError):

@@ -5,7 +5,10 @@
 
 Ingests every complete bag of --bags once with LogReplay (state, i.e. ledger and quarantine,
 under OUT/logreplay), then runs `mtopt_core.trainer.Trainer` (Bellman updates with CEM over
-lagged target networks, re-balanced sampling) until the step counter reaches --steps.
+lagged target networks, re-balanced sampling) until the step counter reaches --steps. The
+learning rate follows a cosine from --lr down to a tenth over --steps (--lr-decay-steps), and the
+checkpoints act with a moving average of the weights (--average-tau): the combination measured
+best in docs/results/learning.md. A --resume with a larger --steps stretches the schedule.
 Checkpoints (weights + target networks + optimizer: everything --resume needs) are written
 atomically to OUT/checkpoints/qnet_<step>.ckpt every --checkpoint-every steps and at the end;
 the newest 3 are kept, and OUT/checkpoints/latest (atomic) names the newest. --steps is the
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=OfflineConfig.lr_decay_steps,
         metavar="N",
         help="cosine decay of the learning rate to --lr x --lr-final-fraction over N steps,"
-        " resumed ones included (0 = constant)",
+        " resumed ones included (default: --steps; 0 = constant)",
     )
     p.add_argument(
         "--lr-final-fraction",
@@ -117,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=OfflineConfig.average_tau,
         metavar="TAU",
         help="checkpoints give the policy a moving average of the online weights, following"
-        " them at rate TAU per step (0 = the online weights; the online ones stay in the"
-        " checkpoint for --resume)",
+        " them at rate TAU per step (default: %(default)s; 0 = the online weights; the online"
+        " ones stay in the checkpoint for --resume)",
     )
     p.add_argument(
         "--conservative-weight",

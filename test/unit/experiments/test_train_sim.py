@@ -87,7 +87,10 @@ def test_a_rerun_resumes_and_more_rounds_extend(one_round):
     out, first = one_round
     again = json_line(run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS))
     assert again["sha256"] == first["sha256"]  # nothing redone
-    extended = json_line(run(out, "--episodes", "8", "--rounds", "2", *FRESH_BINS))
+    # threads is a resource setting: a resume may change it
+    extended = json_line(
+        run(out, "--episodes", "8", "--rounds", "2", "--threads", "1", *FRESH_BINS)
+    )
     assert extended["rounds"] == 2 and extended["episodes"] == 8 and extended["steps"] == 7
     assert extended["sha256"] != first["sha256"]
 
@@ -136,6 +139,15 @@ def test_round_budget_gives_the_last_round_the_remainder(tmp_path):
     learn = config.offline_config(resume=False)
     assert learn.policy_roi == train_sim.SIM_RIGHT_BIN_ROI and learn.steps == 25
     assert learn.bags == tmp_path / "bags" and learn.labels == "oracle"
+    # one cosine over the whole run's steps, checkpoints acting with the weight average
+    trainer = learn.trainer_config()
+    assert (trainer.lr_decay_steps, trainer.average_tau) == (25, 0.001)
+    constant = train_sim.TrainSimConfig(
+        out=tmp_path, learn=(("lr_decay_steps", 0), ("average_tau", 0))
+    ).offline_config(resume=False)
+    assert (constant.trainer_config().lr_decay_steps, constant.trainer_config().average_tau) == (
+        0, 0.0,
+    )  # fmt: skip
 
 
 def test_the_learner_gets_the_policys_camera_region_and_action_frame(tmp_path):

@@ -77,8 +77,8 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
     "field, value, message",
     [
         ("conservative_mode", "soft", "must be one of"),
-        ("conservative_anneal_steps", -1, "must be >= 0"),
-        ("augment_shift_px", -3, "must be >= 0"),
+        ("conservative_anneal_steps", -1, "must be an integer >= 0"),
+        ("augment_shift_px", -3, "must be an integer >= 0"),
         ("step_horizon", 0, "must be >= 1"),
         ("grasp_weight", -1.0, "must be >= 0"),
         ("policy_roi", (0.5, 0.0, 0.2, 1.0), "0 <= x0 < x1 <= 1"),
@@ -87,7 +87,8 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
         ("augment_mirror", True, "needs policy_camera 'wrist' and action_frame 'tool'"),
         ("augment_translate", 0.5, "needs policy_camera 'wrist' and action_frame 'tool'"),
         ("augment_translate", 1.5, "must be in \\[0, 1\\]"),
-        ("lr_decay_steps", -1, "must be >= 0"),
+        ("lr_decay_steps", -1, "must be an integer >= 0"),
+        ("lr_decay_steps", 2.5, "must be an integer >= 0"),
         ("lr_final_fraction", 2.0, "must be in \\[0, 1\\]"),
         ("average_tau", -0.1, "must be in \\[0, 1\\]"),
     ],
@@ -123,6 +124,7 @@ def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
     assert default.trainer_config() == TrainerConfig(
         batch_size=64, learning_rate=1e-3, conservative_weight=1.0,
         cem=CEMConfig(population=16, elites=2, iterations=2), progress=True, log_dir=None,
+        lr_decay_steps=1, average_tau=0.001,
         policy_settings=(("policy_camera", "overhead"), ("policy_roi", [0.0, 0.0, 1.0, 1.0]),
                          ("action_frame", "base")),
     )  # fmt: skip
@@ -183,3 +185,19 @@ def test_net_options_override_the_preset_and_bad_ones_are_refused():
             OfflineConfig(bags=Path("b"), out=Path("o"), steps=1, net_options=(bad,)).validate()
     with pytest.raises(LearnError, match="net compact"):
         make_qnet_config(None, "compact", 12, 64, 0, ("norm=batch",))
+
+
+def test_offline_runs_decay_over_their_steps_and_act_with_the_average():
+    """mtopt-learn's schedule: the cosine spans --steps unless --lr-decay-steps says otherwise
+    (0: constant); the learner node, which has no end, keeps a constant rate."""
+    base = ["--bags", "b", "--out", "o", "--steps", "5000"]
+    parse = build_parser().parse_args
+    default = OfflineConfig.from_args(parse(base)).validate().trainer_config()
+    assert (default.lr_decay_steps, default.average_tau) == (5000, 0.001)
+    fixed = OfflineConfig.from_args(parse([*base, "--lr-decay-steps", "800"])).trainer_config()
+    assert fixed.lr_decay_steps == 800
+    constant = OfflineConfig.from_args(parse([*base, "--lr-decay-steps", "0", "--average-tau",
+                                              "0"])).trainer_config()  # fmt: skip
+    assert (constant.lr_decay_steps, constant.average_tau) == (0, 0.0)
+    node = LearnerConfig().trainer_config(None)
+    assert (node.lr_decay_steps, node.average_tau) == (0, 0.0)
