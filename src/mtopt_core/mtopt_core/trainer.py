@@ -106,7 +106,8 @@ class TrainerConfig:
         grad_clip_norm: gradients are rescaled to at most this global L2 norm (0 = off).
         target_tau: Polyak rate at which target1 follows the online net each step.
         average_tau: if > 0, an exponential moving average of the online weights follows them
-            at this rate each step, and checkpoints give it as the weights to act with (the
+            at this rate each step (at 1/t at step t while that is larger: the plain mean of
+            the first 1/tau iterates), and checkpoints give it as the weights to act with (the
             online weights go into the training state, for a resume). A late iterate of
             Q-learning with a constant learning rate moves from step to step; the average
             moves less (cf. Polyak averaging, SWA).
@@ -501,7 +502,9 @@ class Trainer:
             if self.step_count % cfg.target2_period == 0:
                 self.target2.load_state_dict(self.target1.state_dict())
             if self.average is not None:
-                self._follow(self.average, cfg.average_tau)
+                # The mean of all iterates until 1/t falls below tau: a short run's average is
+                # not mostly its initial weights.
+                self._follow(self.average, max(cfg.average_tau, 1.0 / self.step_count))
 
     def _follow(self, module: nn.Module, tau: float) -> None:
         """Polyak step of `module`'s parameters toward the online net's; buffers copied."""

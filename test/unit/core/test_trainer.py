@@ -94,10 +94,15 @@ def test_tensorboard_scalars_and_resume(replay, tmp_path):
 
 def test_weight_average_is_what_checkpoints_act_with_and_a_resume_trains_on(replay, tmp_path):
     tr = make_trainer(replay, average_tau=0.25)
-    start = flat(tr.qnet)
+    iterates = []
+    for _ in range(4):
+        tr.step()
+        iterates.append(flat(tr.qnet))
+    # the plain mean of the iterates while 1/t >= tau (steps 1-4), not the initial weights
+    torch.testing.assert_close(flat(tr.average), torch.stack(iterates).mean(0))
+    before = flat(tr.average)
     tr.step()
-    torch.testing.assert_close(flat(tr.average), 0.75 * start + 0.25 * flat(tr.qnet))
-    tr.step()
+    torch.testing.assert_close(flat(tr.average), 0.75 * before + 0.25 * flat(tr.qnet))
     assert not torch.allclose(flat(tr.average), flat(tr.qnet))
     tr.save_checkpoint(tmp_path / "avg.ckpt")
     ckpt = read_checkpoint(tmp_path / "avg.ckpt")
