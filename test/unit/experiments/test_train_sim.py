@@ -142,12 +142,12 @@ def test_round_budget_gives_the_last_round_the_remainder(tmp_path):
     # one cosine over the whole run's steps, checkpoints acting with the weight average
     trainer = learn.trainer_config()
     assert (trainer.lr_decay_steps, trainer.average_tau) == (25, 0.001)
-    constant = train_sim.TrainSimConfig(
-        out=tmp_path, learn=(("lr_decay_steps", 0), ("average_tau", 0))
-    ).offline_config(resume=False)
-    assert (constant.trainer_config().lr_decay_steps, constant.trainer_config().average_tau) == (
-        0, 0.0,
-    )  # fmt: skip
+    constant = (
+        train_sim.TrainSimConfig(out=tmp_path, learn=(("lr_decay_steps", 0), ("average_tau", 0)))
+        .offline_config(resume=False)
+        .trainer_config()
+    )
+    assert (constant.lr_decay_steps, constant.average_tau) == (0, 0.0)
 
 
 def test_the_learner_gets_the_policys_camera_region_and_action_frame(tmp_path):
