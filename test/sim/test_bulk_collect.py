@@ -54,11 +54,14 @@ def run_cli(*args: str, timeout: float = 180.0) -> subprocess.CompletedProcess:
 
 
 # ------------------------------------------------------------------------------ planning
-def test_missing_episodes_go_to_the_cells_with_the_fewest_bags():
+def test_missing_episodes_are_split_evenly_over_the_workers():
     assert assign_episodes(10, Counter(), [0, 1]) == [5, 5]
     assert assign_episodes(7, Counter(), [0, 1, 2]) == [3, 2, 2]
-    # A resumed run: cell 0 got further before the kill; the rest evens the cells out.
-    assert assign_episodes(10, Counter({0: 4, 1: 1}), [0, 1]) == [1, 4]
+    # A resumed run: the remainder goes to the cell with the fewest bags.
+    assert assign_episodes(10, Counter({0: 4, 1: 2}), [0, 1]) == [2, 2]
+    assert assign_episodes(10, Counter({0: 4, 1: 1}), [0, 1]) == [2, 3]
+    # Resumed with a second worker after a one-worker run: both workers collect.
+    assert assign_episodes(20, Counter({0: 14}), [0, 1]) == [3, 3]
     # Bags of another cell count toward the total; nothing is missing once it is reached.
     assert assign_episodes(10, Counter({5: 8}), [0, 1]) == [1, 1]
     assert assign_episodes(10, Counter({0: 6, 1: 6}), [0, 1]) == [0, 0]

@@ -143,15 +143,13 @@ def existing_bags(out: Path) -> Counter:
 
 def assign_episodes(target: int, existing: Counter, cells: Sequence[int]) -> list[int]:
     """Episodes each of `cells` collects so that `out` ends with `target` bags: what is
-    missing goes one by one to the cell with the fewest bags so far (balanced cells)."""
+    missing is split evenly over the cells (the run ends when its slowest worker does), the
+    remainder one each to the cells with the fewest bags so far. Evening out the cells' counts
+    instead would leave workers idle when a run resumes with more workers than it had."""
     missing = max(0, target - sum(existing.values()))
-    totals = {c: existing.get(c, 0) for c in cells}
-    assigned = dict.fromkeys(cells, 0)
-    for _ in range(missing):
-        cell = min(cells, key=lambda c: (totals[c], c))
-        totals[cell] += 1
-        assigned[cell] += 1
-    return [assigned[c] for c in cells]
+    share, remainder = divmod(missing, len(cells))
+    fewest = sorted(cells, key=lambda c: (existing.get(c, 0), c))[:remainder]
+    return [share + (cell in fewest) for cell in cells]
 
 
 def task_weights(
