@@ -14,14 +14,14 @@ TEST_WORKERS ?= 2
 # make demo: collect -> learn -> act -> report (runs/demo/<time>/), about 13 min on 2 cores
 # (docs/results/demo.md). With the released models (DEMO_RELEASED_ARGS): the released success
 # detector grades every episode beside the oracle (the cameras publish 128 px frames, its
-# size), and stage 3 acts with the released tool-frame lift network (its camera and action
+# size), and stage 3 acts with the released on-policy lift network (its camera and action
 # frame come from the policy settings it records).
 # make demo DEMO_RELEASED=0: no SD, and stage 3 acts with stage 2's network instead.
 # Options: make demo DEMO_ARGS="--help"
 # make demo-collect: collection only, e.g. make demo-collect DEMO_ARGS="--episodes 20"
 DEMO_ARGS ?=
 DEMO_RELEASED ?= 1
-DEMO_RELEASED_ARGS := --act-with models/lift_any_wrist_tool_qnet.ckpt \
+DEMO_RELEASED_ARGS := --act-with models/lift_any_wrist_tool_onpolicy_qnet.ckpt \
 	--sd-checkpoint models/success_detector_sim.ckpt --lift-only
 
 .PHONY: setup test demo demo-collect lint format clean
