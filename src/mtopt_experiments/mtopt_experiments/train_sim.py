@@ -9,12 +9,16 @@ collect -> learn -> evaluate, with a learning curve.
 * **round r >= 1** collects (episodes - initial-episodes) / rounds more with CEM on round
   r - 1's network (`--epsilon` per step, `--scripted-fraction` of the episodes scripted),
   ingests them into the same replay (LogReplay over the growing bag directory) and trains
-  `--steps-per-round` more steps, warm: same network, target networks and optimizer;
+  `--steps-per-round` more steps, warm: same network, target networks and optimizer
+  (`--round-start warm`, the default); with `--round-start scratch` each round instead trains
+  a new network from scratch over all bags to the round's step total (initial-steps + r x
+  steps-per-round), with the learning-rate schedule over that total (`learn/rNN/`);
 * **every round** ends with the paired evaluator (`mtopt-eval`) on the same fixed scenes
   (`--eval-seed`, never training scenes): the round's network against the noisy scripted
   policy, judged by the oracle.
 
-Everything lives in OUT: `bags/` (episode bags), `learn/` (checkpoints, replay ledger),
+Everything lives in OUT: `bags/` (episode bags), `learn/` (checkpoints, replay ledger;
+`learn/rNN/` per round with `--round-start scratch`),
 `rounds/rNN/` (the round's `qnet.ckpt` + `.sha256`, `eval/` report, `round.json`),
 `curve.csv` + `curve.png` (success vs episodes collected, per task, with 95 % Wilson
 intervals), `tensorboard/` (training scalars, `eval/<task>/*` per round), `config.json`.
@@ -28,9 +32,10 @@ Wall time (`elapsed_s` in round.json and the curve) counts the time of every inv
 Learner settings: the defaults below are the configuration measured in
 docs/results/learning.md; `--learn KEY=VALUE` sets any `mtopt_learner.config.OfflineConfig`
 field (e.g. `--learn net=small --learn batch_size=128`). As in mtopt-learn, the learning rate
-decays over the whole run's steps (initial + rounds x steps-per-round) and the checkpoints act
-with a moving average of the weights (`--learn lr_decay_steps=0 --learn average_tau=0` for a
-constant rate and the online weights). Policy node parameters
+decays over the whole run's steps (initial + rounds x steps-per-round; with `--round-start
+scratch` over each round's total) and the checkpoints act with a moving average of the weights
+(`--learn lr_decay_steps=0 --learn average_tau=0` for a constant rate and the online weights).
+Policy node parameters
 (`--policy-param`, as mtopt-eval's) apply to collection and evaluation alike; `policy_roi`,
 `policy_camera` and `action_frame` are also given to the learner (and recorded in its
 checkpoints).
@@ -77,6 +82,8 @@ DEFAULT_LEARN: dict[str, Any] = {
 SUMMARY_KEYS = ("episodes", "learned", "learned_rate", "scripted", "scripted_rate", "mcnemar_p")
 #: Settings a resumed run may change (everything else must match config.json).
 EXTENSIBLE = ("episodes", "rounds", "workers", "threads", "progress")
+#: How a round's training starts: from the previous round's network or from scratch.
+ROUND_STARTS = ("warm", "scratch")
 
 
 class TrainSimError(ValueError):
@@ -115,6 +122,9 @@ class TrainSimConfig:
     collector_params: tuple[tuple[str, Any], ...] = ()
     #: OfflineConfig fields over DEFAULT_LEARN ((name, value), ...).
     learn: tuple[tuple[str, Any], ...] = ()
+    #: "warm": every round continues one network; "scratch": each round trains a new one
+    #: over all bags to steps_after(round) (learn/rNN/).
+    round_start: str = "warm"
     #: torch threads while training (0: torch's default).
     threads: int = 2
     progress: bool = True
@@ -143,6 +153,10 @@ class TrainSimConfig:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
         if not self.tasks:
             raise TrainSimError("--tasks: give at least one task")
+        if self.round_start not in ROUND_STARTS:
+            raise TrainSimError(
+                f"--round-start must be one of {', '.join(ROUND_STARTS)}, got {self.round_start!r}"
+            )
         known = {f.name for f in dataclasses.fields(CollectorConfig)}
         for name, _ in self.collector_params:
             if name not in known:
@@ -173,8 +187,16 @@ class TrainSimConfig:
     def policy_param(self, key: str) -> str | None:
         return next((str(v) for name, v in self.policy_params if name == key), None)
 
-    def offline_config(self, resume: bool) -> OfflineConfig:
-        """The learner's settings: DEFAULT_LEARN, then --learn, then the loop's own paths."""
+    def learn_dir(self, round_index: int) -> Path:
+        """The learner's output directory for a round (one for all rounds when warm)."""
+        if self.round_start == "scratch":
+            return self.out / "learn" / f"r{round_index:02d}"
+        return self.out / "learn"
+
+    def offline_config(self, resume: bool, round_index: int | None = None) -> OfflineConfig:
+        """The learner's settings: DEFAULT_LEARN, then --learn, then the loop's own paths. Warm
+        rounds share one session to the last round's step total; from scratch, round
+        `round_index` (default: the last) trains its own to its own total."""
         fields = {f.name: f for f in dataclasses.fields(OfflineConfig)}
         values = dict(DEFAULT_LEARN)
         for name, value in self.learn:
@@ -187,10 +209,13 @@ class TrainSimConfig:
         for key in ("policy_camera", "action_frame"):
             if self.policy_param(key) is not None:
                 values[key] = self.policy_param(key)
+        r = self.rounds if round_index is None else round_index
+        warm = self.round_start == "warm"
+        log_dir = self.out / "tensorboard" if warm else self.out / "tensorboard" / f"r{r:02d}"
         values.update(
-            bags=self.out / "bags", out=self.out / "learn", steps=self.steps_after(self.rounds),
-            resume=resume, log_dir=str(self.out / "tensorboard"), threads=self.threads,
-            progress=self.progress,
+            bags=self.out / "bags", out=self.learn_dir(r),
+            steps=self.steps_after(self.rounds if warm else r), resume=resume,
+            log_dir=str(log_dir), threads=self.threads, progress=self.progress,
         )  # fmt: skip
         return OfflineConfig(**values)
 
@@ -330,16 +355,21 @@ class ClosedLoop:
         from mtopt_learner.offline import OfflineSession
 
         cfg = self.config
+        learn_dir = cfg.learn_dir(round_index)
+        if cfg.round_start == "scratch" and self.session is not None:
+            self.session.close()  # the previous round's network and replay
+            self.session = None
         if self.session is None:
-            resume = latest_checkpoint(self.out / "learn") is not None
-            self.session = OfflineSession(cfg.offline_config(resume))
+            resume = latest_checkpoint(learn_dir) is not None
+            self.session = OfflineSession(cfg.offline_config(resume, round_index))
         else:
             self.session.ingest()
         steps = cfg.steps_after(round_index)
-        self.log(f"{PROG}: round {round_index}/{cfg.rounds}: train to step {steps}")
+        start = "from scratch" if cfg.round_start == "scratch" else "warm"
+        self.log(f"{PROG}: round {round_index}/{cfg.rounds}: train to step {steps} ({start})")
         source = self.session.train_to(steps)
         if source is None:  # a resumed session already at the target wrote nothing new
-            source = str(latest_checkpoint(self.out / "learn"))
+            source = str(latest_checkpoint(learn_dir))
         return self.keep_checkpoint(Path(source), self.round_dir(round_index))
 
     @staticmethod
@@ -567,6 +597,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--learn", action="append", default=[], metavar="KEY=VALUE",
         help="learner setting (OfflineConfig field) over the defaults; repeatable",
     )  # fmt: skip
+    p.add_argument(
+        "--round-start", choices=ROUND_STARTS, default=d.round_start,
+        help="warm: rounds continue one network; scratch: each round trains a new network over "
+        "all bags (default warm)",
+    )  # fmt: skip
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads for training")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -594,7 +629,8 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
         place_start_fraction=args.place_start_fraction, workers=args.workers,
         camera_size=args.camera_size, eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed, seed=args.seed, policy_params=policy_params, learn=learn,
-        collector_params=collector_params, threads=args.threads, progress=not args.no_progress,
+        collector_params=collector_params, round_start=args.round_start, threads=args.threads,
+        progress=not args.no_progress,
     )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ training, the paired evaluator), its resume and extension, and its refusals."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -93,6 +94,39 @@ def test_a_rerun_resumes_and_more_rounds_extend(one_round):
     )
     assert extended["rounds"] == 2 and extended["episodes"] == 8 and extended["steps"] == 7
     assert extended["sha256"] != first["sha256"]
+
+
+def test_round_start_scratch_trains_each_round_a_new_network_over_all_bags(tmp_path):
+    out = tmp_path / "run"
+    proc = run(out, "--episodes", "6", "--rounds", "1", "--round-start", "scratch", *FRESH_BINS)
+    summary = json_line(proc)
+    assert summary["episodes"] == 6 and summary["steps"] == 5
+    assert "round 1/1: train to step 5 (from scratch)" in proc.stderr
+    assert "resumed" not in proc.stderr  # round 1 did not continue round 0's checkpoint
+    for r, steps in ((0, 3), (1, 5)):
+        names = [p.name for p in (out / "learn" / f"r{r:02d}" / "checkpoints").glob("*.ckpt")]
+        assert len(names) == 1 and str(steps) in names[0], names  # its own run to its total
+    last = read_checkpoint(out / "rounds" / "r01" / "qnet.ckpt")
+    assert last.file_sha256 == summary["sha256"]
+    again = json_line(
+        run(out, "--episodes", "6", "--rounds", "1", "--round-start", "scratch", *FRESH_BINS)
+    )
+    assert again["sha256"] == summary["sha256"]  # resumed: nothing redone
+    refused = run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS)  # warm over scratch
+    assert refused.returncode == 2 and "round_start" in refused.stderr
+
+
+def test_the_learning_rate_schedule_spans_each_scratch_round(tmp_path):
+    config = train_sim.TrainSimConfig(
+        out=tmp_path, episodes=300, rounds=2, initial_episodes=100, initial_steps=1000,
+        steps_per_round=500, round_start="scratch",
+    )  # fmt: skip
+    rounds = [config.offline_config(False, r) for r in range(3)]
+    assert [c.steps for c in rounds] == [1000, 1500, 2000]
+    assert [Path(c.out).name for c in rounds] == ["r00", "r01", "r02"]
+    warm = dataclasses.replace(config, round_start="warm")
+    assert {(warm.offline_config(False, r).steps, warm.offline_config(False, r).out)
+            for r in range(3)} == {(2000, tmp_path / "learn")}  # fmt: skip
 
 
 def test_a_resume_with_other_settings_is_refused(one_round):
