@@ -27,7 +27,9 @@ Resumable: every stage is idempotent (collection tops the bag count up, training
 from the newest checkpoint to the round's step target, a round with `round.json` is done), so
 the same command after a kill goes on where it stopped; a larger --rounds/--episodes extends a
 finished run. Other settings must match config.json (a mismatch is refused, naming the keys).
-Wall time (`elapsed_s` in round.json and the curve) counts the time of every invocation.
+Wall time (`elapsed_s` in round.json and the curve) counts the time of every invocation,
+also of one stopped in the middle of a round (`unfinished_round.json` carries its stage
+times to the invocation that finishes the round).
 
 Learner settings: the defaults below are the configuration measured in
 docs/results/learning.md; `--learn KEY=VALUE` sets any `mtopt_learner.config.OfflineConfig`
@@ -47,6 +49,7 @@ JSON line on stdout. Exit status 2 for a bad option or a refused resume, 1 when 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import io
@@ -409,15 +412,14 @@ class ClosedLoop:
         elapsed = records[-1].elapsed_s if records else 0.0
         try:
             for r in range(len(records), cfg.rounds + 1):
-                started = time.monotonic()
-                seconds = {}
-                collected = self.collect(r)
-                seconds["collect"] = time.monotonic() - started
-                checkpoint, sha256 = self.learn(r)
-                seconds["learn"] = time.monotonic() - started - seconds["collect"]
-                result = self.evaluate(r, checkpoint)
-                seconds["eval"] = result["wall_time_s"]
-                elapsed += time.monotonic() - started
+                seconds = self.unfinished_seconds(r)
+                with self.timed(r, seconds, "collect"):
+                    collected = self.collect(r)
+                with self.timed(r, seconds, "learn"):
+                    checkpoint, sha256 = self.learn(r)
+                with self.timed(r, seconds, "eval"):
+                    result = self.evaluate(r, checkpoint)
+                elapsed += sum(seconds.values())
                 record = RoundRecord(
                     round=r, episodes=collected["total"], steps=cfg.steps_after(r),
                     checkpoint=checkpoint, sha256=sha256, collected=collected, eval=result,
@@ -437,6 +439,30 @@ class ClosedLoop:
             if self.tensorboard is not None:
                 self.tensorboard.close()
         return self.summary(records)
+
+    @property
+    def unfinished_path(self) -> Path:
+        return self.out / "unfinished_round.json"
+
+    def unfinished_seconds(self, round_index: int) -> dict[str, float]:
+        """Stage times an earlier, stopped invocation spent on this round."""
+        try:
+            data = json.loads(self.unfinished_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return dict(data["seconds"]) if data.get("round") == round_index else {}
+
+    @contextlib.contextmanager
+    def timed(self, round_index: int, seconds: dict[str, float], stage: str):
+        """Add the stage's wall time to `seconds` and keep it on disk, also when the stage is
+        stopped (Ctrl-C, kill): a resumed run counts the time already spent."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            seconds[stage] = seconds.get(stage, 0.0) + time.monotonic() - started
+            data = {"round": round_index, "seconds": seconds}
+            atomic_write_bytes(self.unfinished_path, (json.dumps(data) + "\n").encode())
 
     def log_round(self, record: RoundRecord) -> None:
         parts = []

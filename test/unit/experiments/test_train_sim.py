@@ -199,7 +199,7 @@ def test_the_learner_gets_the_policys_camera_region_and_action_frame(tmp_path):
 
 def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
     """`kill` during collection: exit 130 with a resume hint, no partial bag left; the same
-    command then finishes the run."""
+    command then finishes the run, counting the stopped invocation's time."""
     import signal
     import time
 
@@ -218,5 +218,11 @@ def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "rerun the same command to resume" in err
     assert not list((out / "bags").glob("*.part"))
+    stopped = json.loads((out / "unfinished_round.json").read_text())
+    assert stopped["round"] == 0 and stopped["seconds"]["collect"] > 0
     summary = json_line(run(out, *args))
     assert summary["episodes"] == 10 and summary["rounds"] == 0
+    # the stopped invocation's collection time counts in the round's wall time
+    record = json.loads((out / "rounds" / "r00" / "round.json").read_text())
+    assert record["seconds"]["collect"] > stopped["seconds"]["collect"]
+    assert record["elapsed_s"] >= round(sum(record["seconds"].values()), 1) - 0.2
