@@ -1,24 +1,29 @@
 """`mtopt-train-sim`: closed-loop multi-task QT-Opt on simulated cells, in rounds of
 collect -> learn -> evaluate, with a learning curve.
 
-    mtopt-train-sim --out runs/lift --tasks lift-any --episodes 12000 --rounds 8
-    mtopt-train-sim --out runs/lift --tasks lift-any --episodes 12000 --rounds 8   # resumes
+    mtopt-train-sim --out runs/lift            # the released lift-any recipe (defaults)
+    mtopt-train-sim --out runs/lift            # resumes after a kill
+    mtopt-train-sim --out runs/lift --episodes 24000 --rounds 2    # extends by one round
+
+The defaults are the recipe of the released lift network (docs/results/learning.md): 12 000
+episodes of the cells' mix and 12 000 steps, then one round of 6000 CEM episodes and 18 000
+steps from scratch; 64 px of the wrist camera's 96 px frame, moves in the gripper's frame.
 
 * **round 0** collects `--initial-episodes` with the cells' mix before any weights exist
   (noisy scripted and random episodes, `mtopt-sim-collect`), then trains `--initial-steps`;
 * **round r >= 1** collects (episodes - initial-episodes) / rounds more with CEM on round
   r - 1's network (`--epsilon` per step, `--scripted-fraction` of the episodes scripted),
-  ingests them into the same replay (LogReplay over the growing bag directory) and trains
-  `--steps-per-round` more steps, warm: same network, target networks and optimizer
-  (`--round-start warm`, the default); with `--round-start scratch` each round instead trains
-  a new network from scratch over all bags to the round's step total (initial-steps + r x
-  steps-per-round), with the learning-rate schedule over that total (`learn/rNN/`);
+  then trains a new network from scratch over all bags to the round's step total
+  (initial-steps + r x steps-per-round) with the learning-rate schedule over that total
+  (`--round-start scratch`, the default; `learn/rNN/`); `--round-start warm` instead ingests
+  the new bags into the same replay and trains `--steps-per-round` more steps on the same
+  network, target networks and optimizer (`learn/`);
 * **every round** ends with the paired evaluator (`mtopt-eval`) on the same fixed scenes
   (`--eval-seed`, never training scenes): the round's network against the noisy scripted
   policy, judged by the oracle.
 
-Everything lives in OUT: `bags/` (episode bags), `learn/` (checkpoints, replay ledger;
-`learn/rNN/` per round with `--round-start scratch`),
+Everything lives in OUT: `bags/` (episode bags), `learn/rNN/` (the round's checkpoints and
+replay ledger; `learn/` with `--round-start warm`),
 `rounds/rNN/` (the round's `qnet.ckpt` + `.sha256`, `eval/` report, `round.json`),
 `curve.csv` + `curve.png` (success vs episodes collected, per task, with 95 % Wilson
 intervals), `tensorboard/` (training scalars, `eval/<task>/*` per round), `config.json`.
@@ -34,13 +39,12 @@ times to the invocation that finishes the round).
 Learner settings: the defaults below are the configuration measured in
 docs/results/learning.md; `--learn KEY=VALUE` sets any `mtopt_learner.config.OfflineConfig`
 field (e.g. `--learn net=small --learn batch_size=128`). As in mtopt-learn, the learning rate
-decays over the whole run's steps (initial + rounds x steps-per-round; with `--round-start
-scratch` over each round's total) and the checkpoints act with a moving average of the weights
-(`--learn lr_decay_steps=0 --learn average_tau=0` for a constant rate and the online weights).
-Policy node parameters
-(`--policy-param`, as mtopt-eval's) apply to collection and evaluation alike; `policy_roi`,
-`policy_camera` and `action_frame` are also given to the learner (and recorded in its
-checkpoints).
+decays over each round's step total (warm: over the whole run's) and the checkpoints act with
+a moving average of the weights (`--learn lr_decay_steps=0 --learn average_tau=0` for a
+constant rate and the online weights). Policy node parameters (`--policy-param`, as
+mtopt-eval's; given, they replace the default list) apply to collection and evaluation alike;
+`policy_roi`, `policy_camera` and `action_frame` are also given to the learner (and recorded
+in its checkpoints), and `image_size` too unless `--learn image_size` is given.
 
 Progress (stage lines, the collector's and trainer's bars) goes to stderr; the summary is ONE
 JSON line on stdout. Exit status 2 for a bad option or a refused resume, 1 when a stage failed.
@@ -80,13 +84,21 @@ DEFAULT_LEARN: dict[str, Any] = {
     "labels": "oracle",
     "checkpoint_every": 1000,
     "replay_gb": 6.0,
+    "net_options": ("state_skip=false",),
 }
+#: The policy of the released lift network: 64 px of the wrist camera's frame, moves in the
+#: gripper's frame (docs/results/learning.md).
+DEFAULT_POLICY_PARAMS: tuple[tuple[str, Any], ...] = (
+    ("image_size", 64), ("policy_camera", "wrist"), ("action_frame", "tool"),
+)  # fmt: skip
 #: Per-task fields of the evaluation in the summary line.
 SUMMARY_KEYS = ("episodes", "learned", "learned_rate", "scripted", "scripted_rate", "mcnemar_p")
 #: Settings a resumed run may change (everything else must match config.json).
 EXTENSIBLE = ("episodes", "rounds", "workers", "threads", "progress")
 #: How a round's training starts: from the previous round's network or from scratch.
 ROUND_STARTS = ("warm", "scratch")
+#: The value a run started before a setting existed had (its config.json lacks the key).
+LEGACY_DEFAULTS: dict[str, Any] = {"round_start": "warm"}
 
 
 class TrainSimError(ValueError):
@@ -100,11 +112,11 @@ class TrainSimConfig:
     out: Path
     tasks: tuple[str, ...] = ("lift-any",)
     #: Total episodes collected by the end of the last round.
-    episodes: int = 12000
-    rounds: int = 8
-    initial_episodes: int = 3000
-    initial_steps: int = 3000
-    steps_per_round: int = 3000
+    episodes: int = 18000
+    rounds: int = 1
+    initial_episodes: int = 12000
+    initial_steps: int = 12000
+    steps_per_round: int = 6000
     epsilon: float = 0.2
     scripted_fraction: float = 0.2
     #: P(guided pick) per lift episode in every round (`mtopt_sim.guided`; 0: none).
@@ -114,12 +126,12 @@ class TrainSimConfig:
     #: P(a lift draw becomes a privileged grasp + place episode) in every round (sim only).
     place_start_fraction: float = 0.0
     workers: int = 2
-    camera_size: int = 128
+    camera_size: int = 96
     eval_episodes: int = 100
     eval_seed: int = 1000
     seed: int = 0
     #: Policy node parameters for collection and evaluation ((name, value), ...).
-    policy_params: tuple[tuple[str, Any], ...] = (("policy_roi", list(SIM_RIGHT_BIN_ROI)),)
+    policy_params: tuple[tuple[str, Any], ...] = DEFAULT_POLICY_PARAMS
     #: Collector node parameters for collection ((name, value), ...) over the simulated cell's
     #: (e.g. reset_every=1 with respawn_below=1000: every episode on a freshly spawned bin).
     collector_params: tuple[tuple[str, Any], ...] = ()
@@ -127,7 +139,7 @@ class TrainSimConfig:
     learn: tuple[tuple[str, Any], ...] = ()
     #: "warm": every round continues one network; "scratch": each round trains a new one
     #: over all bags to steps_after(round) (learn/rNN/).
-    round_start: str = "warm"
+    round_start: str = "scratch"
     #: torch threads while training (0: torch's default).
     threads: int = 2
     progress: bool = True
@@ -212,6 +224,9 @@ class TrainSimConfig:
         for key in ("policy_camera", "action_frame"):
             if self.policy_param(key) is not None:
                 values[key] = self.policy_param(key)
+        learn_keys = {name for name, _ in self.learn}
+        if self.policy_param("image_size") is not None and "image_size" not in learn_keys:
+            values["image_size"] = int(self.policy_param("image_size"))  # what the policy sees
         r = self.rounds if round_index is None else round_index
         warm = self.round_start == "warm"
         log_dir = self.out / "tensorboard" if warm else self.out / "tensorboard" / f"r{r:02d}"
@@ -282,12 +297,13 @@ class ClosedLoop:
         mine = self.config.identity()
         if path.exists():
             theirs = json.loads(path.read_text())
-            # A setting added after the run started counts as its default there.
+            # A setting added after the run started counts as the value runs had before it.
             defaults = {
                 f.name: f.default
                 for f in dataclasses.fields(TrainSimConfig)
                 if f.default is not dataclasses.MISSING and not isinstance(f.default, Path)
             }
+            defaults.update(LEGACY_DEFAULTS)
             differ = sorted(
                 k for k in set(mine) | set(theirs)
                 if k not in EXTENSIBLE
@@ -611,8 +627,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help="collection seed")
     p.add_argument(
         "--policy-param", action="append", default=None, metavar="NAME=VALUE",
-        help="policy node parameter for collection and evaluation (default: policy_roi="
-        f"{list(SIM_RIGHT_BIN_ROI)}); repeatable",
+        help="policy node parameter for collection and evaluation; repeatable; given, they "
+        "replace the default list " + " ".join(f"{k}={v}" for k, v in DEFAULT_POLICY_PARAMS),
     )  # fmt: skip
     p.add_argument(
         "--collector-param", action="append", default=[], metavar="NAME=VALUE",

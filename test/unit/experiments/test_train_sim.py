@@ -45,9 +45,15 @@ def json_line(proc: subprocess.CompletedProcess) -> dict:
 
 
 @pytest.fixture(scope="module")
-def one_round(tmp_path_factory):
+def one_round_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("loop") / "run"
-    return out, json_line(run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS))
+    return out, run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS)
+
+
+@pytest.fixture(scope="module")
+def one_round(one_round_run):
+    out, proc = one_round_run
+    return out, json_line(proc)
 
 
 def test_rounds_collect_learn_and_evaluate(one_round):
@@ -96,23 +102,26 @@ def test_a_rerun_resumes_and_more_rounds_extend(one_round):
     assert extended["sha256"] != first["sha256"]
 
 
-def test_round_start_scratch_trains_each_round_a_new_network_over_all_bags(tmp_path):
-    out = tmp_path / "run"
-    proc = run(out, "--episodes", "6", "--rounds", "1", "--round-start", "scratch", *FRESH_BINS)
-    summary = json_line(proc)
-    assert summary["episodes"] == 6 and summary["steps"] == 5
+def test_by_default_each_round_trains_a_new_network_over_all_bags(one_round_run):
+    out, proc = one_round_run
     assert "round 1/1: train to step 5 (from scratch)" in proc.stderr
     assert "resumed" not in proc.stderr  # round 1 did not continue round 0's checkpoint
     for r, steps in ((0, 3), (1, 5)):
         names = [p.name for p in (out / "learn" / f"r{r:02d}" / "checkpoints").glob("*.ckpt")]
         assert len(names) == 1 and str(steps) in names[0], names  # its own run to its total
-    last = read_checkpoint(out / "rounds" / "r01" / "qnet.ckpt")
-    assert last.file_sha256 == summary["sha256"]
-    again = json_line(
-        run(out, "--episodes", "6", "--rounds", "1", "--round-start", "scratch", *FRESH_BINS)
-    )
-    assert again["sha256"] == summary["sha256"]  # resumed: nothing redone
-    refused = run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS)  # warm over scratch
+
+
+def test_round_start_warm_continues_one_network(tmp_path):
+    out = tmp_path / "run"
+    args = ("--episodes", "6", "--rounds", "1", *FRESH_BINS)
+    proc = run(out, *args, "--round-start", "warm")
+    summary = json_line(proc)
+    assert summary["episodes"] == 6 and summary["steps"] == 5
+    assert "round 1/1: train to step 5 (warm)" in proc.stderr
+    names = sorted(p.name for p in (out / "learn" / "checkpoints").glob("*.ckpt"))
+    assert names == ["qnet_3.ckpt", "qnet_5.ckpt"]  # one run through both rounds
+    assert not (out / "learn" / "r00").exists()
+    refused = run(out, *args)  # the default (scratch) over a warm run
     assert refused.returncode == 2 and "round_start" in refused.stderr
 
 
@@ -144,6 +153,14 @@ def test_a_resume_with_other_settings_is_refused(one_round):
     proc = run(out, "--episodes", "6", "--rounds", "1", "--guided-fraction", "0.5", *FRESH_BINS)
     assert proc.returncode == 2 and "guided_fraction" in proc.stderr
     json_line(run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS))
+    # ... and the rounds of a run from before --round-start were warm, whatever the default
+    original = config.read_text()
+    written = json.loads(original)
+    del written["round_start"]
+    config.write_text(json.dumps(written))
+    proc = run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS)
+    assert proc.returncode == 2 and "round_start" in proc.stderr
+    config.write_text(original)
 
 
 @pytest.mark.parametrize(
@@ -171,7 +188,7 @@ def test_round_budget_gives_the_last_round_the_remainder(tmp_path):
     assert [config.episodes_after(r) for r in range(4)] == [100, 400, 700, 1000]
     assert [config.steps_after(r) for r in range(4)] == [10, 15, 20, 25]
     learn = config.offline_config(resume=False)
-    assert learn.policy_roi == train_sim.SIM_RIGHT_BIN_ROI and learn.steps == 25
+    assert learn.steps == 25  # the last round's total (from scratch: its own)
     assert learn.bags == tmp_path / "bags" and learn.labels == "oracle"
     # one cosine over the whole run's steps, checkpoints acting with the weight average
     trainer = learn.trainer_config()
@@ -193,8 +210,16 @@ def test_the_learner_gets_the_policys_camera_region_and_action_frame(tmp_path):
         "wrist",
         "tool",
     )
+    # the defaults: the released lift network's policy (64 px of the wrist camera, tool frame)
     default = train_sim.TrainSimConfig(out=tmp_path).offline_config(resume=False)
-    assert (default.policy_camera, default.action_frame) == ("overhead", "base")
+    assert (default.policy_camera, default.action_frame, default.image_size) == (
+        "wrist",
+        "tool",
+        64,
+    )
+    assert default.net_options == ("state_skip=false",)
+    mine = train_sim.TrainSimConfig(out=tmp_path, learn=(("image_size", 96),))
+    assert mine.offline_config(resume=False).image_size == 96  # --learn wins
 
 
 def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):
