@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +114,7 @@ def test_by_default_each_round_trains_a_new_network_over_all_bags(one_round_run)
 
 def test_round_start_warm_continues_one_network(tmp_path):
     out = tmp_path / "run"
-    args = ("--episodes", "6", "--rounds", "1", *FRESH_BINS)
+    args = ("--episodes", "6", "--rounds", "1", "--eval-episodes", "1", *FRESH_BINS)
     proc = run(out, *args, "--round-start", "warm")
     summary = json_line(proc)
     assert summary["episodes"] == 6 and summary["steps"] == 5
@@ -138,28 +139,35 @@ def test_the_learning_rate_schedule_spans_each_scratch_round(tmp_path):
             for r in range(3)} == {(2000, tmp_path / "learn")}  # fmt: skip
 
 
+def check(out: Path, *args: str) -> None:
+    """What the command checks before any work (options, then config.json), in-process."""
+    parsed = train_sim.build_parser().parse_args(["--out", str(out), *TINY, *args])
+    train_sim.ClosedLoop(train_sim.config_from_args(parsed)).check_config()
+
+
 def test_a_resume_with_other_settings_is_refused(one_round):
     out, _ = one_round
-    proc = run(out, "--episodes", "6", "--rounds", "1", "--eval-seed", "5", *FRESH_BINS)
-    assert proc.returncode == 2
-    assert "eval_seed" in proc.stderr and "config.json" in proc.stderr
-    proc = run(out, "--episodes", "6", "--rounds", "1")  # without the collector parameters
-    assert proc.returncode == 2 and "collector_params" in proc.stderr
+    six = ("--episodes", "6", "--rounds", "1")
+    with pytest.raises(train_sim.TrainSimError, match="config.json.*eval_seed"):
+        check(out, *six, "--eval-seed", "5", *FRESH_BINS)
+    with pytest.raises(train_sim.TrainSimError, match="collector_params"):
+        check(out, *six)  # without the collector parameters
     # A run started before a setting existed resumes at that setting's default only.
     config = out / "config.json"
-    written = json.loads(config.read_text())
+    original = config.read_text()
+    written = json.loads(original)
     del written["guided_fraction"]
     config.write_text(json.dumps(written))
-    proc = run(out, "--episodes", "6", "--rounds", "1", "--guided-fraction", "0.5", *FRESH_BINS)
-    assert proc.returncode == 2 and "guided_fraction" in proc.stderr
-    json_line(run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS))
+    with pytest.raises(train_sim.TrainSimError, match="guided_fraction"):
+        check(out, *six, "--guided-fraction", "0.5", *FRESH_BINS)
+    check(out, *six, *FRESH_BINS)
     # ... and the rounds of a run from before --round-start were warm, whatever the default
-    original = config.read_text()
     written = json.loads(original)
     del written["round_start"]
     config.write_text(json.dumps(written))
-    proc = run(out, "--episodes", "6", "--rounds", "1", *FRESH_BINS)
-    assert proc.returncode == 2 and "round_start" in proc.stderr
+    with pytest.raises(train_sim.TrainSimError, match="round_start"):
+        check(out, *six, *FRESH_BINS)
+    check(out, *six, "--round-start", "warm", *FRESH_BINS)
     config.write_text(original)
 
 
@@ -174,10 +182,16 @@ def test_a_resume_with_other_settings_is_refused(one_round):
         (["--episodes", "6", "--rounds", "1", "--place-start-fraction", "2"], "--place-start-fra"),
     ],
 )
-def test_bad_options_exit_2_with_a_message(tmp_path, args, message):
-    proc = run(tmp_path / "run", *args)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
-    assert not (tmp_path / "run" / "bags").exists()  # refused before any work
+def test_bad_options_are_refused_with_a_message(tmp_path, args, message):
+    with pytest.raises(train_sim.TrainSimError, match=re.escape(message)):
+        check(tmp_path / "run", *args)
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_a_bad_option_exits_2_with_a_message(tmp_path):
+    proc = run(tmp_path / "run", "--episodes", "4", "--rounds", "1")
+    assert proc.returncode == 2 and "leaves no episodes for 1 rounds" in proc.stderr
+    assert not (tmp_path / "run" / "bags").exists()
 
 
 def test_round_budget_gives_the_last_round_the_remainder(tmp_path):
