@@ -73,30 +73,22 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
-    markers = {}
-    for i, series in enumerate(dict.fromkeys(r["series"] for r in rows)):
-        markers[series] = ("o", "s", "D", "^")[i % 4]
     colors = plt.get_cmap("tab10")
-    for i, series in enumerate(markers):
-        mine = sorted((r for r in rows if r["series"] == series), key=lambda r: r["episodes"])
-        for j, r in enumerate(mine):
-            n = int(r["eval_episodes"])
-            rate = int(r["learned"]) / n
+    for i, series in enumerate(dict.fromkeys(r["series"] for r in rows)):
+        offset = (i - 1) * 250  # the series side by side, not on top of each other
+        by_size: dict[int, list[float]] = {}
+        for j, r in enumerate(r for r in rows if r["series"] == series):
+            x, rate = int(r["episodes"]) + offset, int(r["learned"]) / int(r["eval_episodes"])
             low, high = float(r["learned_ci_low"]), float(r["learned_ci_high"])
-            x = int(r["episodes"]) + (i - 1) * 250  # side by side, not on top of each other
             ax.errorbar(
-                x, rate, yerr=[[rate - low], [high - rate]], fmt=markers[series],
+                x, rate, yerr=[[rate - low], [high - rate]], fmt="osD^"[i % 4],
                 color=colors(i), capsize=3, label=series if j == 0 else None,
             )  # fmt: skip
-        by_size: dict[int, list[float]] = {}
-        for r in mine:
-            by_size.setdefault(int(r["episodes"]), []).append(
-                int(r["learned"]) / int(r["eval_episodes"])
-            )
-        xs = sorted(by_size)
-        if len(xs) > 1:
-            ax.plot([x + (i - 1) * 250 for x in xs], [sum(v) / len(v) for v in
-                    (by_size[x] for x in xs)], "-", color=colors(i), alpha=0.5)  # fmt: skip
+            by_size.setdefault(x, []).append(rate)
+        if len(by_size) > 1:  # the mean over learner seeds at each size
+            xs = sorted(by_size)
+            means = [sum(by_size[x]) / len(by_size[x]) for x in xs]
+            ax.plot(xs, means, "-", color=colors(i), alpha=0.5)
     scripted = {int(r["scripted"]) / int(r["eval_episodes"]) for r in rows}
     for k, rate in enumerate(sorted(scripted)):
         ax.axhline(rate, ls="--", color="gray",

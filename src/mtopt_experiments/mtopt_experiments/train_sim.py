@@ -76,8 +76,6 @@ from mtopt_learner.config import OfflineConfig
 from mtopt_policy.config import CollectorConfig
 
 PROG = "mtopt-train-sim"
-#: The simulated overhead camera's right bin (python -m mtopt_sim.camera_roi).
-SIM_RIGHT_BIN_ROI = (0.026, 0.143, 0.56, 0.677)
 #: Learner settings of the closed loop unless --learn overrides them (OfflineConfig fields).
 #: (The training values are the learner's own defaults, `mtopt_learner.config.DEFAULT_*`.)
 DEFAULT_LEARN: dict[str, Any] = {
@@ -214,6 +212,8 @@ class TrainSimConfig:
         `round_index` (default: the last) trains its own to its own total."""
         fields = {f.name: f for f in dataclasses.fields(OfflineConfig)}
         values = dict(DEFAULT_LEARN)
+        if self.policy_param("image_size") is not None:  # what the policy sees; --learn wins
+            values["image_size"] = int(self.policy_param("image_size"))
         for name, value in self.learn:
             if name not in fields or name in ("bags", "out", "steps", "resume"):
                 settable = sorted(set(fields) - {"bags", "out", "steps", "resume"})
@@ -224,9 +224,6 @@ class TrainSimConfig:
         for key in ("policy_camera", "action_frame"):
             if self.policy_param(key) is not None:
                 values[key] = self.policy_param(key)
-        learn_keys = {name for name, _ in self.learn}
-        if self.policy_param("image_size") is not None and "image_size" not in learn_keys:
-            values["image_size"] = int(self.policy_param("image_size"))  # what the policy sees
         r = self.rounds if round_index is None else round_index
         warm = self.round_start == "warm"
         log_dir = self.out / "tensorboard" if warm else self.out / "tensorboard" / f"r{r:02d}"
