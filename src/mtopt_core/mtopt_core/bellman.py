@@ -13,7 +13,8 @@ so the row's label does not wait for the bootstrap to carry the final reward bac
 (the "Monte Carlo" label of Quillen et al. 2018, used as a lower bound on the Bellman target).
 With `mc_targets`, the target *is* that return, with no bootstrap and no CEM: Q then estimates
 the value of the policies that collected the data (Quillen et al.'s supervised "Monte Carlo"
-baseline), and acting greedily on it is one step of policy improvement over them.
+baseline), and acting greedily on it is one step of policy improvement over them. `mc_rows`
+does that for some rows only (e.g. the tasks of one skill), the others keep Bellman targets.
 
 `done` marks the last transition of an episode. With `bootstrap_truncation`, the last
 transition of an episode cut by the step limit (`truncated`) is not terminal: its target is
@@ -101,11 +102,13 @@ def bellman_targets(
     bootstrap_truncation: bool = False,
     mc_lower_bound: bool = False,
     mc_targets: bool = False,
+    mc_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Q targets (B,) in [0, 1] for a batch; CEM runs only for the non-terminal rows. With
     `bootstrap_truncation`, rows done by the step limit (`batch.truncated`) bootstrap too; with
     `mc_lower_bound`, no target is below the row's discounted return; with `mc_targets`, the
-    target is that return (no CEM; see the module docstring).
+    target is that return (no CEM; see the module docstring); `mc_rows` (B,) bool: the rows
+    whose target is that return (the others as without it; CEM runs for none of them).
 
     Targets are clamped to [0, 1] (the range of the sigmoid Q); with the seed's sparse 0/1
     reward on terminal transitions and gamma <= 1 the clamp never changes a value (a truncated
@@ -113,7 +116,10 @@ def bellman_targets(
     """
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-    needs_returns = mc_lower_bound or mc_targets
+    if mc_rows is not None and mc_rows.shape != batch.task.shape:
+        raise ValueError(f"mc_rows has shape {tuple(mc_rows.shape)}, the batch {len(batch.task)}")
+    any_mc_rows = mc_rows is not None and bool(mc_rows.any())
+    needs_returns = mc_lower_bound or mc_targets or any_mc_rows
     if needs_returns and (batch.steps_left is None or batch.episode_success is None):
         raise ValueError("Monte Carlo targets need the batch's steps_left and episode_success")
     with torch.no_grad():
@@ -126,7 +132,10 @@ def bellman_targets(
                 raise ValueError("bootstrap_truncation needs the batch's truncated flags")
             done = done * (1.0 - batch.truncated.float())
         value = torch.zeros_like(reward)
-        live = torch.nonzero(done < 0.5).squeeze(1)
+        bootstraps = done < 0.5
+        if any_mc_rows:  # their targets are replaced below: no CEM for them
+            bootstraps &= ~mc_rows
+        live = torch.nonzero(bootstraps).squeeze(1)
         if live.numel() > 0:
             next_step = None if batch.step is None else batch.step[live] + 1
             value[live] = next_state_values(
@@ -142,8 +151,12 @@ def bellman_targets(
                 next_step,
             )
         targets = reward + gamma * (1.0 - done) * value
-        if mc_lower_bound:
-            targets = torch.maximum(targets, discounted_returns(batch, gamma))
+        if mc_lower_bound or any_mc_rows:
+            returns = discounted_returns(batch, gamma)
+            if mc_lower_bound:
+                targets = torch.maximum(targets, returns)
+            if any_mc_rows:
+                targets = torch.where(mc_rows, returns, targets)
         return torch.clamp(targets, 0.0, 1.0)
 
 

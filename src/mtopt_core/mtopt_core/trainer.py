@@ -35,7 +35,9 @@ Options (`TrainerConfig`; every default reproduces the original QT-Opt-style upd
 - `bootstrap_truncation`: a transition that ended its episode by the step limit bootstraps
   (done = terminated only; see `mtopt_core.bellman`).
 - `mc_lower_bound`: no target below the transition's own discounted return (see
-  `mtopt_core.bellman`); `mc_targets`: the target is that return (no bootstrap, no CEM).
+  `mtopt_core.bellman`); `mc_targets`: the target is that return (no bootstrap, no CEM);
+  `mc_target_tasks`: the same for the tasks matching these fnmatch patterns only (e.g.
+  `lift-*`: Monte Carlo targets for one skill, Bellman targets for the others).
 - `grasp_weight` w > 0: adds w x the cross-entropy of the network's grasp output (`QNetConfig.
   grasp_head`) against the next observation's object-detected flag, over the batch's
   transitions that end with the gripper closed (a close, or a move while closed): whether a
@@ -56,6 +58,7 @@ replay/<task>/failure (episodes), replay/bytes, replay/episodes.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -138,6 +141,9 @@ class TrainerConfig:
         mc_lower_bound: targets are at least the transition's discounted return.
         mc_targets: targets are the transition's discounted return (Monte Carlo regression,
             no bootstrap); overrides `mc_lower_bound` and `bootstrap_truncation`.
+        mc_target_tasks: fnmatch patterns of task names whose transitions get Monte Carlo
+            targets as with `mc_targets` (the other tasks' keep the Bellman targets); each
+            pattern must match a task of the trainer.
         grasp_weight: weight of the auxiliary grasp loss (0 = off; see the module docstring);
             > 0 needs a network with `grasp_head`.
         seed: seeds the replay sampling and CEM generators of this trainer.
@@ -171,6 +177,7 @@ class TrainerConfig:
     bootstrap_truncation: bool = False
     mc_lower_bound: bool = False
     mc_targets: bool = False
+    mc_target_tasks: tuple[str, ...] = ()
     grasp_weight: float = 0.0
     seed: int = 0
     policy_settings: tuple[tuple[str, Any], ...] = ()
@@ -238,6 +245,11 @@ class TrainerConfig:
             )
         if not self.grasp_weight >= 0:
             raise ValueError(f"TrainerConfig.grasp_weight must be >= 0, got {self.grasp_weight}")
+        if not all(isinstance(p, str) and p for p in self.mc_target_tasks):
+            raise ValueError(
+                "TrainerConfig.mc_target_tasks must be non-empty fnmatch patterns of task names,"
+                f" got {self.mc_target_tasks!r}"
+            )
         if self.log_every < 1:
             raise ValueError(f"TrainerConfig.log_every must be >= 1, got {self.log_every}")
 
@@ -261,7 +273,10 @@ class BellmanUpdater:
         mc_targets: bool = False,
         augment_mirror: bool = False,
         augment_translate: float = 0.0,
+        mc_task_mask: Sequence[bool] | None = None,
     ):
+        """`mc_task_mask`: per task index, whether its transitions get Monte Carlo targets
+        (`mc_target_task_mask`; None = none of them, unless `mc_targets`)."""
         if augment_shift_px < 0:
             raise ValueError(f"augment_shift_px must be >= 0, got {augment_shift_px}")
         self.replay = replay
@@ -273,6 +288,10 @@ class BellmanUpdater:
         self.mc_lower_bound = mc_lower_bound
         self.mc_targets = mc_targets
         self.device = torch.device(device)
+        self.mc_task_mask = (
+            None if mc_task_mask is None or not any(mc_task_mask)
+            else torch.tensor([bool(m) for m in mc_task_mask], device=self.device)
+        )  # fmt: skip
         self.rng = np.random.default_rng(seed)
         # Shifts draw from their own generator: switching augmentation on or off leaves the
         # sampled transitions and CEM draws of a seed unchanged.
@@ -308,11 +327,24 @@ class BellmanUpdater:
     def next_batch(self, batch_size: int) -> tuple[TorchBatch, torch.Tensor]:
         """(batch, targets (B,)) for one training step."""
         batch = self.augment(self.replay.sample(batch_size, self.rng)).to_torch(self.device)
+        mc_rows = None if self.mc_task_mask is None else self.mc_task_mask[batch.task]
         targets = bellman_targets(
             self.target1, self.target2, batch, self.gamma, self.cem, self.generator,
-            self.bootstrap_truncation, self.mc_lower_bound, self.mc_targets,
+            self.bootstrap_truncation, self.mc_lower_bound, self.mc_targets, mc_rows,
         )  # fmt: skip
         return batch, targets
+
+
+def mc_target_task_mask(patterns: Sequence[str], task_names: Sequence[str]) -> list[bool]:
+    """Per task, whether its name matches one of the fnmatch `patterns`; raises ValueError
+    for a pattern that matches no task (a typo would otherwise silently change nothing)."""
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in task_names):
+            raise ValueError(
+                f"mc_target_tasks pattern {pattern!r} matches no task; tasks: "
+                f"{', '.join(task_names)}"
+            )
+    return [any(fnmatch.fnmatchcase(name, p) for p in patterns) for name in task_names]
 
 
 class Trainer:
@@ -350,6 +382,7 @@ class Trainer:
             self.device, config.augment_shift_px, config.bootstrap_truncation,
             config.mc_lower_bound, config.mc_targets, config.augment_mirror,
             config.augment_translate,
+            mc_target_task_mask(config.mc_target_tasks, self.task_names),
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(
             self.qnet.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay

@@ -251,7 +251,8 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return value
     try:
         if isinstance(default, tuple):
-            return tuple(float(v) if isinstance(v, int | float) else v for v in value)
+            items = [value] if isinstance(value, str) else value  # "lift-*": one item
+            return tuple(float(v) if isinstance(v, int | float) else v for v in items)
         return type(default)(value)
     except (TypeError, ValueError):
         raise TrainSimError(

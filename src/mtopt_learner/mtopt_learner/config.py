@@ -14,7 +14,7 @@ from mtopt_core.checkpoint import policy_settings_of
 from mtopt_core.images import FULL_FRAME, check_roi
 from mtopt_core.mirror import mirror_settings_error
 from mtopt_core.replay import SAMPLERS
-from mtopt_core.trainer import CONSERVATIVE_MODES, TrainerConfig
+from mtopt_core.trainer import CONSERVATIVE_MODES, TrainerConfig, mc_target_task_mask
 from mtopt_learner.checkpoints import KEEP_CHECKPOINTS
 from mtopt_learner.episode_decoder import (
     DEFAULT_ACCEPTED_CLOSERS,
@@ -105,6 +105,11 @@ def check_learning_options(config, error) -> None:
             raise error("augment_translate", why.removeprefix("augment_translate "))
     if not config.grasp_weight >= 0:
         raise error("grasp_weight", f"must be >= 0, got {config.grasp_weight}")
+    if not all(isinstance(p, str) and p.strip() for p in config.mc_target_tasks):
+        raise error(
+            "mc_target_tasks", f"must be fnmatch patterns of task names, got "
+            f"{list(config.mc_target_tasks)!r}"
+        )  # fmt: skip
     if config.step_horizon < 1:
         raise error("step_horizon", f"must be >= 1, got {config.step_horizon}")
     try:
@@ -117,6 +122,15 @@ def check_learning_options(config, error) -> None:
         raise error(
             "action_frame", f"must be one of {list(ACTION_FRAMES)}, got {config.action_frame!r}"
         )
+
+
+def check_mc_target_tasks(settings, task_names) -> None:
+    """Raise LearnError when a `mc_target_tasks` pattern matches none of the registry's
+    tasks: checked before the (long) ingest, not when training starts."""
+    try:
+        mc_target_task_mask(settings.mc_target_tasks, task_names)
+    except ValueError as exc:
+        raise LearnError(str(exc)) from None
 
 
 def add_policy_roi_argument(parser: argparse.ArgumentParser, help: str) -> None:
@@ -232,6 +246,9 @@ class LearnerConfig:
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     #: The target is the transition's own discounted return (no bootstrap, no CEM).
     mc_targets: bool = TrainerConfig.mc_targets
+    #: The same for the tasks matching these fnmatch patterns only (e.g. ["lift-*"]: Monte
+    #: Carlo targets for the lift skill, Bellman targets for the others).
+    mc_target_tasks: tuple[str, ...] = TrainerConfig.mc_target_tasks
     #: Weight of the auxiliary grasp loss (TrainerConfig.grasp_weight; 0 = off); a new
     #: network gets the grasp head it trains (QNetConfig.grasp_head).
     grasp_weight: float = TrainerConfig.grasp_weight
@@ -369,6 +386,8 @@ class OfflineConfig:
     bootstrap_truncation: bool = TrainerConfig.bootstrap_truncation
     mc_lower_bound: bool = TrainerConfig.mc_lower_bound
     mc_targets: bool = TrainerConfig.mc_targets
+    #: fnmatch patterns of the tasks with Monte Carlo targets (`--mc-target-task`).
+    mc_target_tasks: tuple[str, ...] = TrainerConfig.mc_target_tasks
     grasp_weight: float = TrainerConfig.grasp_weight
     #: A new network gets the steps remaining of horizon `step_horizon` as an input.
     step_input: bool = False
@@ -431,6 +450,7 @@ class OfflineConfig:
             bootstrap_truncation=args.bootstrap_truncation,
             mc_lower_bound=args.mc_lower_bound,
             mc_targets=args.mc_targets,
+            mc_target_tasks=tuple(args.mc_target_task or ()),
             grasp_weight=args.grasp_weight,
             step_input=args.step_input,
             step_horizon=args.step_horizon,
@@ -540,6 +560,7 @@ def _trainer_config(settings: LearnerConfig | OfflineConfig, **overrides) -> Tra
         bootstrap_truncation=settings.bootstrap_truncation,
         mc_lower_bound=settings.mc_lower_bound,
         mc_targets=settings.mc_targets,
+        mc_target_tasks=tuple(settings.mc_target_tasks),
         grasp_weight=settings.grasp_weight,
         seed=settings.seed,
         policy_settings=tuple(policy_settings_of(settings).items()),

@@ -51,7 +51,13 @@ from mtopt_learner.checkpoints import (
     checkpoint_steps,
     latest_checkpoint,
 )
-from mtopt_learner.config import STATE_DIR, TENSORBOARD_DIR, LearnerConfig, parse_impersonation
+from mtopt_learner.config import (
+    STATE_DIR,
+    TENSORBOARD_DIR,
+    LearnerConfig,
+    check_mc_target_tasks,
+    parse_impersonation,
+)
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig
 from mtopt_learner.nets import (
@@ -104,6 +110,7 @@ class Learner:
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
         self.registry = registry or load_task_registry(cfg.tasks_file or None)
+        check_mc_target_tasks(cfg, self.registry.names)
         self.out_dir = Path(cfg.out_dir).expanduser().resolve()
         self.bag_dir = Path(cfg.bag_dir).expanduser().resolve()
         self.ckpt_dir = self.out_dir / CHECKPOINT_DIR

@@ -53,6 +53,7 @@ from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_p
 from mtopt_learner.config import (
     OfflineConfig,
     add_policy_roi_argument,
+    check_mc_target_tasks,
     parse_impersonation,
     positive_int,
 )
@@ -182,6 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the target is the transition's own discounted return (no bootstrap, no CEM)",
     )
     p.add_argument(
+        "--mc-target-task",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="as --mc-targets, for the tasks matching this fnmatch pattern only (e.g. 'lift-*');"
+        " the others keep Bellman targets; repeatable",
+    )
+    p.add_argument(
         "--grasp-weight",
         type=float,
         default=OfflineConfig.grasp_weight,
@@ -298,6 +307,7 @@ class OfflineSession:
         resume_from = resume_point(self.out, config.resume)
 
         registry = load_task_registry(config.tasks_file)
+        check_mc_target_tasks(config, registry.names)
         resumed = resumed_qnet_config(resume_from, config.image_size)
         size = observation_size(resumed, config.image_size)
         self.replay = LogReplay(config.replay_config(self.bags, self.out, size), registry)

@@ -53,9 +53,9 @@ from mtopt_core.impersonation import make_impersonation
 from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.replay import Batch
 from mtopt_core.tasks import TaskRegistry, load_task_registry
-from mtopt_core.trainer import BellmanUpdater, Trainer
+from mtopt_core.trainer import BellmanUpdater, Trainer, mc_target_task_mask
 from mtopt_learner.checkpoints import CHECKPOINT_DIR, CheckpointWriter, resume_point
-from mtopt_learner.config import OfflineConfig, positive_int
+from mtopt_learner.config import OfflineConfig, check_mc_target_tasks, positive_int
 from mtopt_learner.errors import LearnError, no_bags_message, no_usable_episodes_message
 from mtopt_learner.log_replay import IngestReport, LogReplay, LogReplayConfig, describe_ingest
 from mtopt_learner.nets import make_qnet_config, observation_size, resumed_qnet_config
@@ -163,6 +163,7 @@ class BellmanUpdaterActor:
         mc_targets: bool = False,
         augment_mirror: bool = False,
         augment_translate: float = 0.0,
+        mc_task_mask: list[bool] | None = None,
     ):
         if threads > 0:
             torch.set_num_threads(threads)
@@ -172,7 +173,7 @@ class BellmanUpdaterActor:
             RemoteReplay(replay), self.target1, self.target2, gamma, cem, seed,
             augment_shift_px=augment_shift_px, bootstrap_truncation=bootstrap_truncation,
             mc_lower_bound=mc_lower_bound, mc_targets=mc_targets, augment_mirror=augment_mirror,
-            augment_translate=augment_translate,
+            augment_translate=augment_translate, mc_task_mask=mc_task_mask,
         )  # fmt: skip
         self.version = -1
 
@@ -316,6 +317,7 @@ def train_ray(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     registry = load_task_registry(config.tasks_file)
+    check_mc_target_tasks(config, registry.names)
     resumed = resumed_qnet_config(resume_from, config.image_size)
     replay_config = config.replay_config(
         bags, out, observation_size(resumed, config.image_size)
@@ -378,6 +380,7 @@ def train_ray(
                 trainer_config.mc_targets,
                 trainer_config.augment_mirror,
                 trainer_config.augment_translate,
+                mc_target_task_mask(trainer_config.mc_target_tasks, trainer.task_names),
             )
             for i in range(num_updaters if remaining else 0)
         ]

@@ -197,3 +197,32 @@ def test_mc_targets_are_the_rows_discounted_returns_without_a_bootstrap():
     batch.episode_success = None
     with pytest.raises(ValueError, match="episode_success"):
         bellman_targets(q, q, batch, 0.5, mc_targets=True)
+
+
+def test_mc_rows_take_their_returns_and_the_other_rows_bootstrap():
+    rows_seen = []
+
+    class CountingQ(ConstQ):
+        def trunk(self, images):
+            rows_seen.append(images.shape[0])
+            return super().trunk(images)
+
+    q = CountingQ(lambda a: torch.full((a.shape[0],), 0.6))
+    # rows: mid-episode (MC), mid-episode (Bellman), episode end (MC), mid-episode (MC)
+    batch = _batch([0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0])
+    batch.episode_success = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    batch.steps_left = torch.tensor([2, 2, 0, 1])
+    mc_rows = torch.tensor([True, False, True, True])
+    targets = bellman_targets(q, q, batch, 0.5, mc_rows=mc_rows)
+    torch.testing.assert_close(targets, torch.tensor([0.25, 0.3, 1.0, 0.0]))
+    assert rows_seen == [1, 1]  # CEM and target2 see only the one bootstrapped row
+    # no MC row: the plain Bellman targets, and the returns are not needed
+    none = torch.zeros(4, dtype=torch.bool)
+    torch.testing.assert_close(
+        bellman_targets(q, q, batch, 0.5, mc_rows=none), bellman_targets(q, q, batch, 0.5)
+    )
+    with pytest.raises(ValueError, match="mc_rows has shape"):
+        bellman_targets(q, q, batch, 0.5, mc_rows=torch.tensor([True]))
+    batch.steps_left = None
+    with pytest.raises(ValueError, match="steps_left"):
+        bellman_targets(q, q, batch, 0.5, mc_rows=mc_rows)

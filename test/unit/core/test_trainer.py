@@ -16,7 +16,7 @@ from mtopt_core.impersonation import AllImpersonation, Relabel
 from mtopt_core.qnet import QNet, QNetConfig
 from mtopt_core.replay import ReplayBuffer
 from mtopt_core.tasks import parse_task_registry
-from mtopt_core.trainer import BellmanUpdater, Trainer, TrainerConfig
+from mtopt_core.trainer import BellmanUpdater, Trainer, TrainerConfig, mc_target_task_mask
 
 NAMES = ("reach-red", "reach-green", "reach-blue", "reach-yellow")
 
@@ -337,6 +337,27 @@ def test_truncation_bootstrap_reaches_the_targets():
     assert torch.all(on[terminated] == 0)  # a terminate still ends the bootstrap
     # the other rows keep their targets (up to CEM draws: more rows now share the generator)
     torch.testing.assert_close(on[~truncated], off[~truncated], atol=0.01, rtol=0)
+
+
+def test_mc_target_tasks_give_their_tasks_returns_and_the_others_bellman_targets():
+    buf = noise_replay()  # every episode a failure: its returns are 0
+    torch.manual_seed(0)
+    net = QNet(QNetConfig.tiny(4, image_size=12))
+    cfg = TrainerConfig(batch_size=8, cem=CEMConfig(8, 2, 1), progress=False,
+                        mc_target_tasks=("reach-r*", "reach-blue"))  # fmt: skip
+    trainer = Trainer(net, buf, cfg)
+    assert trainer.updater.mc_task_mask.tolist() == [True, False, True, False]
+    batch, targets = trainer.updater.next_batch(64)
+    mc = (batch.task == 0) | (batch.task == 2)
+    live = batch.done < 0.5
+    assert (mc & live).any() and (~mc & live).any()
+    assert torch.all(targets[mc] == 0)  # their return, not the bootstrap
+    assert torch.all(targets[~mc & live] > 0.1)  # gamma * V(s'), about 0.9 * 0.5 at init
+    assert mc_target_task_mask(("*",), NAMES) == [True] * 4
+    with pytest.raises(ValueError, match="'lift-\\*' matches no task; tasks: reach-red"):
+        Trainer(net, buf, TrainerConfig(progress=False, mc_target_tasks=("lift-*",)))
+    with pytest.raises(ValueError, match="mc_target_tasks must be non-empty fnmatch"):
+        TrainerConfig(mc_target_tasks=("",))
 
 
 def test_step_input_network_trains_and_acts_with_the_step():

@@ -234,6 +234,9 @@ def test_the_learner_gets_the_policys_camera_region_and_action_frame(tmp_path):
     assert default.net_options == ("state_skip=false",)
     mine = train_sim.TrainSimConfig(out=tmp_path, learn=(("image_size", 96),))
     assert mine.offline_config(resume=False).image_size == 96  # --learn wins
+    for given in ("lift-*", ["lift-*"]):  # one pattern, or a YAML list of them
+        mc = train_sim.TrainSimConfig(out=tmp_path, learn=(("mc_target_tasks", given),))
+        assert mc.offline_config(resume=False).mc_target_tasks == ("lift-*",)
 
 
 def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path):

@@ -25,7 +25,8 @@ CONFIG = Path(__file__).resolve().parents[3] / "config"
 OPTIONS = dict(
     conservative_weight=0.5, conservative_mode="relative", conservative_anneal_steps=100,
     augment_shift_px=4, bootstrap_truncation=True, mc_lower_bound=True, mc_targets=True,
-    grasp_weight=0.5, lr_decay_steps=100, lr_final_fraction=0.2, average_tau=0.01,
+    mc_target_tasks=("lift-*", "place-any"), grasp_weight=0.5, lr_decay_steps=100,
+    lr_final_fraction=0.2, average_tau=0.01,
 )  # fmt: skip
 ROI = (0.25, 0.0, 0.75, 1.0)
 
@@ -38,7 +39,8 @@ def test_learner_yaml_keeps_the_defaults_and_lists_every_new_option():
     names = ("net", "batch_size", "learning_rate", "conservative_weight", "cem_population",
              "cem_elites", "cem_iterations", "conservative_mode", "conservative_anneal_steps",
              "augment_shift_px", "augment_mirror", "augment_translate", "bootstrap_truncation",
-             "mc_lower_bound", "mc_targets", "policy_camera", "action_frame")  # fmt: skip
+             "mc_lower_bound", "mc_targets", "mc_target_tasks", "policy_camera",
+             "action_frame")  # fmt: skip
     for name in names:
         assert getattr(cfg, name) == getattr(LearnerConfig(), name) == getattr(offline, name)
     assert (cfg.net, cfg.batch_size, cfg.conservative_weight) == ("compact", 64, 1.0)
@@ -91,6 +93,7 @@ def test_learner_config_options_reach_the_trainer_and_the_network():
         ("lr_decay_steps", 2.5, "must be an integer >= 0"),
         ("lr_final_fraction", 2.0, "must be in \\[0, 1\\]"),
         ("average_tau", -0.1, "must be in \\[0, 1\\]"),
+        ("mc_target_tasks", ("lift-*", " "), "must be fnmatch patterns"),
     ],
 )
 def test_bad_learning_options_name_their_field(field, value, message):
@@ -105,7 +108,8 @@ def test_mtopt_learn_flags_reach_the_trainer_the_network_and_the_decoder():
     argv = ["--bags", "b", "--out", "o", "--steps", "1", "--conservative-weight", "0.5",
             "--conservative-mode", "relative", "--conservative-anneal-steps", "100",
             "--augment-shift-px", "4", "--bootstrap-truncation", "--mc-lower-bound",
-            "--mc-targets", "--grasp-weight", "0.5", "--lr-decay-steps", "100",
+            "--mc-targets", "--mc-target-task", "lift-*", "--mc-target-task", "place-any",
+            "--grasp-weight", "0.5", "--lr-decay-steps", "100",
             "--lr-final-fraction", "0.2", "--average-tau", "0.01", "--step-input",
             "--step-horizon", "9", "--policy-roi", "0.25", "0", "0.75", "1",
             "--policy-camera", "wrist", "--action-frame", "tool"]  # fmt: skip
@@ -169,6 +173,17 @@ def test_learner_trains_a_step_input_network_on_roi_cropped_episodes(
     stored = [e.episode for e in learner.replay.buffer._episodes.values()]
     final = written.final_frames["overhead"]
     assert any(np.array_equal(ep.images[-1], policy_image(final, 16, ROI)) for ep in stored)
+
+
+def test_a_mc_target_pattern_matching_no_task_is_refused_before_any_bag_is_read(
+    tmp_path, registry
+):
+    (tmp_path / "bags").mkdir()
+    cfg = LearnerConfig(bag_dir=str(tmp_path / "bags"), out_dir=str(tmp_path / "run"),
+                        mc_target_tasks=("lift_*",))  # fmt: skip
+    with pytest.raises(LearnError, match="'lift_\\*' matches no task; tasks: lift-any"):
+        Learner(cfg, registry)
+    assert not (tmp_path / "run").exists()
 
 
 def test_net_options_override_the_preset_and_bad_ones_are_refused():
