@@ -142,7 +142,7 @@ class TrainerConfig:
         mc_targets: targets are the transition's discounted return (Monte Carlo regression,
             no bootstrap); overrides `mc_lower_bound` and `bootstrap_truncation`.
         mc_target_tasks: fnmatch patterns of task names whose transitions get Monte Carlo
-            targets as with `mc_targets` (the other tasks' keep the Bellman targets); each
+            targets as with `mc_targets` (the other tasks keep the Bellman targets); each
             pattern must match a task of the trainer.
         grasp_weight: weight of the auxiliary grasp loss (0 = off; see the module docstring);
             > 0 needs a network with `grasp_head`.
