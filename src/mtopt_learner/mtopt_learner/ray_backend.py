@@ -366,6 +366,7 @@ def train_ray(
             print(f"step {first_step} already reaches --steps {config.steps}", file=sys.stderr)
 
         updater_cls = ray.remote(BellmanUpdaterActor).options(num_cpus=1)
+        mc_task_mask = mc_target_task_mask(trainer_config.mc_target_tasks, trainer.task_names)
         updaters = [
             updater_cls.remote(
                 replay,
@@ -380,7 +381,7 @@ def train_ray(
                 trainer_config.mc_targets,
                 trainer_config.augment_mirror,
                 trainer_config.augment_translate,
-                mc_target_task_mask(trainer_config.mc_target_tasks, trainer.task_names),
+                mc_task_mask,
             )
             for i in range(num_updaters if remaining else 0)
         ]
