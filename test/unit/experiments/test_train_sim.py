@@ -232,6 +232,9 @@ def test_the_learner_gets_the_policys_camera_region_and_action_frame(tmp_path):
         64,
     )
     assert default.net_options == ("state_skip=false",)
+    assert default.mc_target_tasks == ("lift-*",)  # returns for the lift tasks
+    bellman = train_sim.TrainSimConfig(out=tmp_path, learn=(("mc_target_tasks", []),))
+    assert bellman.offline_config(resume=False).mc_target_tasks == ()
     mine = train_sim.TrainSimConfig(out=tmp_path, learn=(("image_size", 96),))
     assert mine.offline_config(resume=False).image_size == 96  # --learn wins
     for given in ("lift-*", ["lift-*"]):  # one pattern, or a YAML list of them
