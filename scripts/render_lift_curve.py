@@ -40,6 +40,10 @@ POINTS = [
      "runs/s45/eval_recipe_r01"),
     ("recipe assembled by hand (released network)", 18000, 6000, 18000, 0,
      "runs/s44/eval_onpol18k_s0"),
+    ("the same 18 000 bags, Monte Carlo targets for lift", 18000, 6000, 18000, 1,
+     "runs/s47/eval300_recipe_mclift"),
+    ("the same 18 000 bags, Monte Carlo targets for lift", 18000, 6000, 18000, 0,
+     "runs/s47/eval300_mclift18k"),
 ]  # fmt: skip
 HEADER = (
     "series", "episodes", "on_policy_episodes", "steps", "learner_seed", "eval_episodes",
