@@ -1,11 +1,11 @@
 """`mtopt-train-sim`: closed-loop multi-task QT-Opt on simulated cells, in rounds of
 collect -> learn -> evaluate, with a learning curve.
 
-    mtopt-train-sim --out runs/lift            # the released lift-any recipe (defaults)
+    mtopt-train-sim --out runs/lift            # the lift-any recipe (defaults)
     mtopt-train-sim --out runs/lift            # resumes after a kill
     mtopt-train-sim --out runs/lift --episodes 24000 --rounds 2    # extends by one round
 
-The defaults are the recipe of the released lift network (docs/results/learning.md): 12 000
+The defaults are the lift-any recipe of docs/results/learning.md: 12 000
 episodes of the cells' mix and 12 000 steps, then one round of 6000 CEM episodes and 18 000
 steps from scratch; 64 px of the wrist camera's 96 px frame, moves in the gripper's frame;
 Monte Carlo targets (the discounted return) for the lift tasks, Bellman targets for the others
