@@ -44,6 +44,10 @@ POINTS = [
      "runs/s47/eval300_recipe_mclift"),
     ("the same 18 000 bags, Monte Carlo targets for lift", 18000, 6000, 18000, 0,
      "runs/s47/eval300_mclift18k"),
+    ("recipe, Monte Carlo targets for lift in both rounds", 12000, 0, 12000, 1,
+     "runs/s47/eval300_mcrecipe_r00"),
+    ("recipe, Monte Carlo targets for lift in both rounds", 18000, 6000, 18000, 1,
+     "runs/s47/eval300_mcrecipe_r01"),
 ]  # fmt: skip
 HEADER = (
     "series", "episodes", "on_policy_episodes", "steps", "learner_seed", "eval_episodes",
@@ -85,7 +89,7 @@ def plot(rows: list[dict], path: Path) -> None:
             x, rate = int(r["episodes"]) + offset, int(r["learned"]) / int(r["eval_episodes"])
             low, high = float(r["learned_ci_low"]), float(r["learned_ci_high"])
             ax.errorbar(
-                x, rate, yerr=[[rate - low], [high - rate]], fmt="osD^"[i % 4],
+                x, rate, yerr=[[rate - low], [high - rate]], fmt="osD^v"[i % 5],
                 color=colors(i), capsize=3, label=series if j == 0 else None,
             )  # fmt: skip
             by_size.setdefault(x, []).append(rate)
