@@ -14,7 +14,14 @@ from mtopt_core.tasks import load_task_registry
 from mtopt_policy.scripted import ScriptedConfig, ScriptedPick
 from mtopt_sim.bulk_cell import InProcessCell, WorkerSpec
 from mtopt_sim.env import EnvConfig, MTOptCell
-from mtopt_sim.guided import DECOY_KIND, KIND, GuidedConfig, GuidedPick, yaw_error
+from mtopt_sim.guided import (
+    DECOY_KIND,
+    KIND,
+    GuidedConfig,
+    GuidedPick,
+    object_category,
+    yaw_error,
+)
 from mtopt_sim.scripted import bin_geometry
 
 EPISODES = 12
@@ -29,12 +36,12 @@ def test_yaw_error_takes_the_short_way_within_the_workspace():
     assert yaw_error(-1.5 + math.pi, -1.2) == pytest.approx(-0.3)  # equivalent, inside
 
 
-def _run(env, rng, source_for_episode, seed):
-    """One lift-any episode from a uniform start; the source's actions until it ends."""
+def _run(env, rng, source_for_episode, seed, task="lift-any"):
+    """One episode of a lift task from a uniform start; the source's actions until it ends."""
     env.reset(seed=seed)
     starter = ScriptedPick(ScriptedConfig(), env.config.action_spec, rng)
     options = starter.start_options(bin_geometry(env.cell))
-    obs, _ = env.reset(options={**options, "task": "lift-any"})
+    obs, _ = env.reset(options={**options, "task": task})
     source = source_for_episode(starter)
     while True:
         o = SimpleNamespace(
@@ -42,7 +49,7 @@ def _run(env, rng, source_for_episode, seed):
         )
         obs, _, terminated, truncated, info = env.step(source(o))
         if terminated or truncated:
-            return bool(info["oracle"]["lift-any"])
+            return bool(info["oracle"][task])
 
 
 def test_noise_free_guided_pick_aims_where_the_blind_pick_cannot(env):
@@ -59,6 +66,32 @@ def test_noise_free_guided_pick_aims_where_the_blind_pick_cannot(env):
     straight = [_run(env, rng, blind, seed=100 + k) for k in range(EPISODES)]
     assert sum(aimed) >= 0.7 * EPISODES, aimed
     assert sum(aimed) > sum(straight) + 2, (aimed, straight)
+
+
+def test_a_guided_pick_for_lift_x_goes_for_an_object_x(env):
+    registry = load_task_registry()
+    assert object_category(registry, "lift-banana") == "banana"
+    assert object_category(registry, "lift-any") is None
+    assert object_category(registry, "place-bottom") is None
+    rng = np.random.default_rng(5)
+
+    def guided_for(category):
+        def source(_starter):
+            pick = GuidedPick(
+                env.cell, rng, env.config.action_spec, GuidedConfig(noise=0.0),
+                category=category,
+            )  # fmt: skip
+            return lambda o: pick.act(o).action
+
+        return source
+
+    # The same scenes and starts: aimed at a banana, and at the nearest object of any kind.
+    task, seeds = "lift-banana", range(200, 200 + EPISODES)
+    starts = np.random.default_rng  # the start draw of scene s: its own stream, seed s
+    commanded = [_run(env, starts(s), guided_for("banana"), seed=s, task=task) for s in seeds]
+    nearest = [_run(env, starts(s), guided_for(None), seed=s, task=task) for s in seeds]
+    assert sum(commanded) >= 0.6 * EPISODES, commanded
+    assert sum(commanded) > sum(nearest) + 3, (commanded, nearest)
 
 
 def test_guided_pick_moves_in_the_tool_frame_of_a_tool_frame_cell():

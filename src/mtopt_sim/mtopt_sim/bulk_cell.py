@@ -70,7 +70,7 @@ from mtopt_policy.protocol import EpisodeProtocol
 from mtopt_sim.bag_writer import CellBagWriter
 from mtopt_sim.cell import CellConfig
 from mtopt_sim.env import EnvConfig, MTOptCell
-from mtopt_sim.guided import GuidedConfig, GuidedPick
+from mtopt_sim.guided import GuidedConfig, GuidedPick, object_category
 from mtopt_sim.robot import ROS_JOINT_NAMES
 from mtopt_sim.sim_cell_node import camera_image_msg, gripper_state_msg, joint_state_msg
 from mtopt_sim.sim_params import sim_collector_config, sim_policy_config
@@ -424,6 +424,7 @@ class InProcessCell:
             plan.source = GuidedPick(
                 self.cell, self.guided_rng, self.planner.spec, guide,
                 action_frame=self.planner.config.action_frame,
+                category=object_category(self.registry, task),
             )  # fmt: skip
         outcome = self.runner.run(plan)
         return EpisodeResult(

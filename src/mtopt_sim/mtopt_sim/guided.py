@@ -4,7 +4,8 @@ object poses, from the same uniform start as CEM and random episodes.
 The seed's scripted pick is blind: it descends where it starts. A learned policy starts
 uniformly over the bin and must move to an object, but blind-scripted data never show that
 move, only noise around straight descents. `GuidedPick` shows it: each step it reads the
-measured gripper pose and the nearest feasible top-down grasp (`mtopt_sim.grasp`), moves toward
+measured gripper pose and the nearest feasible top-down grasp (`mtopt_sim.grasp`) of an object
+the commanded task asks for (`category`: lift-X's object X; any object for lift-any), moves toward
 it sideways and in yaw while descending to a hover height, descends the rest once above it,
 closes, rises one step and terminates. Its moves are given in the cell's action frame
 (`action_frame`: "base", or "tool" turned with the gripper's yaw, as the runner reads them).
@@ -17,6 +18,11 @@ alike but aims at a random point of the bin with a random yaw instead of a grasp
 decoy picks then differ only in where their sideways moves go, so what tells their successes
 from their failures is whether the move heads for an object in the image, not the form of the
 actions (hover, descent, no gripper flips), which a network could learn instead.
+
+Aiming at the commanded object matters for the lift-X tasks: the nearest object is what a
+lift-any policy takes, so in data where every pick takes the nearest one, "move to the nearest
+object" explains the successes of every lift-X task and the task input is never needed; picks
+that go for the commanded object wherever it lies make the task part of what pays.
 
 It is an exploration policy only (the privileged poses exist in simulation, never on a robot
 cell, and never in the policy's observation): `mtopt-sim-collect --guided-fraction F` runs it
@@ -32,9 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtopt_core.action import ActionSpec, to_base_frame
+from mtopt_core.tasks import TaskRegistry
 from mtopt_policy.policy import Decision, Observation
 from mtopt_sim.cell import SimCell
 from mtopt_sim.grasp import GraspCandidate, GraspPlanner
+from mtopt_sim.oracle import ACQUISITION
 
 KIND = "guided_pick"
 DECOY_KIND = "guided_decoy"
@@ -62,6 +70,15 @@ class GuidedConfig:
             raise ValueError("need 0 < close_height < hover_height")
 
 
+def object_category(registry: TaskRegistry, task: str) -> str | None:
+    """The object category a task asks to lift (its `object` attribute, as the oracle grades
+    lift-X), None for any other task."""
+    spec = registry[task]
+    if spec.skill != ACQUISITION:
+        return None
+    return dict(spec.attributes).get("object")
+
+
 def yaw_error(target: float, current: float) -> float:
     """The smallest rotation [rad] from `current` to a yaw equivalent to `target` for a
     two-finger gripper (period pi), keeping the result inside the workspace's [-pi/2, pi/2]."""
@@ -86,7 +103,11 @@ class GuidedPick:
         spec: ActionSpec | None = None,
         config: GuidedConfig | None = None,
         action_frame: str = "base",
+        category: str | None = None,
     ):
+        """`category`: aim at an object of this category (`ObjectVariant.category`; the
+        commanded lift-X task's object, `object_category`); None: at any object. With no
+        object of the category in the bin it aims at any object."""
         to_base_frame([0.0, 0.0, 0.0], 0.0, action_frame)  # validates the frame
         self.action_frame = action_frame
         self.cell = cell
@@ -94,6 +115,7 @@ class GuidedPick:
         self.spec = spec or ActionSpec()
         self.config = config or GuidedConfig()
         self.planner = GraspPlanner(cell)
+        self.category = category
         self.object_index: int | None = None
         self.phase = "approach"
         self._last_height: float | None = None  # height before the last final-descent step
@@ -110,8 +132,8 @@ class GuidedPick:
 
     def _target(self, tcp_xy: np.ndarray) -> GraspCandidate | None:
         """The grasp of the chosen object, re-planned each step (it may have been pushed);
-        the first time, the nearest feasible grasp (else the best infeasible one); a decoy's
-        fixed random point."""
+        the first time, the nearest feasible grasp (else the nearest infeasible one) of an
+        object of `category`; a decoy's fixed random point."""
         if self._decoy is not None:
             return self._decoy
         found = self.planner.candidates()
@@ -119,6 +141,11 @@ class GuidedPick:
             for c in found:
                 if c.object_index == self.object_index:
                     return c
+        if self.category is not None:
+            variants = self.cell.variants
+            found = [
+                c for c in found if variants[c.object_index].category == self.category
+            ] or found
         best = self.planner.nearest(tcp_xy, found)
         if best is not None:
             self.object_index = best.object_index
