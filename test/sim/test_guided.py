@@ -3,7 +3,9 @@ CEM and random episodes, and its share in bulk collection."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +15,7 @@ from mtopt_core.episode_bag import read_bag_messages
 from mtopt_core.tasks import load_task_registry
 from mtopt_policy.scripted import ScriptedConfig, ScriptedPick
 from mtopt_sim.bulk_cell import InProcessCell, WorkerSpec
+from mtopt_sim.bulk_collect import build_parser, config_from_args, task_weights, worker_specs
 from mtopt_sim.env import EnvConfig, MTOptCell
 from mtopt_sim.guided import (
     DECOY_KIND,
@@ -23,6 +26,7 @@ from mtopt_sim.guided import (
     yaw_error,
 )
 from mtopt_sim.scripted import bin_geometry
+from mtopt_sim.sim_params import sim_collector_config
 
 EPISODES = 12
 
@@ -165,6 +169,33 @@ def test_a_decoy_moves_like_a_guided_pick_to_a_random_point_of_the_bin(env, tmp_
     assert lifts and all(r["policy_kind"] == DECOY_KIND for r in lifts)
     with pytest.raises(ValueError, match="guided_decoy_fraction"):
         WorkerSpec(cell_id=0, out_dir="x", seed_entropy=(0,), guided_decoy_fraction=-0.1)
+
+
+@pytest.mark.parametrize("aim, category", [("commanded", "banana"), ("nearest", None)])
+def test_bulk_collection_aims_lift_x_guided_picks_as_asked(tmp_path, monkeypatch, aim, category):
+    seen = []
+
+    class Spy(GuidedPick):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.category)
+
+    monkeypatch.setattr("mtopt_sim.bulk_cell.GuidedPick", Spy)
+    registry = load_task_registry()
+    weights = task_weights(registry, ["lift-banana"], "object_acquisition", "object_manipulation")
+    collector = dataclasses.replace(sim_collector_config(), task_weights=weights).validate()
+    _collect(tmp_path, 2, collector=collector, guided_fraction=1.0, guided_aim=aim)
+    assert seen and set(seen) == {category}
+    with pytest.raises(ValueError, match="guided_aim"):
+        WorkerSpec(cell_id=0, out_dir="x", seed_entropy=(0,), guided_aim="farthest")
+
+
+def test_the_collect_command_passes_the_guided_aim_to_every_worker(tmp_path):
+    args = ["--episodes", "4", "--out", str(tmp_path), "--guided-fraction", "0.5"]
+    for extra, aim in (([], "commanded"), (["--guided-aim", "nearest"], "nearest")):
+        cfg = config_from_args(build_parser().parse_args(args + extra))
+        specs = worker_specs(cfg, load_task_registry(), Counter())
+        assert [spec.guided_aim for spec, _ in specs] == [aim, aim]
 
 
 def test_no_guided_share_runs_no_guided_pick(tmp_path):

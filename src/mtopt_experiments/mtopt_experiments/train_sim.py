@@ -101,6 +101,8 @@ SUMMARY_KEYS = ("episodes", "learned", "learned_rate", "scripted", "scripted_rat
 EXTENSIBLE = ("episodes", "rounds", "workers", "threads", "progress")
 #: How a round's training starts: from the previous round's network or from scratch.
 ROUND_STARTS = ("warm", "scratch")
+#: `mtopt_sim.guided.GUIDED_AIMS` (not imported here: mtopt_sim loads MuJoCo).
+GUIDED_AIMS = ("commanded", "nearest")
 #: The value a run started before a setting existed had (its config.json lacks the key).
 LEGACY_DEFAULTS: dict[str, Any] = {"round_start": "warm"}
 
@@ -127,6 +129,8 @@ class TrainSimConfig:
     guided_fraction: float = 0.0
     #: P(a guided pick is a decoy aimed at a random point of the bin; `mtopt_sim.guided`).
     guided_decoy_fraction: float = 0.0
+    #: What a lift-X episode's guided pick aims at (`mtopt_sim.guided.GUIDED_AIMS`).
+    guided_aim: str = "commanded"
     #: P(a lift draw becomes a privileged grasp + place episode) in every round (sim only).
     place_start_fraction: float = 0.0
     workers: int = 2
@@ -170,6 +174,8 @@ class TrainSimConfig:
         ):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise TrainSimError(f"--{name.replace('_', '-')} must be in [0, 1]")
+        if self.guided_aim not in GUIDED_AIMS:
+            raise TrainSimError(f"--guided-aim must be one of {', '.join(GUIDED_AIMS)}")
         if not self.tasks:
             raise TrainSimError("--tasks: give at least one task")
         if self.round_start not in ROUND_STARTS:
@@ -364,6 +370,7 @@ class ClosedLoop:
                 scripted_fraction=cfg.scripted_fraction if weights else None,
                 guided_fraction=cfg.guided_fraction,
                 guided_decoy_fraction=cfg.guided_decoy_fraction,
+                guided_aim=cfg.guided_aim,
                 place_start_fraction=cfg.place_start_fraction,
                 tasks=cfg.tasks, camera_size=cfg.camera_size,
                 params_files=(str(self.params_file),), progress=cfg.progress,
@@ -621,6 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="P(a guided pick aims at a random point of the bin instead of a grasp) (default 0)",
     )  # fmt: skip
     p.add_argument(
+        "--guided-aim", choices=GUIDED_AIMS, default=d.guided_aim,
+        help="a lift-X episode's guided pick aims at an object X (commanded) or at the nearest "
+        f"object (default {d.guided_aim})",
+    )  # fmt: skip
+    p.add_argument(
         "--place-start-fraction", type=float, default=d.place_start_fraction,
         help="P(a lift draw becomes an unlogged noise-free grasp and a place episode) (default 0)",
     )  # fmt: skip
@@ -671,7 +683,7 @@ def config_from_args(args: argparse.Namespace) -> TrainSimConfig:
         initial_episodes=args.initial_episodes, initial_steps=args.initial_steps,
         steps_per_round=args.steps_per_round, epsilon=args.epsilon,
         scripted_fraction=args.scripted_fraction, guided_fraction=args.guided_fraction,
-        guided_decoy_fraction=args.guided_decoy_fraction,
+        guided_decoy_fraction=args.guided_decoy_fraction, guided_aim=args.guided_aim,
         place_start_fraction=args.place_start_fraction, workers=args.workers,
         camera_size=args.camera_size, eval_episodes=args.eval_episodes,
         eval_seed=args.eval_seed, seed=args.seed, policy_params=policy_params, learn=learn,

@@ -70,7 +70,7 @@ from mtopt_policy.protocol import EpisodeProtocol
 from mtopt_sim.bag_writer import CellBagWriter
 from mtopt_sim.cell import CellConfig
 from mtopt_sim.env import EnvConfig, MTOptCell
-from mtopt_sim.guided import GuidedConfig, GuidedPick, object_category
+from mtopt_sim.guided import GUIDED_AIMS, GuidedConfig, GuidedPick, object_category
 from mtopt_sim.robot import ROS_JOINT_NAMES
 from mtopt_sim.sim_cell_node import camera_image_msg, gripper_state_msg, joint_state_msg
 from mtopt_sim.sim_params import sim_collector_config, sim_policy_config
@@ -107,6 +107,7 @@ class WorkerSpec:
     guided_fraction: float = 0.0
     guided_noise: float = GuidedConfig.noise  # its action noise (normalized units)
     guided_decoy_fraction: float = 0.0  # P(a guided pick is a decoy) (`mtopt_sim.guided`)
+    guided_aim: str = "commanded"  # `mtopt_sim.guided.GUIDED_AIMS`
     #: P(a lift draw instead grasps with the privileged noise-free pick, unlogged, and runs a
     #: place task holding what it grasped): more place data than lifts alone feed (sim only).
     place_start_fraction: float = 0.0
@@ -126,6 +127,8 @@ class WorkerSpec:
             raise ValueError(
                 f"guided_decoy_fraction must be in [0, 1], got {self.guided_decoy_fraction}"
             )
+        if self.guided_aim not in GUIDED_AIMS:
+            raise ValueError(f"guided_aim must be one of {GUIDED_AIMS}, got {self.guided_aim!r}")
         if not 0.0 <= self.place_start_fraction <= 1.0:
             raise ValueError(
                 f"place_start_fraction must be in [0, 1], got {self.place_start_fraction}"
@@ -424,7 +427,10 @@ class InProcessCell:
             plan.source = GuidedPick(
                 self.cell, self.guided_rng, self.planner.spec, guide,
                 action_frame=self.planner.config.action_frame,
-                category=object_category(self.registry, task),
+                category=(
+                    object_category(self.registry, task)
+                    if self.spec.guided_aim == "commanded" else None
+                ),
             )  # fmt: skip
         outcome = self.runner.run(plan)
         return EpisodeResult(

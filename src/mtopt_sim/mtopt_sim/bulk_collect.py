@@ -79,7 +79,7 @@ from mtopt_core.episodes import episode_cell
 from mtopt_core.tasks import TaskRegistry, TaskRegistryError, load_task_registry
 from mtopt_policy.config import CollectorConfig, PolicyConfig
 from mtopt_sim.bulk_cell import CAMERA_FRAMES, BulkCollectError, WorkerSpec
-from mtopt_sim.guided import GuidedConfig
+from mtopt_sim.guided import GUIDED_AIMS, GuidedConfig
 from mtopt_sim.sim_params import sim_collector_config, sim_policy_config
 
 PROG = "mtopt-sim-collect"
@@ -107,6 +107,7 @@ class CollectConfig:
     guided_fraction: float = 0.0  # P(guided pick) per lift episode (`mtopt_sim.guided`)
     guided_noise: float = GuidedConfig.noise
     guided_decoy_fraction: float = 0.0  # P(a guided pick aims at a random point instead)
+    guided_aim: str = "commanded"  # lift-X: an object X, or "nearest": any (`GUIDED_AIMS`)
     place_start_fraction: float = 0.0  # P(a lift draw -> privileged grasp + place episode)
     tasks: tuple[str, ...] = ()  # "task" or "task=weight"; () = every task, weight 1
     max_steps: int = 0  # 0: the policy default
@@ -239,6 +240,7 @@ def worker_specs(
                 guided_fraction=cfg.guided_fraction,
                 guided_noise=cfg.guided_noise,
                 guided_decoy_fraction=cfg.guided_decoy_fraction,
+                guided_aim=cfg.guided_aim,
                 place_start_fraction=cfg.place_start_fraction,
             )
         except (ConfigError, ValueError) as exc:
@@ -639,6 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
         "contrast for the move's direction (default 0)",
     )  # fmt: skip
     p.add_argument(
+        "--guided-aim", choices=GUIDED_AIMS, default="commanded",
+        help="what a guided pick of a lift-X episode aims at: an object X (commanded) or the "
+        "nearest object (default commanded)",
+    )  # fmt: skip
+    p.add_argument(
         "--place-start-fraction", type=_probability, default=0.0,
         help="P(a lift draw becomes an unlogged noise-free grasp and a place episode holding "
         "what it grasped): more place data (simulation only; default 0)",
@@ -685,6 +692,7 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
         guided_fraction=args.guided_fraction,
         guided_noise=args.guided_noise,
         guided_decoy_fraction=args.guided_decoy_fraction,
+        guided_aim=args.guided_aim,
         place_start_fraction=args.place_start_fraction,
         tasks=tuple(args.tasks),
         max_steps=args.max_steps,

@@ -46,6 +46,9 @@ from mtopt_sim.oracle import ACQUISITION
 
 KIND = "guided_pick"
 DECOY_KIND = "guided_decoy"
+#: What a guided pick aims at: an object of the commanded lift-X task's category
+#: ("commanded"), or the nearest object whatever the task ("nearest", the control).
+GUIDED_AIMS = ("commanded", "nearest")
 
 
 @dataclass(frozen=True)

@@ -188,6 +188,18 @@ def test_bad_options_are_refused_with_a_message(tmp_path, args, message):
     assert not (tmp_path / "run").exists()  # refused before any work
 
 
+def test_guided_aims_are_the_guided_picks(tmp_path):
+    from mtopt_sim.guided import GUIDED_AIMS  # loads MuJoCo, which train_sim does not
+
+    assert train_sim.GUIDED_AIMS == GUIDED_AIMS
+    parsed = train_sim.build_parser().parse_args(
+        ["--out", str(tmp_path), "--guided-aim", "nearest"]
+    )
+    assert train_sim.config_from_args(parsed).guided_aim == "nearest"
+    with pytest.raises(train_sim.TrainSimError, match="--guided-aim"):
+        train_sim.TrainSimConfig(out=tmp_path, guided_aim="farthest")
+
+
 def test_a_bad_option_exits_2_with_a_message(tmp_path):
     proc = run(tmp_path / "run", "--episodes", "4", "--rounds", "1")
     assert proc.returncode == 2 and "leaves no episodes for 1 rounds" in proc.stderr
