@@ -10,7 +10,8 @@ noisy scripted pick on those scenes.
 
 `--from-runs` rebuilds docs/results/learning/lift_curve.csv from the evaluations listed in
 POINTS (they live under the gitignored runs/ of the machine that measured them; the commands
-are in docs/results/learning.md).
+are in docs/results/learning.md); a point whose evaluation is not on this machine keeps its
+row of the CSV.
 """
 
 import argparse
@@ -55,12 +56,18 @@ HEADER = (
 )  # fmt: skip
 
 
-def rows_from_runs() -> list[dict]:
+def rows_from_runs(committed: list[dict]) -> list[dict]:
+    """The POINTS' rows, from their evaluations where this machine has them, else from
+    `committed` (the CSV's rows)."""
+    kept = {r["evaluation"]: r for r in committed}
     rows = []
     for series, episodes, on_policy, steps, seed, evaluation in POINTS:
         path = ROOT / evaluation / "result.json"
         if not path.is_file():
-            print(f"skipped (no {path})", file=sys.stderr)
+            if evaluation in kept:
+                rows.append(kept[evaluation])
+            else:
+                print(f"skipped (no {path} and no row in the CSV)", file=sys.stderr)
             continue
         result = json.loads(path.read_text())["tasks"]["lift-any"]
         low, high = wilson_interval(result["learned"], result["episodes"])
@@ -119,7 +126,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--png", type=Path, default=PNG_PATH, help="the picture")
     args = parser.parse_args(argv)
     if args.from_runs:
-        rows = rows_from_runs()
+        committed = []
+        if args.csv.is_file():
+            with open(args.csv, newline="") as f:
+                committed = list(csv.DictReader(f))
+        rows = rows_from_runs(committed)
         args.csv.parent.mkdir(parents=True, exist_ok=True)
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=HEADER, lineterminator="\n")
