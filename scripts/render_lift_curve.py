@@ -49,6 +49,8 @@ POINTS = [
      "runs/s47/eval300_mcrecipe_r00"),
     ("recipe, Monte Carlo targets for lift in both rounds", 18000, 6000, 18000, 1,
      "runs/s47/eval300_mcrecipe_r01"),
+    ("recipe, Monte Carlo targets for lift in both rounds", 18000, 6000, 18000, 2,
+     "runs/s48/eval300_fresh5_r01"),
 ]  # fmt: skip
 HEADER = (
     "series", "episodes", "on_policy_episodes", "steps", "learner_seed", "eval_episodes",
